@@ -14,8 +14,10 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from shpers_core.errors import UserError
 
-class ParamError(ValueError):
+
+class ParamError(UserError, ValueError):
     """A parameter name or value a user gave is not acceptable."""
 
 
