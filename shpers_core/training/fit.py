@@ -1,0 +1,200 @@
+"""Train one PEFT adapter: AdamW with warm-up, validation each epoch, early stopping,
+checkpoints to resume from, and a cancel check every step.
+
+The batch order, loss and optimiser follow the contract in ``batching.py`` so that the batched
+multi-adapter trainer gives the same adapters as this one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+from shpers_core.events import JobCancelled, Reporter, Step, Validation
+from shpers_core.training.batching import Example, batches_for, collate, token_loss_sum
+from shpers_core.training.checkpoint import load_checkpoint, save_checkpoint
+from shpers_core.training.config import LoraParams, TrainParams, learning_rate_at
+
+
+@dataclass
+class FitResult:
+    state_dict: dict[str, torch.Tensor]
+    train_curve: list[tuple[int, float]] = field(default_factory=list)
+    val_curve: list[tuple[int, float]] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+    trainable_params: int = 0
+    stopped_early: bool = False
+
+
+def lora_config(lora: LoraParams) -> LoraConfig:
+    return LoraConfig(
+        r=lora.rank,
+        lora_alpha=lora.lora_alpha,
+        lora_dropout=lora.lora_dropout,
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
+
+
+def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+@torch.no_grad()
+def validation_loss(model: torch.nn.Module, pad_id: int, examples: list[Example], batch_size: int) -> float:
+    """Mean next-token loss over the assistant tokens of ``examples``."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    device = next(model.parameters()).device
+    for i in range(0, len(examples), batch_size):
+        batch = {k: v.to(device) for k, v in collate(examples[i : i + batch_size], pad_id).items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        s, c = token_loss_sum(logits, batch["labels"])
+        total += float(s.sum())
+        count += int(c.sum())
+    model.train(was_training)
+    return total / max(1, count)
+
+
+def fit(
+    model: torch.nn.Module,
+    pad_id: int,
+    train: list[Example],
+    val: list[Example] | None,
+    params: TrainParams,
+    reporter: Reporter,
+    *,
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: int = 50,
+    series: str = "train",
+) -> FitResult:
+    """Train the parameters of ``model`` that require grad; resumes from ``checkpoint_dir`` if it holds one."""
+    if not train:
+        raise ValueError("no training examples")
+    device = next(model.parameters()).device
+    weights = trainable_parameters(model)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(weights, lr=params.learning_rate, betas=(0.9, 0.999), eps=1e-8,
+                                  weight_decay=params.weight_decay)
+    plan = batches_for(len(train), params.batch_size, params.num_epochs, params.seed)
+    total, warmup = len(plan), params.warmup_steps(len(train))
+    steps_per_epoch = len(plan) // params.num_epochs
+    val_series = series.replace("train", "val") if "train" in series else f"{series}/val"
+
+    state = {"step": 0, "best_val": float("inf"), "bad_epochs": 0, "train_curve": [], "val_curve": [],
+             "seconds": 0.0, "stopped_early": False}
+    best_weights: dict[str, torch.Tensor] | None = None
+    if checkpoint_dir is not None:
+        resumed = load_checkpoint(checkpoint_dir)
+        if resumed is not None:
+            with torch.no_grad():
+                for n, p in zip(names, weights):
+                    p.copy_(resumed.weights[n].to(p.device, p.dtype))
+            optimizer.load_state_dict(resumed.optimizer)
+            torch.set_rng_state(resumed.rng)
+            state.update(resumed.state)
+            best_weights = resumed.best
+            reporter.log(f"resumed {series} at step {state['step']} of {total}")
+
+    def checkpoint() -> None:
+        if checkpoint_dir is not None:
+            current = {n: p.detach().cpu().clone() for n, p in zip(names, weights)}
+            save_checkpoint(checkpoint_dir, current, optimizer.state_dict(), torch.get_rng_state(), state, best_weights)
+
+    model.train()
+    started = time.perf_counter() - state["seconds"]
+    try:
+        while state["step"] < total and not state["stopped_early"]:
+            reporter.check()
+            t = state["step"]
+            batch = {k: v.to(device) for k, v in collate([train[i] for i in plan[t]], pad_id).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            s, c = token_loss_sum(logits, batch["labels"])
+            loss = s.sum() / c.sum().clamp(min=1)
+            loss.backward()
+            if params.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(weights, params.max_grad_norm)
+            lr = learning_rate_at(t, total, warmup, params.learning_rate)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["step"] = t + 1
+            state["train_curve"].append((t + 1, loss.item()))
+            reporter.emit(Step(t + 1, total, state["train_curve"][-1][1], lr, series))
+            if state["step"] % steps_per_epoch == 0 and val:
+                vloss = validation_loss(model, pad_id, val, params.batch_size)
+                state["val_curve"].append((state["step"], vloss))
+                reporter.emit(Validation(state["step"], vloss, val_series))
+                if vloss < state["best_val"] - 1e-6:
+                    state["best_val"], state["bad_epochs"] = vloss, 0
+                    if params.early_stopping_patience:
+                        best_weights = {n: p.detach().cpu().clone() for n, p in zip(names, weights)}
+                else:
+                    state["bad_epochs"] += 1
+                    if params.early_stopping_patience and state["bad_epochs"] >= params.early_stopping_patience:
+                        state["stopped_early"] = True
+                        reporter.log(f"{series}: early stop at step {state['step']} (best val {state['best_val']:.4f})")
+            state["seconds"] = time.perf_counter() - started
+            if state["step"] % checkpoint_every == 0 or state["step"] % steps_per_epoch == 0:
+                checkpoint()
+    except JobCancelled:
+        state["seconds"] = time.perf_counter() - started
+        checkpoint()
+        raise
+    if best_weights is not None and state["stopped_early"]:
+        with torch.no_grad():
+            for n, p in zip(names, weights):
+                p.copy_(best_weights[n].to(p.device, p.dtype))
+    model.eval()
+    return FitResult(
+        state_dict={},
+        train_curve=[tuple(x) for x in state["train_curve"]],
+        val_curve=[tuple(x) for x in state["val_curve"]],
+        steps=state["step"],
+        seconds=state["seconds"],
+        trainable_params=sum(p.numel() for p in weights),
+        stopped_early=state["stopped_early"],
+    )
+
+
+def add_lora(model: torch.nn.Module, lora: LoraParams, seed: int, adapter_name: str = "default") -> PeftModel:
+    """Wrap ``model`` with a freshly initialised LoRA adapter; the init depends only on ``seed``."""
+    torch.manual_seed(seed)
+    return get_peft_model(model, lora_config(lora), adapter_name=adapter_name)
+
+
+def fit_adapter(
+    model: torch.nn.Module,
+    pad_id: int,
+    train: list[Example],
+    val: list[Example] | None,
+    lora: LoraParams,
+    train_params: TrainParams,
+    reporter: Reporter,
+    *,
+    checkpoint_dir: Path | None = None,
+    series: str = "train",
+) -> FitResult:
+    """Train one LoRA adapter on a frozen base model and return its PEFT state dict.
+
+    The base model is left as it was (the adapter is unloaded before returning).
+    """
+    peft_model = add_lora(model, lora, train_params.seed)
+    try:
+        result = fit(peft_model, pad_id, train, val, train_params, reporter,
+                     checkpoint_dir=checkpoint_dir, series=series)
+        result.state_dict = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(peft_model).items()}
+    finally:
+        peft_model.unload()
+    return result
+
+
+def load_adapter_weights(peft_model: PeftModel, state_dict: dict[str, torch.Tensor], adapter_name: str = "default") -> None:
+    set_peft_model_state_dict(peft_model, state_dict, adapter_name=adapter_name)

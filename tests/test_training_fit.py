@@ -1,0 +1,80 @@
+import pytest
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from shpers_core.events import CollectingReporter, JobCancelled
+from shpers_core.training.batching import IGNORE_INDEX, Example
+from shpers_core.training.config import LoraParams, TrainParams
+from shpers_core.training.fit import fit_adapter
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    cfg = Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=64)
+    return Qwen2ForCausalLM(cfg).eval()
+
+
+def examples(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        length = int(torch.randint(8, 16, (1,), generator=g))
+        ids = torch.randint(1, 64, (length,), generator=g).tolist()
+        labels = [IGNORE_INDEX] * (length // 2) + ids[length // 2:]
+        out.append(Example(tuple(ids), tuple(labels)))
+    return out
+
+
+LORA = LoraParams(lora_dropout=0.0)
+TRAIN = TrainParams(num_epochs=3, batch_size=2, learning_rate=5e-3)
+
+
+def test_training_lowers_loss_and_reports_every_step():
+    rep = CollectingReporter()
+    result = fit_adapter(tiny_model(), 0, examples(6), examples(2, 1), LORA, TRAIN, rep)
+    steps = rep.of_kind("step")
+    assert len(steps) == result.steps == 9
+    assert len(rep.of_kind("validation")) == 3
+    assert result.train_curve[-1][1] < result.train_curve[0][1]
+    assert any("lora_B" in k for k in result.state_dict)
+    assert result.trainable_params > 0
+
+
+def test_base_model_is_unchanged_after_fitting():
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fit_adapter(model, 0, examples(4), None, LORA, TRAIN, CollectingReporter())
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_cancelled_run_resumes_to_the_same_adapter(tmp_path):
+    lora = LoraParams(lora_dropout=0.1)  # dropout on: resume must restore the RNG too
+    full = fit_adapter(tiny_model(), 0, examples(6), examples(2, 1), lora, TRAIN, CollectingReporter())
+
+    calls = {"n": 0}
+
+    def stop_after_four():
+        calls["n"] += 1
+        return calls["n"] > 4
+
+    with pytest.raises(JobCancelled):
+        fit_adapter(tiny_model(), 0, examples(6), examples(2, 1), lora, TRAIN,
+                    CollectingReporter(should_stop=stop_after_four), checkpoint_dir=tmp_path / "ckpt")
+    rep = CollectingReporter()
+    resumed = fit_adapter(tiny_model(), 0, examples(6), examples(2, 1), lora, TRAIN, rep,
+                          checkpoint_dir=tmp_path / "ckpt")
+    assert rep.of_kind("step")[0].step == 5
+    for key, value in full.state_dict.items():
+        torch.testing.assert_close(resumed.state_dict[key], value)
+    assert [v for _, v in resumed.val_curve] == pytest.approx([v for _, v in full.val_curve])
+
+
+def test_early_stopping_stops_and_keeps_best():
+    params = TrainParams(num_epochs=30, batch_size=2, learning_rate=0.5, early_stopping_patience=1)
+    rep = CollectingReporter()
+    result = fit_adapter(tiny_model(), 0, examples(4), examples(2, 1), LORA, params, rep)
+    assert result.stopped_early
+    assert result.steps < 60
