@@ -45,6 +45,11 @@ def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
+def _real_positions(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    # Prompt tuning prepends virtual tokens, so its logits are longer than the labels.
+    return logits[:, logits.size(1) - labels.size(1):]
+
+
 @torch.no_grad()
 def validation_loss(model: torch.nn.Module, pad_id: int, examples: list[Example], batch_size: int) -> float:
     """Mean next-token loss over the assistant tokens of ``examples``."""
@@ -55,7 +60,7 @@ def validation_loss(model: torch.nn.Module, pad_id: int, examples: list[Example]
     for i in range(0, len(examples), batch_size):
         batch = {k: v.to(device) for k, v in collate(examples[i : i + batch_size], pad_id).items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        s, c = token_loss_sum(logits, batch["labels"])
+        s, c = token_loss_sum(_real_positions(logits, batch["labels"]), batch["labels"])
         total += float(s.sum())
         count += int(c.sum())
     model.train(was_training)
@@ -115,7 +120,7 @@ def fit(
             t = state["step"]
             batch = {k: v.to(device) for k, v in collate([train[i] for i in plan[t]], pad_id).items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            s, c = token_loss_sum(logits, batch["labels"])
+            s, c = token_loss_sum(_real_positions(logits, batch["labels"]), batch["labels"])
             loss = s.sum() / c.sum().clamp(min=1)
             loss.backward()
             if params.max_grad_norm > 0:

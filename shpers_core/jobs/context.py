@@ -1,0 +1,144 @@
+"""Everything a method needs while it runs: data, the base model, training, saving, lookups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from shpers_core.data.schema import Dataset, PersonaSplit
+from shpers_core.events import Reporter
+from shpers_core.methods.base import Adapter
+from shpers_core.training.adapters import load_lora_adapter, save_lora_adapter
+from shpers_core.training.batching import Example
+from shpers_core.training.config import LoraParams, TrainParams
+from shpers_core.workspace import Workspace
+
+if TYPE_CHECKING:
+    from shpers_core.jobs.spec import EvalParams, JobSpec
+    from shpers_core.models import BaseModel
+    from shpers_core.store import RunStore
+
+
+@dataclass
+class MethodContext:
+    spec: JobSpec
+    workspace: Workspace
+    store: RunStore
+    run_id: str
+    reporter: Reporter
+    base: BaseModel
+    dataset: Dataset
+    splits: dict[str, PersonaSplit]
+    personas: list[str]
+    lora: LoraParams
+    train: TrainParams
+    eval: EvalParams
+    trainable_params: int = 0
+    _examples: dict[tuple[str, str], list[Example]] = field(default_factory=dict, repr=False)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.workspace.run_dir(self.run_id)
+
+    @property
+    def pad_id(self) -> int:
+        tok = self.base.tokenizer
+        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    @property
+    def system_prompt(self) -> str | None:
+        return self.eval.system_prompt or None
+
+    def dialogues(self, persona_id: str, split: str):
+        dialogues = getattr(self.splits[persona_id], split)
+        if split == "train" and self.eval.max_train_dialogues:
+            dialogues = dialogues[: self.eval.max_train_dialogues]
+        if split == "test" and self.eval.max_test_dialogues:
+            dialogues = dialogues[: self.eval.max_test_dialogues]
+        return dialogues
+
+    def examples(self, persona_id: str, split: str) -> list[Example]:
+        """Tokenised dialogues of one persona's split (cached)."""
+        from shpers_core.models import encode_dialogue
+
+        key = (persona_id, split)
+        if key not in self._examples:
+            self._examples[key] = [
+                encode_dialogue(self.base.tokenizer, d, system=self.system_prompt,
+                                max_length=self.train.max_length, persona_id=persona_id)
+                for d in self.dialogues(persona_id, split)
+            ]
+        return self._examples[key]
+
+    def pooled_examples(self, persona_ids: list[str], split: str) -> list[Example]:
+        return [e for pid in persona_ids for e in self.examples(pid, split)]
+
+    def fit_lora(self, train: list[Example], val: list[Example] | None, name: str,
+                 train_params: TrainParams | None = None, series: str = "train"):
+        """Train one LoRA adapter with checkpoints under this run's folder."""
+        from shpers_core.training.fit import fit_adapter
+
+        result = fit_adapter(self.base.model, self.pad_id, train, val, self.lora, train_params or self.train,
+                             self.reporter, checkpoint_dir=self.run_dir / "checkpoints" / name, series=series)
+        self.trainable_params += result.trainable_params
+        return result
+
+    def save_lora(self, name: str, state_dict, persona_id: str | None = None, *, rank: int | None = None,
+                  lora_alpha: float | None = None, kind: str = "adapter") -> Adapter:
+        """Write an adapter as a PEFT folder under this run and record it in the store."""
+        path = save_lora_adapter(
+            self.run_dir / "adapters" / name, state_dict,
+            rank=rank or self.lora.rank, lora_alpha=lora_alpha or self.lora.lora_alpha,
+            target_modules=list(self.lora.target_modules), base_model=self.base.name,
+            dropout=self.lora.lora_dropout,
+        )
+        self.store.add_artefact(self.run_id, kind, str(path), persona_id=persona_id)
+        return Adapter(state_dict=state_dict, scaling=(lora_alpha or self.lora.lora_alpha) / (rank or self.lora.rank),
+                       path=str(path))
+
+    def saved_adapter(self, name: str) -> Adapter | None:
+        """An adapter this run saved before it was interrupted, if any (lets a resume skip it)."""
+        path = self.run_dir / "adapters" / name
+        return load_lora_adapter(path) if (path / "adapter_config.json").exists() else None
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        from shpers_core.evaluation.embedding import EmbeddingScorer
+
+        return EmbeddingScorer().embed(texts)
+
+    def persona_vectors(self, kind: str) -> np.ndarray:
+        """Embeddings of the selected personas: their description, or their own training dialogues."""
+        from shpers_core.methods.clustering import persona_features
+
+        personas = [self.dataset.personas[p] for p in self.personas]
+        by_persona = {p: self.dialogues(p, "train") for p in self.personas}
+        return persona_features(personas, kind, self.embed, by_persona)
+
+    def record_metric(self, name: str, value: float) -> None:
+        self.store.set_metrics(self.run_id, {name: float(value)}, subset="info")
+
+    def source_run(self, method: str, overrides: dict[str, Any] | None = None) -> str:
+        """The newest finished ``method`` run on this base model, data and personas; trains one if none."""
+        from shpers_core.jobs.runner import find_matching_run, run_job
+        from shpers_core.jobs.spec import build_spec
+
+        found = find_matching_run(self.store, method, self.base.name, self.dataset.content_hash(), self.personas)
+        if found:
+            self.reporter.log(f"using {method} run {found}")
+            return found
+        self.reporter.log(f"no finished {method} run for these personas: training one first")
+        sub = build_spec(method, {**(overrides or {}), **{f"eval.{k}": v for k, v in self.eval.to_dict().items()},
+                                  **{f"lora.{k}": v for k, v in self.lora.to_dict().items()}},
+                         base_model=self.spec.base_model, personas=list(self.personas),
+                         dataset_path=self.spec.dataset_path, device=self.spec.device, dtype=self.spec.dtype)
+        return run_job(sub, self.workspace, self.reporter, store=self.store, base=self.base, dataset=self.dataset)
+
+    def adapters_of(self, run_id: str) -> dict[str | None, Adapter]:
+        """The LoRA adapters a run saved, by persona id (None for a run-wide adapter)."""
+        out: dict[str | None, Adapter] = {}
+        for art in self.store.artefacts(run_id, kind="adapter"):
+            out[art.persona_id] = load_lora_adapter(Path(art.path))
+        return out

@@ -1,0 +1,118 @@
+"""A job: a method, its parameters, a base model and a persona selection.
+
+A :class:`JobSpec` is everything needed to re-run a run exactly; the store records it whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from shpers_core.errors import UserError
+from shpers_core.params import ParamError, Params, param
+from shpers_core.training.config import LoraParams, TrainParams
+
+
+@dataclass
+class EvalParams(Params):
+    title = "Data and evaluation"
+    split_seed: int = param(0, "Seed of the per-persona train/validation/test split.", min=0)
+    max_train_dialogues: int = param(0, "Use at most this many training dialogues per persona (0: all).", min=0)
+    max_test_dialogues: int = param(0, "Score at most this many test dialogues per persona (0: all).", min=0)
+    max_new_tokens: int = param(64, "Longest generated reply, in tokens.", min=1, max=4096)
+    eval_batch_size: int = param(16, "Replies generated at once (rows may use different adapters).", min=1)
+    system_prompt: str = param("", "System prompt for training and replies (empty: the chat template's own).")
+
+
+@dataclass
+class JobSpec:
+    method: str
+    method_params: dict[str, Any] = field(default_factory=dict)
+    lora: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    eval: dict[str, Any] = field(default_factory=dict)
+    base_model: str = "smollm2-135m-instruct"
+    personas: list[str] = field(default_factory=list)
+    """Persona ids; empty means every persona of the dataset."""
+    dataset_path: str = ""
+    """Empty: the workspace's dataset."""
+    name: str = ""
+    device: str | None = None
+    dtype: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> JobSpec:
+        return cls(**values)
+
+
+def parameter_groups(method: str) -> dict[str, type[Params]]:
+    """The parameter dataclasses of ``method``: its own, then LoRA, training and evaluation."""
+    from shpers_core.methods.registry import get_method
+
+    spec = get_method(method)
+    groups: dict[str, type[Params]] = {"method_params": spec.params}
+    if spec.uses_lora:
+        groups["lora"] = LoraParams
+    if spec.trains:
+        groups["train"] = TrainParams
+    groups["eval"] = EvalParams
+    return groups
+
+
+def defaults_for(method: str) -> dict[str, dict[str, Any]]:
+    """Default values of every group for ``method`` (the method's Appendix-A deviations applied)."""
+    from shpers_core.methods.registry import get_method
+
+    spec = get_method(method)
+    out = {}
+    for group, cls in parameter_groups(method).items():
+        values = {s.name: s.default for s in cls.specs()}
+        if group == "train":
+            values.update(spec.train_defaults)
+        out[group] = values
+    return out
+
+
+def build_spec(method: str, overrides: dict[str, Any] | None = None, **fields: Any) -> JobSpec:
+    """A validated :class:`JobSpec` from flat ``key=value`` overrides.
+
+    A key may be bare (``learning_rate``) when only one group has it, or qualified
+    (``train.learning_rate``). Unknown keys and out-of-range values raise :class:`ParamError`.
+    """
+    groups = parameter_groups(method)
+    values = defaults_for(method)
+    for key, raw in (overrides or {}).items():
+        if "." in key:
+            group, name = key.split(".", 1)
+            group = {"method": "method_params", "params": "method_params"}.get(group, group)
+            if group not in groups:
+                raise ParamError(f"{method}: unknown parameter group {key.split('.')[0]!r}")
+        else:
+            owners = [g for g, cls in groups.items() if any(s.name == key for s in cls.specs())]
+            if not owners:
+                known = sorted(s.name for cls in groups.values() for s in cls.specs())
+                raise ParamError(f"{method}: unknown parameter {key!r}; known: {', '.join(known)}")
+            group, name = owners[0], key
+        values[group][name] = groups[group].parse_value(name, raw)
+    for group, cls in groups.items():
+        cls.from_dict(values[group])  # validates ranges; raises ParamError naming the field
+    return JobSpec(method=method, **values, **fields)
+
+
+def resolved(spec: JobSpec) -> tuple[Params, LoraParams, TrainParams, EvalParams]:
+    """The typed parameter objects of a spec (validated)."""
+    from shpers_core.methods.registry import get_method
+
+    method = get_method(spec.method)
+    defaults = defaults_for(spec.method)
+    try:
+        mp = method.params.from_dict({**defaults["method_params"], **spec.method_params})
+        lora = LoraParams.from_dict({**defaults.get("lora", {}), **spec.lora})
+        train = TrainParams.from_dict({**defaults.get("train", {}), **spec.train})
+        ev = EvalParams.from_dict({**defaults["eval"], **spec.eval})
+    except TypeError as exc:
+        raise UserError(f"{spec.method}: {exc}") from None
+    return mp, lora, train, ev

@@ -1,0 +1,51 @@
+"""Shared steps of the merge methods: find per-persona adapters, merge them, save the result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shpers_core.methods.base import Adapter
+from shpers_core.methods.cluster_lora import FEATURES
+from shpers_core.params import Params, param
+
+MODES = ("factor_average", "exact", "svd", "ties", "dare_linear", "dare_ties")
+
+
+@dataclass
+class MergeParams(Params):
+    title = "Merge"
+    k: int = param(5, "Number of k-means clusters of personas.", min=2)
+    features: str = param("description", "Cluster on the character description or on the persona's dialogues.",
+                          choices=FEATURES)
+    cluster_seed: int = param(0, "Seed of k-means.", min=0)
+    merge_mode: str = param(
+        "factor_average",
+        "factor_average: average A and B separately (the study's formula, PEFT 'linear'; cross terms appear); "
+        "exact: the weighted sum of the updates B·A (PEFT 'cat'); svd: exact then truncated to the inputs' rank; "
+        "ties / dare_linear / dare_ties: PEFT's TIES and DARE merges.",
+        choices=MODES,
+    )
+    density: float = param(0.5, "Share of weights kept by TIES and DARE.", min=0.0, max=1.0, min_exclusive=True)
+
+
+def per_persona_adapters(ctx) -> tuple[str, dict[str, Adapter]]:
+    """The per-persona LoRA run these merges start from (trained first if there is none)."""
+    source = ctx.source_run("per_persona_lora")
+    adapters = ctx.adapters_of(source)
+    missing = [p for p in ctx.personas if p not in adapters]
+    if missing:
+        from shpers_core.errors import UserError
+
+        raise UserError(f"run {source} has no adapter for persona {missing[0]}")
+    ctx.store.update_run(ctx.run_id, parent_run_id=source)
+    return source, adapters
+
+
+def merge_and_save(ctx, name: str, inputs: list[Adapter], weights: list[float], params: MergeParams,
+                   persona_id: str | None) -> Adapter:
+    from shpers_core.methods.merging import merge_lora
+
+    folded = [{k: (v * a.scaling if ".lora_B." in k else v) for k, v in a.state_dict.items()} for a in inputs]
+    merged = merge_lora(folded, weights, params.merge_mode, density=params.density, seed=params.cluster_seed)
+    return ctx.save_lora(name, merged.state_dict, persona_id=persona_id, rank=merged.rank,
+                         lora_alpha=merged.lora_alpha, kind="adapter" if persona_id else "merged_adapter")

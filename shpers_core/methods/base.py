@@ -1,0 +1,66 @@
+"""What a method is: a parameter dataclass, a run function, and how the table names it.
+
+A method's ``run(ctx, params)`` trains or builds whatever it needs through the shared
+:class:`~shpers_core.jobs.context.MethodContext` and returns an :class:`EvalPlan` that says how
+to answer each persona: which LoRA adapter, which system prompt, which soft prompt. The shared
+evaluator does the rest, so a new method is one module and one line in ``registry.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from shpers_core.params import Params
+
+if TYPE_CHECKING:
+    from shpers_core.data.schema import Message
+    from shpers_core.jobs.context import MethodContext
+
+
+@dataclass
+class NoParams(Params):
+    """For methods with nothing to set beyond training and LoRA."""
+
+
+@dataclass
+class Adapter:
+    """A LoRA adapter in PEFT's state-dict naming, with the scale its update is applied at."""
+
+    state_dict: dict[str, torch.Tensor]
+    scaling: float
+    path: str = ""
+
+
+@dataclass
+class EvalPlan:
+    """How to answer each persona's test turns.
+
+    ``adapters`` maps persona id to its LoRA adapter (None: the base model alone). Several
+    personas may share one adapter object (unified, cluster); the evaluator loads it once.
+    ``system`` maps persona id to a system prompt; ``system_for_turn`` may compute one per turn
+    (retrieval). ``soft_prompts`` maps persona id to learned input embeddings [n_virtual, hidden].
+    """
+
+    adapters: dict[str, Adapter | None] = field(default_factory=dict)
+    system: dict[str, str] = field(default_factory=dict)
+    system_for_turn: Callable[[str, list[Message]], str | None] | None = None
+    soft_prompts: dict[str, torch.Tensor] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    title: str
+    summary: str
+    params: type[Params]
+    run: Callable[[MethodContext, Any], EvalPlan]
+    trains: bool = True
+    uses_lora: bool = True
+    train_defaults: dict[str, Any] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()
+    """Methods whose finished runs this one builds on (found in the store, or trained first)."""

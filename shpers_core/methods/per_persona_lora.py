@@ -1,0 +1,68 @@
+"""Per-persona LoRA (study 4.2): one adapter per persona on its own training dialogues.
+
+By default all adapters train together in one batched pass over the frozen base model; the
+one-at-a-time path stays for checking.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from shpers_core.methods.base import EvalPlan, MethodSpec
+from shpers_core.params import Params, param
+
+
+@dataclass
+class PerPersonaParams(Params):
+    title = "Per-persona LoRA"
+    engine: str = param("batched", "batched: all adapters in one pass; sequential: one after another.",
+                        choices=("batched", "sequential"))
+    micro_batch_rows: int = param(0, "Rows per forward pass in the batched engine (0: automatic).", min=0)
+
+
+def run(ctx, params: PerPersonaParams) -> EvalPlan:
+    adapters = {}
+    val_losses = {}
+    todo = []
+    for pid in ctx.personas:
+        saved = ctx.saved_adapter(pid)
+        if saved is not None:
+            adapters[pid] = saved
+        else:
+            todo.append(pid)
+    if todo and params.engine == "sequential":
+        for pid in todo:
+            result = ctx.fit_lora(ctx.examples(pid, "train"), ctx.examples(pid, "val"), name=pid,
+                                  series=f"{pid}/train")
+            adapters[pid] = ctx.save_lora(pid, result.state_dict, persona_id=pid)
+            if result.val_curve:
+                val_losses[pid] = result.val_curve[-1][1]
+            ctx.reporter.progress("personas", len(adapters), len(ctx.personas))
+    elif todo:
+        from shpers_core.training.multi_lora import train_many
+
+        result = train_many(
+            ctx.base.model, ctx.pad_id, {pid: ctx.examples(pid, "train") for pid in todo}, ctx.lora, ctx.train,
+            ctx.reporter, val_by_adapter={pid: ctx.examples(pid, "val") for pid in todo},
+            micro_batch_rows=params.micro_batch_rows or None,
+        )
+        ctx.trainable_params += result.trainable_params
+        for pid in todo:
+            adapters[pid] = ctx.save_lora(pid, result.state_dicts[pid], persona_id=pid)
+            if result.val_losses.get(pid):
+                val_losses[pid] = result.val_losses[pid][-1][1]
+    if val_losses:
+        ctx.store.add_persona_scores(ctx.run_id, [(pid, "val_loss", "validation", v) for pid, v in val_losses.items()])
+        ctx.store.add_persona_scores(
+            ctx.run_id, [(pid, "val_score", "validation", math.exp(-v)) for pid, v in val_losses.items()])
+    return EvalPlan(adapters=adapters)
+
+
+METHOD = MethodSpec(
+    name="per_persona_lora",
+    title="Per-persona LoRA",
+    summary="One LoRA adapter per persona on its own 20 training dialogues.",
+    params=PerPersonaParams,
+    run=run,
+)

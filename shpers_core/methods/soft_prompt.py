@@ -1,0 +1,91 @@
+"""Learned prefix on the unified LoRA (study 4.6, variants 2 and 3).
+
+The study's prefix has 10 tokens and 8,960 parameters per persona on a model of hidden size
+896: that is a soft prompt on the input embeddings (PEFT's prompt tuning), trained over the
+unified model with its LoRA merged in. ``scope`` trains one per persona or one per cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from shpers_core.methods.base import EvalPlan, MethodSpec
+from shpers_core.methods.cluster_lora import FEATURES
+from shpers_core.params import Params, param
+
+
+@dataclass
+class SoftPromptParams(Params):
+    title = "Soft prompt"
+    scope: str = param("persona", "Learn one prompt per persona, or one per cluster of personas.",
+                       choices=("persona", "cluster"))
+    num_virtual_tokens: int = param(10, "Length of the learned prompt, in tokens.", min=1, max=512)
+    k: int = param(5, "Clusters, when scope is cluster.", min=2)
+    features: str = param("description", "Cluster features, when scope is cluster.", choices=FEATURES)
+    cluster_seed: int = param(0, "Seed of k-means, when scope is cluster.", min=0)
+
+
+def merged_unified(ctx, unified) -> torch.nn.Module:
+    """A copy of the base model with the unified adapter merged into its weights."""
+    from peft import PeftModel
+
+    model = copy.deepcopy(ctx.base.model)
+    peft_model = PeftModel.from_pretrained(model, unified.path)
+    return peft_model.merge_and_unload().eval()
+
+
+def run(ctx, params: SoftPromptParams) -> EvalPlan:
+    from peft import PromptTuningConfig, get_peft_model
+
+    from shpers_core.methods.cluster_lora import cluster
+    from shpers_core.training.adapters import load_soft_prompt, save_soft_prompt
+    from shpers_core.training.fit import fit
+
+    source = ctx.source_run("unified_lora")
+    ctx.store.update_run(ctx.run_id, parent_run_id=source)
+    unified = ctx.adapters_of(source)[None]
+    if params.scope == "cluster":
+        labels = cluster(ctx, params)
+        groups = {f"cluster_{c}": [p for p, lab in zip(ctx.personas, labels) if lab == c] for c in sorted(set(labels))}
+    else:
+        groups = {pid: [pid] for pid in ctx.personas}
+    model = merged_unified(ctx, unified)
+    config = model.config
+    prompts = {}
+    for i, (name, members) in enumerate(groups.items()):
+        folder = ctx.run_dir / "adapters" / name
+        if (folder / "adapter_config.json").exists():
+            prompts[name] = load_soft_prompt(folder)
+            continue
+        torch.manual_seed(ctx.train.seed)
+        peft_model = get_peft_model(model, PromptTuningConfig(task_type="CAUSAL_LM",
+                                                              num_virtual_tokens=params.num_virtual_tokens))
+        result = fit(peft_model, ctx.pad_id, ctx.pooled_examples(members, "train"),
+                     ctx.pooled_examples(members, "val"), ctx.train, ctx.reporter,
+                     checkpoint_dir=ctx.run_dir / "checkpoints" / name, series=f"{name}/train")
+        ctx.trainable_params += result.trainable_params
+        embeddings = peft_model.get_prompt_embedding_to_save("default").detach().cpu()
+        save_soft_prompt(folder, embeddings, base_model=ctx.base.name, num_layers=config.num_hidden_layers,
+                         token_dim=config.hidden_size, num_attention_heads=config.num_attention_heads)
+        ctx.store.add_artefact(ctx.run_id, "soft_prompt", str(folder), persona_id=name if name in ctx.personas else None)
+        prompts[name] = embeddings
+        ctx.reporter.progress("prompts", i + 1, len(groups))
+    del model
+    soft = {pid: prompts[name] for name, members in groups.items() for pid in members}
+    return EvalPlan(adapters={pid: unified for pid in ctx.personas}, soft_prompts=soft)
+
+
+METHOD = MethodSpec(
+    name="soft_prompt",
+    title="Unified + learned prefix",
+    summary="A learned 10-token soft prompt per persona (or per cluster) on the merged unified model.",
+    params=SoftPromptParams,
+    run=run,
+    uses_lora=False,
+    # Appendix A, "Prefix Tuning".
+    train_defaults={"learning_rate": 1e-3, "num_epochs": 10, "batch_size": 2},
+    requires=("unified_lora",),
+)

@@ -1,0 +1,30 @@
+"""Static text prefix (study 4.6, variant 1): the unified adapter, with the persona's
+description given as text in the system prompt. No training of its own."""
+
+from __future__ import annotations
+
+from shpers_core.methods.base import EvalPlan, MethodSpec, NoParams
+from shpers_core.methods.prompting import persona_system_prompt
+
+
+def run(ctx, params: NoParams) -> EvalPlan:
+    source = ctx.source_run("unified_lora")
+    ctx.store.update_run(ctx.run_id, parent_run_id=source)
+    unified = ctx.adapters_of(source)[None]
+    return EvalPlan(
+        adapters={pid: unified for pid in ctx.personas},
+        system={pid: persona_system_prompt(ctx.dataset.personas[pid].character, ctx.system_prompt)
+                for pid in ctx.personas},
+    )
+
+
+METHOD = MethodSpec(
+    name="static_prefix",
+    title="Unified + static text prefix",
+    summary="The unified adapter with the persona description as text in the system prompt.",
+    params=NoParams,
+    run=run,
+    trains=False,
+    uses_lora=False,
+    requires=("unified_lora",),
+)

@@ -1,0 +1,25 @@
+"""Persona in the system prompt (study 8.2): the base model, no training at all."""
+
+from __future__ import annotations
+
+from shpers_core.methods.base import EvalPlan, MethodSpec, NoParams
+from shpers_core.methods.prompting import persona_system_prompt
+
+
+def run(ctx, params: NoParams) -> EvalPlan:
+    return EvalPlan(
+        adapters={pid: None for pid in ctx.personas},
+        system={pid: persona_system_prompt(ctx.dataset.personas[pid].character, ctx.system_prompt)
+                for pid in ctx.personas},
+    )
+
+
+METHOD = MethodSpec(
+    name="system_prompt",
+    title="Persona in system prompt",
+    summary="The base model with the persona description in its system prompt; no training.",
+    params=NoParams,
+    run=run,
+    trains=False,
+    uses_lora=False,
+)

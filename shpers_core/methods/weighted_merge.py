@@ -1,0 +1,47 @@
+"""Weighted cluster merge (study 4.5): per cluster, merge its personas' adapters with weight
+validation score x centrality; every persona of the cluster uses the merged adapter.
+
+The validation score of a per-persona adapter is exp(-validation loss), the mean per-token
+likelihood of its validation dialogues: it needs no generation and orders adapters as the loss does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shpers_core.methods.adapter_merge import MergeParams, merge_and_save, per_persona_adapters
+from shpers_core.methods.base import EvalPlan, MethodSpec
+from shpers_core.methods.cluster_lora import cluster
+
+
+def run(ctx, params: MergeParams) -> EvalPlan:
+    from shpers_core.methods.merging import weighted_merge_weights
+
+    source, sources = per_persona_adapters(ctx)
+    val = ctx.store.persona_scores(source, metric="val_score", subset="validation")
+    scores = np.array([val.get(pid, 1.0) for pid in ctx.personas])
+    labels = cluster(ctx, params)
+    vectors = ctx.persona_vectors(params.features)
+    plan = weighted_merge_weights(scores, vectors, labels)
+    adapters = {}
+    merged_by_cluster = {}
+    for i, pid in enumerate(ctx.personas):
+        c = labels[i]
+        if c not in merged_by_cluster:
+            members = plan[i]
+            merged_by_cluster[c] = merge_and_save(ctx, f"cluster_{c}", [sources[ctx.personas[j]] for j, _ in members],
+                                                  [w for _, w in members], params, persona_id=None)
+        adapters[pid] = merged_by_cluster[c]
+    return EvalPlan(adapters=adapters)
+
+
+METHOD = MethodSpec(
+    name="weighted_merge",
+    title="Weighted merge",
+    summary="Per cluster, merge per-persona adapters weighted by validation score x centrality.",
+    params=MergeParams,
+    run=run,
+    trains=False,
+    uses_lora=False,
+    requires=("per_persona_lora",),
+)

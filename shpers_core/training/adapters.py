@@ -1,0 +1,97 @@
+"""Adapters on disk in PEFT's own format, so anyone can load them with ``PeftModel.from_pretrained``.
+
+Folders are written atomically; weights are read with safetensors only, configs as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PromptTuningConfig
+from safetensors.torch import load_file, save_file
+
+from shpers_core.errors import UserError
+from shpers_core.methods.base import Adapter
+from shpers_core.training.checkpoint import atomic_write_dir
+
+WEIGHTS = "adapter_model.safetensors"
+CONFIG = "adapter_config.json"
+
+
+class AdapterError(UserError):
+    """An adapter folder that is missing, malformed, or made for another base model."""
+
+
+def save_lora_adapter(
+    out_dir: Path, state_dict: dict[str, torch.Tensor], *, rank: int, lora_alpha: float,
+    target_modules: list[str], base_model: str, dropout: float = 0.0,
+) -> Path:
+    config = LoraConfig(r=rank, lora_alpha=lora_alpha, lora_dropout=dropout, target_modules=list(target_modules),
+                        task_type="CAUSAL_LM", base_model_name_or_path=base_model)
+
+    def write(tmp: Path) -> None:
+        config.save_pretrained(str(tmp))
+        save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, str(tmp / WEIGHTS))
+
+    atomic_write_dir(Path(out_dir), write)
+    return Path(out_dir)
+
+
+def read_config(path: Path) -> dict:
+    path = Path(path)
+    if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
+        raise AdapterError(f"{path}: not an adapter folder (needs {CONFIG} and {WEIGHTS})")
+    try:
+        return json.loads((path / CONFIG).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AdapterError(f"{path / CONFIG}: not valid JSON ({exc})") from None
+
+
+def load_lora_adapter(path: Path) -> Adapter:
+    """Read a PEFT LoRA folder; the scale is ``lora_alpha / r`` from its config."""
+    config = read_config(path)
+    if config.get("peft_type") != "LORA":
+        raise AdapterError(f"{path}: a {config.get('peft_type')} adapter, not LoRA")
+    state = load_file(str(Path(path) / WEIGHTS))
+    return Adapter(state_dict=state, scaling=float(config["lora_alpha"]) / int(config["r"]), path=str(path))
+
+
+def check_adapter_fits(adapter: Adapter, model: torch.nn.Module) -> None:
+    """Raise :class:`AdapterError` if the adapter's shapes do not fit ``model`` (another base model)."""
+    modules = dict(model.named_modules())
+    for key, tensor in adapter.state_dict.items():
+        name = key.removeprefix("base_model.model.").rsplit(".lora_", 1)[0]
+        module = modules.get(name)
+        if module is None or not hasattr(module, "weight"):
+            raise AdapterError(f"{adapter.path or 'adapter'}: has weights for {name!r}, which this base model lacks "
+                               "(was it trained on another base model?)")
+        out_features, in_features = module.weight.shape
+        expected = in_features if ".lora_A." in key else out_features
+        actual = tensor.shape[1] if ".lora_A." in key else tensor.shape[0]
+        if actual != expected:
+            raise AdapterError(f"{adapter.path or 'adapter'}: {key} has size {actual}, the base model's {name} "
+                               f"needs {expected} (was it trained on another base model?)")
+
+
+def save_soft_prompt(out_dir: Path, embeddings: torch.Tensor, *, base_model: str, num_layers: int,
+                     token_dim: int, num_attention_heads: int) -> Path:
+    """Save learned prompt embeddings [n_virtual, hidden] as a PEFT prompt-tuning adapter."""
+    config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=embeddings.shape[0],
+                                token_dim=token_dim, num_transformer_submodules=1, num_layers=num_layers,
+                                num_attention_heads=num_attention_heads, base_model_name_or_path=base_model)
+
+    def write(tmp: Path) -> None:
+        config.save_pretrained(str(tmp))
+        save_file({"prompt_embeddings": embeddings.detach().contiguous().cpu()}, str(tmp / WEIGHTS))
+
+    atomic_write_dir(Path(out_dir), write)
+    return Path(out_dir)
+
+
+def load_soft_prompt(path: Path) -> torch.Tensor:
+    config = read_config(path)
+    if config.get("peft_type") != "PROMPT_TUNING":
+        raise AdapterError(f"{path}: a {config.get('peft_type')} adapter, not prompt tuning")
+    return load_file(str(Path(path) / WEIGHTS))["prompt_embeddings"]
