@@ -1,0 +1,496 @@
+"""The run store: every run, its curves, scores, predictions, artefacts and log in one SQLite file.
+
+A :class:`RunStore` owns one connection and is not shared across threads: each thread or
+process opens its own (the CLI and the app may write the same workspace at once; WAL lets
+readers run beside a writer, and writers wait up to :data:`BUSY_TIMEOUT_S` for each other).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from shpers_core.store import schema
+from shpers_core.store.errors import StoreError, translate
+from shpers_core.store.host import code_version, host_name, now_iso, parse_iso, pid_alive
+from shpers_core.store.records import (
+    Artefact,
+    Curve,
+    LogLine,
+    Prediction,
+    RunRecord,
+    from_real,
+    to_json,
+    to_real,
+)
+
+BUSY_TIMEOUT_S = 30.0
+
+_RUN_COLUMNS = tuple(f for f in RunRecord.__dataclass_fields__)
+_EDITABLE = frozenset(_RUN_COLUMNS) - {"id", "created_at"}
+_PREDICTION_KEYS = frozenset({"persona_id", "dialogue_id", "turn", "history", "prediction", "reference",
+                              "persona_dependent", "scores"})
+
+
+def new_run_id(when: datetime | None = None) -> str:
+    """``r20261125-061530-ab12``: creation time first, so ids sort by age."""
+    when = when or datetime.now(timezone.utc)
+    return f"r{when:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+class RunStore:
+    """The run database of one workspace.
+
+    Opening creates or upgrades the file (see :mod:`shpers_core.store.schema`) and, unless
+    ``recover`` is false, marks runs whose process is gone as ``interrupted`` (see
+    :meth:`recover_interrupted`). ``read_only`` opens the file with SQLite's ``mode=ro``: reads
+    work, every write raises :class:`StoreError`. Every write is one transaction; group several
+    with :meth:`transaction`. Methods that take a run id also take an unambiguous prefix of one.
+    ``check_same_thread=False`` is for callers that serialise access themselves (:class:`StoreSink`).
+    """
+
+    def __init__(self, db_path: str | Path, *, read_only: bool = False, recover: bool = True,
+                 stale_after_s: float = 60.0, check_same_thread: bool = True):
+        self.path = Path(db_path)
+        self.read_only = read_only
+        self._depth = 0
+        self._db: Database | None = None
+        try:
+            self._db = self._open(check_same_thread)
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.ProgrammingError):
+                raise translate(exc, self.path) from exc
+            raise
+        if recover and not read_only:
+            self.recover_interrupted(stale_after_s)
+
+    def _open(self, check_same_thread: bool) -> Database:
+        if not self.path.parent.is_dir():
+            raise StoreError(f"cannot open {self.path}: folder {self.path.parent} does not exist")
+        if self.read_only:
+            if not self.path.is_file():
+                raise StoreError(f"cannot open {self.path}: no such file")
+            target, uri = f"{self.path.resolve().as_uri()}?mode=ro", True
+        else:
+            target, uri = str(self.path), False
+        # sqlite3's timeout is SQLite's busy_timeout: a writer waits for the lock instead of failing.
+        conn = sqlite3.connect(target, uri=uri, timeout=BUSY_TIMEOUT_S, check_same_thread=check_same_thread)
+        db = Database(conn, execute_plugins=False)
+        try:
+            version = schema.check_version(db, self.path, writable=not self.read_only)
+            if not self.read_only:
+                db.enable_wal()
+                if version < schema.latest_version():
+                    schema.migrate(db)
+            conn.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            conn.close()
+            raise
+        return db
+
+    # -- connection -------------------------------------------------------------------------
+
+    @property
+    def db(self) -> Database:
+        """The sqlite-utils database, for ad-hoc reads; write through the methods."""
+        if self._db is None:
+            raise StoreError(f"the run store {self.path} is closed")
+        return self._db
+
+    @property
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.path)!r}{', read_only=True' if self.read_only else ''})"
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction around the block; nested blocks join the outer one.
+
+        ``BEGIN IMMEDIATE`` takes the write lock up front: a deferred transaction that reads
+        first and writes later could fail with SQLITE_BUSY without waiting for the timeout.
+        """
+        conn = self.db.conn
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        with self._errors():
+            conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._depth = 0
+
+    def _select(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        with self._errors():
+            cursor = self.db.execute(sql, list(params))
+            keys = [d[0] for d in cursor.description]
+            return [dict(zip(keys, row)) for row in cursor.fetchall()]
+
+    def resolve_id(self, run_id: str) -> str:
+        """The full id of the one run whose id is or starts with ``run_id``."""
+        if self._select("SELECT 1 AS found FROM runs WHERE id = ?", [run_id]):
+            return run_id
+        matches = [r["id"] for r in self._select(
+            "SELECT id FROM runs WHERE substr(id, 1, ?) = ? ORDER BY id LIMIT 6", [len(run_id), run_id])] if run_id else []
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise StoreError(f"no run '{run_id}' in {self.path}")
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise StoreError(f"run id '{run_id}' is ambiguous in {self.path}: it starts {shown}")
+
+    # -- run lifecycle ----------------------------------------------------------------------
+
+    def create_run(self, method: str, params: Mapping[str, Any] | Any, base_model: str, dataset_hash: str,
+                   personas: Iterable[str], *, seed: int = 0, dataset_path: str | Path = "", name: str = "",
+                   parent_run_id: str | None = None, status: str = "queued", notes: str = "") -> str:
+        """Record a new run; returns its id. ``params`` is a dict (or has ``to_dict()``) of every setting."""
+        _check_status(status)
+        when = datetime.now(timezone.utc)
+        params = params.to_dict() if hasattr(params, "to_dict") else dict(params)
+        record = {
+            "name": name, "method": method, "params": to_json(params), "base_model": base_model,
+            "dataset_path": str(dataset_path), "dataset_hash": dataset_hash,
+            "personas": to_json(list(personas)), "seed": int(seed), "status": status,
+            "created_at": when.isoformat(timespec="milliseconds"), "code_version": code_version(),
+            "notes": notes,
+        }
+        with self.transaction():
+            if parent_run_id:
+                record["parent_run_id"] = self.resolve_id(parent_run_id)
+            run_id = new_run_id(when)
+            while self._select("SELECT 1 AS taken FROM runs WHERE id = ?", [run_id]):
+                run_id = new_run_id(when)
+            self.db["runs"].insert({"id": run_id, **record})
+        return run_id
+
+    def start_run(self, run_id: str) -> None:
+        """Mark the run running in this process (pid, host, first heartbeat)."""
+        now = now_iso()
+        self._update(run_id, status="running", started_at=now, heartbeat_at=now, pid=os.getpid(),
+                     host=host_name(), error=None, finished_at=None)
+
+    def heartbeat(self, run_id: str) -> None:
+        """Say the run's process is alive; revives a run wrongly marked interrupted while it was silent."""
+        with self.transaction():
+            rid = self.resolve_id(run_id)
+            self.db.execute("UPDATE runs SET status = 'running', error = NULL, finished_at = NULL "
+                            "WHERE id = ? AND status = 'interrupted'", [rid])
+            self.db.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running'", [now_iso(), rid])
+
+    def finish_run(self, run_id: str, metrics: Mapping[str, float] | None = None, duration_s: float | None = None,
+                   trainable_params: int | None = None) -> None:
+        """Mark the run finished; ``metrics`` go to subset "all". ``duration_s`` defaults to wall time since start."""
+        with self.transaction():
+            rid = self._end(run_id, "finished", error=None, duration_s=duration_s)
+            if trainable_params is not None:
+                self.db["runs"].update(rid, {"trainable_params": int(trainable_params)})
+            if metrics:
+                self.set_metrics(rid, metrics)
+
+    def fail_run(self, run_id: str, error: str) -> None:
+        self._end(run_id, "failed", error=str(error))
+
+    def cancel_run(self, run_id: str) -> None:
+        self._end(run_id, "cancelled", error=None)
+
+    def set_status(self, run_id: str, status: str) -> None:
+        """Set the status alone; a final status also stamps ``finished_at`` if it is empty."""
+        _check_status(status)
+        with self.transaction():
+            rid = self.resolve_id(run_id)
+            self.db["runs"].update(rid, {"status": status})
+            if status in schema.TERMINAL_STATUSES:
+                self.db.execute("UPDATE runs SET finished_at = ? WHERE id = ? AND finished_at IS NULL", [now_iso(), rid])
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Change any run column but ``id`` and ``created_at`` (e.g. ``name``, ``notes``)."""
+        unknown = sorted(set(fields) - _EDITABLE)
+        if unknown:
+            raise ValueError(f"cannot update run column(s) {', '.join(unknown)}; editable: {', '.join(sorted(_EDITABLE))}")
+        if "status" in fields:
+            _check_status(fields["status"])
+        self._update(run_id, **fields)
+
+    def _update(self, run_id: str, **fields: Any) -> str:
+        for key in ("params", "personas"):
+            if key in fields:
+                fields[key] = to_json(fields[key])
+        with self.transaction():
+            rid = self.resolve_id(run_id)
+            self.db["runs"].update(rid, fields)
+        return rid
+
+    def _end(self, run_id: str, status: str, *, error: str | None, duration_s: float | None = None) -> str:
+        with self.transaction():
+            rid = self.resolve_id(run_id)
+            row = self._select("SELECT started_at, duration_s FROM runs WHERE id = ?", [rid])[0]
+            now = now_iso()
+            fields: dict[str, Any] = {"status": status, "finished_at": now, "error": error}
+            if duration_s is None and row["duration_s"] is None and row["started_at"]:
+                duration_s = (parse_iso(now) - parse_iso(row["started_at"])).total_seconds()
+            if duration_s is not None:
+                fields["duration_s"] = float(duration_s)
+            self.db["runs"].update(rid, fields)
+        return rid
+
+    def recover_interrupted(self, stale_after_s: float = 60.0) -> list[str]:
+        """Mark ``running`` runs whose process is gone as ``interrupted``; returns their ids.
+
+        Gone means: on this host with a pid that no longer runs, or silent (no heartbeat) for
+        more than ``stale_after_s``. A live run caught silent revives on its next :meth:`heartbeat`.
+        Called on every writable open, so a crashed run shows as interrupted the next time
+        anyone opens the workspace.
+        """
+        here, now = host_name(), datetime.now(timezone.utc)
+        found = []
+        with self.transaction():
+            for run in self._select("SELECT id, host, pid, heartbeat_at, started_at, created_at FROM runs "
+                                    "WHERE status = 'running'"):
+                last = run["heartbeat_at"] or run["started_at"] or run["created_at"]
+                silent_s = (now - parse_iso(last)).total_seconds()
+                if run["host"] == here and pid_alive(run["pid"]) is False:
+                    why = f"its process {run['pid']} on {here} ended without finishing it"
+                elif silent_s > stale_after_s:
+                    why = f"no sign of life from {run['host'] or 'its process'} for {silent_s:.0f} s"
+                else:
+                    continue
+                self.db["runs"].update(run["id"], {"status": "interrupted", "error": f"interrupted: {why}",
+                                                    "finished_at": last})
+                found.append(run["id"])
+        return found
+
+    def delete_run(self, run_id: str) -> list[Path]:
+        """Delete the run and all its rows in one transaction; returns its artefact paths to remove."""
+        with self.transaction():
+            rid = self.resolve_id(run_id)
+            status = self._select("SELECT status FROM runs WHERE id = ?", [rid])[0]["status"]
+            if status == "running":
+                raise StoreError(f"run '{rid}' in {self.path} is running; cancel it before deleting it")
+            paths = [Path(r["path"]) for r in self._select("SELECT path FROM artefacts WHERE run_id = ? ORDER BY id", [rid])]
+            for table in ("curves", "metrics", "persona_scores", "predictions", "artefacts", "events_log"):
+                self.db.execute(f"DELETE FROM {table} WHERE run_id = ?", [rid])
+            self.db.execute("DELETE FROM runs WHERE id = ?", [rid])
+        return paths
+
+    # -- results ----------------------------------------------------------------------------
+
+    def add_curve_points(self, run_id: str, rows: Iterable[tuple[str, str, int, float]]) -> None:
+        """Append (series, kind, step, value) points; a step logged again (after a resume) replaces the old point."""
+        rows = list(rows)
+        for row in rows:
+            if row[1] not in schema.CURVE_KINDS:
+                raise ValueError(f"curve kind must be one of {schema.CURVE_KINDS}, not {row[1]!r}")
+        if not rows:
+            return
+        with self.transaction():
+            rid = self.resolve_id(run_id)
+            self.db["curves"].insert_all(
+                ({"run_id": rid, "series": str(s), "kind": k, "step": int(step), "value": to_real(v)}
+                 for s, k, step, v in rows), replace=True, batch_size=500)
+
+    def set_metrics(self, run_id: str, values: Mapping[str, float], subset: str = "all") -> None:
+        """Set run-level metrics of one subset, replacing earlier values of the same names."""
+        _check_subset(subset)
+        with self.transaction():
+            rid = self.resolve_id(run_id)
+            self.db["metrics"].insert_all(
+                ({"run_id": rid, "subset": subset, "name": str(n), "value": to_real(v)} for n, v in values.items()),
+                replace=True)
+
+    def add_persona_scores(self, run_id: str, rows: Iterable[Mapping[str, Any] | tuple[str, str, str, float]]) -> None:
+        """Per-persona scores: ``(persona_id, metric, subset, value)`` tuples or dicts with those keys
+        (``subset`` defaults to "all"). Scoring the same persona and metric again replaces the value."""
+        records = []
+        for row in rows:
+            if isinstance(row, Mapping):
+                pid, metric, subset, value = row["persona_id"], row["metric"], row.get("subset", "all"), row["value"]
+            else:
+                pid, metric, subset, value = row
+            _check_subset(subset)
+            records.append({"persona_id": str(pid), "metric": metric, "subset": subset, "value": to_real(value)})
+        if not records:
+            return
+        with self.transaction():
+            rid = self.resolve_id(run_id)
+            self.db["persona_scores"].insert_all(({"run_id": rid, **r} for r in records), replace=True, batch_size=500)
+
+    def add_predictions(self, run_id: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Generated replies, one dict per turn: persona_id, dialogue_id, turn, history, prediction,
+        reference, persona_dependent (optional), scores (optional dict). Other keys are per-turn
+        metric values and join ``scores``. A (persona, dialogue, turn) stored again is replaced."""
+        records = []
+        for row in rows:
+            scores = dict(row.get("scores") or {})
+            scores.update({k: v for k, v in row.items() if k not in _PREDICTION_KEYS})
+            dependent = row.get("persona_dependent")
+            records.append({
+                "persona_id": str(row["persona_id"]), "dialogue_id": str(row["dialogue_id"]), "turn": int(row["turn"]),
+                "history": to_json(list(row.get("history") or [])), "prediction": row.get("prediction", ""),
+                "reference": row.get("reference", ""), "persona_dependent": None if dependent is None else int(bool(dependent)),
+                "scores": to_json(scores),
+            })
+        if not records:
+            return
+        with self.transaction():
+            rid = self.resolve_id(run_id)
+            self.db["predictions"].insert_all(({"run_id": rid, **r} for r in records), replace=True, batch_size=200)
+
+    def add_artefact(self, run_id: str, kind: str, path: str | Path, persona_id: str | None = None) -> int:
+        """Record a file or folder the run made; the same (kind, path) again replaces the entry. Returns its id."""
+        with self.transaction():
+            rid = self.resolve_id(run_id)
+            table = self.db["artefacts"]
+            table.insert({"run_id": rid, "kind": kind, "path": str(path), "persona_id": persona_id,
+                          "created_at": now_iso()}, replace=True)
+            return int(table.last_pk)
+
+    def log(self, run_id: str, message: str, level: str = "info") -> None:
+        self.add_log_lines(run_id, [(now_iso(), level, message)])
+
+    def add_log_lines(self, run_id: str, lines: Iterable[tuple[str, str, str]]) -> None:
+        """Append (ts, level, message) job log lines."""
+        lines = list(lines)
+        if not lines:
+            return
+        with self.transaction():
+            rid = self.resolve_id(run_id)
+            self.db["events_log"].insert_all(
+                {"run_id": rid, "ts": ts, "level": level, "message": str(msg)} for ts, level, msg in lines)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> RunRecord:
+        rid = self.resolve_id(run_id)
+        return RunRecord.from_row(self._select(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE id = ?", [rid])[0])
+
+    def list_runs(self, status: str | Iterable[str] | None = None, method: str | None = None) -> list[RunRecord]:
+        """Runs, newest first, optionally only those with the given status(es) and method."""
+        where, args = [], []
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            for s in statuses:
+                if s not in schema.STATUSES:
+                    raise StoreError(f"unknown run status '{s}'; one of {', '.join(schema.STATUSES)}")
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            args += statuses
+        if method is not None:
+            where.append("method = ?")
+            args.append(method)
+        sql = f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [RunRecord.from_row(r) for r in self._select(sql + " ORDER BY created_at DESC, rowid DESC", args)]
+
+    def curves(self, run_id: str, kind: str | None = None) -> dict[str, Curve]:
+        """Each series' points in step order, keyed by series name.
+
+        A series name used for both kinds (a trainer naming train and val curves alike) comes
+        back as two keys, ``"<series>/train"`` and ``"<series>/val"``.
+        """
+        rid = self.resolve_id(run_id)
+        sql, args = "SELECT series, kind, step, value FROM curves WHERE run_id = ?", [rid]
+        if kind is not None:
+            sql, args = sql + " AND kind = ?", args + [kind]
+        grouped: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        for r in self._select(sql + " ORDER BY series, kind, step", args):
+            grouped.setdefault((r["series"], r["kind"]), []).append((r["step"], from_real(r["value"])))
+        names = [series for series, _ in grouped]
+        return {(f"{series}/{k}" if names.count(series) > 1 else series): Curve(k, points)
+                for (series, k), points in grouped.items()}
+
+    def metrics(self, run_id: str, subset: str | None = None) -> dict[str, Any]:
+        """``{name: value}`` of one subset, or ``{subset: {name: value}}`` when ``subset`` is None."""
+        rid = self.resolve_id(run_id)
+        rows = self._select("SELECT subset, name, value FROM metrics WHERE run_id = ? ORDER BY subset, name", [rid])
+        if subset is not None:
+            return {r["name"]: from_real(r["value"]) for r in rows if r["subset"] == subset}
+        out: dict[str, dict[str, float]] = {}
+        for r in rows:
+            out.setdefault(r["subset"], {})[r["name"]] = from_real(r["value"])
+        return out
+
+    def persona_scores(self, run_id: str, metric: str = "embedding_similarity", subset: str = "all") -> dict[str, float]:
+        rid = self.resolve_id(run_id)
+        rows = self._select("SELECT persona_id, value FROM persona_scores WHERE run_id = ? AND metric = ? AND subset = ? "
+                            "ORDER BY persona_id", [rid, metric, subset])
+        return {r["persona_id"]: from_real(r["value"]) for r in rows}
+
+    def predictions(self, run_id: str, persona_id: str | None = None) -> list[Prediction]:
+        rid = self.resolve_id(run_id)
+        sql, args = "SELECT * FROM predictions WHERE run_id = ?", [rid]
+        if persona_id is not None:
+            sql, args = sql + " AND persona_id = ?", args + [persona_id]
+        out = []
+        for r in self._select(sql + " ORDER BY persona_id, dialogue_id, turn", args):
+            dep = r["persona_dependent"]
+            out.append(Prediction(r["persona_id"], r["dialogue_id"], r["turn"], json.loads(r["history"] or "[]"),
+                                  r["prediction"] or "", r["reference"] or "", None if dep is None else bool(dep),
+                                  json.loads(r["scores"] or "{}")))
+        return out
+
+    def artefacts(self, run_id: str, kind: str | None = None) -> list[Artefact]:
+        rid = self.resolve_id(run_id)
+        sql, args = "SELECT id, kind, path, persona_id, created_at FROM artefacts WHERE run_id = ?", [rid]
+        if kind is not None:
+            sql, args = sql + " AND kind = ?", args + [kind]
+        return [Artefact(r["id"], r["kind"], Path(r["path"]), r["persona_id"], r["created_at"])
+                for r in self._select(sql + " ORDER BY id", args)]
+
+    def logs(self, run_id: str, after_id: int = 0) -> list[LogLine]:
+        """The run's log lines in order; ``after_id`` (a previous line's id) reads only newer ones."""
+        rid = self.resolve_id(run_id)
+        return [LogLine(r["id"], r["ts"], r["level"], r["message"]) for r in self._select(
+            "SELECT id, ts, level, message FROM events_log WHERE run_id = ? AND id > ? ORDER BY id", [rid, after_id])]
+
+
+def _check_status(status: str) -> None:
+    if status not in schema.STATUSES:
+        raise ValueError(f"run status must be one of {schema.STATUSES}, not {status!r}")
+
+
+def _check_subset(subset: str) -> None:
+    if subset not in schema.SUBSETS:
+        raise ValueError(f"metric subset must be one of {schema.SUBSETS}, not {subset!r}")
