@@ -1,0 +1,79 @@
+"""``shpers data``: generate, validate and summarise dialogue datasets."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from shpers_core.data import dataset_stats, generate_dataset, load_dataset, write_jsonl
+from shpers_core.workspace import Workspace
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("data", help="generate, validate and summarise dialogue datasets",
+                                   description="Generate, validate and summarise dialogue datasets.")
+    sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    sub.required = True
+
+    gen = sub.add_parser("generate", help="write the default synthetic dataset",
+                         description="Generate personas and dialogues (user wording from Home Assistant "
+                                     "intent templates) and write them as JSONL.")
+    gen.add_argument("--personas", type=int, default=200, metavar="N", help="number of personas (default 200)")
+    gen.add_argument("--dialogues", type=int, default=30, metavar="N",
+                     help="dialogues per persona, at least 3 (default 30)")
+    gen.add_argument("--seed", type=int, default=0, metavar="S", help="random seed; same seed, same bytes (default 0)")
+    gen.add_argument("--out", type=Path, metavar="PATH",
+                     help="output JSONL file (default: the workspace's dataset/dialogues.jsonl)")
+    gen.set_defaults(func=_generate)
+
+    val = sub.add_parser("validate", help="check a dataset file or folder",
+                         description="Load a JSON array, a JSONL file or a folder of them and report the "
+                                     "first problem (file, record, field), or a one-line summary.")
+    val.add_argument("path", type=Path, help="dataset file or folder")
+    val.set_defaults(func=_validate)
+
+    st = sub.add_parser("stats", help="print a summary table of a dataset",
+                        description="Print counts, turns per dialogue, domain and archetype mix, the share "
+                                    "of persona-dependent replies and split sizes.")
+    st.add_argument("path", type=Path, nargs="?", help="dataset file or folder (default: the workspace's dataset)")
+    st.set_defaults(func=_stats)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    out = args.out or Workspace.open(args.workspace).dataset_path
+    ds = generate_dataset(args.personas, args.dialogues, args.seed)
+    write_jsonl(ds, out)
+    print(f"wrote {len(ds.personas)} personas, {sum(len(p.dialogues) for p in ds.personas.values())} dialogues to {out}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    ds = load_dataset(args.path)
+    print(f"ok: {len(ds.personas)} personas, {len(ds.dialogues())} dialogues")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    path = args.path or Workspace.open(args.workspace).dataset_path
+    print(format_stats(dataset_stats(load_dataset(path))))
+    return 0
+
+
+def format_stats(s: dict) -> str:
+    """The stats dict as an aligned two-column table."""
+    turns = s["user_turns"]
+    share = s["persona_dependent_share"]
+    rows = [
+        ("source", s["source"]),
+        ("content hash", s["content_hash"]),
+        ("personas", s["personas"]),
+        ("dialogues", s["dialogues"]),
+        ("messages", s["messages"]),
+        ("user turns / dialogue", f"mean {turns['mean']:.2f}, min {turns['min']}, max {turns['max']}"),
+        ("persona-dependent replies", "not marked" if share is None else f"{100 * share:.1f}%"),
+        ("splits (train/val/test)", "/".join(str(s["splits"][k]) for k in ("train", "val", "test"))),
+    ]
+    rows += [(f"domain: {k}", f"{v} ({100 * v / s['dialogues']:.1f}%)") for k, v in s["domains"].items()]
+    rows += [(f"archetype: {k}", f"{v} personas") for k, v in s["archetypes"].items()]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
