@@ -82,3 +82,27 @@ def test_sink_flushes_on_interval(tmp_path):
         with RunStore(path, recover=False) as store:
             assert store.curves(rid)["p1/train"].points == [(0, 2.0)]
             assert [(line.level, line.message) for line in store.logs(rid)] == [("warning", "hello")]
+
+
+def open_and_create(db_path, queue, barrier):
+    barrier.wait(60)
+    try:
+        with RunStore(db_path) as store:
+            queue.put(store.create_run("lora", {}, "m", "h", []))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the test
+        queue.put(repr(exc))
+
+
+def test_processes_opening_a_fresh_file_at_once(tmp_path):
+    path = tmp_path / "fresh.sqlite"
+    ctx = multiprocessing.get_context("spawn")
+    queue, barrier = ctx.Queue(), ctx.Barrier(3)
+    procs = [ctx.Process(target=open_and_create, args=(str(path), queue, barrier)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(60)
+    assert all(r.startswith("r") for r in results), results
+    with RunStore(path) as store:
+        assert store.schema_version == 1 and len(store.list_runs()) == 3

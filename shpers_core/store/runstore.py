@@ -72,7 +72,11 @@ class RunStore:
                 raise translate(exc, self.path) from exc
             raise
         if recover and not read_only:
-            self.recover_interrupted(stale_after_s)
+            try:
+                self.recover_interrupted(stale_after_s)
+            except BaseException:
+                self.close()
+                raise
 
     def _open(self, check_same_thread: bool) -> Database:
         if not self.path.parent.is_dir():
@@ -284,23 +288,30 @@ class RunStore:
         Called on every writable open, so a crashed run shows as interrupted the next time
         anyone opens the workspace.
         """
-        here, now = host_name(), datetime.now(timezone.utc)
+        if not self._gone_runs(stale_after_s):
+            # Most opens find nothing: checking first keeps them off the write lock, and lets a
+            # read-only file still open for browsing.
+            return []
         found = []
         with self.transaction():
-            for run in self._select("SELECT id, host, pid, heartbeat_at, started_at, created_at FROM runs "
-                                    "WHERE status = 'running'"):
-                last = run["heartbeat_at"] or run["started_at"] or run["created_at"]
-                silent_s = (now - parse_iso(last)).total_seconds()
-                if run["host"] == here and pid_alive(run["pid"]) is False:
-                    why = f"its process {run['pid']} on {here} ended without finishing it"
-                elif silent_s > stale_after_s:
-                    why = f"no sign of life from {run['host'] or 'its process'} for {silent_s:.0f} s"
-                else:
-                    continue
-                self.db["runs"].update(run["id"], {"status": "interrupted", "error": f"interrupted: {why}",
-                                                    "finished_at": last})
-                found.append(run["id"])
+            for run_id, why, last in self._gone_runs(stale_after_s):
+                self.db["runs"].update(run_id, {"status": "interrupted", "error": f"interrupted: {why}",
+                                                "finished_at": last})
+                found.append(run_id)
         return found
+
+    def _gone_runs(self, stale_after_s: float) -> list[tuple[str, str, str]]:
+        here, now = host_name(), datetime.now(timezone.utc)
+        gone = []
+        for run in self._select("SELECT id, host, pid, heartbeat_at, started_at, created_at FROM runs "
+                                "WHERE status = 'running'"):
+            last = run["heartbeat_at"] or run["started_at"] or run["created_at"]
+            silent_s = (now - parse_iso(last)).total_seconds()
+            if run["host"] == here and pid_alive(run["pid"]) is False:
+                gone.append((run["id"], f"its process {run['pid']} on {here} ended without finishing it", last))
+            elif silent_s > stale_after_s:
+                gone.append((run["id"], f"no sign of life from {run['host'] or 'its process'} for {silent_s:.0f} s", last))
+        return gone
 
     def delete_run(self, run_id: str) -> list[Path]:
         """Delete the run and all its rows in one transaction; returns its artefact paths to remove."""
