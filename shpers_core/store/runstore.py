@@ -284,7 +284,8 @@ class RunStore:
         """Mark ``running`` runs whose process is gone as ``interrupted``; returns their ids.
 
         Gone means: on this host with a pid that no longer runs, or silent (no heartbeat) for
-        more than ``stale_after_s``. A live run caught silent revives on its next :meth:`heartbeat`.
+        more than ``stale_after_s``. ``finished_at`` becomes the last sign of life. A live run
+        caught silent revives on its next :meth:`heartbeat`.
         Called on every writable open, so a crashed run shows as interrupted the next time
         anyone opens the workspace.
         """
