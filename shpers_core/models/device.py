@@ -1,0 +1,79 @@
+"""Which device and dtype a model runs on, chosen from what the machine has."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import ModelError
+
+DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+}
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps and mps.is_available())
+
+
+def pick_device() -> str:
+    """``cuda`` if a GPU is usable, then ``mps``, else ``cpu``."""
+    if torch.cuda.is_available():
+        return "cuda"
+    if _mps_available():
+        return "mps"
+    return "cpu"
+
+
+def check_device(device: str) -> str:
+    """``device`` normalised, or ModelError when this machine does not have it."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ModelError(f"unknown device '{device}' (use cpu, cuda, cuda:N or mps)") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelError(f"device '{device}' requested but no CUDA GPU is available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ModelError(f"device '{device}' requested but only {torch.cuda.device_count()} CUDA GPU(s) exist")
+    elif dev.type == "mps" and not _mps_available():
+        raise ModelError(f"device '{device}' requested but Apple MPS is not available")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ModelError(f"unsupported device '{device}' (use cpu, cuda, cuda:N or mps)")
+    return str(dev)
+
+
+def pick_dtype(device: str) -> str:
+    """bf16 on CUDA where supported (fp16 otherwise); fp32 on MPS and CPU.
+
+    MPS gets fp32 rather than fp16: the models here are small enough, and fp16 without loss
+    scaling lets LoRA gradients underflow.
+    """
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype for ``name`` (``float32``, ``bf16``, ...), or ModelError."""
+    try:
+        return DTYPES[name.lower()]
+    except KeyError:
+        raise ModelError(f"unknown dtype '{name}' (use float32, bfloat16 or float16)") from None
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def describe_device(device: str | None = None) -> str:
+    """A short label for a status bar, e.g. ``cpu (2 threads)`` or ``cuda: NVIDIA H100``."""
+    device = device or pick_device()
+    if device.startswith("cuda"):
+        index = torch.device(device).index or 0
+        return f"{device}: {torch.cuda.get_device_name(index)}"
+    if device == "mps":
+        return "mps: Apple GPU"
+    return f"cpu ({torch.get_num_threads()} threads)"

