@@ -33,6 +33,8 @@ class Archetype:
     occupations: tuple[str, ...]
     traits: tuple[str, ...]  # behaviour-revealing phrases for the description
     domains: tuple[float, float, float]  # device, scheduling, information
+    timers: tuple[str, ...]
+    list_items: tuple[str, ...]
 
 
 ARCHETYPES: tuple[Archetype, ...] = (
@@ -46,12 +48,14 @@ ARCHETYPES: tuple[Archetype, ...] = (
         music=("running mix", "upbeat pop", "workout playlist", "high energy dance", "power hour"),
         podcasts=("The Morning Run", "Fit Talk", "Sports Daily"),
         shows=("a cycling race", "the match highlights", "a climbing documentary"),
-        styles=(0.4, 0.1, 0.1, 0.4),
+        styles=(0.6, 0.05, 0.05, 0.3),
         extra_rooms=("home gym", "workout room", "garage gym"),
         occupations=("fitness instructor", "physiotherapist", "PE teacher", "personal trainer", "nurse"),
         traits=("is out running before sunrise", "trains for marathons", "likes bright, crisp mornings",
                 "turns in early to get a full night's sleep"),
         domains=(0.45, 0.35, 0.20),
+        timers=("workout", "stretching", "eggs", "recovery", "plank"),
+        list_items=("swim session", "track intervals", "buy protein oats", "physio appointment"),
     ),
     Archetype(
         name="night_owl_gamer",
@@ -63,12 +67,14 @@ ARCHETYPES: tuple[Archetype, ...] = (
         music=("synthwave", "lo-fi beats", "video game soundtracks", "drum and bass", "chiptune"),
         podcasts=("Patch Notes", "The Speedrun Show", "Tech Weekly"),
         shows=("an anime episode", "the esports final", "a sci-fi series"),
-        styles=(0.15, 0.35, 0.05, 0.45),
+        styles=(0.1, 0.15, 0.05, 0.7),
         extra_rooms=("game room", "den", "streaming room"),
         occupations=("software developer", "streamer", "graphic designer", "night shift technician", "student"),
         traits=("rarely sleeps before one in the morning", "streams games late into the night",
                 "loves coloured mood lighting", "sleeps in on most days"),
         domains=(0.55, 0.15, 0.30),
+        timers=("pizza", "raid", "break", "noodles", "stream"),
+        list_items=("tournament signup", "order a new headset", "stream schedule", "pay the internet bill"),
     ),
     Archetype(
         name="family_parent",
@@ -80,12 +86,14 @@ ARCHETYPES: tuple[Archetype, ...] = (
         music=("kids songs", "family singalong", "pop hits", "bedtime lullabies", "radio hits"),
         podcasts=("Story Time", "Parenting Hour", "The News Briefing"),
         shows=("a family movie", "a cartoon", "the baking show"),
-        styles=(0.1, 0.5, 0.3, 0.1),
+        styles=(0.05, 0.7, 0.15, 0.1),
         extra_rooms=("kids room", "playroom", "nursery"),
         occupations=("accountant", "primary school teacher", "pharmacist", "project manager", "shop owner"),
         traits=("juggles school runs and work", "puts the kids to bed at eight",
                 "keeps a busy family calendar", "wants a calm house in the evening"),
         domains=(0.35, 0.45, 0.20),
+        timers=("homework", "bath", "pasta", "screen time", "nap"),
+        list_items=("parents evening", "dentist appointment", "school trip money", "swimming lessons"),
     ),
     Archetype(
         name="retiree",
@@ -97,12 +105,14 @@ ARCHETYPES: tuple[Archetype, ...] = (
         music=("classical", "jazz standards", "big band", "radio four", "opera favourites"),
         podcasts=("The History Hour", "Gardeners' Question Time", "The Daily News"),
         shows=("the evening news", "a quiz show", "a nature documentary"),
-        styles=(0.05, 0.35, 0.5, 0.1),
+        styles=(0.05, 0.2, 0.7, 0.05),
         extra_rooms=("conservatory", "reading room", "sunroom"),
         occupations=("retired engineer", "retired teacher", "former nurse", "retired postman", "retired librarian"),
         traits=("likes the house warm", "reads a lot and needs bright light",
                 "follows the news every evening", "goes to bed early"),
         domains=(0.40, 0.25, 0.35),
+        timers=("tea", "bread", "oven", "medication", "roast"),
+        list_items=("book club", "doctor appointment", "call the grandchildren", "collect the prescription"),
     ),
     Archetype(
         name="remote_worker",
@@ -114,12 +124,14 @@ ARCHETYPES: tuple[Archetype, ...] = (
         music=("focus music", "deep work playlist", "ambient jazz", "piano study", "coffee shop sounds"),
         podcasts=("Remote Ready", "The Productivity Show", "Market Update"),
         shows=("a documentary", "a crime drama", "the late night show"),
-        styles=(0.35, 0.1, 0.45, 0.1),
+        styles=(0.3, 0.05, 0.6, 0.05),
         extra_rooms=("office", "study", "home office"),
         occupations=("data analyst", "translator", "UX researcher", "copywriter", "support engineer"),
         traits=("works from home most days", "needs bright cool light at the desk",
                 "keeps meetings and focus blocks strictly", "switches off firmly after work"),
         domains=(0.40, 0.35, 0.25),
+        timers=("focus", "meeting", "coffee", "break", "standup"),
+        list_items=("team standup", "send the invoice", "quarterly review", "book a coworking desk"),
     ),
     Archetype(
         name="eco_saver",
@@ -131,12 +143,14 @@ ARCHETYPES: tuple[Archetype, ...] = (
         music=("folk", "nature sounds", "acoustic covers", "world music", "birdsong"),
         podcasts=("Green Living", "The Climate Hour", "Zero Waste Weekly"),
         shows=("a wildlife documentary", "a gardening programme", "a travel show"),
-        styles=(0.45, 0.15, 0.3, 0.1),
+        styles=(0.6, 0.15, 0.2, 0.05),
         extra_rooms=("greenhouse", "utility room", "garden room"),
         occupations=("environmental scientist", "bike mechanic", "gardener", "energy consultant", "farmer"),
         traits=("watches the energy bill closely", "keeps the heating low",
                 "turns everything off when leaving", "prefers dim, warm light"),
         domains=(0.50, 0.25, 0.25),
+        timers=("laundry", "compost", "soup", "watering", "bread"),
+        list_items=("repair cafe", "take the glass to recycling", "seed swap", "check the solar readings"),
     ),
 )
 

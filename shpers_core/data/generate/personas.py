@@ -18,12 +18,12 @@ from shpers_core.data.generate.archetypes import (
     Archetype,
 )
 
-FIRST_NAMES = (
-    "Sarah", "James", "Aisha", "Tom", "Mei", "Lukas", "Priya", "Carlos", "Olga", "Kwame", "Hannah",
-    "Yusuf", "Elena", "Ben", "Sofia", "Raj", "Ingrid", "Marcus", "Chloe", "Diego", "Fatima", "Oliver",
-    "Nadia", "Samuel", "Lena", "Arjun", "Grace", "Tariq", "Maya", "Henrik", "Zoe", "Kenji", "Amara",
-    "Pavel", "Ruth", "Leo", "Ines", "Noah", "Freya", "Omar",
-)
+NAMES = {
+    "She": ("Sarah", "Aisha", "Mei", "Priya", "Olga", "Hannah", "Elena", "Sofia", "Ingrid", "Chloe", "Fatima",
+            "Nadia", "Lena", "Grace", "Maya", "Zoe", "Amara", "Ruth", "Ines", "Freya"),
+    "He": ("James", "Tom", "Lukas", "Carlos", "Kwame", "Yusuf", "Ben", "Raj", "Marcus", "Diego", "Oliver",
+           "Samuel", "Arjun", "Tariq", "Henrik", "Kenji", "Pavel", "Leo", "Noah", "Omar"),
+}
 # Details that say nothing about smart-home behaviour, so description text clusters weakly.
 CITIES = ("Leeds", "Lisbon", "a small town near Utrecht", "Glasgow", "the outskirts of Dublin", "Bristol",
           "a flat in central Manchester", "a village in Kent", "Cardiff", "Brighton", "a suburb of Oslo")
@@ -32,7 +32,7 @@ HOBBIES = ("collects vinyl records", "bakes sourdough at weekends", "is learning
            "paints watercolours", "does crosswords", "sings in a choir", "fixes old bikes",
            "grows tomatoes on the balcony", "plays chess online", "writes short stories")
 PETS = ("has a cat called Biscuit", "shares the home with a grumpy tortoise", "walks a spaniel twice a day",
-        "has two budgies", "looks after a rescue greyhound", "has no pets but feeds the neighbour's cat")
+        "has two budgies", "looks after a rescue greyhound", "feeds the neighbour's cat most evenings")
 HOUSEHOLD = ("lives alone", "lives with a partner", "shares the house with a sister",
              "lives with two teenagers", "has a lodger", "lives with a partner and a toddler")
 
@@ -113,7 +113,7 @@ def make_profile(index: int, seed: int) -> Profile:
     lo, hi = arch.brightness["evening"]
     persona = Profile(
         persona_id=f"persona_{index:03d}",
-        name=rng.choice(FIRST_NAMES),
+        name="",
         archetype=arch,
         style=rng.choices(STYLES, weights=arch.styles)[0],
         rooms=rooms,
@@ -134,28 +134,31 @@ def make_profile(index: int, seed: int) -> Profile:
         away_temp=day - _half(rng, 2.0, 5.0),
         implicit_rate=rng.uniform(0.22, 0.38),
     )
-    persona.character = describe(persona, rng)
+    subject = rng.choice(("She", "He"))
+    persona.name = rng.choice(NAMES[subject])
+    persona.character = describe(persona, "They" if rng.random() < 0.2 else subject, rng)
     return persona
 
 
-def describe(p: Profile, rng: random.Random) -> str:
+def describe(p: Profile, subj: str, rng: random.Random) -> str:
     """Varied prose: some behaviour hints, several details that say nothing about behaviour."""
     arch = p.archetype
     occupation = rng.choice(arch.occupations) if rng.random() < 0.7 else rng.choice(rng.choice(ARCHETYPES).occupations)
     article = "an" if occupation[0] in "aeiou" else "a"
+    household = rng.choice(HOUSEHOLD)
     openers = (
         f"{p.name} is {article} {occupation} who lives in {rng.choice(CITIES)}.",
-        f"{p.name}, {article} {occupation}, {rng.choice(HOUSEHOLD)} in {rng.choice(CITIES)}.",
+        f"{p.name}, {article} {occupation}, {household} in {rng.choice(CITIES)}.",
         f"Meet {p.name}: {article} {occupation} based in {rng.choice(CITIES)}.",
-        f"{p.name} works as {article} {occupation} and {rng.choice(HOUSEHOLD)}.",
+        f"{p.name} works as {article} {occupation} and {household}.",
     )
+    opener = rng.choice(openers)
     hints = list(arch.traits)
     rng.shuffle(hints)
-    filler = [rng.choice(HOBBIES), rng.choice(PETS), rng.choice(HOUSEHOLD)]
+    filler = [rng.choice(HOBBIES), rng.choice(PETS)] + ([] if household in opener else [household])
     rng.shuffle(filler)
-    subj = ("She", "He", "They")[rng.randrange(3)]
     verb = (lambda v: v) if subj != "They" else _plural
-    sentences = [rng.choice(openers)]
+    sentences = [opener]
     body = [f"{subj} {verb(hints[0])}."]
     if rng.random() < 0.6:
         body.append(f"{subj} {verb(hints[1])}.")

@@ -71,8 +71,10 @@ def light_brightness(p, rng, ctx):
 
 def light_color(p, rng, ctx):
     role = _pick_room(p, rng, ctx)
+    # People mostly ask for colours from their own palette, sometimes for anything.
+    palette = [c for tod in ("evening", "night") for c in p.archetype.colors[tod] if c in HA_COLORS]
     if rng.random() < 0.5:
-        color = rng.choice(HA_COLORS)
+        color = rng.choice(palette if palette and rng.random() < 0.6 else HA_COLORS)
         user = phrase(rng, "HassLightSet", "area_color", {"area": p.rooms[role], "color": color})
     else:
         color = rng.choice(HA_WHITES)
@@ -115,7 +117,7 @@ def room_temperature(p, rng, ctx):
 
 def play_music(p, rng, ctx):
     role = _pick_room(p, rng, ctx)
-    query = rng.choice(ANY_MUSIC)
+    query = rng.choice(p.archetype.music if rng.random() < 0.6 else ANY_MUSIC)
     user = phrase(rng, "HassMediaSearchAndPlay", "area_only", {"search_query": query, "area": p.rooms[role]})
     return Turn(user, _reply(p, rng, [Action("play", f"{p.rooms[role]} speaker", (query,))]), False)
 
@@ -175,7 +177,7 @@ def followup_temperature(p, rng, ctx):
 def timer(p, rng, ctx):
     minutes = rng.choice((3, 5, 8, 10, 12, 15, 20, 25, 30, 40, 45))
     if rng.random() < 0.5:
-        name = rng.choice(TIMER_NAMES)
+        name = rng.choice(p.archetype.timers if rng.random() < 0.7 else TIMER_NAMES)
         user = phrase(rng, "HassStartTimer", "name_minutes", {"timer_minutes": str(minutes), "timer_name": name})
         full, terse = f"Your {name} timer is set for {minutes} minutes.", f"{name.capitalize()} timer: {minutes} min."
     else:
@@ -206,7 +208,8 @@ def delayed_command(p, rng, ctx):
 
 
 def list_item(p, rng, ctx):
-    item, name = rng.choice(LIST_ITEMS), rng.choice(LIST_NAMES)
+    item = rng.choice(p.archetype.list_items if rng.random() < 0.7 else LIST_ITEMS)
+    name = rng.choice(LIST_NAMES)
     user = phrase(rng, "HassListAddItem", "name_item", {"todo_list_item": item, "name": name}, domain="todo")
     return Turn(user, _fact(p, rng, f"Added {item} to your {name} list.", f"{name.capitalize()}: + {item}."), False)
 
