@@ -56,7 +56,8 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int = TINY_VOCAB_SIZE) ->
     return fast
 
 
-def _qwen2_config(tokenizer: PreTrainedTokenizerFast, shape: dict) -> Qwen2Config:
+def qwen2_config(tokenizer: PreTrainedTokenizerFast, shape: dict) -> Qwen2Config:
+    """A Qwen2 config of ``shape`` (vocabulary sized to ``tokenizer`` unless given) with its special ids."""
     shape = {"vocab_size": len(tokenizer), **shape}
     return Qwen2Config(
         **shape, tie_word_embeddings=True, rms_norm_eps=1e-6,
@@ -68,7 +69,7 @@ def _qwen2_config(tokenizer: PreTrainedTokenizerFast, shape: dict) -> Qwen2Confi
 def random_qwen2(tokenizer: PreTrainedTokenizerFast, shape: dict, seed: int = 0,
                  device: str = "cpu", dtype: torch.dtype = torch.float32) -> Qwen2ForCausalLM:
     """A Qwen2 of ``shape`` with weights drawn from ``seed`` (same seed, same weights), in eval mode."""
-    config = _qwen2_config(tokenizer, shape)
+    config = qwen2_config(tokenizer, shape)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         # Drawn on the CPU in fp32 so the weights do not depend on the device's generator.

@@ -1,0 +1,49 @@
+"""Shared fixtures. Models are built or converted once per test session, in a temporary cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import huggingface_hub.constants
+import pytest
+
+
+def _offline_cache(mp: pytest.MonkeyPatch, cache: Path) -> None:
+    mp.setenv("SHPERS_CACHE", str(cache))
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import.
+    mp.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture(scope="session")
+def models_cache(tmp_path_factory) -> Path:
+    """A session-wide ``SHPERS_CACHE``: the SmolLM2 conversion and tiny-qwen2 build happen once, cold."""
+    return tmp_path_factory.mktemp("shpers-cache")
+
+
+@pytest.fixture
+def shpers_cache(models_cache, monkeypatch) -> Path:
+    """Point ``SHPERS_CACHE`` at the session cache and keep the hub offline for one test."""
+    _offline_cache(monkeypatch, models_cache)
+    return models_cache
+
+
+@pytest.fixture(scope="session")
+def tiny_base(models_cache) -> Iterator:
+    """``load_base("tiny-qwen2")`` on the CPU; shared, so tests must not change its weights."""
+    from shpers_core.models import load_base
+
+    with pytest.MonkeyPatch.context() as mp:
+        _offline_cache(mp, models_cache)
+        yield load_base("tiny-qwen2", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def smollm2_base(models_cache) -> Iterator:
+    """The embedded SmolLM2 on the CPU in fp32 (converted from its GGUF on first use); shared, read-only."""
+    from shpers_core.models import load_base
+
+    with pytest.MonkeyPatch.context() as mp:
+        _offline_cache(mp, models_cache)
+        yield load_base("smollm2-135m-instruct", device="cpu", dtype="float32")
