@@ -1,0 +1,1 @@
+"""The shpers desktop app: a Qt front end over the ``shpers_core`` engine."""

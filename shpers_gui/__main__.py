@@ -1,0 +1,3 @@
+from shpers_gui.app import main
+
+raise SystemExit(main())

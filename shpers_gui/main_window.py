@@ -1,0 +1,221 @@
+"""The main window: six tabs over one session, menus, shortcuts, status bar, saved layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QTabWidget,
+)
+
+from shpers_gui import engine
+from shpers_gui.widgets.chat_view import ChatView
+from shpers_gui.widgets.grid_view import PersonaGridView
+from shpers_gui.widgets.jobs_view import JobsView
+from shpers_gui.widgets.launcher import LauncherView
+from shpers_gui.widgets.personas_view import PersonasView
+from shpers_gui.widgets.results_view import ResultsView
+from shpers_gui.workers import run_call
+from shpers_gui.workers.call_worker import abort_all_and_wait
+
+
+def load_dataset_file(path):
+    return engine.get("load_dataset")(path)
+
+def generate_and_write(path, n_personas: int | None = None, dialogues_per_persona: int | None = None):
+    """Generate the default dataset (or a smaller one), write it to ``path`` and return it."""
+    kwargs = {k: v for k, v in (("n_personas", n_personas), ("dialogues_per_persona", dialogues_per_persona))
+              if v is not None}
+    dataset = engine.get("generate_dataset")(**kwargs)
+    engine.write_dataset(dataset, path)
+    return engine.get("load_dataset")(path)
+
+def device_and_models():
+    from shpers_core.models import DEFAULT_MODEL, describe_device, describe_models
+
+    return describe_device(), describe_models(), DEFAULT_MODEL
+
+class MainWindow(QMainWindow):
+    TABS = ("Personas", "Launch", "Jobs", "Results", "Grid", "Chat")
+
+    def __init__(self, session, *, settings: QSettings | None = None, ask_on_close: bool = True):
+        super().__init__()
+        self.session = session
+        self.ask_on_close = ask_on_close
+        self.settings = settings or QSettings("shpers", "shpers")
+        self.setWindowTitle(f"shpers — {session.root}")
+        self.personas = PersonasView(session)
+        self.launcher = LauncherView(session)
+        self.jobs = JobsView(session)
+        self.results = ResultsView(session)
+        self.grid = PersonaGridView(session)
+        self.chat = ChatView(session)
+        self.tabs = QTabWidget()
+        for name, view in zip(self.TABS, (self.personas, self.launcher, self.jobs, self.results, self.grid,
+                                          self.chat)):
+            view.setObjectName(name.lower())
+            self.tabs.addTab(view, name)
+        self.setCentralWidget(self.tabs)
+        self.launcher.submitted.connect(lambda _jobs: self.tabs.setCurrentWidget(self.jobs))
+        self.session.jobs.job_ended.connect(self._job_ended)
+        self._build_menus()
+        self._build_status_bar()
+        self.session.dataset_changed.connect(self._dataset_label_update)
+        self.resize(1400, 900)
+        geometry = self.settings.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        state = self.settings.value("window/state")
+        if state is not None:
+            self.restoreState(state)
+        self.tabs.setCurrentIndex(int(self.settings.value("window/tab", 0)))
+        self._busy_tasks = 0
+        run_call(device_and_models, on_result=self._device_known, on_error=lambda m, _t: self.device.setText(
+            f"device: unknown ({m})"))
+
+    # -- chrome -----------------------------------------------------------------------------
+
+    def _action(self, menu, text, slot, shortcut=None, tip=""):
+        action = QAction(text, self)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        self._action(file, "&Open dataset…", self.open_dataset_dialog, QKeySequence.StandardKey.Open,
+                     "Load a dataset (JSON, JSONL or a folder); it is validated first")
+        self._action(file, "&Generate dataset…", self.generate_dataset_dialog, None,
+                     "Generate a synthetic dataset into this workspace")
+        file.addSeparator()
+        self._action(file, "&Quit", self.close, QKeySequence("Ctrl+Q"))
+        run = bar.addMenu("&Run")
+        self._action(run, "&Queue job", self.launcher.queue_job, "Ctrl+R", "Queue the Launch tab's job")
+        self._action(run, "Queue &sweep", self.launcher.queue_sweep, "Ctrl+Shift+R")
+        self._action(run, "Run the whole &study", self.launcher.queue_study, None)
+        self._action(run, "&Cancel selected job", self.jobs.cancel_selected, "Ctrl+.")
+        view = bar.addMenu("&View")
+        for i, name in enumerate(self.TABS):
+            self._action(view, name, lambda _c=False, i=i: self.tabs.setCurrentIndex(i), f"Ctrl+{i + 1}")
+        view.addSeparator()
+        self._action(view, "&Refresh", self.session.runs_changed.emit, QKeySequence.StandardKey.Refresh)
+        self._action(view, "Table 5.1", self.results.show_study_table, "Ctrl+T")
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.device = QLabel("device: …")
+        self.workspace_label = QLabel(f"workspace: {self.session.root}")
+        self.dataset_label = QLabel("no dataset")
+        self.busy = QProgressBar()
+        self.busy.setMaximumWidth(160)
+        self.busy.setRange(0, 0)
+        self.busy.hide()
+        self.busy_label = QLabel()
+        bar.addWidget(self.busy_label)
+        bar.addWidget(self.busy)
+        bar.addPermanentWidget(self.dataset_label)
+        bar.addPermanentWidget(self.workspace_label)
+        bar.addPermanentWidget(self.device)
+
+    def _device_known(self, result) -> None:
+        device, models, default = result
+        self.device.setText(f"device: {device}")
+        self.launcher.set_models(models, default)
+
+    def _dataset_label_update(self) -> None:
+        ds = self.session.dataset
+        if ds is None:
+            self.dataset_label.setText("no dataset")
+            return
+        n = sum(len(p.dialogues) for p in ds.personas.values())
+        self.dataset_label.setText(f"{Path(self.session.dataset_path).name}: {len(ds.personas)} personas, "
+                                   f"{n} dialogues")
+        self.dataset_label.setToolTip(str(self.session.dataset_path))
+
+    def _task(self, text: str, on: bool) -> None:
+        self._busy_tasks += 1 if on else -1
+        self.busy.setVisible(self._busy_tasks > 0)
+        self.busy_label.setText(text if on else "")
+
+    def _job_ended(self, job) -> None:
+        self.statusBar().showMessage(f"{job.label}: {job.status}" + (f" — {job.error}" if job.error else ""), 10000)
+
+    # -- dataset ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the workspace's dataset, generating the default one first if there is none."""
+        path = self.session.workspace.dataset_path
+        if path.exists():
+            self.load_dataset(path)
+        else:
+            self.generate_dataset(path)
+
+    def load_dataset(self, path) -> None:
+        self._task(f"loading {Path(path).name}…", True)
+        run_call(load_dataset_file, path,
+                 on_result=lambda ds, p=path: (self._task("", False), self.session.set_dataset(ds, Path(p))),
+                 on_error=lambda msg, _tb, p=path: (self._task("", False), self._dataset_error(p, msg)))
+
+    def generate_dataset(self, path, n_personas: int | None = None, dialogues_per_persona: int | None = None) -> None:
+        self._task("generating the dataset…", True)
+        run_call(generate_and_write, path, n_personas, dialogues_per_persona,
+                 on_result=lambda ds, p=path: (self._task("", False), self.session.set_dataset(ds, Path(p))),
+                 on_error=lambda msg, _tb, p=path: (self._task("", False), self._dataset_error(p, msg)))
+
+    def _dataset_error(self, path, message: str) -> None:
+        QMessageBox.critical(self, "The dataset cannot be used",
+                             f"{path}\n\n{message}\n\nFix the record named above, or open another dataset.")
+
+    def open_dataset_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open dataset", str(self.session.root),
+                                              "Dialogues (*.jsonl *.json);;All files (*)")
+        if path:
+            self.load_dataset(path)
+
+    def generate_dataset_dialog(self) -> None:
+        n, ok = QInputDialog.getInt(self, "Generate dataset", "Personas:", 200, 2, 100000)
+        if not ok:
+            return
+        d, ok = QInputDialog.getInt(self, "Generate dataset", "Dialogues per persona:", 30, 3, 10000)
+        if ok:
+            self.generate_dataset(self.session.workspace.dataset_path, n, d)
+
+    # -- closing ----------------------------------------------------------------------------
+
+    def closeEvent(self, event) -> None:
+        active = self.session.jobs.active()
+        if active and self.ask_on_close:
+            answer = QMessageBox.question(
+                self, "Jobs are running",
+                f"{len(active)} job(s) are running or waiting. Cancel them and quit?\n"
+                "Cancelled runs keep a checkpoint and can be resumed later.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+        self.statusBar().showMessage("stopping jobs…")
+        self.session.jobs.cancel_all_and_wait()
+        self.chat.stop()
+        abort_all_and_wait()
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        self.settings.setValue("window/tab", self.tabs.currentIndex())
+        self.session.close()
+        event.accept()
+
+def shortcut_text(window: MainWindow) -> dict[str, str]:
+    """Every action's shortcut, for help and tests."""
+    return {a.text().replace("&", ""): a.shortcut().toString() for a in window.findChildren(QAction)
+            if not a.shortcut().isEmpty()}

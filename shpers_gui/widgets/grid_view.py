@@ -1,0 +1,183 @@
+"""The Persona × method grid: each persona's score in each run, coloured; click for the replies."""
+
+from __future__ import annotations
+
+import html
+import math
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QSplitter,
+    QTableView,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+METRICS = ("embedding_similarity", "device_precision", "parameter_f1", "numerical_precision")
+
+
+def score_colour(value: float, lo: float, hi: float) -> QColor:
+    """Red (worst in the grid) through pale yellow to green (best), light enough for black text."""
+    t = 0.5 if hi <= lo else (value - lo) / (hi - lo)
+    if t < 0.5:
+        a, b, u = (244, 160, 150), (250, 238, 180), t / 0.5
+    else:
+        a, b, u = (250, 238, 180), (150, 215, 150), (t - 0.5) / 0.5
+    return QColor(*(round(x + (y - x) * u) for x, y in zip(a, b)))
+
+
+class PersonaGridModel(QAbstractTableModel):
+    """Rows: personas; column 0 the persona id, then one column per finished run."""
+
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self.metric = METRICS[0]
+        self.runs = []
+        self.personas: list[str] = []
+        self.scores: dict[str, dict[str, float]] = {}
+        self.lo, self.hi = 0.0, 1.0
+
+    def refresh(self) -> None:
+        store = self.session.store()
+        self.beginResetModel()
+        self.runs = list(reversed(store.list_runs(status="finished")))
+        self.scores = {r.id: store.persona_scores(r.id, self.metric) for r in self.runs}
+        self.runs = [r for r in self.runs if self.scores[r.id]]
+        pids = sorted({p for s in self.scores.values() for p in s})
+        self.personas = pids
+        values = [v for s in self.scores.values() for v in s.values() if not math.isnan(v)]
+        self.lo, self.hi = (min(values), max(values)) if values else (0.0, 1.0)
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()):
+        return 0 if parent.isValid() else len(self.personas)
+
+    def columnCount(self, parent=QModelIndex()):
+        return 0 if parent.isValid() else 1 + len(self.runs)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if orientation != Qt.Orientation.Horizontal:
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return "Persona" if section == 0 else self.runs[section - 1].label
+        if role == Qt.ItemDataRole.ToolTipRole and section > 0:
+            r = self.runs[section - 1]
+            return f"{r.label}\n{r.method} on {r.base_model}\n{r.id}"
+        return None
+
+    def value(self, row: int, col: int) -> float | None:
+        return self.scores[self.runs[col - 1].id].get(self.personas[row])
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        row, col = index.row(), index.column()
+        if col == 0:
+            return self.personas[row] if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE) else None
+        v = self.value(row, col)
+        if role == Qt.ItemDataRole.DisplayRole:
+            return "" if v is None else f"{v:.3f}"
+        if role == SORT_ROLE:
+            return -math.inf if v is None or math.isnan(v) else v
+        if role == Qt.ItemDataRole.BackgroundRole and v is not None and not math.isnan(v):
+            return score_colour(v, self.lo, self.hi)
+        if role == Qt.ItemDataRole.ForegroundRole:
+            return QColor("black")
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return int(Qt.AlignmentFlag.AlignCenter)
+        return None
+
+
+class PersonaGridView(QWidget):
+    """The Grid tab."""
+
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self.model = PersonaGridModel(session, self)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.metric = QComboBox()
+        for m in METRICS:
+            self.metric.addItem(m.replace("_", " "), m)
+        self.metric.currentIndexChanged.connect(self._metric_changed)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table.horizontalHeader().setDefaultSectionSize(120)
+        self.table.clicked.connect(self._cell_clicked)
+        self.replies = QTextBrowser()
+        self.replies.setPlaceholderText("Click a score to read that persona's test replies in that run, "
+                                        "next to the references.")
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Metric:"))
+        top.addWidget(self.metric)
+        self.info = QLabel()
+        top.addWidget(self.info, 1)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addLayout(top)
+        ll.addWidget(self.table)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(left)
+        split.addWidget(self.replies)
+        split.setSizes([760, 560])
+        lay = QVBoxLayout(self)
+        lay.addWidget(split)
+        session.runs_changed.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.model.refresh()
+        n = len(self.model.runs)
+        self.info.setText(f"{len(self.model.personas)} personas × {n} finished runs"
+                          + ("" if n else " — finish a run to fill the grid"))
+
+    def _metric_changed(self) -> None:
+        self.model.metric = self.metric.currentData()
+        self.refresh()
+
+    def _cell_clicked(self, index) -> None:
+        src = self.proxy.mapToSource(index)
+        if src.column() == 0:
+            return
+        self.show_replies(self.model.runs[src.column() - 1].id, self.model.personas[src.row()])
+
+    def show_replies(self, run_id: str, persona_id: str) -> None:
+        store = self.session.store()
+        run = store.get_run(run_id)
+        preds = store.predictions(run_id, persona_id)
+        out = [f"<h3>{html.escape(persona_id)} · {html.escape(run.label)}</h3>"
+               f"<p style='color:#555'>{len(preds)} test turns · {html.escape(run.method)} on "
+               f"{html.escape(run.base_model)}</p>"]
+        for p in preds:
+            last_user = next((m for m in reversed(p.history) if _role(m) == "user"), None)
+            sim = p.scores.get("embedding_similarity")
+            out.append("<hr>")
+            if last_user is not None:
+                out.append(f"<p><b style='color:#1f4e79'>user</b> {html.escape(_text(last_user))}</p>")
+            out.append("<table width='100%' cellspacing='4'><tr>"
+                       f"<td width='50%' valign='top' style='background:#eef5ff'><b>reply</b>"
+                       f"{'' if sim is None else f' · {sim:.3f}'}<br>{html.escape(p.prediction)}</td>"
+                       f"<td width='50%' valign='top' style='background:#eef8ee'><b>reference</b>"
+                       f"{' ★' if p.persona_dependent else ''}<br>{html.escape(p.reference)}</td></tr></table>")
+        self.replies.setHtml("".join(out))
+
+
+def _role(m) -> str:
+    return m.get("role", "") if isinstance(m, dict) else getattr(m, "role", "")
+
+
+def _text(m) -> str:
+    return (m.get("text") or m.get("content", "")) if isinstance(m, dict) else getattr(m, "text", "")

@@ -1,0 +1,264 @@
+"""The job queue with progress and ETA, live loss curves, a log, cancel/resume, stored curves."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionProgressBar,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from shpers_core.jobs.spec import JobSpec
+from shpers_gui.job_queue import ACTIVE, CANCELLED, FAILED, FINISHED, INTERRUPTED, RUNNING, Job
+from shpers_gui.widgets.loss_plot import LossPlot
+
+STATUS_COLOURS = {RUNNING: "#1f6fb2", FINISHED: "#2e7d32", FAILED: "#c62828", CANCELLED: "#8d6e63",
+                  INTERRUPTED: "#ef6c00"}
+RESUMABLE = ("cancelled", "interrupted", "failed")
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
+
+
+class JobsModel(QAbstractTableModel):
+    """Rows are the queue's jobs, in submission order."""
+
+    COLUMNS = ["Job", "Method", "Status", "Progress", "ETA", "Run"]
+    PROGRESS = 3
+
+    def __init__(self, queue, parent=None):
+        super().__init__(parent)
+        self.queue = queue
+        queue.job_added.connect(self._added)
+        queue.job_changed.connect(self._changed)
+
+    def rowCount(self, parent=QModelIndex()):
+        return 0 if parent.isValid() else len(self.queue.jobs)
+
+    def columnCount(self, parent=QModelIndex()):
+        return len(self.COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.COLUMNS[section]
+        return None
+
+    def job(self, row: int) -> Job:
+        return self.queue.jobs[row]
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        job = self.queue.jobs[index.row()]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == 0:
+                return job.label
+            if col == 1:
+                return job.spec.method
+            if col == 2:
+                return job.status if job.status != RUNNING else f"running: {job.phase}"
+            if col == self.PROGRESS:
+                return round(job.fraction * 100)
+            if col == 4:
+                return format_eta(job.eta_s())
+            if col == 5:
+                return job.run_id
+        if role == Qt.ItemDataRole.ForegroundRole and col == 2:
+            return QColor(STATUS_COLOURS.get(job.status, "#555555"))
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return job.error or None
+        return None
+
+    def _added(self, job: Job) -> None:
+        row = self.queue.jobs.index(job)
+        self.beginInsertRows(QModelIndex(), row, row)
+        self.endInsertRows()
+
+    def _changed(self, job: Job) -> None:
+        if job in self.queue.jobs:
+            row = self.queue.jobs.index(job)
+            self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.COLUMNS) - 1))
+
+    def refresh(self) -> None:
+        self.beginResetModel()
+        self.endResetModel()
+
+
+class ProgressDelegate(QStyledItemDelegate):
+    """Paints the progress column as a progress bar."""
+
+    def paint(self, painter, option, index):
+        opt = QStyleOptionProgressBar()
+        opt.rect = option.rect.adjusted(2, 3, -2, -3)
+        opt.minimum, opt.maximum = 0, 100
+        opt.progress = int(index.data() or 0)
+        opt.text = f"{opt.progress} %"
+        opt.textVisible = True
+        QApplication.style().drawControl(QStyle.ControlElement.CE_ProgressBar, opt, painter)
+
+
+class JobsView(QWidget):
+    """The Jobs tab."""
+
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self.queue = session.jobs
+        self.model = JobsModel(self.queue, self)
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setItemDelegateForColumn(JobsModel.PROGRESS, ProgressDelegate(self.table))
+        self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().hide()
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.resizeSection(JobsModel.PROGRESS, 160)
+        header.resizeSection(2, 170)
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._show_log())
+
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the selected job at its next step (it keeps a checkpoint)")
+        self.cancel_button.clicked.connect(self.cancel_selected)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Run the selected cancelled or interrupted run again from its checkpoint")
+        self.resume_button.clicked.connect(self.resume_selected)
+        self.clear_button = QPushButton("Clear ended")
+        self.clear_button.clicked.connect(self._clear_ended)
+        self.stored_runs = QComboBox()
+        self.stored_runs.setMinimumWidth(260)
+        self.stored_runs.setToolTip("Any run in the store: add its curves to the plot")
+        show = QPushButton("Show curves")
+        show.clicked.connect(lambda: self.show_stored_curves(self.stored_runs.currentData()))
+        clear_plot = QPushButton("Clear plot")
+        clear_plot.clicked.connect(self._clear_plot)
+        buttons = QHBoxLayout()
+        for w in (self.cancel_button, self.resume_button, self.clear_button):
+            buttons.addWidget(w)
+        buttons.addStretch(1)
+        buttons.addWidget(QLabel("Stored run:"))
+        buttons.addWidget(self.stored_runs)
+        buttons.addWidget(show)
+        buttons.addWidget(clear_plot)
+
+        self.plot = LossPlot()
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(5000)
+        self.log.setPlaceholderText("The selected job's log")
+        bottom = QSplitter(Qt.Orientation.Horizontal)
+        bottom.addWidget(self.plot)
+        bottom.addWidget(self.log)
+        bottom.setSizes([700, 350])
+        top = QWidget()
+        top_lay = QVBoxLayout(top)
+        top_lay.setContentsMargins(0, 0, 0, 0)
+        top_lay.addWidget(self.table)
+        top_lay.addLayout(buttons)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(top)
+        split.addWidget(bottom)
+        split.setSizes([260, 500])
+        lay = QVBoxLayout(self)
+        lay.addWidget(split)
+
+        self.queue.job_added.connect(self._job_added)
+        self.queue.job_step.connect(lambda job, s, st, loss: self.plot.add_point(self._key(job), s, "train", st, loss))
+        self.queue.job_validation.connect(
+            lambda job, s, st, loss: self.plot.add_point(self._key(job), s, "val", st, loss))
+        self.queue.job_log.connect(self._job_log)
+        self.queue.job_changed.connect(lambda _j: self._update_buttons())
+        session.runs_changed.connect(self.refresh_stored)
+        self.refresh_stored()
+        self._update_buttons()
+
+    @staticmethod
+    def _key(job: Job) -> str:
+        return f"job{job.key}"
+
+    def selected_job(self) -> Job | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self.model.job(rows[0].row()) if rows else None
+
+    def _job_added(self, job: Job) -> None:
+        self.plot.set_label(self._key(job), job.label)
+        if self.selected_job() is None or self.selected_job().status not in ACTIVE:
+            self.table.selectRow(self.queue.jobs.index(job))
+
+    def _job_log(self, job: Job, line: str) -> None:
+        if job is self.selected_job():
+            self.log.appendPlainText(line)
+
+    def _show_log(self) -> None:
+        job = self.selected_job()
+        self.log.setPlainText("\n".join(job.log) if job else "")
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        job = self.selected_job()
+        self.cancel_button.setEnabled(job is not None and job.status in ACTIVE)
+        self.resume_button.setEnabled(job is not None and job.status in RESUMABLE and bool(job.run_id))
+
+    def cancel_selected(self) -> None:
+        job = self.selected_job()
+        if job is not None:
+            self.queue.cancel(job)
+
+    def resume_selected(self) -> None:
+        job = self.selected_job()
+        if job is not None and job.run_id:
+            self.resume_run(job.run_id)
+
+    def resume_run(self, run_id: str) -> Job:
+        """Queue ``run_id`` again; the engine continues from its last checkpoint."""
+        record = self.session.store().get_run(run_id)
+        spec = JobSpec.from_dict(record.params)
+        job = self.queue.submit(spec, run_id=record.id)
+        return job
+
+    def _clear_ended(self) -> None:
+        self.queue.remove_ended()
+        self.model.refresh()
+        self._show_log()
+
+    def _clear_plot(self) -> None:
+        self.plot.clear()
+
+    def refresh_stored(self) -> None:
+        current = self.stored_runs.currentData()
+        self.stored_runs.blockSignals(True)
+        self.stored_runs.clear()
+        for run in self.session.store().list_runs():
+            self.stored_runs.addItem(f"{run.label} — {run.method} ({run.status})", run.id)
+        i = self.stored_runs.findData(current)
+        self.stored_runs.setCurrentIndex(max(i, 0))
+        self.stored_runs.blockSignals(False)
+
+    def show_stored_curves(self, run_id: str | None) -> None:
+        """Add a stored run's curves to the plot (replacing them if already shown)."""
+        if not run_id:
+            return
+        store = self.session.store()
+        record = store.get_run(run_id)
+        key = f"run:{record.id}"
+        self.plot.remove_run(key)
+        self.plot.set_label(key, record.label)
+        for name, curve in store.curves(record.id).items():
+            series = name.rsplit("/", 1)[0] if name.endswith(("/train", "/val")) else name
+            self.plot.set_curve(key, series, curve.kind, curve.steps, curve.values)

@@ -1,0 +1,305 @@
+"""The Launcher tab: a method, its parameters, personas and base model → jobs in the queue.
+
+Also a sweep (one parameter, several values → one job per value) and the whole study as one
+action (``study_specs`` of a preset).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from shpers_core.errors import UserError
+from shpers_core.jobs.spec import build_spec
+from shpers_core.methods.registry import METHODS
+from shpers_core.params import coerce
+from shpers_gui import engine
+from shpers_gui.widgets.param_form import ParamForm
+
+
+class LauncherView(QWidget):
+    """Builds validated :class:`JobSpec` objects and submits them to the session's queue."""
+
+    submitted = Signal(list)  # the jobs just queued
+
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self.method = QComboBox()
+        for spec in METHODS.values():
+            self.method.addItem(spec.title, spec.name)
+        self.method.currentIndexChanged.connect(self._method_changed)
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        self.summary.setStyleSheet("color: #444;")
+        self.base_model = QComboBox()
+        self.base_model.setEditable(True)
+        self.base_model.setToolTip("A named model, a local folder or a hub id")
+        self.run_name = QLineEdit()
+        self.run_name.setPlaceholderText("optional run name")
+
+        self.personas = QListWidget()
+        self.personas.setToolTip("Checked personas are trained and evaluated; none checked means all")
+        pick = QHBoxLayout()
+        for text, slot in (("All", lambda: self._check(None)), ("None", lambda: self._check([])),
+                           ("From Personas tab", lambda: self._check(self.session.selected_personas))):
+            b = QPushButton(text)
+            b.clicked.connect(slot)
+            pick.addWidget(b)
+        self.cluster = QComboBox()
+        self.cluster.setToolTip("Check the members of one cluster of the persona map")
+        self.cluster.activated.connect(self._pick_cluster)
+        pick.addWidget(self.cluster)
+        self.persona_count = QLabel()
+        self.personas.itemChanged.connect(lambda _i: self._update_count())
+
+        self.preset = QComboBox()
+        self.preset.setToolTip("Study presets from the engine: their settings fill the form")
+        self.preset.addItem("(engine defaults)", None)
+        self._presets = {}
+        if engine.has("PRESETS"):
+            self._presets = engine.get("PRESETS")
+            for name, p in self._presets.items():
+                self.preset.addItem(name, name)
+                self.preset.setItemData(self.preset.count() - 1, p.description, Qt.ItemDataRole.ToolTipRole)
+        self.preset.currentIndexChanged.connect(self._apply_preset)
+
+        self.form = ParamForm()
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.form)
+
+        self.queue_button = QPushButton("Queue job")
+        self.queue_button.setToolTip("Queue one job with these settings (Ctrl+R)")
+        self.queue_button.setDefault(True)
+        self.queue_button.clicked.connect(self.queue_job)
+        self.study_button = QPushButton("Run the whole study")
+        self.study_button.setToolTip("Queue one job per study row with the chosen preset, model and personas")
+        self.study_button.clicked.connect(self.queue_study)
+        self.study_button.setEnabled(engine.has("study_specs"))
+
+        self.sweep_param = QComboBox()
+        self.sweep_param.setToolTip("The parameter to vary; every other field keeps the form's value")
+        self.sweep_values = QLineEdit()
+        self.sweep_values.setPlaceholderText("values, comma-separated, e.g. 1e-4, 5e-4, 1e-3")
+        self.sweep_button = QPushButton("Queue sweep")
+        self.sweep_button.clicked.connect(self.queue_sweep)
+        sweep_box = QGroupBox("Sweep")
+        sl = QFormLayout(sweep_box)
+        sl.addRow("Parameter", self.sweep_param)
+        sl.addRow("Values", self.sweep_values)
+        sl.addRow("", self.sweep_button)
+
+        job_box = QGroupBox("Job")
+        jl = QFormLayout(job_box)
+        jl.addRow("Method", self.method)
+        jl.addRow("", self.summary)
+        jl.addRow("Base model", self.base_model)
+        jl.addRow("Preset", self.preset)
+        jl.addRow("Name", self.run_name)
+        persona_box = QGroupBox("Personas")
+        pl = QVBoxLayout(persona_box)
+        pl.addLayout(pick)
+        pl.addWidget(self.personas)
+        pl.addWidget(self.persona_count)
+        actions = QHBoxLayout()
+        actions.addWidget(self.queue_button)
+        actions.addWidget(self.study_button)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(job_box)
+        ll.addWidget(persona_box, 1)
+        ll.addWidget(sweep_box)
+        ll.addLayout(actions)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(left)
+        split.addWidget(scroll)
+        split.setSizes([520, 700])
+        lay = QVBoxLayout(self)
+        lay.addWidget(split)
+
+        self.form.changed.connect(self._fill_sweep_params)
+        session.dataset_changed.connect(self._fill_personas)
+        session.clusters_changed.connect(self._fill_clusters)
+        self._fill_personas()
+        self._fill_clusters()
+        self._method_changed()
+
+    def set_models(self, models: list[dict], default: str) -> None:
+        """Fill the base model chooser from ``describe_models()``."""
+        current = self.base_model.currentText() or default
+        self.base_model.clear()
+        for m in models:
+            self.base_model.addItem(m["name"], m["name"])
+            self.base_model.setItemData(self.base_model.count() - 1, m["description"], Qt.ItemDataRole.ToolTipRole)
+        self.base_model.setCurrentText(current)
+
+    # -- personas ---------------------------------------------------------------------------
+
+    def _fill_personas(self) -> None:
+        self.personas.blockSignals(True)
+        self.personas.clear()
+        ds = self.session.dataset
+        for pid in ds.persona_ids if ds is not None else []:
+            item = QListWidgetItem(pid)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Unchecked)
+            item.setToolTip(ds.personas[pid].character)
+            self.personas.addItem(item)
+        self.personas.blockSignals(False)
+        self._update_count()
+
+    def _fill_clusters(self) -> None:
+        self.cluster.clear()
+        self.cluster.addItem("Cluster…", None)
+        for c in sorted(set(self.session.clusters.values())):
+            n = sum(1 for v in self.session.clusters.values() if v == c)
+            self.cluster.addItem(f"cluster {c} ({n})", c)
+        self.cluster.setEnabled(bool(self.session.clusters))
+
+    def _pick_cluster(self, index: int) -> None:
+        c = self.cluster.itemData(index)
+        if c is not None:
+            self._check([p for p, v in self.session.clusters.items() if v == c])
+
+    def _check(self, ids: list[str] | None) -> None:
+        """Check exactly ``ids`` (None: all)."""
+        wanted = None if ids is None else set(ids)
+        self.personas.blockSignals(True)
+        for i in range(self.personas.count()):
+            item = self.personas.item(i)
+            on = wanted is None or item.text() in wanted
+            item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+        self.personas.blockSignals(False)
+        self._update_count()
+
+    def selected_personas(self) -> list[str]:
+        """Checked persona ids; empty means every persona (what the engine takes as all)."""
+        ids = [self.personas.item(i).text() for i in range(self.personas.count())
+               if self.personas.item(i).checkState() == Qt.CheckState.Checked]
+        return [] if len(ids) == self.personas.count() else ids
+
+    def set_personas(self, ids: list[str] | None) -> None:
+        self._check(ids)
+
+    def _update_count(self) -> None:
+        ids = self.selected_personas()
+        total = self.personas.count()
+        self.persona_count.setText(f"{len(ids)} of {total} personas" if ids else f"all {total} personas")
+
+    # -- method and presets -----------------------------------------------------------------
+
+    def set_method(self, name: str) -> None:
+        self.method.setCurrentIndex(self.method.findData(name))
+
+    def _method_changed(self) -> None:
+        spec = METHODS[self.method.currentData()]
+        self.summary.setText(spec.summary)
+        self.form.set_method(spec.name)
+        self._apply_preset()
+
+    def _apply_preset(self) -> None:
+        name = self.preset.currentData()
+        self.form.reset()
+        if name is None:
+            return
+        p = self._presets[name]
+        self.form.set_values(p.overrides)
+        self.base_model.setCurrentText(p.base_model)
+
+    def _fill_sweep_params(self) -> None:
+        current = self.sweep_param.currentData()
+        if self.sweep_param.count() == len(self.form.fields) and current in self.form.fields:
+            return
+        self.sweep_param.clear()
+        for key, spec in self.form.specs().items():
+            if spec.type in (int, float, str, bool):
+                self.sweep_param.addItem(key, key)
+                self.sweep_param.setItemData(self.sweep_param.count() - 1, spec.help, Qt.ItemDataRole.ToolTipRole)
+        i = self.sweep_param.findData(current)
+        if i < 0:
+            i = self.sweep_param.findData("train.learning_rate")
+        self.sweep_param.setCurrentIndex(max(i, 0))
+
+    # -- building and queueing --------------------------------------------------------------
+
+    def build(self, changes: dict | None = None, name: str | None = None):
+        """A validated spec from the form (plus ``changes``); raises UserError on bad input."""
+        if self.session.dataset is None:
+            raise UserError("no dataset is loaded: File ▸ Open dataset… or generate one first")
+        overrides = {**self.form.values(), **(changes or {})}
+        return build_spec(self.method.currentData(), overrides,
+                          base_model=self.base_model.currentText().strip(),
+                          personas=self.selected_personas(), name=self.run_name.text().strip() if name is None else name,
+                          dataset_path=self.session.job_dataset_path())
+
+    def _submit(self, specs) -> list:
+        jobs = [self.session.jobs.submit(s) for s in specs]
+        self.submitted.emit(jobs)
+        return jobs
+
+    def _error(self, title: str, exc: Exception) -> None:
+        QMessageBox.warning(self, title, str(exc))
+
+    def queue_job(self) -> list:
+        try:
+            spec = self.build()
+        except UserError as exc:
+            self._error("Cannot queue the job", exc)
+            return []
+        return self._submit([spec])
+
+    def queue_sweep(self) -> list:
+        key = self.sweep_param.currentData()
+        texts = [t.strip() for t in self.sweep_values.text().split(",") if t.strip()]
+        try:
+            if not key or not texts:
+                raise UserError("a sweep needs a parameter and at least one value")
+            spec_of = self.form.specs()[key]
+            values = [coerce(spec_of, t) for t in texts]
+            base = self.run_name.text().strip() or METHODS[self.method.currentData()].name
+            specs = [self.build({key: v}, name=f"{base} {key.split('.')[-1]}={v}") for v in values]
+        except UserError as exc:
+            self._error("Cannot queue the sweep", exc)
+            return []
+        return self._submit(specs)
+
+    def queue_study(self) -> list:
+        preset = self.preset.currentData() or "smoke"
+        try:
+            if self.session.dataset is None:
+                raise UserError("no dataset is loaded")
+            ids = self.selected_personas()
+            if not ids:
+                from shpers_core.jobs.study import preset_personas
+
+                ids = preset_personas(self._presets[preset], self.session.dataset.persona_ids)
+            specs = engine.get("study_specs")(preset, ids, base_model=self.base_model.currentText().strip() or None)
+            path = self.session.job_dataset_path()
+            for s in specs:
+                s.dataset_path = path
+        except UserError as exc:
+            self._error("Cannot queue the study", exc)
+            return []
+        answer = QMessageBox.question(
+            self, "Run the whole study",
+            f"Queue {len(specs)} jobs (preset {preset}, {len(ids)} personas, {specs[0].base_model})?")
+        if answer != QMessageBox.StandardButton.Yes:
+            return []
+        return self._submit(specs)

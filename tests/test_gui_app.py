@@ -1,0 +1,188 @@
+"""The app driven offscreen over the real engine on the tiny model."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtWidgets import QCheckBox, QComboBox, QLineEdit, QSpinBox  # noqa: E402
+
+from shpers_core.data import generate_dataset, write_jsonl  # noqa: E402
+from shpers_core.events import CollectingReporter  # noqa: E402
+from shpers_core.jobs.runner import run_job  # noqa: E402
+from shpers_core.jobs.spec import build_spec, defaults_for, parameter_groups  # noqa: E402
+from shpers_core.store import RunStore  # noqa: E402
+from shpers_core.workspace import Workspace  # noqa: E402
+from shpers_gui.main_window import MainWindow, shortcut_text  # noqa: E402
+from shpers_gui.session import Session  # noqa: E402
+
+pytestmark = [pytest.mark.gui, pytest.mark.timeout(240)]
+
+TINY = {"train.num_epochs": 1, "eval.max_new_tokens": 4, "eval.max_test_dialogues": 1}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A workspace with 3 personas × 6 dialogues and two finished tiny runs."""
+    root = tmp_path_factory.mktemp("ws")
+    ws = Workspace.open(root)
+    ws.dataset_path.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(generate_dataset(n_personas=3, dialogues_per_persona=6), ws.dataset_path)
+    for method, name in (("unified_lora", "unified"), ("system_prompt", "prompted")):
+        spec = build_spec(method, {k: v for k, v in TINY.items() if not k.startswith("train.")
+                                   or method == "unified_lora"},
+                          base_model="tiny-qwen2", name=name)
+        run_job(spec, ws, CollectingReporter())
+    return root
+
+
+@pytest.fixture
+def window(qtbot, workspace, tmp_path):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    session = Session(workspace)
+    win = MainWindow(session, settings=settings, ask_on_close=False)
+    qtbot.addWidget(win)
+    win.start()
+    qtbot.waitUntil(lambda: session.dataset is not None, timeout=30000)
+    yield win
+    win.close()
+
+
+def _store(workspace) -> RunStore:
+    return RunStore(Workspace.open(workspace).db_path)
+
+
+def test_param_form_is_built_from_the_engine_specs(window):
+    launcher = window.launcher
+    launcher.set_method("unified_lora")
+    form = launcher.form
+    expected = {f"{g}.{s.name}": s for g, cls in parameter_groups("unified_lora").items() for s in cls.specs()}
+    assert set(form.fields) == set(expected)
+    defaults = defaults_for("unified_lora")
+    assert form.values() == {f"{g}.{k}": v for g, values in defaults.items() for k, v in values.items()}
+    for key, spec in expected.items():
+        widget = form.fields[key].widget
+        assert spec.help in widget.toolTip()
+        kind = {bool: QCheckBox, int: QSpinBox}.get(spec.type, QComboBox if spec.choices else QLineEdit)
+        assert isinstance(widget, kind), key
+        if spec.type is int and spec.min is not None:
+            assert widget.minimum() >= spec.min
+    launcher.set_method("base_model")
+    assert "train.learning_rate" not in form.fields and "lora.rank" not in form.fields
+    assert set(form.fields) == {f"{g}.{s.name}" for g, cls in parameter_groups("base_model").items()
+                                for s in cls.specs()}
+    launcher.set_method("unified_lora")
+    form.fields["train.learning_rate"].widget.setText("-1")
+    with pytest.raises(Exception, match="learning_rate"):
+        launcher.build()
+
+
+def test_personas_tab_lists_personas_and_selects_on_the_map(window, qtbot):
+    view = window.personas
+    assert view.model.rowCount() == 3
+    qtbot.waitUntil(lambda: view.map.data is not None, timeout=60000)
+    view.map.persona_clicked.emit("persona_001")
+    assert view.selected_ids() == ["persona_001"]
+    assert "test" in view.details.toPlainText()
+    assert window.session.selected_personas == ["persona_001"]
+    view.search.setText("persona_002")
+    assert view.proxy.rowCount() == 1
+
+
+def test_launched_job_draws_its_loss_curve_and_ends_in_results(window, qtbot, workspace):
+    launcher = window.launcher
+    launcher.set_method("unified_lora")
+    launcher.base_model.setCurrentText("tiny-qwen2")
+    launcher.form.set_values(TINY)
+    launcher.set_personas(["persona_000", "persona_001"])
+    launcher.run_name.setText("from the gui")
+    [job] = launcher.queue_job()
+    assert window.tabs.currentWidget() is window.jobs
+    qtbot.waitUntil(lambda: job.status not in ("waiting", "running"), timeout=120000)
+    assert job.status == "finished", job.error or "\n".join(job.log)
+    window.jobs.plot.redraw()
+    assert window.jobs.plot.point_count(f"job{job.key}") > 0
+    qtbot.waitUntil(lambda: job.run_id in [r[0].id for r in window.results.model.rows], timeout=5000)
+    row = [r for r in window.results.model.rows if r[0].id == job.run_id][0]
+    assert row[0].status == "finished" and row[0].name == "from the gui"
+    with _store(workspace) as store:
+        assert store.curves(job.run_id)["train"].points
+
+
+def test_cancel_stops_a_job_and_marks_it_cancelled(window, qtbot, workspace):
+    launcher = window.launcher
+    launcher.set_method("unified_lora")
+    launcher.base_model.setCurrentText("tiny-qwen2")
+    launcher.form.set_values({**TINY, "train.num_epochs": 200})
+    [job] = launcher.queue_job()
+    qtbot.waitUntil(lambda: job.done > 0, timeout=60000)
+    window.jobs.table.selectRow(window.session.jobs.jobs.index(job))
+    window.jobs.cancel_selected()
+    qtbot.waitUntil(lambda: job.status == "cancelled", timeout=60000)
+    with _store(workspace) as store:
+        assert store.get_run(job.run_id).status == "cancelled"
+    assert window.jobs.resume_button.isEnabled()
+
+
+def test_a_killed_job_shows_as_interrupted(window, qtbot, workspace):
+    launcher = window.launcher
+    launcher.set_method("unified_lora")
+    launcher.base_model.setCurrentText("tiny-qwen2")
+    launcher.form.set_values({**TINY, "train.num_epochs": 200})
+    [job] = launcher.queue_job()
+    qtbot.waitUntil(lambda: job.done > 0, timeout=60000)
+    job.worker.kill()
+    qtbot.waitUntil(lambda: job.status == "interrupted", timeout=30000)
+    with _store(workspace) as store:
+        assert store.get_run(job.run_id).status == "interrupted"
+
+
+def test_comparing_two_runs_shows_paired_statistics(window, tmp_path):
+    results = window.results
+    ids = [r.id for r, _ in results.model.rows if r.name in ("unified", "prompted")]
+    results.select_runs(ids)
+    assert "W/T/L" in results.compare.stats.text()
+    assert results.compare.result.n == 3
+    assert results.compare.differences.rowCount() == 3
+    results.compare.mode.setCurrentIndex(1)
+    assert "W/T/L" in results.compare.stats.text()
+    text = results.export("md", str(tmp_path / "runs.md"))
+    assert "unified" in text and (tmp_path / "runs.md").read_text().startswith("|")
+    assert "prompted" in results.study_table_text()
+
+
+def test_grid_shows_scores_and_replies(window):
+    grid = window.grid
+    grid.refresh()
+    assert grid.model.rowCount() == 3 and grid.model.columnCount() >= 3
+    index = grid.proxy.index(0, 1)
+    assert index.data() != ""
+    grid.table.clicked.emit(index)
+    assert "reference" in grid.replies.toPlainText()
+
+
+def test_chat_streams_a_reply(window, qtbot, workspace):
+    chat = window.chat
+    with _store(workspace) as store:
+        run = next(r for r in store.list_runs(status="finished") if r.name == "unified")
+    chat.set_selection("persona_000", run.id)
+    chat.max_tokens.setValue(4)
+    with qtbot.waitSignal(chat.reply_done, timeout=60000):
+        chat.load_test_turn()
+    assert chat.reference.toPlainText().strip()
+    assert chat.pane_a.history[-1].role == "assistant"
+    assert not chat.status.text().startswith("chat failed"), chat.status.text()
+    chat.input.setText("turn on the kitchen lights")
+    with qtbot.waitSignal(chat.reply_done, timeout=60000):
+        chat.send()
+    assert [m.role for m in chat.pane_a.history[-2:]] == ["user", "assistant"]
+
+
+def test_shortcuts_and_status_bar(window):
+    keys = shortcut_text(window)
+    assert keys["Queue job"] == "Ctrl+R" and keys["Quit"] == "Ctrl+Q"
+    assert [keys[name] for name in MainWindow.TABS] == [f"Ctrl+{i}" for i in range(1, 7)]
+    assert str(window.session.root) in window.workspace_label.text()
