@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -156,3 +158,9 @@ def test_smollm2_chats_and_takes_a_lora_step(shpers_cache):
     assert torch.isfinite(loss)
     after = dict(model.named_parameters())
     assert any(not torch.equal(v, after[k]) for k, v in lora.items())
+
+
+def test_listing_models_does_not_import_transformers():
+    code = ("import sys, shpers_core.models as m; m.describe_models(); m.describe_device(); "
+            "assert 'transformers' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

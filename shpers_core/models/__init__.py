@@ -4,10 +4,18 @@ from .chat import decode_reply, encode_dialogue, encode_prompt, to_chat
 from .device import describe_device, pick_device, pick_dtype
 from .errors import ModelError
 from .registry import DEFAULT_MODEL, MODEL_NAMES, BaseModel, describe_models, load_base
-from .tiny import build_tiny_qwen2
 
 __all__ = [
     "DEFAULT_MODEL", "MODEL_NAMES", "BaseModel", "ModelError", "build_tiny_qwen2", "decode_reply",
     "describe_device", "describe_models", "encode_dialogue", "encode_prompt", "load_base", "pick_device",
     "pick_dtype", "to_chat",
 ]
+
+
+def __getattr__(name: str):
+    # Lazy, like the loaders: building a model is the only reason to import transformers.
+    if name == "build_tiny_qwen2":
+        from .tiny import build_tiny_qwen2
+
+        return build_tiny_qwen2
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

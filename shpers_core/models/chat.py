@@ -39,8 +39,13 @@ def to_chat(messages: Sequence[MessageLike], system: str | None = None) -> list[
 def end_of_turn_ids(tokenizer) -> set[int]:
     """Token ids that end an assistant turn: the EOS token and any known end-of-turn marker."""
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    vocab = tokenizer.get_vocab()
-    ids.update(vocab[t] for t in _END_OF_TURN if t in vocab)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # get_vocab() copies the whole vocabulary: far too slow per dialogue
+        ids.update(backend.token_to_id(t) for t in _END_OF_TURN)
+        ids.discard(None)
+    else:
+        vocab = tokenizer.get_vocab()
+        ids.update(vocab[t] for t in _END_OF_TURN if t in vocab)
     return ids
 
 

