@@ -158,6 +158,10 @@ def merge_lora(
     truncating modes only, and the result never has more rank than the exact update needs;
     ``density`` (the share of entries kept) to TIES and DARE; ``seed`` makes DARE's random drop
     repeatable without touching the global RNG.
+
+    ``factor_average``, ``tensor_average``, ``exact`` and ``svd`` never form a full [out, in]
+    matrix and take milliseconds per merge. TIES and DARE prune full updates and take an exact
+    SVD per module, as PEFT does: about a second per module of Qwen2.5-0.5B on two CPU cores.
     """
     if mode not in MERGE_MODES:
         raise MergeError(f"unknown merge mode {mode!r}; known: {', '.join(MERGE_MODES)}")
