@@ -41,10 +41,12 @@ def _source_stamp(gguf: Path) -> dict:
 
 
 def _is_current(folder: Path, gguf: Path) -> bool:
+    """True when ``folder`` was converted from this very GGUF and still holds its weights."""
     try:
-        return json.loads((folder / _SOURCE_FILE).read_text()) == _source_stamp(gguf)
+        stamp = json.loads((folder / _SOURCE_FILE).read_text())
     except (OSError, ValueError):
         return False
+    return stamp == _source_stamp(gguf) and (folder / "model.safetensors").is_file()
 
 
 def _convert(gguf: Path, out: Path) -> None:
