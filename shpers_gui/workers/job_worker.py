@@ -8,6 +8,7 @@ the GUI thread only ever receives queued signals.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -61,6 +62,7 @@ class JobWorker(QThread):
         process = JobProcess(self.spec, self.workspace_root, run_id=self.run_id or None)
         self._process = process
         process.start()
+        _lower_priority(process.pid)
         if self._cancel_requested:
             process.cancel()
         ended = False
@@ -121,3 +123,13 @@ class JobWorker(QThread):
                 break
             time.sleep(0.2)
         self.interrupted.emit(self.run_id, exitcode)
+
+
+def _lower_priority(pid: int | None) -> None:
+    """Training may take every core; the window's own process must still get scheduled promptly."""
+    if pid is None or not hasattr(os, "setpriority"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5))
+    except OSError:
+        pass
