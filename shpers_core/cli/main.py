@@ -12,6 +12,7 @@ from shpers_core.errors import UserError
 # Each module exposes ``add_parser(subparsers)``; the parser it adds sets ``func(args) -> int``.
 COMMAND_MODULES = [
     "shpers_core.cli.data_cmd",
+    "shpers_core.cli.bench_cmd",
 ]
 
 
