@@ -186,3 +186,47 @@ def test_shortcuts_and_status_bar(window):
     assert keys["Queue job"] == "Ctrl+R" and keys["Quit"] == "Ctrl+Q"
     assert [keys[name] for name in MainWindow.TABS] == [f"Ctrl+{i}" for i in range(1, 7)]
     assert str(window.session.root) in window.workspace_label.text()
+
+
+def test_sweep_and_study_queue_one_job_each(window, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    queue = window.session.jobs
+    queue.max_running = 0  # nothing starts: only what is queued is checked
+    launcher = window.launcher
+    launcher.set_method("unified_lora")
+    launcher.base_model.setCurrentText("tiny-qwen2")
+    launcher.sweep_param.setCurrentIndex(launcher.sweep_param.findData("train.learning_rate"))
+    launcher.sweep_values.setText("1e-4, 1e-3")
+    jobs = launcher.queue_sweep()
+    assert [j.spec.train["learning_rate"] for j in jobs] == [1e-4, 1e-3]
+    assert all(j.status == "waiting" for j in jobs)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    from shpers_core.jobs.study import STUDY_STEPS
+
+    study = launcher.queue_study()
+    assert [j.spec.name for j in study] == [label for label, _m, _o in STUDY_STEPS]
+    for job in jobs + study:
+        queue.cancel(job)
+    assert not queue.active()
+
+
+def test_a_bad_dataset_names_where_and_why(window, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"persona_id": "p1", "character": "x", "messages": [{"role": "user"}]}\n')
+    shown = []
+    monkeypatch.setattr(QMessageBox, "critical", lambda _parent, title, text: shown.append(text))
+    window.load_dataset(bad)
+    qtbot.waitUntil(lambda: bool(shown), timeout=10000)
+    assert "bad.jsonl" in shown[0] and "text" in shown[0]
+    assert window.session.dataset_path != bad
+
+
+def test_results_filter_by_status(window):
+    results = window.results
+    results.status_filter.setCurrentIndex(results.status_filter.findData("finished"))
+    assert results.proxy.rowCount() >= 2
+    assert all(results.model.rows[results.proxy.mapToSource(results.proxy.index(r, 0)).row()][0].status
+               == "finished" for r in range(results.proxy.rowCount()))

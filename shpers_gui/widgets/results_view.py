@@ -126,6 +126,26 @@ class RunsModel(QAbstractTableModel):
         return None
 
 
+class RunsFilter(QSortFilterProxyModel):
+    """Free text over every column, and optionally one status."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.status = ""
+        self.setFilterKeyColumn(-1)
+        self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.setSortRole(SORT_ROLE)
+
+    def set_status(self, status: str) -> None:
+        self.status = status
+        self.invalidateFilter()
+
+    def filterAcceptsRow(self, row, parent):
+        if self.status and self.sourceModel().rows[row][0].status != self.status:
+            return False
+        return super().filterAcceptsRow(row, parent)
+
+
 class ResultsView(QWidget):
     """Runs table on top, the comparison of the selected runs below."""
 
@@ -133,11 +153,8 @@ class ResultsView(QWidget):
         super().__init__(parent)
         self.session = session
         self.model = RunsModel(session, self)
-        self.proxy = QSortFilterProxyModel(self)
+        self.proxy = RunsFilter(self)
         self.proxy.setSourceModel(self.model)
-        self.proxy.setSortRole(SORT_ROLE)
-        self.proxy.setFilterKeyColumn(-1)
-        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.filter = QLineEdit()
         self.filter.setPlaceholderText("Filter runs (name, method, model, status, parameters)…")
         self.filter.setClearButtonEnabled(True)
@@ -146,7 +163,8 @@ class ResultsView(QWidget):
         self.status_filter.addItem("all statuses", "")
         for s in ("finished", "running", "failed", "cancelled", "interrupted"):
             self.status_filter.addItem(s, s)
-        self.status_filter.currentIndexChanged.connect(self._status_filter)
+        self.status_filter.currentIndexChanged.connect(
+            lambda _i: self.proxy.set_status(self.status_filter.currentData()))
         self.table = QTableView()
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
@@ -195,10 +213,6 @@ class ResultsView(QWidget):
         selected = self.selected_run_ids()
         self.model.refresh()
         self.select_runs(selected)
-
-    def _status_filter(self) -> None:
-        s = self.status_filter.currentData()
-        self.filter.setText(s)
 
     def visible_run_ids(self) -> list[str]:
         return [self.proxy.index(r, 0).data(RUN_ID_ROLE) for r in range(self.proxy.rowCount())]

@@ -1,0 +1,155 @@
+"""Open the real window on a workspace with a few finished runs and save a PNG of each tab.
+
+``python resources/screenshots.py OUTDIR [--workspace DIR]``. Without ``--workspace`` a
+workspace under the system temp folder is built once (12 personas; a tiny LoRA run for loss
+curves, the embedded SmolLM2 with and without the persona in the system prompt for real
+replies) and reused by later calls. Run it under ``xvfb-run`` where there is no display.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PERSONAS = 12
+CHAT_PERSONAS = ["persona_000", "persona_001", "persona_002", "persona_003", "persona_004", "persona_005"]
+
+
+def prepare(root: Path) -> None:
+    """Dataset and runs, made once; a workspace that already has finished runs is left as it is."""
+    from shpers_core.data import generate_dataset, write_jsonl
+    from shpers_core.events import CollectingReporter
+    from shpers_core.jobs.runner import run_job
+    from shpers_core.jobs.spec import build_spec
+    from shpers_core.store import RunStore
+    from shpers_core.workspace import Workspace
+
+    ws = Workspace.open(root)
+    if not ws.dataset_path.exists():
+        ws.dataset_path.parent.mkdir(parents=True, exist_ok=True)
+        write_jsonl(generate_dataset(n_personas=PERSONAS, dialogues_per_persona=10), ws.dataset_path)
+    with RunStore(ws.db_path) as store:
+        if len(store.list_runs(status="finished")) >= 3:
+            return
+    evals = {"eval.max_test_dialogues": 1, "eval.max_new_tokens": 24}
+    jobs = [
+        build_spec("unified_lora", {"train.num_epochs": 3, **evals}, base_model="tiny-qwen2",
+                   name="Unified LoRA (tiny)"),
+        build_spec("base_model", evals, base_model="smollm2-135m-instruct", personas=CHAT_PERSONAS,
+                   name="Base SmolLM2"),
+        build_spec("system_prompt", evals, base_model="smollm2-135m-instruct", personas=CHAT_PERSONAS,
+                   name="SmolLM2 + persona prompt"),
+    ]
+    for spec in jobs:
+        print(f"running {spec.name}…", flush=True)
+        run_job(spec, ws, CollectingReporter())
+
+
+def wait(app, condition, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def settle(app, seconds: float = 0.4) -> None:
+    wait(app, lambda: False, seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("outdir")
+    parser.add_argument("--workspace", help="default: a reusable folder under the temp directory")
+    args = parser.parse_args(argv)
+    root = Path(args.workspace or Path(tempfile.gettempdir()) / "shpers-screenshots")
+    prepare(root)
+
+    import pyqtgraph as pg
+    from PySide6.QtCore import QSettings, QThreadPool
+    from PySide6.QtWidgets import QApplication
+
+    from shpers_gui.main_window import MainWindow
+    from shpers_gui.session import Session
+
+    pg.setConfigOptions(antialias=True, foreground="k")
+    app = QApplication.instance() or QApplication([])
+    settings = QSettings(str(Path(tempfile.gettempdir()) / "shpers-screenshots.ini"), QSettings.Format.IniFormat)
+    settings.clear()
+    session = Session(root)
+    window = MainWindow(session, settings=settings, ask_on_close=False)
+    window.resize(1500, 940)
+    window.show()
+    window.start()
+    wait(app, lambda: session.dataset is not None, 60)
+    wait(app, lambda: window.personas.map.data is not None, 120)
+    wait(app, lambda: not QThreadPool.globalInstance().activeThreadCount(), 60)
+    out = Path(args.outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    store = session.store()
+    runs = {r.name: r for r in store.list_runs(status="finished")}
+
+    def shot(name: str) -> None:
+        settle(app)
+        path = out / f"{name}.png"
+        window.grab().save(str(path))
+        print(f"saved {path}", flush=True)
+
+    window.tabs.setCurrentWidget(window.personas)
+    window.personas.select_persona("persona_003")
+    shot("1-personas")
+
+    window.tabs.setCurrentWidget(window.launcher)
+    window.launcher.set_method("cluster_lora")
+    window.launcher.base_model.setCurrentText("tiny-qwen2")
+    window.launcher.set_personas(CHAT_PERSONAS)
+    window.launcher.sweep_values.setText("1e-4, 5e-4, 1e-3")
+    shot("2-launch")
+
+    # A live job beside a stored run's curves.
+    window.launcher.set_method("unified_lora")
+    window.launcher.form.set_values({"train.num_epochs": 40, "eval.max_new_tokens": 8, "eval.max_test_dialogues": 1})
+    window.launcher.run_name.setText("Unified LoRA (tiny, live)")
+    [job] = window.launcher.queue_job()
+    window.launcher.run_name.clear()
+    window.launcher.form.set_values({"train.num_epochs": 1})
+    window.launcher.queue_job()
+    if "Unified LoRA (tiny)" in runs:
+        window.jobs.show_stored_curves(runs["Unified LoRA (tiny)"].id)
+    wait(app, lambda: job.done >= 30 or job.status not in ("waiting", "running"), 180)
+    window.tabs.setCurrentWidget(window.jobs)
+    window.jobs.table.selectRow(0)
+    shot("3-jobs")
+    window.session.jobs.cancel_all_and_wait()
+
+    window.tabs.setCurrentWidget(window.results)
+    window.results.refresh()
+    pair = [runs[n].id for n in ("Base SmolLM2", "SmolLM2 + persona prompt") if n in runs]
+    window.results.select_runs(pair)
+    shot("4-results")
+
+    window.tabs.setCurrentWidget(window.grid)
+    window.grid.refresh()
+    if "SmolLM2 + persona prompt" in runs:
+        window.grid.show_replies(runs["SmolLM2 + persona prompt"].id, "persona_001")
+    shot("5-grid")
+
+    window.tabs.setCurrentWidget(window.chat)
+    if "SmolLM2 + persona prompt" in runs and "Base SmolLM2" in runs:
+        window.chat.set_selection("persona_001", runs["SmolLM2 + persona prompt"].id, runs["Base SmolLM2"].id)
+        window.chat.max_tokens.setValue(32)
+        done = []
+        window.chat.reply_done.connect(lambda: done.append(1))
+        window.chat.load_test_turn()
+        wait(app, lambda: bool(done), 240)
+    shot("6-chat")
+    window.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
