@@ -14,7 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+try:
+    import shpers_gui  # noqa: F401
+except ImportError:  # run from a checkout that is not installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 PERSONAS = 12
 CHAT_PERSONAS = ["persona_000", "persona_001", "persona_002", "persona_003", "persona_004", "persona_005"]

@@ -46,6 +46,8 @@ class CompareView(QWidget):
         top.addStretch(1)
         self.plot = pg.PlotWidget(background="w")
         self.plot.showGrid(x=True, y=True, alpha=0.25)
+        for axis in ("bottom", "left"):
+            self.plot.getAxis(axis).enableAutoSIPrefix(False)
         self.differences = QTableWidget(0, 4)
         self.differences.setHorizontalHeaderLabels(["Persona", "A", "B", "B − A"])
         self.differences.verticalHeader().hide()

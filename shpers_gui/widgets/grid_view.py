@@ -114,7 +114,7 @@ class PersonaGridView(QWidget):
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.table.verticalHeader().hide()
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        self.table.horizontalHeader().setDefaultSectionSize(120)
+        self.table.horizontalHeader().setDefaultSectionSize(160)
         self.table.clicked.connect(self._cell_clicked)
         self.replies = QTextBrowser()
         self.replies.setPlaceholderText("Click a score to read that persona's test replies in that run, "

@@ -225,11 +225,12 @@ class LauncherView(QWidget):
 
     def _fill_sweep_params(self) -> None:
         current = self.sweep_param.currentData()
-        if self.sweep_param.count() == len(self.form.fields) and current in self.form.fields:
+        keys = [k for k, spec in self.form.specs().items() if spec.type in (int, float, str, bool)]
+        if keys == [self.sweep_param.itemData(i) for i in range(self.sweep_param.count())]:
             return
         self.sweep_param.clear()
         for key, spec in self.form.specs().items():
-            if spec.type in (int, float, str, bool):
+            if key in keys:
                 self.sweep_param.addItem(key, key)
                 self.sweep_param.setItemData(self.sweep_param.count() - 1, spec.help, Qt.ItemDataRole.ToolTipRole)
         i = self.sweep_param.findData(current)

@@ -141,6 +141,8 @@ class ParamForm(QWidget):
         while self._layout.count():
             item = self._layout.takeAt(0)
             if item.widget():
+                # Detach now: deleteLater alone leaves the old boxes drawn until the loop spins.
+                item.widget().setParent(None)
                 item.widget().deleteLater()
         self.fields = {}
         self.method = method

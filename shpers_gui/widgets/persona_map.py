@@ -85,6 +85,8 @@ class PersonaMap(QWidget):
         self.plot.setLabel("bottom", "PC 1")
         self.plot.setLabel("left", "PC 2")
         self.plot.setMenuEnabled(False)
+        for axis in ("bottom", "left"):
+            self.plot.getAxis(axis).enableAutoSIPrefix(False)
         self.scatter = pg.ScatterPlotItem(size=11, pen=pg.mkPen("w", width=0.5), hoverable=True)
         self.scatter.sigClicked.connect(self._clicked)
         self.ring = pg.ScatterPlotItem(size=18, pen=pg.mkPen("k", width=2), brush=None)

@@ -175,7 +175,7 @@ class ResultsView(QWidget):
         self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        for col, w in ((0, 190), (1, 150), (2, 150), (3, 140), (8, 180), (12, 140)):
+        for col, w in ((0, 190), (1, 150), (2, 150), (3, 170), (8, 180), (12, 140)):
             header.resizeSection(col, w)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._selection_changed())
         self.hint = QLabel("Select two or more finished runs to compare them.")
@@ -230,6 +230,7 @@ class ResultsView(QWidget):
 
     def _selection_changed(self) -> None:
         ids = self.selected_run_ids()
+        self.hint.setVisible(len(ids) < 2)
         self.compare.set_runs(ids)
 
     def export(self, fmt: str, path: str | None = None) -> str:

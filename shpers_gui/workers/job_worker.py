@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import traceback
 from pathlib import Path
 
 from PySide6.QtCore import QThread, Signal
@@ -57,6 +58,13 @@ class JobWorker(QThread):
             self._process.kill()
 
     def run(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # noqa: BLE001 - the job must still end, with the reason shown
+            self.failed.emit(self.run_id, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        self.ended.emit()
+
+    def _run(self) -> None:
         from shpers_core.jobs.process import JobProcess, ProcessEnded
 
         process = JobProcess(self.spec, self.workspace_root, run_id=self.run_id or None)
@@ -76,7 +84,6 @@ class JobWorker(QThread):
                 else:
                     terminal = self._relay(event) or terminal
         process.join(5)
-        self.ended.emit()
 
     def _relay(self, event) -> bool:
         """Emit ``event`` as a signal; True when it ends the job."""
