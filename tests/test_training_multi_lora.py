@@ -195,3 +195,12 @@ def test_load_adapter_rejects_wrong_shapes():
         multi.load_adapter(0, {key: sd[key]})
     with pytest.raises(IndexError):
         multi.load_adapter(1, sd)
+
+
+def test_large_runs_send_only_mean_curves():
+    many = {f"p{i}": examples(1, 100 + i, f"p{i}") for i in range(33)}
+    rep = CollectingReporter()
+    result = train_many(tiny_model(), 0, many, LORA, TRAIN.replace(num_epochs=1), rep, val_by_adapter=many)
+    assert {e.series for e in rep.of_kind("step")} == {"train"}
+    assert {e.series for e in rep.of_kind("validation")} == {"val"}
+    assert all(len(result.train_losses[pid]) == 1 and len(result.val_losses[pid]) == 1 for pid in many)
