@@ -95,6 +95,8 @@ class LauncherView(QWidget):
 
         self.sweep_param = QComboBox()
         self.sweep_param.setToolTip("The parameter to vary; every other field keeps the form's value")
+        self._sweep_choice = "train.learning_rate"  # kept across methods until the user picks another
+        self.sweep_param.activated.connect(lambda i: setattr(self, "_sweep_choice", self.sweep_param.itemData(i)))
         self.sweep_values = QLineEdit()
         self.sweep_values.setPlaceholderText("values, comma-separated, e.g. 1e-4, 5e-4, 1e-3")
         self.sweep_button = QPushButton("Queue sweep")
@@ -224,7 +226,7 @@ class LauncherView(QWidget):
         self.base_model.setCurrentText(p.base_model)
 
     def _fill_sweep_params(self) -> None:
-        current = self.sweep_param.currentData()
+        current = self._sweep_choice
         keys = [k for k, spec in self.form.specs().items() if spec.type in (int, float, str, bool)]
         if keys == [self.sweep_param.itemData(i) for i in range(self.sweep_param.count())]:
             return
@@ -233,10 +235,7 @@ class LauncherView(QWidget):
             if key in keys:
                 self.sweep_param.addItem(key, key)
                 self.sweep_param.setItemData(self.sweep_param.count() - 1, spec.help, Qt.ItemDataRole.ToolTipRole)
-        i = self.sweep_param.findData(current)
-        if i < 0:
-            i = self.sweep_param.findData("train.learning_rate")
-        self.sweep_param.setCurrentIndex(max(i, 0))
+        self.sweep_param.setCurrentIndex(max(self.sweep_param.findData(current), 0))
 
     # -- building and queueing --------------------------------------------------------------
 

@@ -140,10 +140,11 @@ class ParamForm(QWidget):
     def set_method(self, method: str) -> None:
         while self._layout.count():
             item = self._layout.takeAt(0)
-            if item.widget():
+            w = item.widget()
+            if w is not None:
                 # Detach now: deleteLater alone leaves the old boxes drawn until the loop spins.
-                item.widget().setParent(None)
-                item.widget().deleteLater()
+                w.setParent(None)
+                w.deleteLater()
         self.fields = {}
         self.method = method
         defaults = defaults_for(method)
