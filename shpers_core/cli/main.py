@@ -13,6 +13,9 @@ from shpers_core.errors import UserError
 COMMAND_MODULES = [
     "shpers_core.cli.data_cmd",
     "shpers_core.cli.bench_cmd",
+    "shpers_core.cli.run_cmd",
+    "shpers_core.cli.runs_cmd",
+    "shpers_core.cli.study_cmd",
 ]
 
 

@@ -156,3 +156,31 @@ def aggregate(items: list[TurnResult], personas: list[str]) -> EvalResult:
                 summary[f"{metric}_max"] = float(values.max())
         metrics[subset] = summary
     return EvalResult(items, persona_scores, metrics)
+
+
+def stream_for_plan(base, plan: EvalPlan, persona_id: str, history: list, system_prompt: str | None,
+                    max_new_tokens: int):
+    """The reply to one persona's ``history`` under ``plan``, yielded in pieces as generated."""
+    from shpers_core.evaluation.generation import generate_stream
+    from shpers_core.models import encode_prompt
+    from shpers_core.training.multi_lora import MultiLoraModel
+
+    system = plan.system.get(persona_id, system_prompt)
+    if plan.system_for_turn is not None:
+        system = plan.system_for_turn(persona_id, history) or system
+    prompt = encode_prompt(base.tokenizer, history, system=system)
+    adapter = plan.adapters.get(persona_id)
+    multi = None
+    if adapter is not None:
+        factors, rank = _stack_factors([adapter])
+        multi = MultiLoraModel(base.model, 1, LoraParams(rank=rank, lora_alpha=float(rank), lora_dropout=0.0,
+                                                         target_modules=_targets([adapter])))
+        multi.load_adapter(0, factors[0])
+    soft = plan.soft_prompts.get(persona_id)
+    try:
+        model = multi.model if multi is not None else base.model
+        yield from generate_stream(model, base.tokenizer, prompt, slot=0 if multi else -1, multi=multi,
+                                   max_new_tokens=max_new_tokens, prefix_embeds=soft)
+    finally:
+        if multi is not None:
+            multi.remove()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback
@@ -91,6 +92,7 @@ def run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=No
                             base=base, dataset=dataset, splits=split_dataset(dataset, seed=ev.split_seed),
                             personas=personas, lora=lora, train=train, eval=ev)
         plan = method.run(ctx, mp)
+        write_recipes(ctx.run_dir, {pid: plan.recipe(pid) for pid in personas})
         train_seconds = time.perf_counter() - started
         result = evaluate_plan(ctx, plan)
         job_reporter.check()
@@ -124,6 +126,13 @@ def run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=No
         sink.close()
         if own_store:
             store.close()
+
+
+def write_recipes(run_dir: Path, recipes: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / ".plan.json.tmp"
+    tmp.write_text(json.dumps(recipes, indent=1))
+    tmp.replace(run_dir / "plan.json")
 
 
 def _explain(exc: BaseException) -> str:

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 from shpers_core.methods.base import Adapter
 from shpers_core.methods.cluster_lora import FEATURES
+from shpers_core.methods.merging import MERGE_MODES
 from shpers_core.params import Params, param
-
-MODES = ("factor_average", "exact", "svd", "ties", "dare_linear", "dare_ties")
 
 
 @dataclass
@@ -23,7 +22,7 @@ class MergeParams(Params):
         "factor_average: average A and B separately (the study's formula, PEFT 'linear'; cross terms appear); "
         "exact: the weighted sum of the updates B·A (PEFT 'cat'); svd: exact then truncated to the inputs' rank; "
         "ties / dare_linear / dare_ties: PEFT's TIES and DARE merges.",
-        choices=MODES,
+        choices=MERGE_MODES,
     )
     density: float = param(0.5, "Share of weights kept by TIES and DARE.", min=0.0, max=1.0, min_exclusive=True)
 
@@ -45,7 +44,7 @@ def merge_and_save(ctx, name: str, inputs: list[Adapter], weights: list[float], 
                    persona_id: str | None) -> Adapter:
     from shpers_core.methods.merging import merge_lora
 
-    folded = [{k: (v * a.scaling if ".lora_B." in k else v) for k, v in a.state_dict.items()} for a in inputs]
-    merged = merge_lora(folded, weights, params.merge_mode, density=params.density, seed=params.cluster_seed)
+    merged = merge_lora([a.state_dict for a in inputs], weights, params.merge_mode,
+                        scalings=[a.scaling for a in inputs], density=params.density, seed=params.cluster_seed)
     return ctx.save_lora(name, merged.state_dict, persona_id=persona_id, rank=merged.rank,
                          lora_alpha=merged.lora_alpha, kind="adapter" if persona_id else "merged_adapter")

@@ -49,7 +49,19 @@ class EvalPlan:
     system: dict[str, str] = field(default_factory=dict)
     system_for_turn: Callable[[str, list[Message]], str | None] | None = None
     soft_prompts: dict[str, torch.Tensor] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)
+    soft_prompt_paths: dict[str, str] = field(default_factory=dict)
+    retrieval_examples: int = 0
+    """When > 0, ``system_for_turn`` retrieves this many past exchanges (rebuilt for chat)."""
+
+    def recipe(self, persona_id: str) -> dict[str, Any]:
+        """What answering ``persona_id`` takes, as JSON: lets the chat pane rebuild it later."""
+        adapter = self.adapters.get(persona_id)
+        return {
+            "adapter": adapter.path if adapter is not None else None,
+            "system": self.system.get(persona_id),
+            "soft_prompt": self.soft_prompt_paths.get(persona_id),
+            "retrieval_examples": self.retrieval_examples,
+        }
 
 
 @dataclass(frozen=True)

@@ -18,32 +18,36 @@ class RetrievalParams(Params):
     on_unified: bool = param(False, "Answer with the unified LoRA adapter instead of the base model.")
 
 
-def run(ctx, params: RetrievalParams) -> EvalPlan:
+def retriever(train_dialogues: dict, embed, examples: int, system_prompt: str | None):
+    """A function (persona id, history) -> system prompt holding the most similar past exchanges."""
     memory: dict[str, tuple[list[tuple[str, str]], np.ndarray]] = {}
-    for pid in ctx.personas:
-        pairs = []
-        for dialogue in ctx.dialogues(pid, "train"):
-            for history, reply in dialogue.turns():
-                pairs.append((history[-1].text, reply.text))
-        memory[pid] = (pairs, ctx.embed([u for u, _ in pairs]) if pairs else np.zeros((0, 1)))
-    base_prompt = ctx.system_prompt or "You are a smart-home assistant."
+    for pid, dialogues in train_dialogues.items():
+        pairs = [(history[-1].text, reply.text) for d in dialogues for history, reply in d.turns()]
+        memory[pid] = (pairs, embed([u for u, _ in pairs]) if pairs else np.zeros((0, 1)))
+    base_prompt = system_prompt or "You are a smart-home assistant."
 
     def system_for_turn(pid: str, history) -> str | None:
         pairs, vectors = memory[pid]
-        if not pairs:
+        if not pairs or not history:
             return None
-        query = ctx.embed([history[-1].text])[0]
-        best = np.argsort(-(vectors @ query))[: params.examples]
+        query = embed([history[-1].text])[0]
+        best = np.argsort(-(vectors @ query))[:examples]
         shown = "\n".join(f"User: {pairs[i][0]}\nAssistant: {pairs[i][1]}" for i in sorted(best))
         return f"{base_prompt}\nThis user's earlier requests and the right replies:\n{shown}"
 
+    return system_for_turn
+
+
+def run(ctx, params: RetrievalParams) -> EvalPlan:
+    system_for_turn = retriever({pid: ctx.dialogues(pid, "train") for pid in ctx.personas}, ctx.embed,
+                                params.examples, ctx.system_prompt)
     adapters = {pid: None for pid in ctx.personas}
     if params.on_unified:
         source = ctx.source_run("unified_lora")
         ctx.store.update_run(ctx.run_id, parent_run_id=source)
         unified = ctx.adapters_of(source)[None]
         adapters = {pid: unified for pid in ctx.personas}
-    return EvalPlan(adapters=adapters, system_for_turn=system_for_turn)
+    return EvalPlan(adapters=adapters, system_for_turn=system_for_turn, retrieval_examples=params.examples)
 
 
 METHOD = MethodSpec(

@@ -75,7 +75,8 @@ def run(ctx, params: SoftPromptParams) -> EvalPlan:
         ctx.reporter.progress("prompts", i + 1, len(groups))
     del model
     soft = {pid: prompts[name] for name, members in groups.items() for pid in members}
-    return EvalPlan(adapters={pid: unified for pid in ctx.personas}, soft_prompts=soft)
+    paths = {pid: str(ctx.run_dir / "adapters" / name) for name, members in groups.items() for pid in members}
+    return EvalPlan(adapters={pid: unified for pid in ctx.personas}, soft_prompts=soft, soft_prompt_paths=paths)
 
 
 METHOD = MethodSpec(

@@ -22,7 +22,9 @@ APPLICATION_ID = 0x73687072
 STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
 TERMINAL_STATUSES = ("finished", "failed", "cancelled", "interrupted")
 CURVE_KINDS = ("train", "val")
-SUBSETS = ("all", "persona_dependent", "other")
+# Test-turn subsets, then "validation" (scores on validation data, e.g. an adapter's validation
+# loss) and "info" (facts about a run that are not scores: silhouette, a persona's cluster).
+SUBSETS = ("all", "persona_dependent", "other", "validation", "info")
 
 
 def _v1_initial(db: Database) -> None:

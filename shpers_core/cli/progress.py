@@ -1,0 +1,65 @@
+"""Turns engine events into a one-line progress display on stderr."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from shpers_core.events import Event
+
+
+class ProgressPrinter:
+    """Redraws one status line at most ten times a second; log lines scroll above it."""
+
+    def __init__(self, stream=None, quiet: bool = False):
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self._last = 0.0
+        self._line = ""
+        self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def _status(self, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self._tty:
+            return
+        if force or now - self._last > 0.1:
+            self._last = now
+            self.stream.write("\r\033[K" + text[:150])
+            self.stream.flush()
+            self._line = text
+
+    def _print(self, text: str) -> None:
+        if self._tty and self._line:
+            self.stream.write("\r\033[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+        if self._tty and self._line:
+            self.stream.write(self._line[:150])
+
+    def __call__(self, event: Event) -> None:
+        if self.quiet:
+            return
+        kind = event.kind
+        if kind == "step":
+            width = 24
+            done = int(width * event.step / max(1, event.total_steps))
+            self._status(f"[{'#' * done}{'.' * (width - done)}] {event.series} step {event.step}/{event.total_steps} "
+                         f"loss {event.loss:.4f} lr {event.learning_rate:.2e}")
+        elif kind == "validation":
+            self._print(f"  {event.series} step {event.step}: validation loss {event.loss:.4f}")
+        elif kind == "progress":
+            self._status(f"{event.phase}: {event.done}/{event.total}", force=event.done == event.total)
+        elif kind == "log":
+            self._print(f"  {event.message}")
+        elif kind == "started":
+            self._print(f"run {event.run_id}: {event.method}")
+        elif kind == "finished":
+            sim = event.metrics.get("embedding_similarity")
+            self._line = ""
+            self._print(f"run {event.run_id} finished" + (f": embedding similarity {sim * 100:.2f}%" if sim is not None else ""))
+        elif kind == "failed":
+            self._line = ""
+            self._print(f"run {event.run_id} failed: {event.error}")
+        elif kind == "cancelled":
+            self._line = ""
+            self._print(f"run {event.run_id} cancelled (resume with `shpers runs resume {event.run_id}`)")

@@ -1,0 +1,71 @@
+"""``shpers run METHOD`` and ``shpers methods``."""
+
+from __future__ import annotations
+
+import argparse
+
+from shpers_core.cli.progress import ProgressPrinter
+from shpers_core.events import JobCancelled, Reporter
+from shpers_core.params import parse_overrides
+from shpers_core.workspace import Workspace
+
+
+def add_parser(sub) -> None:
+    from shpers_core.methods.registry import METHODS
+
+    lines = "\n".join(f"  {name:18} {spec.summary}" for name, spec in METHODS.items())
+    p = sub.add_parser("run", help="train and evaluate one method", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description=f"Run one method and store the run.\n\nmethods:\n{lines}\n\n"
+                                   "See `shpers methods METHOD` for a method's parameters.")
+    p.add_argument("method", help="method name (see `shpers methods`)")
+    p.add_argument("--personas", nargs="+", default=[], metavar="ID", help="persona ids (default: all)")
+    p.add_argument("--model", default=None, help="base model name, local folder or hub id")
+    p.add_argument("--dataset", default="", help="dataset file or folder (default: the workspace's)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a parameter, e.g. learning_rate=1e-4 or train.num_epochs=5 (repeatable)")
+    p.add_argument("--name", default="", help="a label for the run")
+    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=run)
+
+    m = sub.add_parser("methods", help="list methods, or show one method's parameters")
+    m.add_argument("method", nargs="?", help="method name")
+    m.set_defaults(func=methods)
+
+
+def run(args) -> int:
+    from shpers_core.jobs.runner import run_job
+    from shpers_core.jobs.spec import build_spec
+    from shpers_core.models import DEFAULT_MODEL
+
+    spec = build_spec(args.method, parse_overrides(args.param), base_model=args.model or DEFAULT_MODEL,
+                      personas=args.personas, dataset_path=args.dataset, name=args.name, device=args.device)
+    reporter = Reporter(ProgressPrinter(quiet=args.quiet))
+    try:
+        run_id = run_job(spec, Workspace.open(args.workspace), reporter)
+    except JobCancelled:
+        return 130
+    print(run_id)
+    return 0
+
+
+def methods(args) -> int:
+    from shpers_core.jobs.spec import defaults_for, parameter_groups
+    from shpers_core.methods.registry import METHODS, get_method
+
+    if not args.method:
+        for name, spec in METHODS.items():
+            print(f"{name:18} {spec.summary}")
+        return 0
+    spec = get_method(args.method)
+    print(f"{spec.name}: {spec.title}\n{spec.summary}\n")
+    defaults = defaults_for(spec.name)
+    for group, cls in parameter_groups(spec.name).items():
+        specs = cls.specs()
+        if not specs:
+            continue
+        print(f"[{group}] {cls.title}")
+        for s in specs:
+            extra = f" (one of: {', '.join(map(str, s.choices))})" if s.choices else ""
+            print(f"  {s.name} = {defaults[group][s.name]!r}\n      {s.help}{extra}")
+    return 0

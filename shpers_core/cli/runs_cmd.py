@@ -1,0 +1,148 @@
+"""``shpers runs list|show|compare|export|resume|delete``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from shpers_core.errors import UserError
+from shpers_core.workspace import Workspace
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("runs", help="list, inspect, compare, export, resume or delete stored runs")
+    rs = p.add_subparsers(dest="runs_command", metavar="ACTION")
+    rs.required = True
+
+    ls = rs.add_parser("list", help="stored runs, newest first")
+    ls.add_argument("--status", help="only runs with this status")
+    ls.add_argument("--method", help="only runs of this method")
+    ls.set_defaults(func=list_runs)
+
+    show = rs.add_parser("show", help="a run's parameters, metrics and per-persona scores")
+    show.add_argument("run_id")
+    show.set_defaults(func=show_run)
+
+    cmp_ = rs.add_parser("compare", help="paired comparison of two runs on their shared personas")
+    cmp_.add_argument("run_a")
+    cmp_.add_argument("run_b")
+    cmp_.add_argument("--metric", default="embedding_similarity")
+    cmp_.add_argument("--subset", default="all", choices=("all", "persona_dependent", "other"))
+    cmp_.set_defaults(func=compare_runs)
+
+    exp = rs.add_parser("export", help="the results table (Markdown or CSV), or one run's adapters")
+    exp.add_argument("run_ids", nargs="*", help="runs to include (default: all)")
+    exp.add_argument("--format", choices=("markdown", "csv"), default="markdown")
+    exp.add_argument("--out", help="write to this file instead of standard output")
+    exp.set_defaults(func=export_runs)
+
+    res = rs.add_parser("resume", help="continue an interrupted or cancelled run from its last checkpoint")
+    res.add_argument("run_id")
+    res.set_defaults(func=resume_run)
+
+    rm = rs.add_parser("delete", help="delete a run, its rows and its adapter folders")
+    rm.add_argument("run_id")
+    rm.set_defaults(func=delete_run)
+
+
+def _store(args):
+    from shpers_core.store import RunStore
+
+    return RunStore(Workspace.open(args.workspace).db_path)
+
+
+def list_runs(args) -> int:
+    with _store(args) as store:
+        runs = store.list_runs(status=args.status, method=args.method)
+        if not runs:
+            print("no runs yet")
+            return 0
+        print(f"{'run':24} {'status':11} {'method':18} {'personas':>8} {'emb. sim.':>9}  name")
+        for run in runs:
+            sim = store.metrics(run.id, subset="all").get("embedding_similarity")
+            sim_text = f"{sim * 100:.2f}" if sim is not None else "–"
+            print(f"{run.id:24} {run.status:11} {run.method:18} {len(run.personas):>8} {sim_text:>9}  {run.name}")
+    return 0
+
+
+def show_run(args) -> int:
+    with _store(args) as store:
+        run = store.get_run(args.run_id)
+        print(f"run {run.id}  {run.name}\nmethod {run.method}  base model {run.base_model}  status {run.status}")
+        if run.error:
+            print(f"error: {run.error}")
+        print("parameters:\n" + json.dumps(run.params, indent=2, default=str))
+        for subset in ("all", "persona_dependent", "other", "info"):
+            m = store.metrics(run.id, subset=subset)
+            if m:
+                print(f"metrics ({subset}): " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(m.items())))
+        scores = store.persona_scores(run.id)
+        if scores:
+            print("embedding similarity per persona:")
+            for pid, value in sorted(scores.items()):
+                print(f"  {pid}  {value * 100:.2f}")
+    return 0
+
+
+def compare_runs(args) -> int:
+    from shpers_core.evaluation.stats import paired_comparison
+
+    with _store(args) as store:
+        a = store.persona_scores(args.run_a, metric=args.metric, subset=args.subset)
+        b = store.persona_scores(args.run_b, metric=args.metric, subset=args.subset)
+        run_a, run_b = store.get_run(args.run_a), store.get_run(args.run_b)
+    if not a or not b:
+        raise UserError(f"run {args.run_a if not a else args.run_b} has no {args.metric} scores (not finished?)")
+    stats = paired_comparison(a, b)
+    print(f"A = {run_a.id} ({run_a.name or run_a.method})\nB = {run_b.id} ({run_b.name or run_b.method})")
+    print(stats.summary())
+    print("largest differences (B − A):")
+    for pid, diff in stats.largest_differences(5):
+        print(f"  {pid}  {diff * 100:+.2f}")
+    return 0
+
+
+def export_runs(args) -> int:
+    from shpers_core.evaluation.table import study_rows, to_csv, to_markdown
+
+    with _store(args) as store:
+        rows = study_rows(store, args.run_ids or None)
+    text = to_csv(rows) if args.format == "csv" else to_markdown(rows)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {len(rows)} runs to {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def resume_run(args) -> int:
+    from shpers_core.cli.progress import ProgressPrinter
+    from shpers_core.events import JobCancelled, Reporter
+    from shpers_core.jobs.runner import run_job
+    from shpers_core.jobs.spec import JobSpec
+
+    ws = Workspace.open(args.workspace)
+    with _store(args) as store:
+        run = store.get_run(args.run_id)
+    if run.status not in ("interrupted", "cancelled", "failed"):
+        raise UserError(f"run {run.id} is {run.status}; only interrupted, cancelled or failed runs resume")
+    try:
+        run_job(JobSpec.from_dict(run.params), ws, Reporter(ProgressPrinter()), run_id=run.id)
+    except JobCancelled:
+        return 130
+    print(run.id)
+    return 0
+
+
+def delete_run(args) -> int:
+    ws = Workspace.open(args.workspace)
+    with _store(args) as store:
+        run = store.get_run(args.run_id)
+        if run.status == "running":
+            raise UserError(f"run {run.id} is running; cancel it first")
+        store.delete_run(run.id)
+    shutil.rmtree(ws.run_dir(run.id), ignore_errors=True)
+    print(f"deleted {run.id}")
+    return 0

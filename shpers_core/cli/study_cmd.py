@@ -1,0 +1,49 @@
+"""``shpers study --preset smoke|quick|seed``: every method, then the table from the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shpers_core.cli.progress import ProgressPrinter
+from shpers_core.events import JobCancelled, Reporter
+from shpers_core.workspace import Workspace
+
+
+def add_parser(sub) -> None:
+    from shpers_core.jobs.study import PRESETS
+
+    p = sub.add_parser("study", help="run the whole study and print its results table",
+                       description="Presets: " + "; ".join(f"{n}: {p.description}" for n, p in PRESETS.items()))
+    p.add_argument("--preset", default="smoke", choices=list(PRESETS))
+    p.add_argument("--model", default=None, help="base model (default: the preset's)")
+    p.add_argument("--personas", nargs="+", default=None, metavar="ID", help="persona ids (default: the preset's)")
+    p.add_argument("--markdown", help="also write the table as Markdown to this file")
+    p.add_argument("--csv", help="also write the table as CSV to this file")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=study)
+
+
+def study(args) -> int:
+    from shpers_core.data import generate_dataset, write_jsonl
+    from shpers_core.evaluation.table import study_rows, to_csv, to_markdown
+    from shpers_core.jobs.study import run_study
+    from shpers_core.store import RunStore
+
+    ws = Workspace.open(args.workspace)
+    if not ws.dataset_path.exists():
+        print(f"no dataset in {ws.root}: generating the default one", flush=True)
+        write_jsonl(generate_dataset(), ws.dataset_path)
+    try:
+        run_ids = run_study(args.preset, ws, Reporter(ProgressPrinter(quiet=args.quiet)), base_model=args.model,
+                            personas=args.personas)
+    except JobCancelled:
+        return 130
+    with RunStore(ws.db_path) as store:
+        rows = study_rows(store, run_ids)
+    print(f"\nStudy '{args.preset}' — Table 5.1 regenerated from {ws.db_path}\n")
+    print(to_markdown(rows))
+    if args.markdown:
+        Path(args.markdown).write_text(to_markdown(rows))
+    if args.csv:
+        Path(args.csv).write_text(to_csv(rows))
+    return 0

@@ -1,0 +1,91 @@
+"""Talk to one persona's adapter of a finished run, replies streamed piece by piece."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from shpers_core.data.schema import Dialogue, Message
+from shpers_core.errors import UserError
+from shpers_core.methods.base import EvalPlan
+from shpers_core.workspace import Workspace
+
+
+class ChatSession:
+    """A persona's way of answering in a run (its adapter, system prompt, soft prompt), rebuilt
+    from the run's ``plan.json``; ``run_id=None`` chats with the bare base model."""
+
+    def __init__(self, workspace: Workspace, run_id: str | None, persona_id: str, *, base_model: str | None = None,
+                 max_new_tokens: int = 64):
+        from shpers_core.jobs.runner import load_base_cached, load_dataset_for
+        from shpers_core.jobs.spec import JobSpec, build_spec
+        from shpers_core.models import DEFAULT_MODEL
+        from shpers_core.store import RunStore
+
+        self.workspace = workspace
+        self.persona_id = persona_id
+        self.max_new_tokens = max_new_tokens
+        if run_id is not None:
+            with RunStore(workspace.db_path) as store:
+                run = store.get_run(run_id)
+            self.spec = JobSpec.from_dict(run.params)
+            self.run_id = run.id
+            plan_file = workspace.run_dir(run.id) / "plan.json"
+            if run.status != "finished" or not plan_file.exists():
+                raise UserError(f"run {run.id} is {run.status}: only finished runs can be chatted with")
+            recipes = json.loads(plan_file.read_text())
+            if persona_id not in recipes:
+                raise UserError(f"run {run.id} was not trained for persona {persona_id!r}")
+            self.recipe = recipes[persona_id]
+        else:
+            self.spec = build_spec("base_model", base_model=base_model or DEFAULT_MODEL)
+            self.run_id = None
+            self.recipe = {"adapter": None, "system": None, "soft_prompt": None, "retrieval_examples": 0}
+        self.dataset = load_dataset_for(self.spec, workspace)
+        if persona_id not in self.dataset.personas:
+            raise UserError(f"persona {persona_id!r} is not in the dataset")
+        self.base = load_base_cached(self.spec.base_model, self.spec.device, self.spec.dtype)
+        self.plan = self._plan()
+
+    def _plan(self) -> EvalPlan:
+        from shpers_core.jobs.spec import resolved
+        from shpers_core.training.adapters import load_lora_adapter, load_soft_prompt
+
+        pid, r = self.persona_id, self.recipe
+        plan = EvalPlan()
+        plan.adapters[pid] = load_lora_adapter(r["adapter"]) if r.get("adapter") else None
+        if r.get("system"):
+            plan.system[pid] = r["system"]
+        if r.get("soft_prompt"):
+            plan.soft_prompts[pid] = load_soft_prompt(r["soft_prompt"])
+        self.system_prompt = resolved(self.spec)[3].system_prompt or None
+        if r.get("retrieval_examples"):
+            from shpers_core.data import split_dataset
+            from shpers_core.evaluation.embedding import EmbeddingScorer
+            from shpers_core.methods.retrieval import retriever
+
+            split = split_dataset(self.dataset, seed=resolved(self.spec)[3].split_seed)[pid]
+            plan.system_for_turn = retriever({pid: split.train}, EmbeddingScorer().embed, r["retrieval_examples"],
+                                             self.system_prompt)
+        return plan
+
+    def test_dialogues(self) -> list[Dialogue]:
+        """The persona's test dialogues, whose replies the run never saw."""
+        from shpers_core.data import split_dataset
+        from shpers_core.jobs.spec import resolved
+
+        return split_dataset(self.dataset, seed=resolved(self.spec)[3].split_seed)[self.persona_id].test
+
+    def reply(self, history: list[Message]) -> str:
+        """The whole reply to the last user message of ``history``."""
+        from shpers_core.evaluation.evaluate import generate_for_plan
+
+        return generate_for_plan(self.base, self.plan, [(self.persona_id, history)], self.system_prompt,
+                                 self.max_new_tokens, 1)[0]
+
+    def stream_reply(self, history: list[Message]) -> Iterator[str]:
+        """The reply in pieces as they are generated (greedy, so the same text as :meth:`reply`)."""
+        from shpers_core.evaluation.evaluate import stream_for_plan
+
+        yield from stream_for_plan(self.base, self.plan, self.persona_id, history, self.system_prompt,
+                                   self.max_new_tokens)

@@ -1,0 +1,121 @@
+"""The whole study as a list of jobs, at three sizes.
+
+``smoke`` proves the pipeline end to end on a CPU in minutes; ``quick`` is an evening on a CPU;
+``seed`` is the study's own protocol (Qwen2.5-0.5B-Instruct, all personas, Appendix A) for a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shpers_core.errors import UserError
+from shpers_core.events import Reporter
+from shpers_core.jobs.spec import JobSpec, build_spec
+
+# (row label, method, method overrides). Dependencies come first: merges reuse the per-persona
+# run, prefixes the unified one.
+STUDY_STEPS: list[tuple[str, str, dict[str, Any]]] = [
+    ("Base model (no adaptation)", "base_model", {}),
+    ("Unified LoRA", "unified_lora", {}),
+    ("Per-persona LoRA", "per_persona_lora", {}),
+    ("Cluster LoRA (description)", "cluster_lora", {"features": "description"}),
+    ("Cluster LoRA (behaviour)", "cluster_lora", {"features": "behaviour"}),
+    ("Sparse MoE (factor average)", "sparse_moe", {"merge_mode": "factor_average"}),
+    ("Sparse MoE (exact)", "sparse_moe", {"merge_mode": "exact"}),
+    ("Weighted merge (factor average)", "weighted_merge", {"merge_mode": "factor_average"}),
+    ("Weighted merge (exact)", "weighted_merge", {"merge_mode": "exact"}),
+    ("Weighted merge (TIES)", "weighted_merge", {"merge_mode": "ties"}),
+    ("Weighted merge (DARE)", "weighted_merge", {"merge_mode": "dare_linear"}),
+    ("Unified + static text prefix", "static_prefix", {}),
+    ("Unified + learned persona prefix", "soft_prompt", {"scope": "persona"}),
+    ("Unified + learned cluster prefix", "soft_prompt", {"scope": "cluster"}),
+    ("Persona in system prompt", "system_prompt", {}),
+    ("Retrieval of past turns", "retrieval", {}),
+]
+
+
+@dataclass(frozen=True)
+class StudyPreset:
+    name: str
+    description: str
+    base_model: str
+    personas: int
+    """How many personas (the first N by id); 0 for all."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """``group.field`` overrides applied to every method that has the field."""
+
+
+PRESETS: dict[str, StudyPreset] = {
+    "smoke": StudyPreset(
+        "smoke", "4 personas, short training, 2 test dialogues each: the pipeline end to end in minutes on a CPU.",
+        "smollm2-135m-instruct", 4,
+        {"train.num_epochs": 1, "eval.max_train_dialogues": 8, "eval.max_test_dialogues": 2,
+         "eval.max_new_tokens": 32, "train.max_length": 256, "k": 2, "experts": 2},
+    ),
+    "quick": StudyPreset(
+        "quick", "20 personas with the study's splits and Appendix A settings, on the embedded model: an evening on a CPU.",
+        "smollm2-135m-instruct", 20,
+        {"eval.max_test_dialogues": 3, "eval.max_new_tokens": 48, "k": 4},
+    ),
+    "seed": StudyPreset(
+        "seed", "The study's protocol: Qwen2.5-0.5B-Instruct, all 200 personas, Appendix A. For a GPU.",
+        "qwen2.5-0.5b-instruct", 0, {},
+    ),
+}
+
+
+def get_preset(name: str) -> StudyPreset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+
+
+def _applicable(method: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    from shpers_core.jobs.spec import parameter_groups
+
+    groups = parameter_groups(method)
+    out = {}
+    for key, value in overrides.items():
+        group, _, name = key.rpartition(".")
+        names = groups.get(group or "method_params")
+        if names is not None and any(s.name == name for s in names.specs()):
+            out[key if group else f"method_params.{name}"] = value
+    return out
+
+
+def study_specs(preset: str | StudyPreset, persona_ids: list[str], *, base_model: str | None = None,
+                extra: dict[str, Any] | None = None) -> list[JobSpec]:
+    """One job per study row for ``preset`` over ``persona_ids`` (already chosen)."""
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    specs = []
+    for label, method, own in STUDY_STEPS:
+        overrides = _applicable(method, {**p.overrides, **(extra or {})})
+        overrides.update({f"method_params.{k}": v for k, v in own.items()})
+        specs.append(build_spec(method, overrides, base_model=base_model or p.base_model,
+                                personas=list(persona_ids), name=label))
+    return specs
+
+
+def preset_personas(preset: StudyPreset, all_ids: list[str]) -> list[str]:
+    ids = sorted(all_ids)
+    return ids[: preset.personas] if preset.personas else ids
+
+
+def run_study(preset: str, workspace, reporter: Reporter, *, base_model: str | None = None,
+              personas: list[str] | None = None) -> list[str]:
+    """Run every study row in one process (the base model is loaded once); returns run ids."""
+    from shpers_core.jobs.runner import load_dataset_for, run_job
+
+    p = get_preset(preset)
+    first = build_spec("base_model", base_model=base_model or p.base_model)
+    dataset = load_dataset_for(first, workspace)
+    ids = personas or preset_personas(p, dataset.persona_ids)
+    run_ids = []
+    for i, spec in enumerate(study_specs(p, ids, base_model=base_model)):
+        reporter.progress("study", i, len(STUDY_STEPS))
+        reporter.log(f"[{i + 1}/{len(STUDY_STEPS)}] {spec.name}")
+        run_ids.append(run_job(spec, workspace, reporter, dataset=dataset))
+    reporter.progress("study", len(STUDY_STEPS), len(STUDY_STEPS))
+    return run_ids
