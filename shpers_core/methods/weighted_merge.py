@@ -23,16 +23,12 @@ def run(ctx, params: MergeParams) -> EvalPlan:
     labels = cluster(ctx, params)
     vectors = ctx.persona_vectors(params.features)
     plan = weighted_merge_weights(scores, vectors, labels)
-    adapters = {}
-    merged_by_cluster = {}
-    for i, pid in enumerate(ctx.personas):
-        c = labels[i]
-        if c not in merged_by_cluster:
-            members = plan[i]
-            merged_by_cluster[c] = merge_and_save(ctx, f"cluster_{c}", [sources[ctx.personas[j]] for j, _ in members],
-                                                  [w for _, w in members], params, persona_id=None)
-        adapters[pid] = merged_by_cluster[c]
-    return EvalPlan(adapters=adapters)
+    merged = {
+        c: merge_and_save(ctx, f"cluster_{c}", [sources[ctx.personas[j]] for j, _ in members],
+                          [w for _, w in members], params, persona_id=None)
+        for c, members in plan.items()
+    }
+    return EvalPlan(adapters={pid: merged[int(labels[i])] for i, pid in enumerate(ctx.personas)})
 
 
 METHOD = MethodSpec(
