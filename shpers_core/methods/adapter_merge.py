@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from shpers_core.methods.base import Adapter
 from shpers_core.methods.cluster_lora import FEATURES
@@ -40,11 +42,28 @@ def per_persona_adapters(ctx) -> tuple[str, dict[str, Adapter]]:
     return source, adapters
 
 
-def merge_and_save(ctx, name: str, inputs: list[Adapter], weights: list[float], params: MergeParams,
-                   persona_id: str | None) -> Adapter:
+def merge_and_save(ctx, name: str, members: list[tuple[str, float]], sources: dict[str, Adapter],
+                   params: MergeParams, persona_id: str | None) -> Adapter:
+    """Merge the adapters of ``members`` (persona id, weight) and save the result as ``name``.
+
+    Which adapters went in, with which weights, is written to the run's ``merges.json`` so a
+    user can see what a merged adapter is made of.
+    """
     from shpers_core.methods.merging import merge_lora
 
+    inputs = [sources[pid] for pid, _ in members]
+    weights = [float(w) for _, w in members]
     merged = merge_lora([a.state_dict for a in inputs], weights, params.merge_mode,
                         scalings=[a.scaling for a in inputs], density=params.density, seed=params.cluster_seed)
-    return ctx.save_lora(name, merged.state_dict, persona_id=persona_id, rank=merged.rank,
-                         lora_alpha=merged.lora_alpha, kind="adapter" if persona_id else "merged_adapter")
+    adapter = ctx.save_lora(name, merged.state_dict, persona_id=persona_id, rank=merged.rank,
+                            lora_alpha=merged.lora_alpha, kind="adapter" if persona_id else "merged_adapter")
+    _record_merge(ctx.run_dir / "merges.json", name, params.merge_mode, members)
+    return adapter
+
+
+def _record_merge(path: Path, name: str, mode: str, members: list[tuple[str, float]]) -> None:
+    merges = json.loads(path.read_text()) if path.exists() else {}
+    merges[name] = {"mode": mode, "inputs": [{"persona_id": pid, "weight": float(w)} for pid, w in members]}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(merges, indent=1))
+    tmp.replace(path)

@@ -26,9 +26,8 @@ def run(ctx, params: SparseMoeParams) -> EvalPlan:
     plan = sparse_moe_weights(vectors, labels, k=params.experts)
     adapters = {}
     for i, pid in enumerate(ctx.personas):
-        members = plan[i]
-        adapters[pid] = merge_and_save(ctx, pid, [sources[ctx.personas[j]] for j, _ in members],
-                                       [w for _, w in members], params, persona_id=pid)
+        adapters[pid] = merge_and_save(ctx, pid, [(ctx.personas[j], w) for j, w in plan[i]], sources, params,
+                                       persona_id=pid)
         ctx.reporter.progress("merging", i + 1, len(ctx.personas))
     return EvalPlan(adapters=adapters)
 

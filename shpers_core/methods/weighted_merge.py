@@ -24,8 +24,8 @@ def run(ctx, params: MergeParams) -> EvalPlan:
     vectors = ctx.persona_vectors(params.features)
     plan = weighted_merge_weights(scores, vectors, labels)
     merged = {
-        c: merge_and_save(ctx, f"cluster_{c}", [sources[ctx.personas[j]] for j, _ in members],
-                          [w for _, w in members], params, persona_id=None)
+        c: merge_and_save(ctx, f"cluster_{c}", [(ctx.personas[j], w) for j, w in members], sources, params,
+                          persona_id=None)
         for c, members in plan.items()
     }
     return EvalPlan(adapters={pid: merged[int(labels[i])] for i, pid in enumerate(ctx.personas)})
