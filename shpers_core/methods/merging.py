@@ -34,11 +34,10 @@ import numpy as np
 import torch
 from peft import LoraConfig
 from peft.utils.merge_utils import dare_linear, dare_ties, task_arithmetic, ties
-from safetensors.torch import save_file
 
 from shpers_core.errors import UserError
 from shpers_core.methods.clustering import centrality, top_k_in_cluster
-from shpers_core.training.checkpoint import atomic_write_dir
+from shpers_core.training.adapters import write_peft_folder
 
 MERGE_MODE_HELP = {
     "factor_average": "PEFT's 'linear': sums √(w·scale)·A and √(w·scale)·B separately (not the average update).",
@@ -59,7 +58,6 @@ _MEAN_ONE_MODES = ("ties", "dare_ties")
 _A, _B = ".lora_A.weight", ".lora_B.weight"
 _PEFT_PREFIX = "base_model.model."
 ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 class MergeError(UserError, ValueError):
@@ -299,16 +297,8 @@ def save_merged_adapter(merged: MergedLora, base_peft_config: LoraConfig, out_di
     """
     config = replace(base_peft_config, r=merged.rank, lora_alpha=merged.lora_alpha,
                      rank_pattern={}, alpha_pattern={})
-    out = Path(out_dir)
-
-    def write(tmp: Path) -> None:
-        config.save_pretrained(str(tmp))
-        # Keep the merge's provenance next to the weights; PEFT ignores unknown metadata.
-        save_file(dict(merged.state_dict), str(tmp / ADAPTER_WEIGHTS),
-                  metadata={"format": "pt", "shpers_merge": json.dumps({"mode": merged.mode})})
-
-    atomic_write_dir(out, write)
-    return out
+    # Keep the merge's provenance next to the weights; PEFT ignores unknown metadata.
+    return write_peft_folder(out_dir, config, merged.state_dict, {"shpers_merge": json.dumps({"mode": merged.mode})})
 
 
 def _normalised(pairs: list[tuple[int, float]]) -> list[tuple[int, float]]:

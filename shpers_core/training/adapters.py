@@ -24,19 +24,26 @@ class AdapterError(UserError):
     """An adapter folder that is missing, malformed, or made for another base model."""
 
 
+def write_peft_folder(out_dir: Path | str, config, tensors: dict[str, torch.Tensor],
+                      metadata: dict[str, str] | None = None) -> Path:
+    """Write a PEFT config and its safetensors weights as one folder, atomically (temp dir, rename)."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+
+    def write(tmp: Path) -> None:
+        config.save_pretrained(str(tmp))
+        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt", **(metadata or {})})
+
+    atomic_write_dir(Path(out_dir), write)
+    return Path(out_dir)
+
+
 def save_lora_adapter(
     out_dir: Path, state_dict: dict[str, torch.Tensor], *, rank: int, lora_alpha: float,
     target_modules: list[str], base_model: str, dropout: float = 0.0,
 ) -> Path:
     config = LoraConfig(r=rank, lora_alpha=lora_alpha, lora_dropout=dropout, target_modules=list(target_modules),
                         task_type="CAUSAL_LM", base_model_name_or_path=base_model)
-
-    def write(tmp: Path) -> None:
-        config.save_pretrained(str(tmp))
-        save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, str(tmp / WEIGHTS))
-
-    atomic_write_dir(Path(out_dir), write)
-    return Path(out_dir)
+    return write_peft_folder(out_dir, config, state_dict)
 
 
 def read_config(path: Path) -> dict:
@@ -81,13 +88,7 @@ def save_soft_prompt(out_dir: Path, embeddings: torch.Tensor, *, base_model: str
     config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=embeddings.shape[0],
                                 token_dim=token_dim, num_transformer_submodules=1, num_layers=num_layers,
                                 num_attention_heads=num_attention_heads, base_model_name_or_path=base_model)
-
-    def write(tmp: Path) -> None:
-        config.save_pretrained(str(tmp))
-        save_file({"prompt_embeddings": embeddings.detach().contiguous().cpu()}, str(tmp / WEIGHTS))
-
-    atomic_write_dir(Path(out_dir), write)
-    return Path(out_dir)
+    return write_peft_folder(out_dir, config, {"prompt_embeddings": embeddings})
 
 
 def load_soft_prompt(path: Path) -> torch.Tensor:

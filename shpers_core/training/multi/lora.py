@@ -16,10 +16,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig
-from safetensors.torch import save_file
 from torch import nn
 
-from shpers_core.training.checkpoint import atomic_write_dir
 from shpers_core.training.config import LoraParams
 
 NO_ADAPTER = -1
@@ -202,15 +200,9 @@ class MultiLoraModel:
 
     def save_peft_adapter(self, slot: int, out_dir: Path | str, base_model_name: str | None = None) -> Path:
         """Write slot ``slot`` as a folder ``PeftModel.from_pretrained`` loads; atomic (temp dir, rename)."""
-        state = {k: v.contiguous() for k, v in self.adapter_state_dict(slot).items()}
-        config = self.peft_config(base_model_name)
+        from shpers_core.training.adapters import write_peft_folder
 
-        def write(tmp: Path) -> None:
-            config.save_pretrained(str(tmp))
-            save_file(state, str(tmp / "adapter_model.safetensors"))
-
-        atomic_write_dir(Path(out_dir), write)
-        return Path(out_dir)
+        return write_peft_folder(out_dir, self.peft_config(base_model_name), self.adapter_state_dict(slot))
 
     def remove(self) -> nn.Module:
         """Put the original Linear layers back and return the base model."""
