@@ -7,3 +7,9 @@ def persona_system_prompt(character: str, base_prompt: str | None) -> str:
     """A system prompt that tells the assistant who it is serving."""
     intro = base_prompt or "You are a smart-home assistant."
     return f"{intro}\nThe person you are helping: {character}"
+
+
+def persona_system_prompts(ctx) -> dict[str, str]:
+    """:func:`persona_system_prompt` for every selected persona of a job."""
+    return {pid: persona_system_prompt(ctx.dataset.personas[pid].character, ctx.system_prompt)
+            for pid in ctx.personas}

@@ -4,7 +4,7 @@ description given as text in the system prompt. No training of its own."""
 from __future__ import annotations
 
 from shpers_core.methods.base import EvalPlan, MethodSpec, NoParams
-from shpers_core.methods.prompting import persona_system_prompt
+from shpers_core.methods.prompting import persona_system_prompts
 
 
 def run(ctx, params: NoParams) -> EvalPlan:
@@ -13,8 +13,7 @@ def run(ctx, params: NoParams) -> EvalPlan:
     unified = ctx.adapters_of(source)[None]
     return EvalPlan(
         adapters={pid: unified for pid in ctx.personas},
-        system={pid: persona_system_prompt(ctx.dataset.personas[pid].character, ctx.system_prompt)
-                for pid in ctx.personas},
+        system=persona_system_prompts(ctx),
     )
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from shpers_core.methods.base import EvalPlan, MethodSpec, NoParams
-from shpers_core.methods.prompting import persona_system_prompt
+from shpers_core.methods.prompting import persona_system_prompts
 
 
 def run(ctx, params: NoParams) -> EvalPlan:
     return EvalPlan(
         adapters={pid: None for pid in ctx.personas},
-        system={pid: persona_system_prompt(ctx.dataset.personas[pid].character, ctx.system_prompt)
-                for pid in ctx.personas},
+        system=persona_system_prompts(ctx),
     )
 
 
