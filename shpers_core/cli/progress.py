@@ -17,6 +17,14 @@ class ProgressPrinter:
         self._last = 0.0
         self._line = ""
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._quarters: dict[str, int] = {}
+
+    def _milestone(self, key: str, done: int, total: int, text: str) -> None:
+        """Without a terminal (logs, CI) there is no status line: print each quarter instead."""
+        quarter = 4 * done // max(1, total)
+        if quarter > self._quarters.get(key, 0):
+            self._quarters[key] = quarter
+            self._print(f"  {text}")
 
     def _status(self, text: str, force: bool = False) -> None:
         now = time.monotonic()
@@ -43,15 +51,21 @@ class ProgressPrinter:
         if kind == "step":
             width = 24
             done = int(width * event.step / max(1, event.total_steps))
-            self._status(f"[{'#' * done}{'.' * (width - done)}] {event.series} step {event.step}/{event.total_steps} "
-                         f"loss {event.loss:.4f} lr {event.learning_rate:.2e}")
+            text = f"{event.series} step {event.step}/{event.total_steps} loss {event.loss:.4f} lr {event.learning_rate:.2e}"
+            self._status(f"[{'#' * done}{'.' * (width - done)}] {text}")
+            if not self._tty:
+                self._milestone(f"step/{event.series}", event.step, event.total_steps, text)
         elif kind == "validation":
             self._print(f"  {event.series} step {event.step}: validation loss {event.loss:.4f}")
         elif kind == "progress":
             self._status(f"{event.phase}: {event.done}/{event.total}", force=event.done == event.total)
+            if not self._tty:
+                self._milestone(f"progress/{event.phase}", event.done, event.total,
+                                f"{event.phase}: {event.done}/{event.total}")
         elif kind == "log":
             self._print(f"  {event.message}")
         elif kind == "started":
+            self._quarters.clear()
             self._print(f"run {event.run_id}: {event.method}")
         elif kind == "finished":
             sim = event.metrics.get("embedding_similarity")
