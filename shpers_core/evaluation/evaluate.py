@@ -72,7 +72,7 @@ def generate_for_plan(base, plan: EvalPlan, requests: list[tuple[str, list]], sy
     from shpers_core.models import decode_reply, encode_prompt
     from shpers_core.training.multi_lora import MultiLoraModel
 
-    prompts, slots, prefixes = [], [], []
+    prompts, slots, prefixes, kv_prefixes = [], [], [], []
     unique: list[Adapter] = []
     slot_of: dict[int, int] = {}
     for pid, history in requests:
@@ -89,6 +89,7 @@ def generate_for_plan(base, plan: EvalPlan, requests: list[tuple[str, list]], sy
                 unique.append(adapter)
             slots.append(slot_of[id(adapter)])
         prefixes.append(plan.soft_prompts.get(pid))
+        kv_prefixes.append(plan.kv_prefixes.get(pid))
     multi = None
     if unique:
         factors, rank = _stack_factors(unique)
@@ -101,7 +102,8 @@ def generate_for_plan(base, plan: EvalPlan, requests: list[tuple[str, list]], sy
         model = multi.model if multi is not None else base.model
         outputs = generate_replies(model, base.tokenizer, prompts, slots=slots if multi else None, multi=multi,
                                    max_new_tokens=max_new_tokens, batch_size=batch_size, reporter=reporter,
-                                   prefix_embeds=prefixes if any(p is not None for p in prefixes) else None)
+                                   prefix_embeds=prefixes if any(p is not None for p in prefixes) else None,
+                                   kv_prefixes=kv_prefixes if any(p is not None for p in kv_prefixes) else None)
     finally:
         if multi is not None:
             multi.remove()
@@ -180,7 +182,8 @@ def stream_for_plan(base, plan: EvalPlan, persona_id: str, history: list, system
     try:
         model = multi.model if multi is not None else base.model
         yield from generate_stream(model, base.tokenizer, prompt, slot=0 if multi else -1, multi=multi,
-                                   max_new_tokens=max_new_tokens, prefix_embeds=soft)
+                                   max_new_tokens=max_new_tokens, prefix_embeds=soft,
+                                   kv_prefix=plan.kv_prefixes.get(persona_id))
     finally:
         if multi is not None:
             multi.remove()

@@ -1,9 +1,14 @@
-"""Greedy generation in batches where every row may have its own LoRA adapter and soft prompt.
+"""Greedy generation in batches where every row may have its own LoRA adapter, soft prompt and KV prefix.
 
 Rows are left-padded, with position ids counted from each row's first real token, so a row's
 tokens do not depend on what it is batched with. The loop is written out (prefill, then one token
-at a time through the KV cache) so the adapter routing and soft prompts stay in our hands and the
-same code serves batches and the chat pane's token stream.
+at a time through the KV cache) so the adapter routing, soft prompts and prefixes stay in our hands
+and the same code serves batches and the chat pane's token stream.
+
+A KV prefix (prefix tuning) is put in the cache before the prefill: every layer's keys and values
+start with the row's learned ones, right-aligned in a block as wide as the batch's longest prefix;
+rows with a shorter prefix or none have zeros there, masked out. As in PEFT's own forward, a row's
+prompt positions start after its prefix (at ``n_virtual``); a row without one starts at 0.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import torch
+from transformers import DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from shpers_core.events import Reporter
@@ -41,9 +47,57 @@ def _pad_id(tokenizer, stops: set[int]) -> int:
     return min(stops) if stops else 0
 
 
+def _kv_shape(model: torch.nn.Module) -> tuple[int, int, int]:
+    """(layers, key/value heads, head dim) of ``model``'s attention, from its config."""
+    config = model.config.get_text_config(decoder=True)
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return config.num_hidden_layers, heads, head_dim
+
+
+def _kv_prefix_cache(model: torch.nn.Module, kv_prefixes: Sequence[torch.Tensor | None],
+                     device: torch.device) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
+    """A cache holding each row's prefix keys and values, the prefix block's mask, each row's prefix length.
+
+    Prefixes are right-aligned in a block as wide as the longest; the rest is zeros, masked out.
+    """
+    layers, heads, head_dim = _kv_shape(model)
+    sizes = [0 if p is None else int(p.shape[3]) for p in kv_prefixes]
+    for p in kv_prefixes:
+        if p is not None and (p.dim() != 5 or (*p.shape[:3], p.shape[4]) != (layers, 2, heads, head_dim)):
+            raise ValueError(f"KV prefix of shape {tuple(p.shape)} does not fit this model "
+                             f"(needs [{layers}, 2, {heads}, n_virtual, {head_dim}]; trained on another base model?)")
+    width = max(sizes)
+    dtype = model.get_input_embeddings().weight.dtype
+    kv = torch.zeros((layers, 2, len(sizes), heads, width, head_dim), dtype=dtype, device=device)
+    mask = torch.zeros((len(sizes), width), dtype=torch.long, device=device)
+    for i, (p, size) in enumerate(zip(kv_prefixes, sizes)):
+        if p is not None and size:
+            kv[:, :, i, :, width - size:] = p.to(device, dtype)
+            mask[i, width - size:] = 1
+    cache = DynamicCache([(kv[layer, 0], kv[layer, 1]) for layer in range(layers)], config=model.config)
+    return cache, mask, torch.tensor(sizes, dtype=torch.long, device=device)
+
+
 def _left_padded(model: torch.nn.Module, prompts: Sequence[Sequence[int]], prefixes: Sequence[torch.Tensor | None],
-                 pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Model inputs for one batch: ``input_ids`` or, with soft prompts, ``inputs_embeds``; and the mask."""
+                 pad_id: int, device: torch.device,
+                 kv_prefixes: Sequence[torch.Tensor | None] | None = None) -> dict[str, torch.Tensor]:
+    """Model inputs for one batch: ``input_ids`` or, with soft prompts, ``inputs_embeds``; the mask and
+    position ids; with KV prefixes, the cache that holds them (the mask then covers them too)."""
+    inputs = _padded_prompts(model, prompts, prefixes, pad_id, device)
+    mask = inputs["attention_mask"]
+    inputs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+    if kv_prefixes is not None and any(p is not None for p in kv_prefixes):
+        cache, prefix_mask, sizes = _kv_prefix_cache(model, kv_prefixes, device)
+        inputs["position_ids"] = inputs["position_ids"] + sizes[:, None]
+        inputs["attention_mask"] = torch.cat([prefix_mask, mask], dim=1)
+        inputs[_CACHE] = cache
+    return inputs
+
+
+def _padded_prompts(model: torch.nn.Module, prompts: Sequence[Sequence[int]], prefixes: Sequence[torch.Tensor | None],
+                    pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Left-padded ``input_ids`` (``inputs_embeds`` when a row has a soft prompt) and their mask."""
     sizes = [0 if p is None else int(p.shape[0]) for p in prefixes]
     width = max(s + len(p) for s, p in zip(sizes, prompts))
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
@@ -66,12 +120,13 @@ def _left_padded(model: torch.nn.Module, prompts: Sequence[Sequence[int]], prefi
 def _greedy(model: torch.nn.Module, inputs: dict[str, torch.Tensor], slots: list[int] | None,
             multi: MultiLoraModel | None, max_new_tokens: int, stops: set[int], pad_id: int) -> Iterator[torch.Tensor]:
     """Yield each step's next token per row; rows that have stopped get ``pad_id``."""
+    inputs = dict(inputs)
     mask = inputs.pop("attention_mask")
+    positions = inputs.pop("position_ids")
+    cache = inputs.pop(_CACHE, None)
     rows = mask.shape[0]
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
     stop_t = torch.tensor(sorted(stops), dtype=torch.long, device=mask.device)
     finished = torch.zeros(rows, dtype=torch.bool, device=mask.device)
-    cache = None
     for _ in range(max_new_tokens):
         # Routing is set per call, so a paused stream never leaves it set for someone else.
         kwargs = {**inputs, "attention_mask": mask, "position_ids": positions, _CACHE: cache,
@@ -118,17 +173,22 @@ def generate_replies(
     batch_size: int = 16,
     reporter: Reporter | None = None,
     prefix_embeds: list[torch.Tensor | None] | None = None,
+    kv_prefixes: list[torch.Tensor | None] | None = None,
 ) -> list[list[int]]:
     """Greedy replies (new token ids, up to and without the stop token), in the order of ``prompts``.
 
     Row ``i`` uses adapter ``slots[i]`` of ``multi`` (-1: the base model) and, if given, the soft
-    prompt ``prefix_embeds[i]`` ([n_virtual, hidden]) before its prompt.
+    prompt ``prefix_embeds[i]`` ([n_virtual, hidden]) before its prompt and the prefix-tuning keys
+    and values ``kv_prefixes[i]`` ([num_layers, 2, num_kv_heads, n_virtual, head_dim]) in every layer.
     """
     n = len(prompts)
     _check_slots(slots, multi, n)
     if prefix_embeds is not None and len(prefix_embeds) != n:
         raise ValueError(f"{len(prefix_embeds)} soft prompts for {n} prompts")
+    if kv_prefixes is not None and len(kv_prefixes) != n:
+        raise ValueError(f"{len(kv_prefixes)} KV prefixes for {n} prompts")
     prefixes = list(prefix_embeds) if prefix_embeds is not None else [None] * n
+    kvs = list(kv_prefixes) if kv_prefixes is not None else [None] * n
     stops = stop_token_ids(model, tokenizer)
     pad_id = _pad_id(tokenizer, stops)
     device = _device(model)
@@ -142,7 +202,8 @@ def generate_replies(
             if reporter is not None:
                 reporter.check()
             rows = order[start:start + batch_size]
-            inputs = _left_padded(model, [prompts[i] for i in rows], [prefixes[i] for i in rows], pad_id, device)
+            inputs = _left_padded(model, [prompts[i] for i in rows], [prefixes[i] for i in rows], pad_id, device,
+                                  [kvs[i] for i in rows])
             row_slots = [slots[i] for i in rows] if slots is not None else None
             steps = [t.cpu() for t in _greedy(model, inputs, row_slots, multi, max_new_tokens, stops, pad_id)]
             tokens = torch.stack(steps, dim=1).tolist() if steps else [[] for _ in rows]
@@ -165,12 +226,13 @@ def generate_stream(
     multi: MultiLoraModel | None = None,
     max_new_tokens: int = 256,
     prefix_embeds: torch.Tensor | None = None,
+    kv_prefix: torch.Tensor | None = None,
 ) -> Iterator[str]:
     """Yield the greedy reply to ``prompt`` as text pieces, token by token, until a stop token."""
     _check_slots([slot], multi, 1)
     stops = stop_token_ids(model, tokenizer)
     pad_id = _pad_id(tokenizer, stops)
-    inputs = _left_padded(model, [prompt], [prefix_embeds], pad_id, _device(model))
+    inputs = _left_padded(model, [prompt], [prefix_embeds], pad_id, _device(model), [kv_prefix])
     was_training = model.training
     model.eval()
     ids: list[int] = []

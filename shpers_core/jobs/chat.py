@@ -12,7 +12,7 @@ from shpers_core.workspace import Workspace
 
 
 class ChatSession:
-    """A persona's way of answering in a run (its adapter, system prompt, soft prompt), rebuilt
+    """A persona's way of answering in a run (its adapter, system prompt, soft prompt, KV prefix), rebuilt
     from the run's ``plan.json``; ``run_id=None`` chats with the bare base model."""
 
     def __init__(self, workspace: Workspace, run_id: str | None, persona_id: str, *, base_model: str | None = None,
@@ -40,7 +40,8 @@ class ChatSession:
         else:
             self.spec = build_spec("base_model", base_model=base_model or DEFAULT_MODEL)
             self.run_id = None
-            self.recipe = {"adapter": None, "system": None, "soft_prompt": None, "retrieval_examples": 0}
+            self.recipe = {"adapter": None, "system": None, "soft_prompt": None, "kv_prefix": None,
+                           "retrieval_examples": 0}
         self.dataset = load_dataset_for(self.spec, workspace)
         if persona_id not in self.dataset.personas:
             raise UserError(f"persona {persona_id!r} is not in the dataset")
@@ -49,7 +50,7 @@ class ChatSession:
 
     def _plan(self) -> EvalPlan:
         from shpers_core.jobs.spec import resolved
-        from shpers_core.training.adapters import load_lora_adapter, load_soft_prompt
+        from shpers_core.training.adapters import load_lora_adapter, load_prefix_tuning, load_soft_prompt
 
         pid, r = self.persona_id, self.recipe
         plan = EvalPlan()
@@ -58,6 +59,8 @@ class ChatSession:
             plan.system[pid] = r["system"]
         if r.get("soft_prompt"):
             plan.soft_prompts[pid] = load_soft_prompt(r["soft_prompt"])
+        if r.get("kv_prefix"):
+            plan.kv_prefixes[pid] = load_prefix_tuning(r["kv_prefix"])
         self.system_prompt = resolved(self.spec)[3].system_prompt or None
         if r.get("retrieval_examples"):
             from shpers_core.data import split_dataset

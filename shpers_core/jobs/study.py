@@ -30,6 +30,7 @@ STUDY_STEPS: list[tuple[str, str, dict[str, Any]]] = [
     ("Unified + static text prefix", "static_prefix", {}),
     ("Unified + learned persona prefix", "soft_prompt", {"scope": "persona"}),
     ("Unified + learned cluster prefix", "soft_prompt", {"scope": "cluster"}),
+    ("Unified + learned persona prefix (KV)", "soft_prompt", {"scope": "persona", "kind": "prefix"}),
     ("Persona in system prompt", "system_prompt", {}),
     ("Retrieval of past turns", "retrieval", {}),
 ]
@@ -48,10 +49,10 @@ class StudyPreset:
 
 PRESETS: dict[str, StudyPreset] = {
     "smoke": StudyPreset(
-        "smoke", "4 personas, short training, 2 test dialogues each: the pipeline end to end in minutes on a CPU.",
+        "smoke", "4 personas, one short epoch, 1 test dialogue each: the pipeline end to end in minutes on a CPU.",
         "smollm2-135m-instruct", 4,
-        {"train.num_epochs": 1, "eval.max_train_dialogues": 8, "eval.max_test_dialogues": 2,
-         "eval.max_new_tokens": 32, "train.max_length": 256, "k": 2, "experts": 2},
+        {"train.num_epochs": 1, "eval.max_train_dialogues": 6, "eval.max_test_dialogues": 1,
+         "eval.max_new_tokens": 24, "train.max_length": 192, "k": 2, "experts": 2},
     ),
     "quick": StudyPreset(
         "quick", "20 personas with the study's splits and Appendix A settings, on the embedded model: an evening on a CPU.",

@@ -1,8 +1,11 @@
 """Learned prefix on the unified LoRA (study 4.6, variants 2 and 3).
 
 The study's prefix has 10 tokens and 8,960 parameters per persona on a model of hidden size
-896: that is a soft prompt on the input embeddings (PEFT's prompt tuning), trained over the
-unified model with its LoRA merged in. ``scope`` trains one per persona or one per cluster.
+896: that is a soft prompt on the input embeddings (PEFT's prompt tuning, ``kind="prompt"``),
+trained over the unified model with its LoRA merged in. ``kind="prefix"`` is true prefix tuning
+instead (PEFT's prefix tuning, Li & Liang 2021): learned keys and values that every layer attends
+to before the prompt, ``layers x 2 x kv_dim`` parameters per virtual token. ``scope`` trains one
+per persona or one per cluster. Both are saved as PEFT folders (``PeftModel.from_pretrained``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ class SoftPromptParams(Params):
     title = "Soft prompt"
     scope: str = param("persona", "Learn one prompt per persona, or one per cluster of personas.",
                        choices=("persona", "cluster"))
+    kind: str = param("prompt", "What is learned: a soft prompt on the input embeddings (prompt tuning), or "
+                      "keys and values prepended in every layer (prefix tuning).", choices=("prompt", "prefix"))
     num_virtual_tokens: int = param(10, "Length of the learned prompt, in tokens.", min=1, max=512)
     k: int = param(5, "Clusters, when scope is cluster.", min=2)
     features: str = param("description", "Cluster features, when scope is cluster.", choices=FEATURES)
@@ -37,11 +42,33 @@ def merged_unified(ctx, unified) -> torch.nn.Module:
     return peft_model.merge_and_unload().eval()
 
 
+def _peft_config(kind: str, num_virtual_tokens: int):
+    from peft import PrefixTuningConfig, PromptTuningConfig
+
+    if kind == "prefix":
+        return PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=num_virtual_tokens, prefix_projection=False)
+    return PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=num_virtual_tokens)
+
+
+def _save(folder, peft_model, kind: str, base_model: str) -> torch.Tensor:
+    """Write the trained prompt or prefix as a PEFT folder; returns what the evaluator takes."""
+    from shpers_core.training.adapters import prefix_key_values, save_prefix_tuning, save_soft_prompt
+
+    config = peft_model.peft_config["default"]  # token_dim and heads as PEFT resolved them (KV heads for prefixes)
+    embeddings = peft_model.get_prompt_embedding_to_save("default").detach().cpu()
+    save = save_prefix_tuning if kind == "prefix" else save_soft_prompt
+    save(folder, embeddings, base_model=base_model, num_layers=config.num_layers, token_dim=config.token_dim,
+         num_attention_heads=config.num_attention_heads)
+    if kind == "prefix":
+        return prefix_key_values(embeddings, num_layers=config.num_layers, num_heads=config.num_attention_heads)
+    return embeddings
+
+
 def run(ctx, params: SoftPromptParams) -> EvalPlan:
-    from peft import PromptTuningConfig, get_peft_model
+    from peft import get_peft_model
 
     from shpers_core.methods.cluster_lora import cluster
-    from shpers_core.training.adapters import load_soft_prompt, save_soft_prompt
+    from shpers_core.training.adapters import load_prefix_tuning, load_soft_prompt
     from shpers_core.training.fit import fit
 
     source = ctx.source_run("unified_lora")
@@ -53,36 +80,39 @@ def run(ctx, params: SoftPromptParams) -> EvalPlan:
     else:
         groups = {pid: [pid] for pid in ctx.personas}
     model = merged_unified(ctx, unified)
-    config = model.config
+    load = load_prefix_tuning if params.kind == "prefix" else load_soft_prompt
+    artefact = "kv_prefix" if params.kind == "prefix" else "soft_prompt"
     prompts = {}
     for i, (name, members) in enumerate(groups.items()):
         folder = ctx.run_dir / "adapters" / name
         if (folder / "adapter_config.json").exists():
-            prompts[name] = load_soft_prompt(folder)
+            prompts[name] = load(folder)
             continue
         torch.manual_seed(ctx.train.seed)
-        peft_model = get_peft_model(model, PromptTuningConfig(task_type="CAUSAL_LM",
-                                                              num_virtual_tokens=params.num_virtual_tokens))
+        peft_model = get_peft_model(model, _peft_config(params.kind, params.num_virtual_tokens))
         result = fit(peft_model, ctx.pad_id, ctx.pooled_examples(members, "train"),
                      ctx.pooled_examples(members, "val"), ctx.train, ctx.reporter,
                      checkpoint_dir=ctx.run_dir / "checkpoints" / name, series=f"{name}/train")
         ctx.trainable_params += result.trainable_params
-        embeddings = peft_model.get_prompt_embedding_to_save("default").detach().cpu()
-        save_soft_prompt(folder, embeddings, base_model=ctx.base.name, num_layers=config.num_hidden_layers,
-                         token_dim=config.hidden_size, num_attention_heads=config.num_attention_heads)
-        ctx.store.add_artefact(ctx.run_id, "soft_prompt", str(folder), persona_id=name if name in ctx.personas else None)
-        prompts[name] = embeddings
+        prompts[name] = _save(folder, peft_model, params.kind, ctx.base.name)
+        ctx.store.add_artefact(ctx.run_id, artefact, str(folder), persona_id=name if name in ctx.personas else None)
         ctx.reporter.progress("prompts", i + 1, len(groups))
     del model
-    soft = {pid: prompts[name] for name, members in groups.items() for pid in members}
+    learned = {pid: prompts[name] for name, members in groups.items() for pid in members}
     paths = {pid: str(ctx.run_dir / "adapters" / name) for name, members in groups.items() for pid in members}
-    return EvalPlan(adapters={pid: unified for pid in ctx.personas}, soft_prompts=soft, soft_prompt_paths=paths)
+    plan = EvalPlan(adapters={pid: unified for pid in ctx.personas})
+    if params.kind == "prefix":
+        plan.kv_prefixes, plan.kv_prefix_paths = learned, paths
+    else:
+        plan.soft_prompts, plan.soft_prompt_paths = learned, paths
+    return plan
 
 
 METHOD = MethodSpec(
     name="soft_prompt",
     title="Unified + learned prefix",
-    summary="A learned 10-token soft prompt per persona (or per cluster) on the merged unified model.",
+    summary="A learned 10-token soft prompt, or key/value prefix in every layer, per persona (or per cluster) "
+            "on the merged unified model.",
     params=SoftPromptParams,
     run=run,
     uses_lora=False,

@@ -96,3 +96,49 @@ def load_soft_prompt(path: Path) -> torch.Tensor:
     if config.get("peft_type") != "PROMPT_TUNING":
         raise AdapterError(f"{path}: a {config.get('peft_type')} adapter, not prompt tuning")
     return load_file(str(Path(path) / WEIGHTS))["prompt_embeddings"]
+
+
+# --- Prefix tuning (key/value prefixes per layer) ----------------------------------------------
+# PEFT stores a prefix-tuning adapter as ``prompt_embeddings`` [n_virtual, num_layers * 2 * token_dim],
+# ``token_dim`` being ``num_attention_heads * head_dim`` of the keys and values (the KV heads under
+# grouped-query attention). Layer ``i``'s keys are slot ``2 i`` of the middle axis, its values ``2 i + 1``.
+
+def prefix_key_values(embeddings: torch.Tensor, *, num_layers: int, num_heads: int) -> torch.Tensor:
+    """PEFT's flat prefix [n_virtual, num_layers * 2 * token_dim] as [num_layers, 2, num_heads, n_virtual, head_dim]."""
+    n_virtual, width = embeddings.shape
+    if width % (num_layers * 2 * num_heads):
+        raise AdapterError(f"prefix of width {width} does not split into {num_layers} layers x 2 x {num_heads} heads")
+    head_dim = width // (num_layers * 2 * num_heads)
+    kv = embeddings.reshape(n_virtual, num_layers * 2, num_heads, head_dim).permute(1, 2, 0, 3)
+    return kv.reshape(num_layers, 2, num_heads, n_virtual, head_dim).contiguous()
+
+
+def save_prefix_tuning(out_dir: Path, embeddings: torch.Tensor, *, base_model: str, num_layers: int,
+                       token_dim: int, num_attention_heads: int) -> Path:
+    """Save a PEFT prefix-tuning adapter from its flat prefix [n_virtual, num_layers * 2 * token_dim].
+
+    ``token_dim`` and ``num_attention_heads`` are those of the keys and values, as PEFT sets them.
+    """
+    from peft import PrefixTuningConfig
+
+    if embeddings.shape[1] != num_layers * 2 * token_dim:
+        raise AdapterError(f"prefix of width {embeddings.shape[1]} is not {num_layers} layers x 2 x {token_dim}")
+    config = PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=embeddings.shape[0], token_dim=token_dim,
+                                num_transformer_submodules=1, num_layers=num_layers,
+                                num_attention_heads=num_attention_heads, encoder_hidden_size=token_dim,
+                                prefix_projection=False, base_model_name_or_path=base_model)
+    return write_peft_folder(out_dir, config, {"prompt_embeddings": embeddings})
+
+
+def load_prefix_tuning(path: Path) -> torch.Tensor:
+    """A PEFT prefix-tuning folder's keys and values, [num_layers, 2, num_heads, n_virtual, head_dim]."""
+    config = read_config(path)
+    if config.get("peft_type") != "PREFIX_TUNING":
+        raise AdapterError(f"{path}: a {config.get('peft_type')} adapter, not prefix tuning")
+    if config.get("prefix_projection"):
+        raise AdapterError(f"{path}: prefix tuning with a projection is not supported")
+    weights = load_file(str(Path(path) / WEIGHTS))
+    if "prompt_embeddings" not in weights:
+        raise AdapterError(f"{path}: no prompt_embeddings in {WEIGHTS}")
+    return prefix_key_values(weights["prompt_embeddings"], num_layers=int(config["num_layers"]),
+                             num_heads=int(config["num_attention_heads"]))
