@@ -1,8 +1,6 @@
 """The engine names the app calls, gathered in one module.
 
-The engine packages export these from their ``__init__``; while a package is still being
-written its names may only exist in a submodule, so each lookup falls back to that submodule.
-Keeping every such lookup here means the views never care which one answered.
+Each name is imported on first use, so the window opens before torch and transformers load.
 """
 
 from __future__ import annotations
@@ -11,40 +9,25 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    "load_dataset": ("shpers_core.data", "shpers_core.data.loader"),
-    "generate_dataset": ("shpers_core.data", "shpers_core.data.generate"),
-    "write_jsonl": ("shpers_core.data", "shpers_core.data.io", "shpers_core.data.loader"),
-    "split_dataset": ("shpers_core.data", "shpers_core.data.split", "shpers_core.data.splits"),
-    "DatasetError": ("shpers_core.data", "shpers_core.data.errors"),
-    "paired_comparison": ("shpers_core.evaluation", "shpers_core.evaluation.stats"),
-    "EmbeddingScorer": ("shpers_core.evaluation", "shpers_core.evaluation.embedding"),
-    "study_rows": ("shpers_core.evaluation.table",),
-    "to_markdown": ("shpers_core.evaluation.table",),
-    "to_csv": ("shpers_core.evaluation.table",),
-    "ChatSession": ("shpers_core.jobs.chat",),
-    "study_specs": ("shpers_core.jobs.study",),
-    "PRESETS": ("shpers_core.jobs.study",),
+    "load_dataset": "shpers_core.data",
+    "generate_dataset": "shpers_core.data",
+    "write_jsonl": "shpers_core.data",
+    "split_dataset": "shpers_core.data",
+    "DatasetError": "shpers_core.data",
+    "paired_comparison": "shpers_core.evaluation.stats",
+    "EmbeddingScorer": "shpers_core.evaluation.embedding",
+    "study_rows": "shpers_core.evaluation.table",
+    "to_markdown": "shpers_core.evaluation.table",
+    "to_csv": "shpers_core.evaluation.table",
+    "ChatSession": "shpers_core.jobs.chat",
+    "study_specs": "shpers_core.jobs.study",
+    "PRESETS": "shpers_core.jobs.study",
 }
 
 
 def get(name: str) -> Any:
-    """The engine object called ``name``; raises ImportError naming where it was looked for."""
-    for module in _WHERE[name]:
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        if hasattr(mod, name):
-            return getattr(mod, name)
-    raise ImportError(f"the engine does not provide {name} yet (looked in {', '.join(_WHERE[name])})")
-
-
-def has(name: str) -> bool:
-    try:
-        get(name)
-    except ImportError:
-        return False
-    return True
+    """The engine object called ``name``."""
+    return getattr(importlib.import_module(_WHERE[name]), name)
 
 
 def write_dataset(dataset, path) -> None:

@@ -71,12 +71,10 @@ class LauncherView(QWidget):
         self.preset = QComboBox()
         self.preset.setToolTip("Study presets from the engine: their settings fill the form")
         self.preset.addItem("(engine defaults)", None)
-        self._presets = {}
-        if engine.has("PRESETS"):
-            self._presets = engine.get("PRESETS")
-            for name, p in self._presets.items():
-                self.preset.addItem(name, name)
-                self.preset.setItemData(self.preset.count() - 1, p.description, Qt.ItemDataRole.ToolTipRole)
+        self._presets = engine.get("PRESETS")
+        for name, p in self._presets.items():
+            self.preset.addItem(name, name)
+            self.preset.setItemData(self.preset.count() - 1, p.description, Qt.ItemDataRole.ToolTipRole)
         self.preset.currentIndexChanged.connect(self._apply_preset)
 
         self.form = ParamForm()
@@ -91,7 +89,6 @@ class LauncherView(QWidget):
         self.study_button = QPushButton("Run the whole study")
         self.study_button.setToolTip("Queue one job per study row with the chosen preset, model and personas")
         self.study_button.clicked.connect(self.queue_study)
-        self.study_button.setEnabled(engine.has("study_specs"))
 
         self.sweep_param = QComboBox()
         self.sweep_param.setToolTip("The parameter to vary; every other field keeps the form's value")
