@@ -90,5 +90,24 @@ class ChatSession:
         """The reply in pieces as they are generated (greedy, so the same text as :meth:`reply`)."""
         from shpers_core.evaluation.evaluate import stream_for_plan
 
-        yield from stream_for_plan(self.base, self.plan, self.persona_id, history, self.system_prompt,
-                                   self.max_new_tokens)
+        yield from trimmed(stream_for_plan(self.base, self.plan, self.persona_id, history, self.system_prompt,
+                                           self.max_new_tokens))
+
+
+def trimmed(pieces: Iterator[str]) -> Iterator[str]:
+    """``pieces`` without leading and trailing whitespace, as :meth:`ChatSession.reply` strips it.
+
+    Whitespace inside the text is held back until something follows it.
+    """
+    pending, started = "", False
+    for piece in pieces:
+        if not started:
+            piece = piece.lstrip()
+            if not piece:
+                continue
+            started = True
+        text = pending + piece
+        kept = text.rstrip()
+        pending = text[len(kept):]
+        if kept:
+            yield kept
