@@ -52,7 +52,8 @@ def test_base_model_is_unchanged_after_fitting():
 
 def test_cancelled_run_resumes_to_the_same_adapter(tmp_path):
     lora = LoraParams(lora_dropout=0.1)  # dropout on: resume must restore the RNG too
-    full = fit_adapter(tiny_model(), 0, examples(6), examples(2, 1), lora, TRAIN, CollectingReporter())
+    full_steps = CollectingReporter()
+    full = fit_adapter(tiny_model(), 0, examples(6), examples(2, 1), lora, TRAIN, full_steps)
 
     calls = {"n": 0}
 
@@ -66,7 +67,9 @@ def test_cancelled_run_resumes_to_the_same_adapter(tmp_path):
     rep = CollectingReporter()
     resumed = fit_adapter(tiny_model(), 0, examples(6), examples(2, 1), lora, TRAIN, rep,
                           checkpoint_dir=tmp_path / "ckpt")
-    assert rep.of_kind("step")[0].step == 5
+    # The resumed run continues at step 5, after replaying the checkpoint's curve for the store.
+    assert any("at step 4 of" in e.message for e in rep.of_kind("log"))
+    assert [e.step for e in rep.of_kind("step")] == [e.step for e in full_steps.of_kind("step")]
     for key, value in full.state_dict.items():
         torch.testing.assert_close(resumed.state_dict[key], value)
     assert [v for _, v in resumed.val_curve] == pytest.approx([v for _, v in full.val_curve])

@@ -8,7 +8,8 @@ import queue
 import traceback
 from dataclasses import dataclass, field
 
-from shpers_core.events import Event, Failed, Reporter
+from shpers_core.errors import UserError
+from shpers_core.events import Cancelled, Event, Failed, Reporter
 from shpers_core.jobs.spec import JobSpec
 
 _CTX = mp.get_context("spawn")
@@ -23,18 +24,29 @@ class ProcessEnded(Event):
 
 
 def _child(spec_dict: dict, workspace_root: str, events, stop, run_id: str | None) -> None:
-    from shpers_core.errors import UserError
     from shpers_core.events import JobCancelled
-    from shpers_core.jobs.runner import run_job
+    from shpers_core.jobs.runner import explain_failure, run_job
     from shpers_core.workspace import Workspace
 
-    reporter = Reporter(events.put, stop.is_set)
+    ended: list[Event] = []
+
+    def relay(event: Event) -> None:
+        if isinstance(event, (Failed, Cancelled)):
+            ended.append(event)
+        events.put(event)
+
+    reporter = Reporter(relay, stop.is_set)
     try:
         run_job(JobSpec.from_dict(spec_dict), Workspace.open(workspace_root), reporter, run_id=run_id)
-    except (JobCancelled, UserError):
-        pass  # already reported as Cancelled / Failed events
     except BaseException as exc:  # noqa: BLE001 - relayed to the parent, which decides
-        events.put(Failed("", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        # The runner reports what fails once a run is recorded; a mistake found before that (a
+        # persona not in the dataset, a read-only workspace) has only this event to show it.
+        if not ended:
+            if isinstance(exc, JobCancelled):
+                events.put(Cancelled(run_id or ""))
+            else:
+                message = str(exc) if isinstance(exc, UserError) else explain_failure(exc)
+                events.put(Failed(run_id or "", message, "" if isinstance(exc, UserError) else traceback.format_exc()))
 
 
 class JobProcess:

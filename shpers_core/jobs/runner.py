@@ -49,6 +49,44 @@ def select_personas(spec: JobSpec, dataset: Dataset) -> list[str]:
     return list(dict.fromkeys(spec.personas))
 
 
+def check_base_model(name: str) -> None:
+    """:class:`ModelError` now for a model name or folder that cannot load, before a run is recorded.
+
+    Only what needs no loading: a hub id is tried when the model loads.
+    """
+    from shpers_core.models import MODEL_NAMES, ModelError
+    from shpers_core.models.pretrained import check_local_folder, is_hub_id, looks_like_path
+
+    name = name.strip()
+    if name in MODEL_NAMES:
+        return
+    path = Path(name).expanduser()
+    if path.exists() or looks_like_path(name):
+        check_local_folder(path)
+    elif not is_hub_id(name):
+        raise ModelError(f"unknown model '{name}': use one of {', '.join(MODEL_NAMES)}, a model folder or a hub id "
+                         "(org/name)")
+
+
+def check_cluster_count(method: str, params, personas: list[str]) -> None:
+    """A ``k`` larger than the persona count fails now, not after a source run has been trained."""
+    k = getattr(params, "k", None)
+    if isinstance(k, int) and getattr(params, "scope", "cluster") == "cluster" and k > len(personas):
+        raise UserError(f"{method}: k={k} is larger than the {len(personas)} selected personas; "
+                        "lower k or select more personas")
+
+
+def check_adapters_fit(plan, model) -> None:
+    """:class:`AdapterError` naming the folder when an adapter of ``plan`` was made for another base model."""
+    from shpers_core.training.adapters import check_adapter_fits
+
+    seen = set()
+    for adapter in plan.adapters.values():
+        if adapter is not None and id(adapter) not in seen:
+            seen.add(id(adapter))
+            check_adapter_fits(adapter, model)
+
+
 def find_matching_run(store, method: str, base_model: str, dataset_hash: str, personas: list[str]) -> str | None:
     """Newest finished run of ``method`` on the same base model and data covering ``personas``."""
     for run in store.list_runs(status="finished", method=method):
@@ -73,6 +111,9 @@ def run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=No
     mp, lora, train, ev = resolved(spec)
     dataset = dataset or load_dataset_for(spec, workspace)
     personas = select_personas(spec, dataset)
+    check_cluster_count(spec.method, mp, personas)
+    if base is None:
+        check_base_model(spec.base_model)
     own_store = store is None
     store = store or RunStore(workspace.db_path)
     if run_id is None:
@@ -92,6 +133,7 @@ def run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=No
                             base=base, dataset=dataset, splits=split_dataset(dataset, seed=ev.split_seed),
                             personas=personas, lora=lora, train=train, eval=ev)
         plan = method.run(ctx, mp)
+        check_adapters_fit(plan, base.model)
         write_recipes(ctx.run_dir, {pid: plan.recipe(pid) for pid in personas})
         train_seconds = time.perf_counter() - started
         result = evaluate_plan(ctx, plan)
@@ -117,10 +159,17 @@ def run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=No
         job_reporter.emit(Failed(run_id, str(exc)))
         raise
     except Exception as exc:
+        from shpers_core.training.checkpoint import write_fault
+
         tb = traceback.format_exc()
-        log.error("run %s failed:\n%s", run_id, tb)
-        store.fail_run(run_id, _explain(exc))
-        job_reporter.emit(Failed(run_id, _explain(exc), tb))
+        message = explain_failure(exc)
+        # Memory or disk the user can lower or free is not a bug: one line, not a traceback.
+        lacking = out_of_memory(exc) or write_fault(exc) is not None
+        log.log(logging.INFO if lacking else logging.ERROR, "run %s failed:\n%s", run_id, tb)
+        store.fail_run(run_id, message)
+        job_reporter.emit(Failed(run_id, message, tb))
+        if lacking:
+            raise ResourceError(message) from exc
         raise
     finally:
         sink.close()
@@ -135,9 +184,25 @@ def write_recipes(run_dir: Path, recipes: dict) -> None:
     tmp.replace(run_dir / "plan.json")
 
 
-def _explain(exc: BaseException) -> str:
+class ResourceError(UserError):
+    """A job ran out of memory or disk space; the message says what to lower or free."""
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """A CPU allocation that failed ("can't allocate memory"), a GPU one ("out of memory"), or Python's."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or any(
+        words in text for words in ("out of memory", "can't allocate memory", "cannot allocate memory"))
+
+
+def explain_failure(exc: BaseException) -> str:
+    """The one line a failed run shows: the error, and for a lack of memory or disk what to do."""
+    from shpers_core.training.checkpoint import write_fault
+
+    lines = str(exc).strip().splitlines()
+    if out_of_memory(exc):
+        return (f"{type(exc).__name__}: {lines[0] if lines else ''} — out of memory: lower train.batch_size or "
+                "eval.eval_batch_size, train.max_length, or choose a smaller base model")
     text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
-        return (f"{text} — out of memory: lower train.batch_size or eval.eval_batch_size, "
-                "train.max_length, or choose a smaller base model")
-    return text
+    why = write_fault(exc)
+    return f"{text} — {why}, then resume the run" if why else text

@@ -3,12 +3,17 @@
 A checkpoint folder holds the trainable weights (safetensors), the optimiser state and RNG
 (``torch.load(weights_only=True)``), and the loop's counters (JSON). It is written next to its
 final place and renamed into it, so a crash leaves either the old checkpoint or the new one.
+A write that fails for want of space or permission raises :class:`WriteError`, a user error
+naming the folder and what to do.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -18,10 +23,38 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from shpers_core.errors import UserError
+
 WEIGHTS = "weights.safetensors"
 BEST = "best.safetensors"
 OPTIMIZER = "optimizer.pt"
 STATE = "state.json"
+
+# What a user can do about each write failure that is not a bug.
+_WRITE_FAULTS = {
+    errno.ENOSPC: "the disk is full; free some space",
+    errno.EDQUOT: "the disk quota is used up; free some space",
+    errno.EFBIG: "the file is larger than this process may write (file size limit, `ulimit -f`)",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied (a read-only folder?)",
+    errno.EPERM: "permission denied (a read-only folder?)",
+}
+
+
+class WriteError(UserError):
+    """A file or folder could not be written: disk full, read-only folder, file size limit."""
+
+
+def write_fault(exc: BaseException) -> str | None:
+    """What to do about ``exc`` if it is a full disk or a refused write, else None.
+
+    Writers outside Python (safetensors' Rust code) give the OS error only in their message.
+    """
+    code = exc.errno if isinstance(exc, OSError) else None
+    if code is None:
+        found = re.search(r"\(os error (\d+)\)", str(exc))
+        code = int(found.group(1)) if found else None
+    return _WRITE_FAULTS.get(code)
 
 
 @dataclass
@@ -31,15 +64,17 @@ class Checkpoint:
     rng: torch.Tensor
     state: dict[str, Any]
     best: dict[str, torch.Tensor] | None
+    device_rng: torch.Tensor | None = None
+    """The CUDA generator's state when training ran on a GPU (its dropout draws from it)."""
 
 
 def atomic_write_dir(final: Path, write) -> None:
     """Call ``write(tmp_dir)`` then move the folder to ``final``, replacing any old one."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
     old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
         write(tmp)
         _fsync_dir(tmp)
@@ -47,6 +82,11 @@ def atomic_write_dir(final: Path, write) -> None:
             os.replace(final, old)
         os.replace(tmp, final)
         _fsync_dir(final.parent)
+    except Exception as exc:
+        why = write_fault(exc)
+        if why is None:
+            raise
+        raise WriteError(f"cannot write {final}: {why}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
@@ -71,12 +111,17 @@ def save_checkpoint(
     rng: torch.Tensor,
     state: dict[str, Any],
     best: dict[str, torch.Tensor] | None,
+    device_rng: torch.Tensor | None = None,
 ) -> None:
     def write(tmp: Path) -> None:
         save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp / WEIGHTS))
         if best is not None:
             save_file({k: v.contiguous() for k, v in best.items()}, str(tmp / BEST))
-        torch.save({"optimizer": optimizer_state, "rng": rng}, tmp / OPTIMIZER)
+        # Serialised in memory and written by Python, so that a full disk is an OSError with its
+        # errno: torch.save writing to a file reports it only as "unexpected pos".
+        buffer = io.BytesIO()
+        torch.save({"optimizer": optimizer_state, "rng": rng, "device_rng": device_rng}, buffer)
+        (tmp / OPTIMIZER).write_bytes(buffer.getvalue())
         (tmp / STATE).write_text(json.dumps(state))
 
     atomic_write_dir(Path(directory), write)
@@ -95,4 +140,5 @@ def load_checkpoint(directory: Path) -> Checkpoint | None:
         rng=extra["rng"],
         state=json.loads((directory / STATE).read_text()),
         best=best,
+        device_rng=extra.get("device_rng"),
     )

@@ -103,14 +103,26 @@ def fit(
                     p.copy_(resumed.weights[n].to(p.device, p.dtype))
             optimizer.load_state_dict(resumed.optimizer)
             torch.set_rng_state(resumed.rng)
+            if resumed.device_rng is not None and device.type == "cuda":
+                torch.cuda.set_rng_state(resumed.device_rng, device)
             state.update(resumed.state)
             best_weights = resumed.best
             reporter.log(f"resumed {series} at step {state['step']} of {total}")
+            # Points sent after the crashed process last wrote its events are lost with it; the
+            # checkpoint has the whole curve up to here, so send it again (a step sent twice replaces).
+            for step, loss in state["train_curve"]:
+                lr = learning_rate_at(step - 1, total, warmup, params.learning_rate)
+                reporter.emit(Step(step, total, loss, lr, series))
+            for step, loss in state["val_curve"]:
+                reporter.emit(Validation(step, loss, val_series))
 
     def checkpoint() -> None:
         if checkpoint_dir is not None:
             current = {n: p.detach().cpu().clone() for n, p in zip(names, weights)}
-            save_checkpoint(checkpoint_dir, current, optimizer.state_dict(), torch.get_rng_state(), state, best_weights)
+            # Dropout on a GPU draws from the CUDA generator, so a resume must restore it too.
+            device_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+            save_checkpoint(checkpoint_dir, current, optimizer.state_dict(), torch.get_rng_state(), state, best_weights,
+                            device_rng)
 
     model.train()
     started = time.perf_counter() - state["seconds"]
