@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from shpers_core.errors import UserError
+from shpers_core.third_party import hide_third_party_deprecations
 
 # Each module exposes ``add_parser(subparsers)``; the parser it adds sets ``func(args) -> int``.
 COMMAND_MODULES = [
@@ -31,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    hide_third_party_deprecations()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -42,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("shpers: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`shpers runs list | head`): stop quietly, as other commands do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ class ProcessEnded(Event):
 def _child(spec_dict: dict, workspace_root: str, events, stop, run_id: str | None) -> None:
     from shpers_core.events import JobCancelled
     from shpers_core.jobs.runner import explain_failure, run_job
+    from shpers_core.third_party import hide_third_party_deprecations
     from shpers_core.workspace import Workspace
 
     ended: list[Event] = []
@@ -35,6 +36,7 @@ def _child(spec_dict: dict, workspace_root: str, events, stop, run_id: str | Non
             ended.append(event)
         events.put(event)
 
+    hide_third_party_deprecations()
     reporter = Reporter(relay, stop.is_set)
     try:
         run_job(JobSpec.from_dict(spec_dict), Workspace.open(workspace_root), reporter, run_id=run_id)
