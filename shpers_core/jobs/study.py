@@ -51,8 +51,10 @@ PRESETS: dict[str, StudyPreset] = {
     "smoke": StudyPreset(
         "smoke", "4 personas, one short epoch, 1 test dialogue each: the pipeline end to end in minutes on a CPU.",
         "smollm2-135m-instruct", 4,
-        {"train.num_epochs": 1, "eval.max_train_dialogues": 6, "eval.max_test_dialogues": 1,
-         "eval.max_new_tokens": 24, "train.max_length": 192, "k": 2, "experts": 2},
+        # No warm-up: with two or three steps per adapter it would spend one at learning rate 0.
+        {"train.num_epochs": 1, "train.warmup_ratio": 0.0, "eval.max_train_dialogues": 6,
+         "eval.max_test_dialogues": 1, "eval.max_new_tokens": 24, "eval.eval_batch_size": 32,
+         "train.max_length": 192, "k": 2, "experts": 2},
     ),
     "quick": StudyPreset(
         "quick", "20 personas with the study's splits and Appendix A settings, on the embedded model: an evening on a CPU.",
