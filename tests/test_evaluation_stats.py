@@ -121,3 +121,14 @@ def test_describe():
     assert one["mean"] == 0.7 and math.isnan(one["std"])
     empty = describe([])
     assert empty["n"] == 0 and math.isnan(empty["mean"])
+
+
+def test_verdict_says_whether_a_difference_is_real():
+    personas = [f"p{i}" for i in range(20)]
+    a = {p: 0.40 + 0.01 * (i % 5) for i, p in enumerate(personas)}
+    clearly_better = paired_comparison(a, {p: v + 0.05 + 0.001 * i for i, (p, v) in enumerate(a.items())})
+    assert clearly_better.verdict("unified", "per-persona").startswith("per-persona beats unified")
+    clearly_worse = paired_comparison(a, {p: v - 0.05 for p, v in a.items()})
+    assert clearly_worse.verdict("unified", "per-persona").startswith("unified beats per-persona")
+    noise = paired_comparison(a, {p: v + (0.01 if i % 2 else -0.01) for i, (p, v) in enumerate(a.items())})
+    assert noise.verdict().startswith("No real difference shown")

@@ -188,6 +188,7 @@ def test_compare_reports_paired_statistics(study):
     assert rc == 0
     for words in ("95% CI", "Wilcoxon p", "W/T/L", "n = 4"):
         assert words in out, out
+    assert any(verdict in out for verdict in ("beats", "No real difference shown", "Borderline")), out
 
 
 def test_run_list_show_and_delete_from_the_command_line(study):

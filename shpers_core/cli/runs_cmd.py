@@ -97,6 +97,7 @@ def compare_runs(args) -> int:
     stats = paired_comparison(a, b)
     print(f"A = {run_a.id} ({run_a.name or run_a.method})\nB = {run_b.id} ({run_b.name or run_b.method})")
     print(stats.summary())
+    print(stats.verdict())
     print("largest differences (B − A):")
     for pid, diff in stats.largest_differences(5):
         print(f"  {pid}  {diff * 100:+.2f}")

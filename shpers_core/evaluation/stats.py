@@ -45,6 +45,19 @@ class PairedStats:
         ranked = sorted(self.diffs.items(), key=lambda item: (-abs(item[1]), item[0]))
         return ranked[:k]
 
+    def verdict(self, a: str = "A", b: str = "B", alpha: float = 0.05) -> str:
+        """Whether the difference is real, in words: both the interval and the test must agree."""
+        excludes_zero = self.ci_low > 0 or self.ci_high < 0
+        if excludes_zero and self.p_value < alpha:
+            better, worse = (b, a) if self.mean_diff > 0 else (a, b)
+            return (f"{better} beats {worse}: the {self.ci * 100:g}% interval excludes 0 and "
+                    f"Wilcoxon p < {alpha:g} over {self.n} personas.")
+        if excludes_zero or self.p_value < alpha:
+            return (f"Borderline: the interval and the Wilcoxon test disagree over {self.n} personas; "
+                    "compare on more personas before concluding.")
+        return (f"No real difference shown: the interval contains 0 and Wilcoxon p >= {alpha:g} "
+                f"over {self.n} personas.")
+
     def summary(self, a: str = "A", b: str = "B") -> str:
         p = "p < 0.001" if self.p_value < 0.001 else f"p = {self.p_value:.3f}"
         return (f"{b} − {a} = {self.mean_diff:+.3f} [{self.ci * 100:g}% CI {self.ci_low:+.3f}, "

@@ -104,9 +104,8 @@ class CompareView(QWidget):
         self.result = result
         self.stats.setText(
             f"<b>{result.summary('A', 'B')}</b><br>"
-            f"A = {name_a}: mean {result.mean_a:.3f} · B = {name_b}: mean {result.mean_b:.3f} · "
-            f"{result.ci * 100:g}% CI of B − A [{result.ci_low:+.3f}, {result.ci_high:+.3f}] · "
-            f"Wilcoxon p = {result.p_value:.3g} · wins/ties/losses of B {result.wins}/{result.ties}/{result.losses}")
+            f"A = {name_a}: mean {result.mean_a:.3f} · B = {name_b}: mean {result.mean_b:.3f}<br>"
+            f"{result.verdict('A', 'B')}")
         xa = np.array([a[p] for p in common])
         xb = np.array([b[p] for p in common])
         if self.mode.currentIndex() == 0:
