@@ -40,16 +40,24 @@ def run(ctx, params: PerPersonaParams) -> EvalPlan:
                 val_losses[pid] = result.val_curve[-1][1]
             ctx.reporter.progress("personas", len(adapters), len(ctx.personas))
     elif todo:
+        from shpers_core.training.multi.trainer import checkpointed_adapters
         from shpers_core.training.multi_lora import train_many
 
+        checkpoints = ctx.run_dir / "checkpoints" / "batched"
+        batch = todo
+        if len(todo) < len(ctx.personas) and checkpointed_adapters(checkpoints) == list(ctx.personas):
+            # Stopped while saving the adapters: finish the batch the checkpoint holds (its adapters
+            # share dropout draws) rather than train the rest again as another batch.
+            batch = list(ctx.personas)
         result = train_many(
-            ctx.base.model, ctx.pad_id, {pid: ctx.examples(pid, "train") for pid in todo}, ctx.lora, ctx.train,
-            ctx.reporter, val_by_adapter={pid: ctx.examples(pid, "val") for pid in todo},
-            micro_batch_rows=params.micro_batch_rows or None,
+            ctx.base.model, ctx.pad_id, {pid: ctx.examples(pid, "train") for pid in batch}, ctx.lora, ctx.train,
+            ctx.reporter, val_by_adapter={pid: ctx.examples(pid, "val") for pid in batch},
+            micro_batch_rows=params.micro_batch_rows or None, checkpoint_dir=checkpoints,
         )
         ctx.trainable_params += result.trainable_params
-        for pid in todo:
-            adapters[pid] = ctx.save_lora(pid, result.state_dicts[pid], persona_id=pid)
+        for pid in batch:
+            if pid in todo:
+                adapters[pid] = ctx.save_lora(pid, result.state_dicts[pid], persona_id=pid)
             if result.val_losses.get(pid):
                 val_losses[pid] = result.val_losses[pid][-1][1]
     if val_losses:

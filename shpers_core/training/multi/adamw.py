@@ -61,6 +61,28 @@ class StackedAdamW:
         for p in self.params:
             p.grad = None
 
+    def state_dict(self) -> dict:
+        """Moments and per-adapter step counts, on the CPU (for ``torch.save``; tensors and lists only)."""
+        return {
+            "steps": self.steps.clone(),
+            "exp_avg": [m.detach().cpu().clone() for m in self.exp_avg],
+            "exp_avg_sq": [v.detach().cpu().clone() for v in self.exp_avg_sq],
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` into this optimiser's tensors (on their own device and dtype)."""
+        steps = state["steps"]
+        if tuple(steps.shape) != (self.n,):
+            raise ValueError(f"optimiser state is for {steps.numel()} adapters, not {self.n}")
+        for key, mine in (("exp_avg", self.exp_avg), ("exp_avg_sq", self.exp_avg_sq)):
+            saved = state[key]
+            if len(saved) != len(mine) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(saved, mine)):
+                raise ValueError(f"optimiser state {key!r} does not fit these parameters")
+            for dest, src in zip(mine, saved):
+                dest.copy_(src)
+        self.steps.copy_(steps)
+
 
 @torch.no_grad()
 def clip_grad_norm_per_adapter(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
