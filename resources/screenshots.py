@@ -21,6 +21,9 @@ except ImportError:  # run from a checkout that is not installed
 
 PERSONAS = 12
 CHAT_PERSONAS = ["persona_000", "persona_001", "persona_002", "persona_003", "persona_004", "persona_005"]
+# Runs shown side by side, first pair present wins: a `make study` workspace, then our own.
+PAIRS = [("Unified LoRA", "Unified + learned persona prefix"), ("Base SmolLM2", "SmolLM2 + persona prompt")]
+STORED_CURVES = ["Cluster LoRA (description)", "Unified LoRA (tiny)"]
 
 
 def prepare(root: Path) -> None:
@@ -121,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     window.launcher.run_name.clear()
     window.launcher.form.set_values({"train.num_epochs": 1})
     window.launcher.queue_job()
-    if "Unified LoRA (tiny)" in runs:
-        window.jobs.show_stored_curves(runs["Unified LoRA (tiny)"].id)
+    stored = next((runs[n] for n in STORED_CURVES if n in runs), None)
+    if stored is not None:
+        window.jobs.show_stored_curves(stored.id)
     wait(app, lambda: job.done >= 30 or job.status not in ("waiting", "running"), 180)
     window.tabs.setCurrentWidget(window.jobs)
     window.jobs.table.selectRow(0)
@@ -131,19 +135,20 @@ def main(argv: list[str] | None = None) -> int:
 
     window.tabs.setCurrentWidget(window.results)
     window.results.refresh()
-    pair = [runs[n].id for n in ("Base SmolLM2", "SmolLM2 + persona prompt") if n in runs]
-    window.results.select_runs(pair)
+    a, b = next(((runs[x], runs[y]) for x, y in PAIRS if x in runs and y in runs), (None, None))
+    if a is not None:
+        window.results.select_runs([a.id, b.id])
     shot("4-results")
 
     window.tabs.setCurrentWidget(window.grid)
     window.grid.refresh()
-    if "SmolLM2 + persona prompt" in runs:
-        window.grid.show_replies(runs["SmolLM2 + persona prompt"].id, "persona_001")
+    if b is not None:
+        window.grid.show_replies(b.id, "persona_001")
     shot("5-grid")
 
     window.tabs.setCurrentWidget(window.chat)
-    if "SmolLM2 + persona prompt" in runs and "Base SmolLM2" in runs:
-        window.chat.set_selection("persona_001", runs["SmolLM2 + persona prompt"].id, runs["Base SmolLM2"].id)
+    if a is not None:
+        window.chat.set_selection("persona_001", b.id, a.id)
         window.chat.max_tokens.setValue(32)
         done = []
         window.chat.reply_done.connect(lambda: done.append(1))

@@ -44,8 +44,14 @@ def compute_persona_map(dataset, splits, kind: str, k: int, seed: int, cache_dir
     return PersonaMapData(ids, project_2d(vectors), np.asarray(clustering.labels), clustering.silhouette, kind)
 
 
+# Okabe-Ito's colour-blind-safe qualitative palette: neighbouring clusters must not share a hue.
+_PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000"]
+
+
 def cluster_colour(c: int):
-    return pg.intColor(int(c), hues=10, values=1, maxValue=220, alpha=220)
+    if int(c) < len(_PALETTE):
+        return pg.mkBrush(_PALETTE[int(c)])
+    return pg.intColor(int(c), hues=12, values=1, maxValue=220, alpha=220)
 
 
 class PersonaMap(QWidget):
@@ -91,6 +97,7 @@ class PersonaMap(QWidget):
         self.scatter.sigClicked.connect(self._clicked)
         self.ring = pg.ScatterPlotItem(size=18, pen=pg.mkPen("k", width=2), brush=None)
         self.plot.addItem(self.scatter)
+        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextColor="k", brush=pg.mkBrush(255, 255, 255, 200))
         self.plot.addItem(self.ring)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -131,6 +138,10 @@ class PersonaMap(QWidget):
                   "symbol": "o"} for i, pid in enumerate(data.ids)]
         self.scatter.setData(spots)
         self.ring.setData([])
+        self.legend.clear()
+        for c, n in zip(*np.unique(data.labels, return_counts=True)):
+            swatch = pg.ScatterPlotItem(size=10, brush=cluster_colour(c), pen=pg.mkPen("w", width=0.5))
+            self.legend.addItem(swatch, f"cluster {int(c)} ({int(n)})")
         self.plot.setTitle(f"{len(data.ids)} personas · {data.kind} features · "
                            f"k = {len(set(data.labels.tolist()))} · silhouette {data.silhouette:.3f}", color="k")
         self.status.setText(f"silhouette {data.silhouette:.3f}")
