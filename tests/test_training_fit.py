@@ -1,29 +1,18 @@
 import pytest
+import synthetic
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from shpers_core.events import CollectingReporter, JobCancelled
-from shpers_core.training.batching import IGNORE_INDEX, Example
 from shpers_core.training.config import LoraParams, TrainParams
 from shpers_core.training.fit import fit_adapter
 
 
 def tiny_model():
-    torch.manual_seed(0)
-    cfg = Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=64)
-    return Qwen2ForCausalLM(cfg).eval()
+    return synthetic.tiny_model(hidden=32, vocab=64)
 
 
 def examples(n, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(n):
-        length = int(torch.randint(8, 16, (1,), generator=g))
-        ids = torch.randint(1, 64, (length,), generator=g).tolist()
-        labels = [IGNORE_INDEX] * (length // 2) + ids[length // 2:]
-        out.append(Example(tuple(ids), tuple(labels)))
-    return out
+    return synthetic.examples(n, seed, vocab=64, max_length=16)
 
 
 LORA = LoraParams(lora_dropout=0.0)

@@ -3,34 +3,13 @@ import json
 import pytest
 import torch
 from peft import PeftModel, get_peft_model, get_peft_model_state_dict
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from synthetic import VOCAB, examples, tiny_model
 
 from shpers_core.events import CollectingReporter, JobCancelled
-from shpers_core.training.batching import IGNORE_INDEX, Example, batches_for, collate, token_loss_sum
+from shpers_core.training.batching import batches_for, collate, token_loss_sum
 from shpers_core.training.config import LoraParams, TrainParams, learning_rate_at
 from shpers_core.training.fit import lora_config
 from shpers_core.training.multi_lora import MultiLoraModel, micro_batches, train_many
-
-VOCAB = 256
-
-
-def tiny_model():
-    torch.manual_seed(0)
-    cfg = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=VOCAB)
-    return Qwen2ForCausalLM(cfg).eval()
-
-
-def examples(n, seed=0, pid=""):
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(n):
-        length = int(torch.randint(8, 20, (1,), generator=g))
-        ids = torch.randint(1, VOCAB, (length,), generator=g).tolist()
-        labels = [IGNORE_INDEX] * (length // 2) + ids[length // 2:]
-        out.append(Example(tuple(ids), tuple(labels), pid))
-    return out
-
 
 LORA = LoraParams(lora_dropout=0.0)
 TRAIN = TrainParams(num_epochs=2, batch_size=2, learning_rate=5e-3)

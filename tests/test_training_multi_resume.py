@@ -10,39 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from synthetic import examples, tiny_model
 
 from shpers_core.data import generate_dataset, write_jsonl
 from shpers_core.events import CollectingReporter, JobCancelled
 from shpers_core.jobs.runner import run_job
 from shpers_core.jobs.spec import build_spec
 from shpers_core.store import RunStore
-from shpers_core.training.batching import IGNORE_INDEX, Example
 from shpers_core.training.checkpoint import load_checkpoint
 from shpers_core.training.config import LoraParams, TrainParams
 from shpers_core.training.multi_lora import train_many
 from shpers_core.workspace import Workspace
-
-VOCAB = 256
-
-
-def tiny_model():
-    torch.manual_seed(0)
-    cfg = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=VOCAB)
-    return Qwen2ForCausalLM(cfg).eval()
-
-
-def examples(n, seed=0, pid=""):
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(n):
-        length = int(torch.randint(8, 20, (1,), generator=g))
-        ids = torch.randint(1, VOCAB, (length,), generator=g).tolist()
-        labels = [IGNORE_INDEX] * (length // 2) + ids[length // 2:]
-        out.append(Example(tuple(ids), tuple(labels), pid))
-    return out
-
 
 LORA = LoraParams(lora_dropout=0.1)  # dropout on: a resume must restore the RNG it draws from
 TRAIN = TrainParams(num_epochs=2, batch_size=2, learning_rate=5e-3)
