@@ -57,8 +57,11 @@ PRESETS: dict[str, StudyPreset] = {
          "train.max_length": 192, "k": 2, "experts": 2},
     ),
     "quick": StudyPreset(
-        "quick", "20 personas with the study's splits and Appendix A settings, on the embedded model: an evening on a CPU.",
-        "smollm2-135m-instruct", 20,
+        # Sized from the smoke run's step times (about 5 s per batch of 4 on 2 cores): the learned
+        # prefixes' 10 epochs dominate; roughly 4 hours in all.
+        "quick", "10 personas with the study's splits and Appendix A settings, on the embedded model: "
+                 "an evening (about 4 hours) on a 2-core CPU.",
+        "smollm2-135m-instruct", 10,
         {"eval.max_test_dialogues": 3, "eval.max_new_tokens": 48, "k": 4},
     ),
     "seed": StudyPreset(
