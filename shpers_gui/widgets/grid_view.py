@@ -109,6 +109,9 @@ class PersonaGridView(QWidget):
             self.metric.addItem(m.replace("_", " "), m)
         self.metric.currentIndexChanged.connect(self._metric_changed)
         self.table = QTableView()
+        # Run names differ at their ends ("... prefix" vs "... prefix (KV)"): keep both ends visible.
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.horizontalHeader().setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)

@@ -166,6 +166,8 @@ class ResultsView(QWidget):
         self.status_filter.currentIndexChanged.connect(
             lambda _i: self.proxy.set_status(self.status_filter.currentData()))
         self.table = QTableView()
+        # Run names differ at their ends ("... prefix" vs "... prefix (KV)"): keep both ends visible.
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(12, Qt.SortOrder.DescendingOrder)
