@@ -119,11 +119,12 @@ def test_crashed_run_resumes_from_its_last_periodic_checkpoint(tmp_path):
     rep = CollectingReporter()
     rep.add_sink(crash_at_step_5)
     with pytest.raises(RuntimeError, match="killed"):
-        train_many(tiny_model(), 0, DATA, LORA, TRAIN, rep, checkpoint_dir=tmp_path, checkpoint_every=2)
+        train_many(tiny_model(), 0, DATA, LORA, TRAIN.replace(checkpoint_every=2), rep, checkpoint_dir=tmp_path)
     assert load_checkpoint(tmp_path).state["global_step"] == 4
 
+    # How often to checkpoint is not part of what is trained: a new cadence still resumes.
     rep = CollectingReporter()
-    result = train_many(tiny_model(), 0, DATA, LORA, TRAIN, rep, checkpoint_dir=tmp_path, checkpoint_every=2)
+    result = train_many(tiny_model(), 0, DATA, LORA, TRAIN.replace(checkpoint_every=3), rep, checkpoint_dir=tmp_path)
     assert "resumed train at step 4 of 6" in messages(rep)
     assert steps_of(rep, "train") == [1, 2, 3, 4, 5, 6]
     for pid in DATA:

@@ -35,6 +35,9 @@ class TrainParams(Params):
         0, "Stop after this many epochs without a better validation loss (0 turns it off).", min=0
     )
     seed: int = param(0, "Seed for initialisation, shuffling and dropout.", min=0)
+    checkpoint_every: int = param(
+        50, "Save a resumable checkpoint every this many optimiser steps (and at each epoch end).", min=1
+    )
 
     def total_steps(self, n_examples: int) -> int:
         return math.ceil(n_examples / self.batch_size) * self.num_epochs

@@ -76,12 +76,16 @@ def fit(
     reporter: Reporter,
     *,
     checkpoint_dir: Path | None = None,
-    checkpoint_every: int = 50,
+    checkpoint_every: int | None = None,
     series: str = "train",
 ) -> FitResult:
-    """Train the parameters of ``model`` that require grad; resumes from ``checkpoint_dir`` if it holds one."""
+    """Train the parameters of ``model`` that require grad; resumes from ``checkpoint_dir`` if it holds one.
+
+    Checkpoints every ``checkpoint_every`` steps (default ``params.checkpoint_every``) and each epoch.
+    """
     if not train:
         raise ValueError("no training examples")
+    every = checkpoint_every or params.checkpoint_every
     device = next(model.parameters()).device
     weights = trainable_parameters(model)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -159,7 +163,7 @@ def fit(
                         state["stopped_early"] = True
                         reporter.log(f"{series}: early stop at step {state['step']} (best val {state['best_val']:.4f})")
             state["seconds"] = time.perf_counter() - started
-            if state["step"] % checkpoint_every == 0 or state["step"] % steps_per_epoch == 0:
+            if state["step"] % every == 0 or state["step"] % steps_per_epoch == 0:
                 checkpoint()
     except JobCancelled:
         state["seconds"] = time.perf_counter() - started

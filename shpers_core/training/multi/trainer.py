@@ -133,7 +133,8 @@ def training_fingerprint(base_model: nn.Module, ids: list[str], train_ex: dict[s
         "validation examples": [len(val_ex.get(pid) or []) for pid in ids],
         "tokens": _examples_digest([train_ex[pid] for pid in ids] + [val_ex.get(pid) or [] for pid in ids]),
         "lora": lora.to_dict(),
-        "training parameters": train.to_dict(),
+        # How often to checkpoint does not change what is trained.
+        "training parameters": {k: v for k, v in train.to_dict().items() if k != "checkpoint_every"},
         "layers": layers,
         "start weights": "peft" if init_state is None else _tensors_digest(init_state),
     }
@@ -177,7 +178,7 @@ def train_many(
     micro_batch_tokens: int | None = None,
     init_state: dict | None = None,
     checkpoint_dir: Path | None = None,
-    checkpoint_every: int = 50,
+    checkpoint_every: int | None = None,
 ) -> MultiFitResult:
     """Train one LoRA adapter per key of ``examples_by_adapter``; equal to separate ``fit_adapter`` runs.
 
@@ -195,6 +196,7 @@ def train_many(
     for pid in ids:
         if not examples_by_adapter[pid]:
             raise ValueError(f"adapter {pid!r} has no training examples")
+    checkpoint_every = checkpoint_every or train.checkpoint_every
     if checkpoint_every < 1:
         raise ValueError("checkpoint_every must be at least 1")
     flags = [(p, p.requires_grad) for p in base_model.parameters()]
