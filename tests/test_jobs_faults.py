@@ -346,16 +346,36 @@ def test_a_crash_mid_write_never_leaves_a_half_adapter_that_looks_complete(tmp_p
     # What resuming a run looks at (MethodContext.saved_adapter): the half-written one is not there...
     ctx = MethodContext.__new__(MethodContext)
     ctx.workspace, ctx.run_id = Workspace(tmp_path), "r1"
+    assert list(adapters.glob(".new.tmp-*")), "the killed writer should have left its temporary folder"
     assert ctx.saved_adapter("new") is None
+    assert not list(adapters.glob(".new.tmp-*")), "looking for the adapter tidies the crashed write away"
     with pytest.raises(AdapterError, match="not an adapter folder"):
         load_lora_adapter(adapters / "new")
     # ...and the one it was replacing is whole.
     kept = ctx.saved_adapter("replaced")
+    assert not list(adapters.glob(".*"))
     assert kept.state_dict.keys() == old.keys()
     assert all(torch.equal(kept.state_dict[k], v) for k, v in old.items())
     # Writing again after the crash works.
     save_lora_adapter(adapters / "new", old, rank=8, lora_alpha=16, target_modules=["q_proj"], base_model="m")
     assert ctx.saved_adapter("new") is not None
+
+
+def test_a_crash_between_the_renames_puts_the_old_adapter_back(tmp_path):
+    from shpers_core.jobs.context import MethodContext
+    from shpers_core.training.adapters import save_lora_adapter
+
+    adapters = tmp_path / "runs" / "r1" / "adapters"
+    weights = {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.randn(8, 64),
+               "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.randn(64, 8)}
+    save_lora_adapter(adapters / "p1", weights, rank=8, lora_alpha=16, target_modules=["q_proj"], base_model="m")
+    # What atomic_write_dir leaves when killed after moving the old folder aside, before moving the new in.
+    (adapters / "p1").rename(adapters / ".p1.old-0000abcd")
+    ctx = MethodContext.__new__(MethodContext)
+    ctx.workspace, ctx.run_id = Workspace(tmp_path), "r1"
+    kept = ctx.saved_adapter("p1")
+    assert kept is not None and torch.equal(kept.state_dict[next(iter(weights))], next(iter(weights.values())))
+    assert not list(adapters.glob(".p1.*"))
 
 
 def curves_from(events: list[Event]) -> dict[str, list[tuple[int, float]]]:

@@ -101,7 +101,10 @@ class MethodContext:
 
     def saved_adapter(self, name: str) -> Adapter | None:
         """An adapter this run saved before it was interrupted, if any (lets a resume skip it)."""
+        from shpers_core.training.checkpoint import recover_dir
+
         path = self.run_dir / "adapters" / name
+        recover_dir(path)
         return load_lora_adapter(path) if (path / "adapter_config.json").exists() else None
 
     def embed(self, texts: list[str]) -> np.ndarray:

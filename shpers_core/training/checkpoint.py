@@ -68,9 +68,29 @@ class Checkpoint:
     """The CUDA generator's state when training ran on a GPU (its dropout draws from it)."""
 
 
+def recover_dir(final: Path) -> None:
+    """Tidy what a crash during :func:`atomic_write_dir` of ``final`` can leave behind.
+
+    A half-written ``.tmp-`` folder is deleted (a checkpoint of many adapters can be a gigabyte); a
+    crash between the two renames leaves ``final`` missing and its complete old copy as ``.old-``,
+    which is put back.
+    """
+    final = Path(final)
+    if not final.parent.is_dir():
+        return
+    for tmp in final.parent.glob(f".{final.name}.tmp-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    olds = sorted(final.parent.glob(f".{final.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if olds and not final.exists():
+        os.replace(olds.pop(), final)
+    for old in olds:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def atomic_write_dir(final: Path, write) -> None:
     """Call ``write(tmp_dir)`` then move the folder to ``final``, replacing any old one."""
     final = Path(final)
+    recover_dir(final)
     tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
     old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
     try:
@@ -130,6 +150,7 @@ def save_checkpoint(
 def load_checkpoint(directory: Path) -> Checkpoint | None:
     """The checkpoint in ``directory``, or None if there is none yet."""
     directory = Path(directory)
+    recover_dir(directory)
     if not (directory / STATE).exists():
         return None
     extra = torch.load(directory / OPTIMIZER, weights_only=True)
