@@ -73,16 +73,33 @@ def show_run(args) -> int:
         if run.error:
             print(f"error: {run.error}")
         print("parameters:\n" + json.dumps(run.params, indent=2, default=str))
-        for subset in ("all", "persona_dependent", "other", "info"):
-            m = store.metrics(run.id, subset=subset)
-            if m:
-                print(f"metrics ({subset}): " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(m.items())))
+        _print_metrics({subset: store.metrics(run.id, subset=subset)
+                        for subset in ("all", "persona_dependent", "other")})
+        info = store.metrics(run.id, subset="info")
+        if info:
+            print("info: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(info.items())))
         scores = store.persona_scores(run.id)
         if scores:
             print("embedding similarity per persona:")
             for pid, value in sorted(scores.items()):
                 print(f"  {pid}  {value * 100:.2f}")
     return 0
+
+
+def _print_metrics(by_subset: dict[str, dict[str, float]]) -> None:
+    """Mean ± std across personas, in percent: one row per metric, one column per subset of turns."""
+    from shpers_core.evaluation.metrics import METRIC_NAMES
+
+    if not by_subset.get("all"):
+        return
+    heads = {"all": "all turns", "persona_dependent": "persona-dependent", "other": "other turns"}
+    print(f"{'metric (% mean ± std)':24}" + "".join(f"{heads[s]:>20}" for s in by_subset))
+    for name in METRIC_NAMES:
+        cells = []
+        for values in by_subset.values():
+            mean, std = values.get(name), values.get(f"{name}_std")
+            cells.append("–" if mean is None else f"{mean * 100:.2f} ± {(std or 0) * 100:.2f}")
+        print(f"{name:24}" + "".join(f"{c:>20}" for c in cells))
 
 
 def compare_runs(args) -> int:
