@@ -65,21 +65,41 @@ def _targets(adapters: list[Adapter]) -> list[str]:
     return sorted(names)
 
 
+def _prompt_for(base, plan: EvalPlan, persona_id: str, history: list, system_prompt: str | None) -> list[int]:
+    """The token ids that ask ``persona_id``'s next reply to ``history`` under ``plan``."""
+    from shpers_core.models import encode_prompt
+
+    system = plan.system.get(persona_id, system_prompt)
+    if plan.system_for_turn is not None:
+        system = plan.system_for_turn(persona_id, history) or system
+    return encode_prompt(base.tokenizer, history, system=system)
+
+
+def _install(base, adapters: list[Adapter]):
+    """``adapters`` stacked into ``base.model`` (slot i holds adapter i), or None without any."""
+    from shpers_core.training.multi_lora import MultiLoraModel
+
+    if not adapters:
+        return None
+    factors, rank = _stack_factors(adapters)
+    multi = MultiLoraModel(base.model, len(adapters), LoraParams(rank=rank, lora_alpha=float(rank), lora_dropout=0.0,
+                                                                 target_modules=_targets(adapters)))
+    for slot, sd in enumerate(factors):
+        multi.load_adapter(slot, sd)
+    return multi
+
+
 def generate_for_plan(base, plan: EvalPlan, requests: list[tuple[str, list]], system_prompt: str | None,
                       max_new_tokens: int, batch_size: int, reporter=None) -> list[str]:
     """Replies for ``(persona_id, history)`` requests under ``plan``."""
     from shpers_core.evaluation.generation import generate_replies
-    from shpers_core.models import decode_reply, encode_prompt
-    from shpers_core.training.multi_lora import MultiLoraModel
+    from shpers_core.models import decode_reply
 
     prompts, slots, prefixes, kv_prefixes = [], [], [], []
     unique: list[Adapter] = []
     slot_of: dict[int, int] = {}
     for pid, history in requests:
-        system = plan.system.get(pid, system_prompt)
-        if plan.system_for_turn is not None:
-            system = plan.system_for_turn(pid, history) or system
-        prompts.append(encode_prompt(base.tokenizer, history, system=system))
+        prompts.append(_prompt_for(base, plan, pid, history, system_prompt))
         adapter = plan.adapters.get(pid)
         if adapter is None:
             slots.append(-1)
@@ -90,14 +110,7 @@ def generate_for_plan(base, plan: EvalPlan, requests: list[tuple[str, list]], sy
             slots.append(slot_of[id(adapter)])
         prefixes.append(plan.soft_prompts.get(pid))
         kv_prefixes.append(plan.kv_prefixes.get(pid))
-    multi = None
-    if unique:
-        factors, rank = _stack_factors(unique)
-        multi = MultiLoraModel(base.model, len(unique),
-                               LoraParams(rank=rank, lora_alpha=float(rank), lora_dropout=0.0,
-                                          target_modules=_targets(unique)))
-        for slot, sd in enumerate(factors):
-            multi.load_adapter(slot, sd)
+    multi = _install(base, unique)
     try:
         model = multi.model if multi is not None else base.model
         outputs = generate_replies(model, base.tokenizer, prompts, slots=slots if multi else None, multi=multi,
@@ -164,20 +177,10 @@ def stream_for_plan(base, plan: EvalPlan, persona_id: str, history: list, system
                     max_new_tokens: int):
     """The reply to one persona's ``history`` under ``plan``, yielded in pieces as generated."""
     from shpers_core.evaluation.generation import generate_stream
-    from shpers_core.models import encode_prompt
-    from shpers_core.training.multi_lora import MultiLoraModel
 
-    system = plan.system.get(persona_id, system_prompt)
-    if plan.system_for_turn is not None:
-        system = plan.system_for_turn(persona_id, history) or system
-    prompt = encode_prompt(base.tokenizer, history, system=system)
+    prompt = _prompt_for(base, plan, persona_id, history, system_prompt)
     adapter = plan.adapters.get(persona_id)
-    multi = None
-    if adapter is not None:
-        factors, rank = _stack_factors([adapter])
-        multi = MultiLoraModel(base.model, 1, LoraParams(rank=rank, lora_alpha=float(rank), lora_dropout=0.0,
-                                                         target_modules=_targets([adapter])))
-        multi.load_adapter(0, factors[0])
+    multi = _install(base, [adapter] if adapter is not None else [])
     soft = plan.soft_prompts.get(persona_id)
     try:
         model = multi.model if multi is not None else base.model

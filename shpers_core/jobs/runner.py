@@ -178,10 +178,9 @@ def run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=No
 
 
 def write_recipes(run_dir: Path, recipes: dict) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / ".plan.json.tmp"
-    tmp.write_text(json.dumps(recipes, indent=1))
-    tmp.replace(run_dir / "plan.json")
+    from shpers_core.training.checkpoint import atomic_write_text
+
+    atomic_write_text(run_dir / "plan.json", json.dumps(recipes, indent=1))
 
 
 class ResourceError(UserError):

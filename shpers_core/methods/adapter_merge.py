@@ -62,8 +62,8 @@ def merge_and_save(ctx, name: str, members: list[tuple[str, float]], sources: di
 
 
 def _record_merge(path: Path, name: str, mode: str, members: list[tuple[str, float]]) -> None:
+    from shpers_core.training.checkpoint import atomic_write_text
+
     merges = json.loads(path.read_text()) if path.exists() else {}
     merges[name] = {"mode": mode, "inputs": [{"persona_id": pid, "weight": float(w)} for pid, w in members]}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(merges, indent=1))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(merges, indent=1))

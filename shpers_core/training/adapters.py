@@ -56,12 +56,17 @@ def read_config(path: Path) -> dict:
         raise AdapterError(f"{path / CONFIG}: not valid JSON ({exc})") from None
 
 
+def _read_peft_folder(path: Path, peft_type: str, what: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The config and weights of a PEFT folder that must hold a ``peft_type`` adapter."""
+    config = read_config(path)
+    if config.get("peft_type") != peft_type:
+        raise AdapterError(f"{path}: a {config.get('peft_type')} adapter, not {what}")
+    return config, load_file(str(Path(path) / WEIGHTS))
+
+
 def load_lora_adapter(path: Path) -> Adapter:
     """Read a PEFT LoRA folder; the scale is ``lora_alpha / r`` from its config."""
-    config = read_config(path)
-    if config.get("peft_type") != "LORA":
-        raise AdapterError(f"{path}: a {config.get('peft_type')} adapter, not LoRA")
-    state = load_file(str(Path(path) / WEIGHTS))
+    config, state = _read_peft_folder(path, "LORA", "LoRA")
     return Adapter(state_dict=state, scaling=float(config["lora_alpha"]) / int(config["r"]), path=str(path))
 
 
@@ -92,10 +97,7 @@ def save_soft_prompt(out_dir: Path, embeddings: torch.Tensor, *, base_model: str
 
 
 def load_soft_prompt(path: Path) -> torch.Tensor:
-    config = read_config(path)
-    if config.get("peft_type") != "PROMPT_TUNING":
-        raise AdapterError(f"{path}: a {config.get('peft_type')} adapter, not prompt tuning")
-    return load_file(str(Path(path) / WEIGHTS))["prompt_embeddings"]
+    return _read_peft_folder(path, "PROMPT_TUNING", "prompt tuning")[1]["prompt_embeddings"]
 
 
 # --- Prefix tuning (key/value prefixes per layer) ----------------------------------------------
@@ -132,12 +134,9 @@ def save_prefix_tuning(out_dir: Path, embeddings: torch.Tensor, *, base_model: s
 
 def load_prefix_tuning(path: Path) -> torch.Tensor:
     """A PEFT prefix-tuning folder's keys and values, [num_layers, 2, num_heads, n_virtual, head_dim]."""
-    config = read_config(path)
-    if config.get("peft_type") != "PREFIX_TUNING":
-        raise AdapterError(f"{path}: a {config.get('peft_type')} adapter, not prefix tuning")
+    config, weights = _read_peft_folder(path, "PREFIX_TUNING", "prefix tuning")
     if config.get("prefix_projection"):
         raise AdapterError(f"{path}: prefix tuning with a projection is not supported")
-    weights = load_file(str(Path(path) / WEIGHTS))
     if "prompt_embeddings" not in weights:
         raise AdapterError(f"{path}: no prompt_embeddings in {WEIGHTS}")
     return prefix_key_values(weights["prompt_embeddings"], num_layers=int(config["num_layers"]),

@@ -67,6 +67,12 @@ class Checkpoint:
     device_rng: torch.Tensor | None = None
     """The CUDA generator's state when training ran on a GPU (its dropout draws from it)."""
 
+    def restore_rng(self, device: torch.device) -> None:
+        """Put the random generators back as they were when the checkpoint was saved."""
+        torch.set_rng_state(self.rng)
+        if self.device_rng is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(self.device_rng, device)
+
 
 def recover_dir(final: Path) -> None:
     """Tidy what a crash during :func:`atomic_write_dir` of ``final`` can leave behind.
@@ -85,6 +91,15 @@ def recover_dir(final: Path) -> None:
         os.replace(olds.pop(), final)
     for old in olds:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` beside ``path`` and rename it into place: readers see the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def atomic_write_dir(final: Path, write) -> None:
@@ -128,11 +143,15 @@ def save_checkpoint(
     directory: Path,
     weights: dict[str, torch.Tensor],
     optimizer_state: dict[str, Any],
-    rng: torch.Tensor,
     state: dict[str, Any],
     best: dict[str, torch.Tensor] | None,
-    device_rng: torch.Tensor | None = None,
+    device: torch.device,
 ) -> None:
+    """Save a checkpoint with the random generators as they are now (dropout draws from them; on a
+    GPU from the CUDA generator of ``device``)."""
+    rng = torch.get_rng_state()
+    device_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
     def write(tmp: Path) -> None:
         save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp / WEIGHTS))
         if best is not None:

@@ -67,6 +67,19 @@ def validation_loss(model: torch.nn.Module, pad_id: int, examples: list[Example]
     return total / max(1, count)
 
 
+def replay_curve(reporter: Reporter, train_curve, val_curve, total: int, warmup: int, peak_lr: float,
+                 series: str, val_series: str) -> None:
+    """Send a resumed run's saved curve points again.
+
+    Points sent after a crashed process last wrote its events are lost with it; the checkpoint has
+    the whole curve up to here (a step sent twice replaces the stored one).
+    """
+    for step, loss in train_curve:
+        reporter.emit(Step(step, total, loss, learning_rate_at(step - 1, total, warmup, peak_lr), series))
+    for step, loss in val_curve:
+        reporter.emit(Validation(step, loss, val_series))
+
+
 def fit(
     model: torch.nn.Module,
     pad_id: int,
@@ -106,27 +119,17 @@ def fit(
                 for n, p in zip(names, weights):
                     p.copy_(resumed.weights[n].to(p.device, p.dtype))
             optimizer.load_state_dict(resumed.optimizer)
-            torch.set_rng_state(resumed.rng)
-            if resumed.device_rng is not None and device.type == "cuda":
-                torch.cuda.set_rng_state(resumed.device_rng, device)
+            resumed.restore_rng(device)
             state.update(resumed.state)
             best_weights = resumed.best
             reporter.log(f"resumed {series} at step {state['step']} of {total}")
-            # Points sent after the crashed process last wrote its events are lost with it; the
-            # checkpoint has the whole curve up to here, so send it again (a step sent twice replaces).
-            for step, loss in state["train_curve"]:
-                lr = learning_rate_at(step - 1, total, warmup, params.learning_rate)
-                reporter.emit(Step(step, total, loss, lr, series))
-            for step, loss in state["val_curve"]:
-                reporter.emit(Validation(step, loss, val_series))
+            replay_curve(reporter, state["train_curve"], state["val_curve"], total, warmup, params.learning_rate,
+                         series, val_series)
 
     def checkpoint() -> None:
         if checkpoint_dir is not None:
             current = {n: p.detach().cpu().clone() for n, p in zip(names, weights)}
-            # Dropout on a GPU draws from the CUDA generator, so a resume must restore it too.
-            device_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-            save_checkpoint(checkpoint_dir, current, optimizer.state_dict(), torch.get_rng_state(), state, best_weights,
-                            device_rng)
+            save_checkpoint(checkpoint_dir, current, optimizer.state_dict(), state, best_weights, device)
 
     model.train()
     started = time.perf_counter() - state["seconds"]

@@ -38,6 +38,7 @@ from shpers_core.events import JobCancelled, Reporter, Step, Validation
 from shpers_core.training.batching import IGNORE_INDEX, Example, batches_for, collate, token_loss_sum
 from shpers_core.training.checkpoint import STATE, Checkpoint, load_checkpoint, save_checkpoint
 from shpers_core.training.config import LoraParams, TrainParams, learning_rate_at
+from shpers_core.training.fit import replay_curve
 from shpers_core.training.multi.adamw import StackedAdamW, clip_grad_norm_per_adapter
 from shpers_core.training.multi.lora import MultiLoraModel, _matches
 
@@ -367,10 +368,7 @@ class _Loop:
             "tokens": self.tokens,
             "seconds": self.seconds,
         }
-        # Dropout on a GPU draws from the CUDA generator, so a resume must restore it too.
-        device_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        save_checkpoint(self.checkpoint_dir, weights, self.optimizer.state_dict(), torch.get_rng_state(), state,
-                        best or None, device_rng)
+        save_checkpoint(self.checkpoint_dir, weights, self.optimizer.state_dict(), state, best or None, self.device)
         self.saved_at = self.g
 
     def restore(self, saved: Checkpoint) -> None:
@@ -380,9 +378,7 @@ class _Loop:
                 layer.lora_A.copy_(saved.weights[f"{name}.lora_A"])
                 layer.lora_B.copy_(saved.weights[f"{name}.lora_B"])
         self.optimizer.load_state_dict(saved.optimizer)
-        torch.set_rng_state(saved.rng)
-        if saved.device_rng is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(saved.device_rng, self.device)
+        saved.restore_rng(self.device)
         s = saved.state
         self.g, self.tokens, self.seconds = s["global_step"], s["tokens"], s["seconds"]
         self.t, self.stopped = list(s["steps"]), list(s["stopped"])
@@ -402,16 +398,12 @@ class _Loop:
         self.resumed = True
 
     def _replay_curves(self) -> None:
-        # Points sent after the crashed process last wrote its events are lost with it; the
-        # checkpoint has the whole curves up to here, so send them again (a step sent twice replaces).
-        p = self.params
+        """Send the checkpoint's curves again (see :func:`replay_curve`)."""
         if self.verbose:
             for a, pid in enumerate(self.ids):
-                for step, loss in self.train_curves[a]:
-                    lr = learning_rate_at(step - 1, self.totals[a], self.warmups[a], p.learning_rate)
-                    self.reporter.emit(Step(step, self.totals[a], loss, lr, f"{pid}/train"))
-                for step, loss in self.val_curves[a]:
-                    self.reporter.emit(Validation(step, loss, f"{pid}/val"))
+                replay_curve(self.reporter, self.train_curves[a], self.val_curves[a], self.totals[a], self.warmups[a],
+                             self.params.learning_rate, f"{pid}/train", f"{pid}/val")
+        # The mean curves keep the learning rate they were sent with.
         for step, loss, lr in self.mean_train:
             self.reporter.emit(Step(step, self.total_global, loss, lr, "train"))
         for step, loss in self.mean_val:
