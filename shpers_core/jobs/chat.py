@@ -40,8 +40,7 @@ class ChatSession:
         else:
             self.spec = build_spec("base_model", base_model=base_model or DEFAULT_MODEL)
             self.run_id = None
-            self.recipe = {"adapter": None, "system": None, "soft_prompt": None, "kv_prefix": None,
-                           "retrieval_examples": 0}
+            self.recipe = EvalPlan().recipe(persona_id)
         self.dataset = load_dataset_for(self.spec, workspace)
         if persona_id not in self.dataset.personas:
             raise UserError(f"persona {persona_id!r} is not in the dataset")
