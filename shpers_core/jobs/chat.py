@@ -52,14 +52,15 @@ class ChatSession:
         from shpers_core.training.adapters import load_lora_adapter, load_prefix_tuning, load_soft_prompt
 
         pid, r = self.persona_id, self.recipe
+        where = self.workspace.resolve  # plan.json paths are relative to the workspace (absolute before v2)
         plan = EvalPlan()
-        plan.adapters[pid] = load_lora_adapter(r["adapter"]) if r.get("adapter") else None
+        plan.adapters[pid] = load_lora_adapter(where(r["adapter"])) if r.get("adapter") else None
         if r.get("system"):
             plan.system[pid] = r["system"]
         if r.get("soft_prompt"):
-            plan.soft_prompts[pid] = load_soft_prompt(r["soft_prompt"])
+            plan.soft_prompts[pid] = load_soft_prompt(where(r["soft_prompt"]))
         if r.get("kv_prefix"):
-            plan.kv_prefixes[pid] = load_prefix_tuning(r["kv_prefix"])
+            plan.kv_prefixes[pid] = load_prefix_tuning(where(r["kv_prefix"]))
         self.system_prompt = resolved(self.spec)[3].system_prompt or None
         if r.get("retrieval_examples"):
             from shpers_core.data import split_dataset

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from shpers_core.names import from_stored, to_stored
 from shpers_core.store import schema
 from shpers_core.store.errors import StoreError, translate
 from shpers_core.store.host import code_version, host_name, now_iso, parse_iso, pid_alive
@@ -110,6 +111,11 @@ class RunStore:
         if self._db is None:
             raise StoreError(f"the run store {self.path} is closed")
         return self._db
+
+    @property
+    def root(self) -> Path:
+        """The workspace folder: artefact paths are stored relative to it."""
+        return self.path.parent
 
     @property
     def schema_version(self) -> int:
@@ -321,7 +327,8 @@ class RunStore:
             status = self._select("SELECT status FROM runs WHERE id = ?", [rid])[0]["status"]
             if status == "running":
                 raise StoreError(f"run '{rid}' in {self.path} is running; cancel it before deleting it")
-            paths = [Path(r["path"]) for r in self._select("SELECT path FROM artefacts WHERE run_id = ? ORDER BY id", [rid])]
+            paths = [from_stored(self.root, r["path"])
+                     for r in self._select("SELECT path FROM artefacts WHERE run_id = ? ORDER BY id", [rid])]
             for table in ("curves", "metrics", "persona_scores", "predictions", "artefacts", "events_log"):
                 self.db.execute(f"DELETE FROM {table} WHERE run_id = ?", [rid])
             self.db.execute("DELETE FROM runs WHERE id = ?", [rid])
@@ -395,7 +402,7 @@ class RunStore:
         with self.transaction():
             rid = self.resolve_id(run_id)
             table = self.db["artefacts"]
-            table.insert({"run_id": rid, "kind": kind, "path": str(path), "persona_id": persona_id,
+            table.insert({"run_id": rid, "kind": kind, "path": to_stored(self.root, path), "persona_id": persona_id,
                           "created_at": now_iso()}, replace=True)
             return int(table.last_pk)
 
@@ -488,7 +495,7 @@ class RunStore:
         sql, args = "SELECT id, kind, path, persona_id, created_at FROM artefacts WHERE run_id = ?", [rid]
         if kind is not None:
             sql, args = sql + " AND kind = ?", args + [kind]
-        return [Artefact(r["id"], r["kind"], Path(r["path"]), r["persona_id"], r["created_at"])
+        return [Artefact(r["id"], r["kind"], from_stored(self.root, r["path"]), r["persona_id"], r["created_at"])
                 for r in self._select(sql + " ORDER BY id", args)]
 
     def logs(self, run_id: str, after_id: int = 0) -> list[LogLine]:

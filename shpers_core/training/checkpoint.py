@@ -41,6 +41,10 @@ _WRITE_FAULTS = {
 }
 
 
+class CheckpointError(UserError):
+    """A checkpoint folder that cannot be read back (truncated, corrupt, or holding a refused pickle)."""
+
+
 class WriteError(UserError):
     """A file or folder could not be written: disk full, read-only folder, file size limit."""
 
@@ -172,13 +176,20 @@ def load_checkpoint(directory: Path) -> Checkpoint | None:
     recover_dir(directory)
     if not (directory / STATE).exists():
         return None
-    extra = torch.load(directory / OPTIMIZER, weights_only=True)
-    best = load_file(str(directory / BEST)) if (directory / BEST).exists() else None
-    return Checkpoint(
-        weights=load_file(str(directory / WEIGHTS)),
-        optimizer=extra["optimizer"],
-        rng=extra["rng"],
-        state=json.loads((directory / STATE).read_text()),
-        best=best,
-        device_rng=extra.get("device_rng"),
-    )
+    try:
+        state = json.loads((directory / STATE).read_text())
+        if not isinstance(state, dict):
+            raise ValueError(f"{STATE} is not a JSON object")
+        extra = torch.load(directory / OPTIMIZER, weights_only=True)
+        if not isinstance(extra, dict) or not isinstance(extra.get("rng"), torch.Tensor):
+            raise ValueError(f"{OPTIMIZER} does not hold an optimiser state and random generator")
+        best = load_file(str(directory / BEST)) if (directory / BEST).exists() else None
+        return Checkpoint(weights=load_file(str(directory / WEIGHTS)), optimizer=extra["optimizer"], rng=extra["rng"],
+                          state=state, best=best, device_rng=extra.get("device_rng"))
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with the files, the checkpoint cannot be used
+        if write_fault(exc) is not None and not isinstance(exc, PermissionError):
+            raise
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(
+            f"checkpoint unreadable: {directory} ({type(exc).__name__}: {reason}); restart the run from its "
+            f"beginning with `shpers runs resume RUN_ID --restart`, or delete that folder") from None

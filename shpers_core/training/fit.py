@@ -18,6 +18,7 @@ from shpers_core.events import JobCancelled, Reporter, Step, Validation
 from shpers_core.training.batching import Example, batches_for, collate, token_loss_sum
 from shpers_core.training.checkpoint import load_checkpoint, save_checkpoint
 from shpers_core.training.config import LoraParams, TrainParams, learning_rate_at
+from shpers_core.training.diverged import check_loss
 
 
 @dataclass
@@ -141,6 +142,7 @@ def fit(
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             s, c = token_loss_sum(_real_positions(logits, batch["labels"]), batch["labels"])
             loss = s.sum() / c.sum().clamp(min=1)
+            check_loss(loss.item(), t + 1, series)
             loss.backward()
             if params.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(weights, params.max_grad_norm)
