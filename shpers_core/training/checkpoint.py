@@ -13,6 +13,7 @@ import errno
 import io
 import json
 import os
+import pickle
 import re
 import shutil
 import uuid
@@ -190,6 +191,9 @@ def load_checkpoint(directory: Path) -> Checkpoint | None:
         if write_fault(exc) is not None and not isinstance(exc, PermissionError):
             raise
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        if isinstance(exc, pickle.UnpicklingError):
+            # Never pass on torch's hint to retry with weights_only=False: that would run the file's code.
+            reason = f"{OPTIMIZER} holds objects other than tensors and was refused"
         raise CheckpointError(
             f"checkpoint unreadable: {directory} ({type(exc).__name__}: {reason}); restart the run from its "
             f"beginning with `shpers runs resume RUN_ID --restart`, or delete that folder") from None
