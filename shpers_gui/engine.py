@@ -22,6 +22,10 @@ _WHERE = {
     "ChatSession": "shpers_core.jobs.chat",
     "study_specs": "shpers_core.jobs.study",
     "PRESETS": "shpers_core.jobs.study",
+    "plan_delete": "shpers_core.jobs.delete",
+    "delete_run": "shpers_core.jobs.delete",
+    "human_size": "shpers_core.jobs.delete",
+    "finish_pending_deletes": "shpers_core.jobs.delete",
 }
 
 

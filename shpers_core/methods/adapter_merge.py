@@ -18,7 +18,7 @@ class MergeParams(Params):
     k: int = param(5, "Number of k-means clusters of personas.", min=2)
     features: str = param("description", "Cluster on the character description or on the persona's dialogues.",
                           choices=FEATURES)
-    cluster_seed: int = param(0, "Seed of k-means.", min=0, max=2**32 - 1)
+    cluster_seed: int = param(0, "Seed of k-means.", min=0, max=2**31 - 1)
     merge_mode: str = param(
         "factor_average",
         "factor_average: average A and B separately (the study's formula, PEFT 'linear'; cross terms appear); "

@@ -30,7 +30,7 @@ class SoftPromptParams(Params):
     num_virtual_tokens: int = param(10, "Length of the learned prompt, in tokens.", min=1, max=512)
     k: int = param(5, "Clusters, when scope is cluster.", min=2)
     features: str = param("description", "Cluster features, when scope is cluster.", choices=FEATURES)
-    cluster_seed: int = param(0, "Seed of k-means, when scope is cluster.", min=0, max=2**32 - 1)
+    cluster_seed: int = param(0, "Seed of k-means, when scope is cluster.", min=0, max=2**31 - 1)
 
 
 def merged_unified(ctx, unified) -> torch.nn.Module:

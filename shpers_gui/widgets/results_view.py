@@ -270,16 +270,26 @@ class ResultsView(QWidget):
         dialog.show()
 
     def delete_selected(self) -> None:
+        """Delete the selected runs with the engine's delete (rows and run folders), after one
+        confirmation naming what goes, the disk it frees and the runs built on them."""
         ids = self.selected_run_ids()
         if not ids:
             return
-        answer = QMessageBox.question(self, "Delete runs", f"Delete {len(ids)} run(s) and all their results?")
+        store, workspace = self.session.store(), self.session.workspace
+        try:
+            plans = [engine.get("plan_delete")(workspace, store, rid) for rid in ids]
+        except Exception as exc:  # noqa: BLE001 - a UserError (a running run), shown as is
+            QMessageBox.warning(self, "Cannot delete", str(exc))
+            return
+        freed = engine.get("human_size")(sum(p.size_bytes for p in plans))
+        text = (f"Delete {len(plans)} run(s) with their adapters and checkpoints? This frees {freed}.\n\n"
+                + "\n\n".join(p.describe() for p in plans))
+        answer = QMessageBox.question(self, "Delete runs", text)
         if answer != QMessageBox.StandardButton.Yes:
             return
-        store = self.session.store()
         try:
             for rid in ids:
-                store.delete_run(rid)
-        except Exception as exc:  # noqa: BLE001 - StoreError for a running run, shown as is
+                engine.get("delete_run")(workspace, store, rid)
+        except Exception as exc:  # noqa: BLE001 - StoreError or UserError, shown as is
             QMessageBox.warning(self, "Cannot delete", str(exc))
         self.session.runs_changed.emit()
