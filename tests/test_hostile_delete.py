@@ -18,6 +18,7 @@ import pytest
 
 from shpers_core.cli.main import main
 from shpers_core.data import generate_dataset, write_jsonl
+from shpers_core.evaluation.table import study_rows
 from shpers_core.events import CollectingReporter
 from shpers_core.jobs.runner import run_job
 from shpers_core.jobs.spec import build_spec
@@ -211,6 +212,13 @@ def test_results_are_stored_whole_or_not_at_all(workspace, capsys, monkeypatch):
         assert store.metrics(run_id, subset="all") == {} and store.persona_scores(run_id) == {}
     rc, out, _ = shpers(workspace, capsys, "runs", "show", run_id)
     assert "no metrics: the run is failed" in out and "embedding_similarity" not in out
+    with RunStore(workspace.db_path) as store:
+        # Metrics written by an older version before it failed are not shown either.
+        store.set_metrics(run_id, {"embedding_similarity": 0.5})
+        row = study_rows(store, [run_id])[0]
+        assert row.status == "failed" and row.mean is None
+    rc, out, _ = shpers(workspace, capsys, "runs", "list")
+    assert "50.00" not in out
 
 
 def test_disk_io_error_under_a_file_size_limit_says_so(tmp_path):

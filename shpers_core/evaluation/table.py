@@ -33,9 +33,11 @@ def study_rows(store, run_ids: list[str] | None = None) -> list[TableRow]:
     runs = [store.get_run(r) for r in run_ids] if run_ids else store.list_runs()
     rows = []
     for run in runs:
-        m = store.metrics(run.id, subset="all")
-        dep = store.metrics(run.id, subset="persona_dependent")
-        other = store.metrics(run.id, subset="other")
+        # Scores only for a finished run: one whose evaluation was cut short shows none.
+        scored = run.status == "finished"
+        m = store.metrics(run.id, subset="all") if scored else {}
+        dep = store.metrics(run.id, subset="persona_dependent") if scored else {}
+        other = store.metrics(run.id, subset="other") if scored else {}
         rows.append(TableRow(
             label=run.name or run.method, run_id=run.id, method=run.method, status=run.status,
             n_personas=len(run.personas), mean=m.get("embedding_similarity"),
