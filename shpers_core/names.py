@@ -39,8 +39,11 @@ def safe_name(text: str) -> str:
 
 def inside(root: Path, path: Path) -> Path:
     """``path`` resolved, after checking it lies inside ``root`` (symlinks followed); else :class:`UnsafePathError`."""
-    root_resolved = Path(root).resolve()
-    resolved = Path(path).resolve()
+    try:
+        root_resolved = Path(root).resolve()
+        resolved = Path(path).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
+        raise UnsafePathError(f"{path}: refused, it cannot be resolved ({exc})") from None
     if resolved != root_resolved and not resolved.is_relative_to(root_resolved):
         raise UnsafePathError(f"{path}: refused, it lies outside {root}")
     return resolved

@@ -138,3 +138,42 @@ def test_hostile_ids_train_one_adapter_each_and_nothing_outside_the_workspace_ch
     assert not Workspace(ws).run_dir(run_id).exists()
     assert snapshot(tmp_path, ws) == before
     assert (parent / "victim" / "precious.txt").read_text() == "keep me"
+
+
+def test_a_per_persona_run_is_not_finished_without_one_readable_adapter_of_its_own_per_persona(tmp_path):
+    import torch
+
+    from shpers_core.jobs.runner import check_persona_adapters
+    from shpers_core.training.adapters import AdapterError, save_lora_adapter
+
+    weights = {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.randn(2, 8),
+               "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.zeros(8, 2)}
+    store = RunStore(tmp_path / "shpers.sqlite")
+    run_id = store.create_run("per_persona_lora", {}, "m", "h", ["a", "a/b", "c"])
+    folders = {}
+    for pid in ("a", "a/b"):
+        folders[pid] = child(tmp_path / "runs" / run_id / "adapters", pid)
+        save_lora_adapter(folders[pid], weights, rank=2, lora_alpha=4, target_modules=["q_proj"], base_model="m")
+        store.add_artefact(run_id, "adapter", folders[pid], persona_id=pid)
+    with pytest.raises(AdapterError, match="no adapter for persona 'c'"):
+        check_persona_adapters(store, run_id, ["a", "a/b", "c"])
+    check_persona_adapters(store, run_id, ["a", "a/b"])
+
+    # Two personas saved to one folder (what "." did to every other persona when ids were paths): the
+    # store keeps one record per folder, so one persona is left without an adapter.
+    other = store.create_run("per_persona_lora", {}, "m", "h", ["a", "b"])
+    for pid in ("a", "b"):
+        store.add_artefact(other, "adapter", folders["a"], persona_id=pid)
+    with pytest.raises(AdapterError, match="no adapter for persona 'a'"):
+        check_persona_adapters(store, other, ["a", "b"])
+
+    # An unreadable or NaN adapter is not an adapter.
+    file = folders["a/b"] / "adapter_model.safetensors"
+    file.write_bytes(file.read_bytes()[:30])
+    with pytest.raises(AdapterError, match="truncated"):
+        check_persona_adapters(store, run_id, ["a", "a/b"])
+    save_lora_adapter(folders["a/b"], {k: v * float("nan") for k, v in weights.items()}, rank=2, lora_alpha=4,
+                      target_modules=["q_proj"], base_model="m")
+    with pytest.raises(AdapterError, match="NaN"):
+        check_persona_adapters(store, run_id, ["a", "a/b"])
+    store.close()

@@ -87,11 +87,12 @@ def check_device_and_dtype(device: str | None, dtype: str | None) -> None:
 
 
 def lora_module_names(model) -> list[str]:
-    """Names LoRA can target in ``model``: the leaf names of the linear layers inside its blocks."""
+    """Names LoRA can target in ``model``: the leaf names of its linear layers but the output head."""
     import torch
 
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                   if isinstance(module, torch.nn.Linear) and ".layers." in f".{name}"})
+                   if isinstance(module, torch.nn.Linear) and module is not head})
 
 
 def check_target_modules(target_modules, model) -> None:
