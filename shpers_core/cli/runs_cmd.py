@@ -9,6 +9,8 @@ from pathlib import Path
 from shpers_core.errors import UserError
 from shpers_core.workspace import Workspace
 
+EXPORT_FORMATS = ("merged", "gguf", "peft")  # shpers_core.export.FORMATS, without importing torch for --help
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("runs", help="list, inspect, compare, export, resume or delete stored runs")
@@ -18,10 +20,12 @@ def add_parser(sub) -> None:
     ls = rs.add_parser("list", help="stored runs, newest first")
     ls.add_argument("--status", help="only runs with this status")
     ls.add_argument("--method", help="only runs of this method")
+    ls.add_argument("--json", action="store_true", help="print the runs as a JSON array, for scripts")
     ls.set_defaults(func=list_runs)
 
     show = rs.add_parser("show", help="a run's parameters, metrics and per-persona scores")
     show.add_argument("run_id")
+    show.add_argument("--json", action="store_true", help="print the run as one JSON object, for scripts")
     show.set_defaults(func=show_run)
 
     cmp_ = rs.add_parser("compare", help="paired comparison of two runs on their shared personas")
@@ -31,10 +35,20 @@ def add_parser(sub) -> None:
     cmp_.add_argument("--subset", default="all", choices=("all", "persona_dependent", "other"))
     cmp_.set_defaults(func=compare_runs)
 
-    exp = rs.add_parser("export", help="the results table (Markdown or CSV), or one run's adapters")
-    exp.add_argument("run_ids", nargs="*", help="runs to include (default: all)")
+    exp = rs.add_parser(
+        "export", help="the results table (Markdown or CSV), or one persona's model (merged, GGUF, PEFT)",
+        usage="%(prog)s [RUN ...] [--format markdown|csv] [--out FILE]\n"
+              "       %(prog)s RUN --persona ID --to merged|gguf|peft DIR",
+        description="Without --to: the results table of RUNs (default: all). With --to: one persona's answer in "
+                    "RUN, as a merged Hugging Face model folder, a GGUF LoRA adapter with the base GGUF and an "
+                    "Ollama Modelfile, or the PEFT folders, into the new or empty folder DIR (or --out).")
+    exp.add_argument("run_ids", nargs="*", metavar="RUN", help="runs to include (default: all)")
     exp.add_argument("--format", choices=("markdown", "csv"), default="markdown")
-    exp.add_argument("--out", help="write to this file instead of standard output")
+    exp.add_argument("--out", help="write to this file (table) or folder (--to) instead of standard output")
+    exp.add_argument("--persona", metavar="ID", help="with --to: the persona whose answer to export")
+    # FORMAT and DIR ride on one option: argparse cannot take a positional after options once RUN ... was read.
+    exp.add_argument("--to", nargs="+", metavar=("FORMAT", "DIR"),
+                     help=f"export one persona's model as FORMAT ({', '.join(EXPORT_FORMATS)}) into DIR")
     exp.set_defaults(func=export_runs)
 
     res = rs.add_parser("resume", help="continue an interrupted or cancelled run from its last checkpoint")
@@ -52,9 +66,21 @@ def _store(args):
     return RunStore(Workspace.open(args.workspace).db_path)
 
 
+def _run_json(store, run, full: bool) -> dict:
+    record = {k: v for k, v in vars(run).items() if full or k != "params"}
+    record["metrics"] = {subset: store.metrics(run.id, subset=subset)
+                         for subset in ("all", "persona_dependent", "other", "info")}
+    if full:
+        record["persona_scores"] = store.persona_scores(run.id)
+    return record
+
+
 def list_runs(args) -> int:
     with _store(args) as store:
         runs = store.list_runs(status=args.status, method=args.method)
+        if args.json:
+            print(json.dumps([_run_json(store, r, full=False) for r in runs], indent=1, default=str))
+            return 0
         if not runs:
             print("no runs yet")
             return 0
@@ -69,6 +95,9 @@ def list_runs(args) -> int:
 def show_run(args) -> int:
     with _store(args) as store:
         run = store.get_run(args.run_id)
+        if args.json:
+            print(json.dumps(_run_json(store, run, full=True), indent=1, default=str))
+            return 0
         print(f"run {run.id}  {run.name}\nmethod {run.method}  base model {run.base_model}  status {run.status}")
         if run.error:
             print(f"error: {run.error}")
@@ -124,14 +153,48 @@ def compare_runs(args) -> int:
 def export_runs(args) -> int:
     from shpers_core.evaluation.table import study_rows, to_csv, to_markdown
 
+    if args.to or args.persona:
+        return export_persona_model(args)
     with _store(args) as store:
         rows = study_rows(store, args.run_ids or None)
     text = to_csv(rows) if args.format == "csv" else to_markdown(rows)
     if args.out:
-        Path(args.out).write_text(text)
+        write_text_file(Path(args.out), text)
         print(f"wrote {len(rows)} runs to {args.out}")
     else:
         print(text, end="")
+    return 0
+
+
+def write_text_file(path: Path, text: str) -> None:
+    """Write ``path`` whole (temporary file, rename) or raise a one-line :class:`UserError`."""
+    from shpers_core.export.folder import describe_os_error
+    from shpers_core.training.checkpoint import atomic_write_text
+
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; give a file name")
+    if not path.absolute().parent.is_dir():
+        raise UserError(f"{path}: parent folder {path.absolute().parent} does not exist")
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise UserError(describe_os_error(path, exc)) from None
+
+
+def export_persona_model(args) -> int:
+    from shpers_core.export import export_persona
+
+    usage = "shpers runs export RUN --persona ID --to FORMAT DIR"
+    if not args.to or not args.persona:
+        raise UserError(f"exporting a persona's model needs both --persona and --to: {usage}")
+    fmt, *dirs = args.to
+    if fmt not in EXPORT_FORMATS:
+        raise UserError(f"unknown export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}")
+    dirs += args.run_ids[1:] + ([args.out] if args.out else [])
+    if len(args.run_ids) < 1 or len(dirs) != 1:
+        raise UserError(f"give one run and one folder: {usage}")
+    result = export_persona(Workspace.open(args.workspace), args.run_ids[0], args.persona, fmt, dirs[0])
+    print(result.summary())
     return 0
 
 
