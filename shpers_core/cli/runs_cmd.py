@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from shpers_core.errors import UserError
+from shpers_core.evaluation.metrics import METRIC_NAMES
 from shpers_core.workspace import Workspace
 
 EXPORT_FORMATS = ("merged", "gguf", "peft")  # shpers_core.export.FORMATS, without importing torch for --help
@@ -31,8 +32,10 @@ def add_parser(sub) -> None:
     cmp_ = rs.add_parser("compare", help="paired comparison of two runs on their shared personas")
     cmp_.add_argument("run_a")
     cmp_.add_argument("run_b")
-    cmp_.add_argument("--metric", default="embedding_similarity")
-    cmp_.add_argument("--subset", default="all", choices=("all", "persona_dependent", "other"))
+    cmp_.add_argument("--metric", default="embedding_similarity", choices=METRIC_NAMES,
+                      help="the per-persona score compared (default: embedding_similarity)")
+    cmp_.add_argument("--subset", default="all", choices=("all", "persona_dependent", "other"),
+                      help="which test turns: all, persona-dependent (★) or the others")
     cmp_.set_defaults(func=compare_runs)
 
     exp = rs.add_parser(
@@ -132,6 +135,7 @@ def _print_metrics(by_subset: dict[str, dict[str, float]]) -> None:
 
 
 def compare_runs(args) -> int:
+    from shpers_core.evaluation.likeness import unlike_settings
     from shpers_core.evaluation.stats import paired_comparison
 
     with _store(args) as store:
@@ -142,6 +146,9 @@ def compare_runs(args) -> int:
         raise UserError(f"run {args.run_a if not a else args.run_b} has no {args.metric} scores (not finished?)")
     stats = paired_comparison(a, b)
     print(f"A = {run_a.id} ({run_a.name or run_a.method})\nB = {run_b.id} ({run_b.name or run_b.method})")
+    print(f"{args.metric}, {args.subset.replace('_', '-')} turns")
+    for line in unlike_settings(run_a, run_b):
+        print(f"warning: unlike runs, {line}; the difference mixes that change with the method's")
     print(stats.summary())
     print(stats.verdict())
     print("largest differences (B − A):")

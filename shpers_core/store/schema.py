@@ -79,7 +79,12 @@ def _v1_initial(db: Database) -> None:
     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_initial]
+def _add_run_tags(db: Database) -> None:
+    """Runs gain tags (a JSON list of words) for filtering the results; notes already exist."""
+    db["runs"].add_column("tags", str, not_null_default="[]")
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_initial, _add_run_tags]
 
 
 def latest_version() -> int:
