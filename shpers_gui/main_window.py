@@ -65,6 +65,8 @@ class MainWindow(QMainWindow):
             self.tabs.addTab(view, name)
         self.setCentralWidget(self.tabs)
         self.launcher.submitted.connect(lambda _jobs: self.tabs.setCurrentWidget(self.jobs))
+        self.results.open_curves.connect(self.show_run_curves)
+        self.results.chat_with.connect(self.chat_with_run)
         self.session.jobs.job_ended.connect(self._job_ended)
         self._build_menus()
         self._build_status_bar()
@@ -148,6 +150,15 @@ class MainWindow(QMainWindow):
         self._busy_tasks += 1 if on else -1
         self.busy.setVisible(self._busy_tasks > 0)
         self.busy_label.setText(text if on else "")
+
+    def show_run_curves(self, run_id: str) -> None:
+        """A stored run's loss curves in the Jobs tab."""
+        self.jobs.show_stored_curves(run_id)
+        self.tabs.setCurrentWidget(self.jobs)
+
+    def chat_with_run(self, run_id: str) -> None:
+        self.chat.choose_run(run_id)
+        self.tabs.setCurrentWidget(self.chat)
 
     def _job_ended(self, job) -> None:
         self.statusBar().showMessage(f"{job.label}: {job.status}" + (f" — {job.error}" if job.error else ""), 10000)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from shpers_core.data import dataset_stats, generate_dataset, load_dataset, write_jsonl
+from shpers_core.data.importers import FORMATS
 from shpers_core.data.validate import MAX_MESSAGE_CHARS, dataset_warnings
 from shpers_core.workspace import Workspace
 
@@ -39,6 +40,20 @@ def add_parser(subparsers) -> None:
     val.add_argument("--max-message-chars", type=int, default=MAX_MESSAGE_CHARS, metavar="N",
                      help=f"warn about messages longer than this (default {MAX_MESSAGE_CHARS})")
     val.set_defaults(func=_validate)
+
+    imp = sub.add_parser("import", help="convert a dataset and make it the workspace's dataset",
+                         description="Validate and convert a dataset (a local file or folder, or a Hugging Face "
+                                     "dataset id) and make it the workspace's dataset. The previous dataset is "
+                                     "kept under dataset/archive/HASH.jsonl; runs remember theirs by hash.")
+    imp.add_argument("source", help="file, folder or Hugging Face dataset id (org/name)")
+    imp.add_argument("--format", choices=FORMATS, help="layout of SOURCE (default: guessed from its files)")
+    imp.add_argument("--persona-field", metavar="F",
+                     help="chat layout: the column naming each conversation's user or persona")
+    imp.add_argument("--character-field", metavar="F",
+                     help="chat layout: the column describing the persona (optional)")
+    imp.add_argument("--strict", action="store_true",
+                     help="refuse personas with fewer than 3 dialogues instead of skipping them")
+    imp.set_defaults(func=_import)
 
     st = sub.add_parser("stats", help="print a summary table of a dataset",
                         description="Print counts, turns per dialogue, domain and archetype mix, the share "
@@ -85,6 +100,20 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"shpers: warning: ... and {len(warnings) - WARNINGS_SHOWN} more", file=sys.stderr)
     print(f"ok: {len(ds.personas)} personas, {len(ds.dialogues())} dialogues"
           + (f" ({len(warnings)} warning{'s' if len(warnings) != 1 else ''})" if warnings else ""))
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from shpers_core.data.importers import import_dataset
+    from shpers_core.data.library import install
+
+    result = import_dataset(args.source, args.format, persona_field=args.persona_field,
+                            character_field=args.character_field, strict=args.strict)
+    ws = Workspace.open(args.workspace)
+    done = install(ws, result.dataset)
+    print(f"imported {result.summary()} as dataset {done.content_hash} into {done.path}")
+    if done.previous is not None:
+        print(f"previous dataset kept at {done.previous}")
     return 0
 
 

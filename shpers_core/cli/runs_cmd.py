@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 
 from shpers_core.errors import UserError
+from shpers_core.evaluation.metrics import METRIC_NAMES
 from shpers_core.workspace import Workspace
+
+EXPORT_FORMATS = ("merged", "gguf", "peft")  # shpers_core.export.FORMATS, without importing torch for --help
 
 
 def add_parser(sub) -> None:
@@ -19,23 +22,37 @@ def add_parser(sub) -> None:
     ls = rs.add_parser("list", help="stored runs, newest first")
     ls.add_argument("--status", help="only runs with this status")
     ls.add_argument("--method", help="only runs of this method")
+    ls.add_argument("--json", action="store_true", help="print the runs as a JSON array, for scripts")
     ls.set_defaults(func=list_runs)
 
     show = rs.add_parser("show", help="a run's parameters, metrics and per-persona scores")
     show.add_argument("run_id")
+    show.add_argument("--json", action="store_true", help="print the run as one JSON object, for scripts")
     show.set_defaults(func=show_run)
 
     cmp_ = rs.add_parser("compare", help="paired comparison of two runs on their shared personas")
     cmp_.add_argument("run_a")
     cmp_.add_argument("run_b")
-    cmp_.add_argument("--metric", default="embedding_similarity")
-    cmp_.add_argument("--subset", default="all", choices=("all", "persona_dependent", "other"))
+    cmp_.add_argument("--metric", default="embedding_similarity", choices=METRIC_NAMES,
+                      help="the per-persona score compared (default: embedding_similarity)")
+    cmp_.add_argument("--subset", default="all", choices=("all", "persona_dependent", "other"),
+                      help="which test turns: all, persona-dependent (★) or the others")
     cmp_.set_defaults(func=compare_runs)
 
-    exp = rs.add_parser("export", help="the results table (Markdown or CSV), or one run's adapters")
-    exp.add_argument("run_ids", nargs="*", help="runs to include (default: all)")
+    exp = rs.add_parser(
+        "export", help="the results table (Markdown or CSV), or one persona's model (merged, GGUF, PEFT)",
+        usage="%(prog)s [RUN ...] [--format markdown|csv] [--out FILE]\n"
+              "       %(prog)s RUN --persona ID --to merged|gguf|peft DIR",
+        description="Without --to: the results table of RUNs (default: all). With --to: one persona's answer in "
+                    "RUN, as a merged Hugging Face model folder, a GGUF LoRA adapter with the base GGUF and an "
+                    "Ollama Modelfile, or the PEFT folders, into the new or empty folder DIR (or --out).")
+    exp.add_argument("run_ids", nargs="*", metavar="RUN", help="runs to include (default: all)")
     exp.add_argument("--format", choices=("markdown", "csv"), default="markdown")
-    exp.add_argument("--out", help="write to this file instead of standard output")
+    exp.add_argument("--out", help="write to this file (table) or folder (--to) instead of standard output")
+    exp.add_argument("--persona", metavar="ID", help="with --to: the persona whose answer to export")
+    # FORMAT and DIR ride on one option: argparse cannot take a positional after options once RUN ... was read.
+    exp.add_argument("--to", nargs="+", metavar=("FORMAT", "DIR"),
+                     help=f"export one persona's model as FORMAT ({', '.join(EXPORT_FORMATS)}) into DIR")
     exp.set_defaults(func=export_runs)
 
     res = rs.add_parser("resume", help="continue an interrupted or cancelled run from its last checkpoint")
@@ -78,9 +95,22 @@ def one_line(text: str) -> str:
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
+def _run_json(store, run, full: bool) -> dict:
+    record = {k: v for k, v in vars(run).items() if full or k != "params"}
+    scored = run.status == "finished"  # a run whose evaluation did not finish has no scores to show
+    record["metrics"] = {subset: store.metrics(run.id, subset=subset) if scored or subset == "info" else {}
+                         for subset in ("all", "persona_dependent", "other", "info")}
+    if full:
+        record["persona_scores"] = store.persona_scores(run.id) if scored else {}
+    return record
+
+
 def list_runs(args) -> int:
     with _store(args) as store:
         runs = store.list_runs(status=args.status, method=args.method)
+        if args.json:
+            print(json.dumps([_run_json(store, r, full=False) for r in runs], indent=1, default=str))
+            return 0
         if not runs:
             print("no runs yet")
             return 0
@@ -96,6 +126,9 @@ def list_runs(args) -> int:
 def show_run(args) -> int:
     with _store(args) as store:
         run = store.get_run(args.run_id)
+        if args.json:
+            print(json.dumps(_run_json(store, run, full=True), indent=1, default=str))
+            return 0
         print(f"run {run.id}  {one_line(run.name)}\nmethod {run.method}  base model {run.base_model}  status {run.status}")
         if run.error:
             print(f"error: {run.error}")
@@ -133,6 +166,7 @@ def _print_metrics(by_subset: dict[str, dict[str, float]]) -> None:
 
 
 def compare_runs(args) -> int:
+    from shpers_core.evaluation.likeness import unlike_settings
     from shpers_core.evaluation.stats import paired_comparison
 
     with _store(args) as store:
@@ -143,6 +177,9 @@ def compare_runs(args) -> int:
         raise UserError(f"run {args.run_a if not a else args.run_b} has no {args.metric} scores (not finished?)")
     stats = paired_comparison(a, b)
     print(f"A = {run_a.id} ({run_a.name or run_a.method})\nB = {run_b.id} ({run_b.name or run_b.method})")
+    print(f"{args.metric}, {args.subset.replace('_', '-')} turns")
+    for line in unlike_settings(run_a, run_b):
+        print(f"warning: unlike runs, {line}; the difference mixes that change with the method's")
     print(stats.summary())
     print(stats.verdict())
     print("largest differences (B − A):")
@@ -154,14 +191,48 @@ def compare_runs(args) -> int:
 def export_runs(args) -> int:
     from shpers_core.evaluation.table import study_rows, to_csv, to_markdown
 
+    if args.to or args.persona:
+        return export_persona_model(args)
     with _store(args) as store:
         rows = study_rows(store, args.run_ids or None)
     text = to_csv(rows) if args.format == "csv" else to_markdown(rows)
     if args.out:
-        Path(args.out).write_text(text)
+        write_text_file(Path(args.out), text)
         print(f"wrote {len(rows)} runs to {args.out}")
     else:
         print(text, end="")
+    return 0
+
+
+def write_text_file(path: Path, text: str) -> None:
+    """Write ``path`` whole (temporary file, rename) or raise a one-line :class:`UserError`."""
+    from shpers_core.export.folder import describe_os_error
+    from shpers_core.training.checkpoint import atomic_write_text
+
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; give a file name")
+    if not path.absolute().parent.is_dir():
+        raise UserError(f"{path}: parent folder {path.absolute().parent} does not exist")
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise UserError(describe_os_error(path, exc)) from None
+
+
+def export_persona_model(args) -> int:
+    from shpers_core.export import export_persona
+
+    usage = "shpers runs export RUN --persona ID --to FORMAT DIR"
+    if not args.to or not args.persona:
+        raise UserError(f"exporting a persona's model needs both --persona and --to: {usage}")
+    fmt, *dirs = args.to
+    if fmt not in EXPORT_FORMATS:
+        raise UserError(f"unknown export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}")
+    dirs += args.run_ids[1:] + ([args.out] if args.out else [])
+    if len(args.run_ids) < 1 or len(dirs) != 1:
+        raise UserError(f"give one run and one folder: {usage}")
+    result = export_persona(Workspace.open(args.workspace), args.run_ids[0], args.persona, fmt, dirs[0])
+    print(result.summary())
     return 0
 
 

@@ -111,6 +111,11 @@ def record_to_dialogue(record: object, where: str, strings: dict[str, str]) -> D
             value = _id(value, where, key, allow_empty=True) if key == "dialogue_id" else \
                 _string(value, where, key, allow_empty=True)
             extras[key] = value if key == "dialogue_id" else _shared(strings, value)
+    for key in ("meta", "persona_meta"):
+        if record.get(key) is not None and not isinstance(record[key], dict):
+            raise DatasetError(f"{where}: field '{key}' must be an object, got {_type_name(record[key])}")
+    if record.get("meta"):
+        extras["meta"] = record["meta"]
     return Dialogue(
         persona_id=_shared(strings, persona_id),
         character=_shared(strings, character),

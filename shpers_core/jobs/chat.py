@@ -37,11 +37,13 @@ class ChatSession:
             if persona_id not in recipes:
                 raise UserError(f"run {run.id} was not trained for persona {persona_id!r}")
             self.recipe = recipes[persona_id]
+            dataset_hash = run.dataset_hash
         else:
             self.spec = build_spec("base_model", base_model=base_model or DEFAULT_MODEL)
             self.run_id = None
             self.recipe = EvalPlan().recipe(persona_id)
-        self.dataset = load_dataset_for(self.spec, workspace)
+            dataset_hash = ""
+        self.dataset = load_dataset_for(self.spec, workspace, dataset_hash)
         if persona_id not in self.dataset.personas:
             raise UserError(f"persona {persona_id!r} is not in the dataset")
         self.base = load_base_cached(self.spec.base_model, self.spec.device, self.spec.dtype)

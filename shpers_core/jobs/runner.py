@@ -19,13 +19,21 @@ log = logging.getLogger(__name__)
 _BASE_CACHE: dict[tuple, object] = {}
 
 
-def load_dataset_for(spec: JobSpec, workspace: Workspace) -> Dataset:
+def load_dataset_for(spec: JobSpec, workspace: Workspace, dataset_hash: str = "") -> Dataset:
+    """The spec's dataset; with ``dataset_hash`` (a stored run's) the one it used, even after an import."""
     from shpers_core.data import load_dataset
+    from shpers_core.data.library import archive_path
 
+    if dataset_hash and not spec.dataset_path and archive_path(workspace, dataset_hash).exists():
+        return load_dataset(archive_path(workspace, dataset_hash))
     path = Path(spec.dataset_path) if spec.dataset_path else workspace.dataset_path
     if not path.exists():
         raise UserError(f"no dataset at {path}: run `shpers data generate` or give --dataset")
-    return load_dataset(path)
+    dataset = load_dataset(path)
+    if dataset_hash and dataset.content_hash() != dataset_hash:
+        raise UserError(f"the run used dataset {dataset_hash}, which is no longer in the workspace "
+                        f"({path} is now {dataset.content_hash()})")
+    return dataset
 
 
 def load_base_cached(name: str, device: str | None, dtype: str | None):
@@ -170,6 +178,11 @@ def run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=No
 
     method = get_method(spec.method)
     mp, lora, train, ev = resolved(spec)
+    if dataset is None and run_id is not None:
+        from shpers_core.store import RunStore
+
+        with RunStore(workspace.db_path) as s:
+            dataset = load_dataset_for(spec, workspace, s.get_run(run_id).dataset_hash)
     dataset = dataset or load_dataset_for(spec, workspace)
     personas = select_personas(spec, dataset)
     check_cluster_count(spec.method, mp, personas)
@@ -188,6 +201,10 @@ def run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=No
         check_target_modules(lora.target_modules, base.model)
     own_store = store is None
     store = store or RunStore(workspace.db_path)
+    if run_id is None and not spec.dataset_path:
+        from shpers_core.data.library import remember
+
+        remember(workspace, dataset)  # a later import must not take a run's data away
     if run_id is None:
         run_id = store.create_run(
             spec.method, spec.to_dict(), spec.base_model, dataset.content_hash(), personas,

@@ -210,6 +210,8 @@ class RunStore:
         with self.transaction():
             if parent_run_id:
                 record["parent_run_id"] = self.resolve_id(parent_run_id)
+            # Names are unique per workspace, so a table or a chooser never shows two alike.
+            record["name"] = self.unique_name(name) if name else name
             run_id = new_run_id(when)
             while self._select("SELECT 1 AS taken FROM runs WHERE id = ?", [run_id]):
                 run_id = new_run_id(when)
@@ -264,8 +266,35 @@ class RunStore:
             _check_status(fields["status"])
         self._update(run_id, **fields)
 
+    def unique_name(self, name: str, exclude_run: str | None = None) -> str:
+        """``name`` if no other run has it, else the first free ``name (2)``, ``name (3)``, ..."""
+        taken = {r["name"] for r in self._select("SELECT name FROM runs WHERE (name = ? OR name LIKE ?) AND id != ?",
+                                                 [name, f"{name} (%)", exclude_run or ""])}
+        if name not in taken:
+            return name
+        n = 2
+        while f"{name} ({n})" in taken:
+            n += 1
+        return f"{name} ({n})"
+
+    def rename_run(self, run_id: str, name: str) -> str:
+        """Give the run a new name; :class:`StoreError` if it is empty or another run has it."""
+        name = name.strip()
+        with self.transaction():
+            rid = self.resolve_id(run_id)
+            if not name:
+                raise StoreError("a run name cannot be empty")
+            if not name.isprintable():
+                raise StoreError(f"run name {name!r} contains a newline or another control character")
+            if self.unique_name(name, exclude_run=rid) != name:
+                raise StoreError(f"another run is already named {name!r}; try {self.unique_name(name, rid)!r}")
+            self.db["runs"].update(rid, {"name": name})
+        return rid
+
     def _update(self, run_id: str, **fields: Any) -> str:
-        for key in ("params", "personas"):
+        if "tags" in fields:
+            fields["tags"] = sorted({str(t).strip() for t in fields["tags"] if str(t).strip()})
+        for key in ("params", "personas", "tags"):
             if key in fields:
                 fields[key] = to_json(fields[key])
         with self.transaction():

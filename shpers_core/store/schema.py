@@ -80,7 +80,12 @@ def _v1_initial(db: Database) -> None:
     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
 
-def _v2_relative_paths(db: Database) -> None:
+def _add_run_tags(db: Database) -> None:
+    """Runs gain tags (a JSON list of words) for filtering the results; notes already exist."""
+    db["runs"].add_column("tags", str, not_null_default="[]")
+
+
+def _v3_relative_paths(db: Database) -> None:
     """Artefact paths relative to the workspace (the database's folder), so a moved or copied
     workspace finds its own adapters. A path under ``runs/`` of another folder (the workspace was
     moved before this upgrade) becomes that ``runs/...`` part."""
@@ -101,7 +106,7 @@ def _v2_relative_paths(db: Database) -> None:
             db.execute("UPDATE artefacts SET path = ? WHERE id = ?", [stored, row_id])
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_initial, _v2_relative_paths]
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_initial, _add_run_tags, _v3_relative_paths]
 
 
 def latest_version() -> int:

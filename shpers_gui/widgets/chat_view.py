@@ -171,6 +171,13 @@ class ChatView(QWidget):
         self.run_a.setCurrentIndex(self.run_a.findData(run_id))
         self.run_b.setCurrentIndex(self.run_b.findData(beside))
 
+    def choose_run(self, run_id: str) -> None:
+        """Chat with ``run_id``: keep the persona if the run covers it, else take the run's first persona."""
+        run = self.session.store().get_run(run_id)
+        if run.personas and self.persona.currentData() not in run.personas:
+            self.persona.setCurrentIndex(max(self.persona.findData(run.personas[0]), 0))
+        self.run_a.setCurrentIndex(self.run_a.findData(run.id))
+
     def _active_panes(self) -> list[_Pane]:
         panes = [self.pane_a] if self.run_a.currentData() else []
         if self.run_b.currentData():
