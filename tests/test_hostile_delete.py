@@ -22,7 +22,7 @@ from shpers_core.evaluation.table import study_rows
 from shpers_core.events import CollectingReporter
 from shpers_core.jobs.runner import run_job
 from shpers_core.jobs.spec import build_spec
-from shpers_core.store import RunStore, StoreError
+from shpers_core.store import RunStore, StoreError, latest_version
 from shpers_core.store.errors import translate
 from shpers_core.workspace import Workspace
 
@@ -176,7 +176,7 @@ def test_a_moved_or_copied_workspace_uses_its_own_adapters(workspace, tmp_path):
     assert Path(session.plan.adapters["persona_000"].path) == copied.run_dir(run_id) / "adapters" / "unified"
 
 
-def test_schema_v2_makes_old_absolute_paths_relative_even_after_a_move(workspace, tmp_path):
+def test_schema_v3_makes_old_absolute_paths_relative_even_after_a_move(workspace, tmp_path):
     from shpers_core.jobs.chat import ChatSession
 
     run_id = run_job(build_spec("unified_lora", TINY, base_model="tiny-qwen2", device="cpu"), workspace,
@@ -187,10 +187,10 @@ def test_schema_v2_makes_old_absolute_paths_relative_even_after_a_move(workspace
     plan_file.write_text(json.dumps(plan))
     with sqlite3.connect(workspace.db_path) as db:
         db.execute("UPDATE artefacts SET path = ? || '/' || path", [old_root])
-        db.execute("PRAGMA user_version = 1")
+        db.execute(f"PRAGMA user_version = {latest_version() - 1}")  # before the relative-paths migration
     db.close()
     with RunStore(workspace.db_path) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == latest_version()
         rows = [r[0] for r in store.db.execute("SELECT path FROM artefacts")]
         assert rows == [f"runs/{run_id}/adapters/unified"]
     session = ChatSession(workspace, run_id, "persona_000")
