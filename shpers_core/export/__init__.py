@@ -40,7 +40,7 @@ def _resolve(ws: Workspace, run_id: str, value: str | None) -> Path | None:
         return None
     path = Path(value)
     if path.is_absolute():
-        return path
+        return ws.resolve(path)  # an old plan.json: this workspace's own copy when it was moved or copied
     for root in (ws.run_dir(run_id), ws.root):
         if (root / path).exists():
             return root / path
