@@ -78,14 +78,17 @@ def add_parser(sub) -> None:
 
 def _store(args):
     from shpers_core.jobs.delete import finish_pending_deletes
-    from shpers_core.store import RunStore
+    from shpers_core.store import RunStore, StoreError
 
     ws = Workspace.open(args.workspace)
     store = RunStore(ws.db_path)
     try:
         # A delete cut short (a kill) is finished the next time the workspace is opened.
         finish_pending_deletes(ws, store)
-    except UserError as exc:
+    except StoreError:
+        store.close()
+        raise
+    except UserError as exc:  # a file that cannot be removed: say so, and go on with the command
         print(f"shpers: warning: {exc}", file=sys.stderr)
     return store
 
