@@ -101,6 +101,8 @@ class MainWindow(QMainWindow):
                      "Load a dataset (JSON, JSONL or a folder); it is validated first")
         self._action(file, "&Generate dataset…", self.generate_dataset_dialog, None,
                      "Generate a synthetic dataset into this workspace")
+        self._action(file, "&Import dataset…", self.import_dataset_dialog, None,
+                     "Convert an EdgeWisePersona, chat-layout or shpers dataset into this workspace")
         file.addSeparator()
         self._action(file, "&Quit", self.close, QKeySequence("Ctrl+Q"))
         run = bar.addMenu("&Run")
@@ -202,6 +204,14 @@ class MainWindow(QMainWindow):
         d, ok = QInputDialog.getInt(self, "Generate dataset", "Dialogues per persona:", 30, 3, 10000)
         if ok:
             self.generate_dataset(self.session.workspace.dataset_path, n, d)
+
+    def import_dataset_dialog(self):
+        from shpers_gui.widgets.import_dialog import ImportDialog
+
+        dialog = ImportDialog(self.session, self)
+        dialog.imported.connect(lambda text: self.statusBar().showMessage(text, 15000))
+        dialog.show()
+        return dialog
 
     # -- closing ----------------------------------------------------------------------------
 

@@ -86,6 +86,9 @@ class ChatView(QWidget):
         self.load_test.clicked.connect(self.load_test_turn)
         clear = QPushButton("Clear")
         clear.clicked.connect(self.clear)
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("Export this persona's model from the run: merged, GGUF for Ollama, PEFT")
+        self.export_button.clicked.connect(self.export_model)
         top = QHBoxLayout()
         for text, w in (("Persona:", self.persona), ("Run:", self.run_a), ("Beside:", self.run_b),
                         ("Max tokens:", self.max_tokens)):
@@ -93,6 +96,7 @@ class ChatView(QWidget):
             top.addWidget(w)
         top.addWidget(self.load_test)
         top.addWidget(clear)
+        top.addWidget(self.export_button)
         top.addStretch(1)
         self.pane_a = _Pane("Run")
         self.pane_b = _Pane("Beside")
@@ -165,6 +169,11 @@ class ChatView(QWidget):
         self.pane_a.title.setText(f"Run: {self.run_a.currentText()}" if runs else "Run: no finished run yet")
         self.pane_b.title.setText(f"Beside: {self.run_b.currentText()}")
         self.pane_b.setVisible(self.run_b.currentData() is not None)
+
+    def export_model(self):
+        from shpers_gui.widgets.export_dialog import open_export_dialog
+
+        return open_export_dialog(self, self.session, self.run_a.currentData(), self.persona.currentData())
 
     def set_selection(self, persona_id: str, run_id: str, beside: str | None = None) -> None:
         self.persona.setCurrentIndex(self.persona.findData(persona_id))

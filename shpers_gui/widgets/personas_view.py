@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from shpers_gui.widgets.meta_text import dialogue_meta_text, meta_html
 from shpers_gui.widgets.persona_map import PersonaMap
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -166,13 +167,13 @@ class PersonasView(QWidget):
         ds = self.session.dataset
         p = ds.personas[pid]
         split = self.session.splits().get(pid)
-        out = [f"<h3>{html.escape(pid)}</h3><p>{html.escape(p.character)}</p>"]
+        out = [f"<h3>{html.escape(pid)}</h3><p>{html.escape(p.character)}</p>", meta_html(p.meta)]
         parts = [("train", split.train), ("validation", split.val), ("test", split.test)] if split else [
             ("all", p.dialogues)]
         for name, dialogues in parts:
             out.append(f"<h4>{name} · {len(dialogues)} dialogues</h4>")
             for d in dialogues:
-                head = " · ".join(x for x in (d.dialogue_id, d.domain) if x)
+                head = " · ".join(x for x in (d.dialogue_id, d.domain, dialogue_meta_text(d.meta)) if x)
                 out.append(f"<p style='margin-bottom:2px'><b>{html.escape(head)}</b></p><table>")
                 for m in d.messages:
                     colour = "#1f4e79" if m.role == "user" else "#2e7d32"
