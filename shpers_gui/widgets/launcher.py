@@ -293,8 +293,9 @@ class LauncherView(QWidget):
                           personas=self.selected_personas(), name=self.run_name.text().strip() if name is None else name,
                           dataset_path=self.session.job_dataset_path())
 
-    def _submit(self, specs) -> list:
-        jobs = [self.session.jobs.submit(s) for s in specs]
+    def _submit(self, specs, estimates=None) -> list:
+        estimates = estimates or [None] * len(specs)
+        jobs = [self.session.jobs.submit(s, estimate=e) for s, e in zip(specs, estimates)]
         self.submitted.emit(jobs)
         return jobs
 
@@ -351,7 +352,7 @@ class LauncherView(QWidget):
         if name is None or not self._confirm_cost([estimate]):
             return []
         spec.name = name
-        return self._submit([spec])
+        return self._submit([spec], [estimate])
 
     def queue_sweep(self) -> list:
         key = self.sweep_param.currentData()
@@ -372,7 +373,7 @@ class LauncherView(QWidget):
         taken = self._taken_names()
         for s in specs:  # the store would add " (2)" anyway; naming it here keeps job and run alike
             s.name = self.session.store().unique_name(s.name) if s.name in taken else s.name
-        return self._submit(specs)
+        return self._submit(specs, estimates)
 
     def queue_study(self) -> list:
         preset = self.preset.currentData() or "smoke"
