@@ -1,4 +1,8 @@
-"""Chat that compares: both panes in one batch, a new run replays the conversation, Stop, token limit."""
+"""Two runs on two of three personas: chat that compares them, and the grid's drill-down.
+
+Chat: both panes in one batch, a new run replays the conversation, Stop, the token limit.
+Grid: persona ids stay in view, uncovered cells say so, replies with history and side by side.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
 
 from shpers_core.data import generate_dataset, write_jsonl  # noqa: E402
 from shpers_core.events import CollectingReporter  # noqa: E402
@@ -38,7 +42,7 @@ def workspace(tmp_path_factory):
 
 
 @pytest.fixture
-def chat(qtbot, workspace, tmp_path):
+def window(qtbot, workspace, tmp_path):
     root, _ = workspace
     session = Session(root)
     win = MainWindow(session, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
@@ -46,8 +50,13 @@ def chat(qtbot, workspace, tmp_path):
     qtbot.addWidget(win)
     win.start()
     qtbot.waitUntil(lambda: session.dataset is not None, timeout=30000)
-    yield win.chat
+    yield win
     win.close()
+
+
+@pytest.fixture
+def chat(window):
+    return window.chat
 
 
 def test_beside_replays_the_conversation_and_both_reply_in_one_batch(chat, workspace, qtbot, monkeypatch):
@@ -103,3 +112,44 @@ def test_a_persona_no_run_covers_says_why(chat):
     chat.input.setText("hello")
     chat.send()
     assert "No finished run covers persona_002" in chat.status.text()
+
+
+def test_grid_keeps_personas_in_view_and_drills_down_with_history(window, workspace):
+    _, ids = workspace
+    grid = window.grid
+    grid.refresh()
+    assert grid.table.isColumnHidden(0)
+    heads = [grid.proxy.headerData(r, Qt.Orientation.Vertical) for r in range(grid.proxy.rowCount())]
+    assert heads == COVERED  # row heads do not scroll away with the run columns
+    col = 1 + [r.id for r in grid.model.runs].index(ids["unified"])
+    grid.table.clicked.emit(grid.proxy.index(0, col))
+    text = grid.replies.toPlainText()
+    assert "answered by LoRA adapter" in text and "user" in text and "reference" in text
+    with RunStore(window.session.workspace.db_path) as store:
+        turn = store.predictions(ids["unified"], "persona_000")[0]
+    if turn.history:
+        assert turn.history[0]["text"] in text  # the dialogue before the turn
+    grid.beside.setCurrentIndex(grid.beside.findData(ids["prompted"]))
+    text = grid.replies.toPlainText()
+    assert "beside: prompted (system_prompt), answered by no adapter (base model) + system prompt" in text
+    with RunStore(window.session.workspace.db_path) as store:
+        theirs = store.predictions(ids["prompted"], "persona_000")[0].prediction
+    assert theirs in text
+
+
+def test_a_cell_a_run_did_not_cover_says_so(window, tmp_path):
+    from stored_runs import add_scored_run
+
+    grid = window.grid
+    store = window.session.store()
+    rid = add_scored_run(store, "base_model", {"persona_000": 0.5, "persona_002": 0.4}, name="partial")
+    window.session.runs_changed.emit()
+    col = 1 + [r.id for r in grid.model.runs].index(rid)
+    row = next(r for r in range(grid.proxy.rowCount())
+               if grid.proxy.headerData(r, Qt.Orientation.Vertical) == "persona_001")
+    index = grid.proxy.index(row, col)
+    assert index.data() == "not run"
+    grid.table.clicked.emit(index)
+    assert "partial did not cover persona_001" in grid.replies.toPlainText()
+    assert "0 test turns" not in grid.replies.toPlainText()
+    store.delete_run(rid)
