@@ -30,6 +30,7 @@ _WHERE = {
     "score_sources": "shpers_core.jobs.provenance",
     "describe_recipe": "shpers_core.jobs.provenance",
     "run_recipes": "shpers_core.jobs.provenance",
+    "estimate_job": "shpers_core.jobs.estimate",
     "ChatSession": "shpers_core.jobs.chat",
     "study_specs": "shpers_core.jobs.study",
     "PRESETS": "shpers_core.jobs.study",
