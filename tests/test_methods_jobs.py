@@ -233,3 +233,18 @@ def test_retrieval_shows_only_training_exchanges_most_similar_first():
     prompt = system_for_turn("p", [Message("user", "turn the heating up")])
     assert "Heating 21°C." in prompt
     assert "Jazz on." not in prompt and "Lounge lights" not in prompt
+
+
+def test_runs_record_dtype_speed_and_padding(study):
+    from shpers_core.models import pick_dtype
+
+    runs = study.runs_by_label()
+    with study.store() as store:
+        for label in ("Unified LoRA", "Per-persona LoRA"):
+            run = runs[label]
+            assert run.params["dtype"] == pick_dtype("cpu")
+            info = store.metrics(run.id, subset="info")
+            assert info["train_tokens_per_s"] > 0 and info["train_tokens"] > 0
+            assert 0.0 <= info["train_padding_share"] < 1.0
+            assert info["eval_turns_per_s"] > 0 and info["eval_turns_truncated"] == 0
+        assert "train_tokens_per_s" not in store.metrics(runs["Base model (no adaptation)"].id, subset="info")

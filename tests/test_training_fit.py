@@ -95,3 +95,12 @@ def test_label_only_head_equals_full_logits_loss(kind, dtype):
     s, c = labelled_loss_sum(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
     assert torch.equal(c, full_count) and s.dtype == torch.float32
     torch.testing.assert_close(s, full_sum, atol=1e-4, rtol=1e-5)
+
+
+def test_steps_report_tokens_per_second_and_padding():
+    rep = CollectingReporter()
+    train = examples(5, 2)
+    result = fit_adapter(tiny_model(), 0, train, None, LORA, TRAIN, rep)
+    assert result.tokens == TRAIN.num_epochs * sum(len(e) for e in train)
+    assert 0 < result.padding_share < 1 and result.tokens_per_second > 0
+    assert all(step.tokens_per_s > 0 for step in rep.of_kind("step"))

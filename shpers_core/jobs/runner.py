@@ -99,8 +99,17 @@ def run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=No
             dataset: Dataset | None = None, run_id: str | None = None) -> str:
     """Run ``spec`` to the end and return its run id; ``run_id`` resumes an interrupted run.
 
-    User mistakes raise :class:`UserError` before anything is written to the store.
+    User mistakes raise :class:`UserError` before anything is written to the store. The job uses
+    every physical core, or one thread when another process computes already (see ``threads.py``).
     """
+    from shpers_core.threads import computing
+
+    with computing():
+        return _run_job(spec, workspace, reporter, store=store, base=base, dataset=dataset, run_id=run_id)
+
+
+def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=None, base=None,
+             dataset: Dataset | None = None, run_id: str | None = None) -> str:
     from shpers_core.data import split_dataset
     from shpers_core.evaluation.evaluate import evaluate_plan
     from shpers_core.jobs.context import MethodContext

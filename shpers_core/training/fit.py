@@ -164,7 +164,9 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             state["step"] = t + 1
             state["train_curve"].append((t + 1, loss.item()))
-            reporter.emit(Step(t + 1, total, state["train_curve"][-1][1], lr, series))
+            elapsed = time.perf_counter() - started
+            reporter.emit(Step(t + 1, total, state["train_curve"][-1][1], lr, series,
+                               state["tokens"] / elapsed if elapsed > 0 else 0.0))
             if state["step"] % steps_per_epoch == 0 and val:
                 vloss = validation_loss(model, pad_id, val, params.batch_size)
                 state["val_curve"].append((state["step"], vloss))

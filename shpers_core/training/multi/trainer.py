@@ -330,7 +330,9 @@ class _Loop:
                     for a in active:
                         self.reporter.emit(Step(self.t[a], self.totals[a], float(losses[a]), float(lr[a]),
                                                 f"{self.ids[a]}/train"))
-                self.reporter.emit(Step(self.g, self.total_global, *self.mean_train[-1][1:], "train"))
+                elapsed = time.perf_counter() - started
+                self.reporter.emit(Step(self.g, self.total_global, *self.mean_train[-1][1:], "train",
+                                        self.tokens / elapsed if elapsed > 0 else 0.0))
                 ending = [a for a in active if self.t[a] % self.per_epoch[a] == 0 and self.val_ex[a]]
                 if ending:
                     self._validate(ending, self.g)
