@@ -32,6 +32,7 @@ class Job:
     started_at: float = 0.0
     phase_started_at: float = 0.0
     error: str = ""
+    tokens_per_s: float = 0.0
     log: list[str] = field(default_factory=list)
     worker: JobWorker | None = None
     run_name: str = ""
@@ -159,6 +160,7 @@ class JobQueue(QObject):
         job.worker = worker
         worker.started_run.connect(lambda rid, j=job: self._on_started(j, rid))
         worker.step.connect(lambda s, st, tot, loss, lr, j=job: self._on_step(j, s, st, tot, loss))
+        worker.speed.connect(lambda rate, j=job: setattr(j, "tokens_per_s", rate))
         worker.validation.connect(lambda s, st, loss, j=job: self._on_validation(j, s, st, loss))
         worker.progress.connect(lambda ph, d, t, j=job: self._on_progress(j, ph, d, t))
         worker.log.connect(lambda lvl, msg, j=job: self._on_log(j, f"[{lvl}] {msg}"))

@@ -84,16 +84,20 @@ class ChatSession:
     def reply(self, history: list[Message]) -> str:
         """The whole reply to the last user message of ``history``."""
         from shpers_core.evaluation.evaluate import generate_for_plan
+        from shpers_core.threads import computing
 
-        return generate_for_plan(self.base, self.plan, [(self.persona_id, history)], self.system_prompt,
-                                 self.max_new_tokens, 1)[0]
+        with computing(register=False):  # one thread while a job trains beside the chat
+            return generate_for_plan(self.base, self.plan, [(self.persona_id, history)], self.system_prompt,
+                                     self.max_new_tokens, 1)[0]
 
     def stream_reply(self, history: list[Message]) -> Iterator[str]:
         """The reply in pieces as they are generated (greedy, so the same text as :meth:`reply`)."""
         from shpers_core.evaluation.evaluate import stream_for_plan
+        from shpers_core.threads import computing
 
-        yield from trimmed(stream_for_plan(self.base, self.plan, self.persona_id, history, self.system_prompt,
-                                           self.max_new_tokens))
+        with computing(register=False):  # one thread while a job trains beside the chat
+            yield from trimmed(stream_for_plan(self.base, self.plan, self.persona_id, history, self.system_prompt,
+                                               self.max_new_tokens))
 
 
 def trimmed(pieces: Iterator[str]) -> Iterator[str]:

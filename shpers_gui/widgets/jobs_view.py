@@ -77,7 +77,10 @@ class JobsModel(QAbstractTableModel):
             if col == 1:
                 return job.spec.method
             if col == 2:
-                return job.status if job.status != RUNNING else f"running: {job.phase}"
+                if job.status != RUNNING:
+                    return job.status
+                speed = f", {job.tokens_per_s:.0f} tokens/s" if job.phase == "training" and job.tokens_per_s else ""
+                return f"running: {job.phase}{speed}"
             if col == self.PROGRESS:
                 return round(job.fraction * 100)
             if col == 4:
