@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QSizePolicy,
     QTabWidget,
 )
 
@@ -101,6 +102,8 @@ class MainWindow(QMainWindow):
                      "Load a dataset (JSON, JSONL or a folder); it is validated first")
         self._action(file, "&Generate dataset…", self.generate_dataset_dialog, None,
                      "Generate a synthetic dataset into this workspace")
+        self._action(file, "&Import dataset…", self.import_dataset_dialog, None,
+                     "Convert an EdgeWisePersona, chat-layout or shpers dataset into this workspace")
         file.addSeparator()
         self._action(file, "&Quit", self.close, QKeySequence("Ctrl+Q"))
         run = bar.addMenu("&Run")
@@ -114,11 +117,40 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         self._action(view, "&Refresh", self.session.runs_changed.emit, QKeySequence.StandardKey.Refresh)
         self._action(view, "Table 5.1", self.results.show_study_table, "Ctrl+T")
+        helpm = bar.addMenu("&Help")
+        self._action(helpm, "&First steps", lambda: self.show_help("first steps"), QKeySequence.StandardKey.HelpContents,
+                     "Generate or import data, launch unified LoRA, compare, chat")
+        self._action(helpm, "&Keyboard shortcuts", lambda: self.show_help("shortcuts"))
+        self._action(helpm, "What does ★ mean?", lambda: self.show_help("star"))
+        helpm.addSeparator()
+        self._action(helpm, "&About shpers", lambda: self.show_help("about"))
+
+    def help_text(self, page: str) -> str:
+        """The HTML of a Help page: "first steps", "shortcuts", "star" or "about"."""
+        from shpers_gui.widgets import help as pages
+
+        if page == "first steps":
+            return pages.FIRST_STEPS
+        if page == "shortcuts":
+            return pages.shortcuts_html(shortcut_text(self))
+        if page == "star":
+            return pages.STAR
+        return pages.about_html(self.device.text().removeprefix("device: "))
+
+    def show_help(self, page: str):
+        from shpers_gui.widgets.help import show_page
+
+        titles = {"first steps": "First steps", "shortcuts": "Keyboard shortcuts", "star": "What ★ means",
+                  "about": "About shpers"}
+        return show_page(self, titles[page], self.help_text(page))
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
         self.device = QLabel("device: …")
         self.workspace_label = QLabel(f"workspace: {self.session.root}")
+        self.workspace_label.setToolTip(str(self.session.root))
+        # A long path must not widen the window past a small screen: it is cut, the tooltip has it all.
+        self.workspace_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.dataset_label = QLabel("no dataset")
         self.busy = QProgressBar()
         self.busy.setMaximumWidth(160)
@@ -202,6 +234,14 @@ class MainWindow(QMainWindow):
         d, ok = QInputDialog.getInt(self, "Generate dataset", "Dialogues per persona:", 30, 3, 10000)
         if ok:
             self.generate_dataset(self.session.workspace.dataset_path, n, d)
+
+    def import_dataset_dialog(self):
+        from shpers_gui.widgets.import_dialog import ImportDialog
+
+        dialog = ImportDialog(self.session, self)
+        dialog.imported.connect(lambda text: self.statusBar().showMessage(text, 15000))
+        dialog.show()
+        return dialog
 
     # -- closing ----------------------------------------------------------------------------
 

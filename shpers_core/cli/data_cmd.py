@@ -105,12 +105,12 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     from shpers_core.data.importers import import_dataset
-    from shpers_core.data.library import install
+    from shpers_core.data.library import install_dataset
 
     result = import_dataset(args.source, args.format, persona_field=args.persona_field,
                             character_field=args.character_field, strict=args.strict)
     ws = Workspace.open(args.workspace)
-    done = install(ws, result.dataset)
+    done = install_dataset(ws, result.dataset)
     print(f"imported {result.summary()} as dataset {done.content_hash} into {done.path}")
     if done.previous is not None:
         print(f"previous dataset kept at {done.previous}")

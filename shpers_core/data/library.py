@@ -43,7 +43,7 @@ class Installed:
     previous: Path | None  # where the dataset it replaced is kept
 
 
-def install(ws: Workspace, dataset: Dataset) -> Installed:
+def install_dataset(ws: Workspace, dataset: Dataset) -> Installed:
     """Make ``dataset`` the workspace's current dataset, keeping the one it replaces in the archive."""
     previous = None
     current = ws.dataset_path

@@ -84,16 +84,20 @@ class ChatSession:
     def reply(self, history: list[Message]) -> str:
         """The whole reply to the last user message of ``history``."""
         from shpers_core.evaluation.evaluate import generate_for_plan
+        from shpers_core.threads import computing
 
-        return generate_for_plan(self.base, self.plan, [(self.persona_id, history)], self.system_prompt,
-                                 self.max_new_tokens, 1)[0]
+        with computing(register=False):  # one thread while a job trains beside the chat
+            return generate_for_plan(self.base, self.plan, [(self.persona_id, history)], self.system_prompt,
+                                     self.max_new_tokens, 1)[0]
 
     def stream_reply(self, history: list[Message]) -> Iterator[str]:
         """The reply in pieces as they are generated (greedy, so the same text as :meth:`reply`)."""
         from shpers_core.evaluation.evaluate import stream_for_plan
+        from shpers_core.threads import computing
 
-        yield from trimmed(stream_for_plan(self.base, self.plan, self.persona_id, history, self.system_prompt,
-                                           self.max_new_tokens))
+        with computing(register=False):  # one thread while a job trains beside the chat
+            yield from trimmed(stream_for_plan(self.base, self.plan, self.persona_id, history, self.system_prompt,
+                                               self.max_new_tokens))
 
 
 def trimmed(pieces: Iterator[str]) -> Iterator[str]:
@@ -113,3 +117,31 @@ def trimmed(pieces: Iterator[str]) -> Iterator[str]:
         pending = text[len(kept):]
         if kept:
             yield kept
+
+
+def stream_together(sessions: list[ChatSession], histories: list[list[Message]]):
+    """Replies of several chat sessions to their histories, generated in one mixed-adapter batch.
+
+    Yields :class:`~shpers_core.evaluation.streaming.Piece` items whose ``row`` indexes
+    ``sessions``; each row's last piece says whether the reply hit the token limit. Sessions on
+    different base models cannot share a batch and are answered one after the other.
+    """
+    from dataclasses import replace
+
+    from shpers_core.evaluation.streaming import stream_rows
+
+    groups: dict[int, list[int]] = {}
+    for i, s in enumerate(sessions):
+        groups.setdefault(id(s.base), []).append(i)
+    for rows in groups.values():
+        base = sessions[rows[0]].base
+        limit = max(sessions[i].max_new_tokens for i in rows)
+        started = dict.fromkeys(rows, False)
+        batch = [(sessions[i].plan, sessions[i].persona_id, list(histories[i]), sessions[i].system_prompt) for i in rows]
+        for piece in stream_rows(base, batch, limit):
+            row = rows[piece.row]
+            text = piece.text
+            if not started[row]:
+                text = text.lstrip()
+                started[row] = bool(text)
+            yield replace(piece, row=row, text=text)

@@ -39,6 +39,10 @@ class MethodContext:
     train: TrainParams
     eval: EvalParams
     trainable_params: int = 0
+    train_tokens: int = 0
+    """Real tokens trained on by this run (all adapters), for its tokens/s."""
+    train_padded: int = 0
+    train_seconds: float = 0.0
     _examples: dict[tuple[str, str], list[Example]] = field(default_factory=dict, repr=False)
     folder_names: dict[str, str] = field(default_factory=dict, repr=False)
     """Each adapter or checkpoint folder this run named, with the name as written (a persona id...)."""
@@ -103,8 +107,15 @@ class MethodContext:
 
         result = fit_adapter(self.base.model, self.pad_id, train, val, self.lora, train_params or self.train,
                              self.reporter, checkpoint_dir=self.checkpoint_dir(name), series=series)
-        self.trainable_params += result.trainable_params
+        self.note_training(result)
         return result
+
+    def note_training(self, result) -> None:
+        """Count a trainer's result (``FitResult`` or ``MultiFitResult``) in this run's totals."""
+        self.trainable_params += result.trainable_params
+        self.train_tokens += result.tokens
+        self.train_padded += result.padded
+        self.train_seconds += result.seconds
 
     def save_lora(self, name: str, state_dict, persona_id: str | None = None, *, rank: int | None = None,
                   lora_alpha: float | None = None, kind: str = "adapter") -> Adapter:

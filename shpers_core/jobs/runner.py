@@ -168,8 +168,17 @@ def run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=No
             dataset: Dataset | None = None, run_id: str | None = None) -> str:
     """Run ``spec`` to the end and return its run id; ``run_id`` resumes an interrupted run.
 
-    User mistakes raise :class:`UserError` before anything is written to the store.
+    User mistakes raise :class:`UserError` before anything is written to the store. The job uses
+    every physical core, or one thread when another process computes already (see ``threads.py``).
     """
+    from shpers_core.threads import computing
+
+    with computing():
+        return _run_job(spec, workspace, reporter, store=store, base=base, dataset=dataset, run_id=run_id)
+
+
+def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=None, base=None,
+             dataset: Dataset | None = None, run_id: str | None = None) -> str:
     from shpers_core.data import split_dataset
     from shpers_core.evaluation.evaluate import evaluate_plan
     from shpers_core.jobs.context import MethodContext
@@ -217,6 +226,7 @@ def run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=No
     try:
         store.start_run(run_id)
         job_reporter.emit(Started(run_id, spec.method, 0))
+        record_precision(store, run_id, spec, base, job_reporter)
         ctx = MethodContext(spec=spec, workspace=workspace, store=store, run_id=run_id, reporter=job_reporter,
                             base=base, dataset=dataset, splits=split_dataset(dataset, seed=ev.split_seed),
                             personas=personas, lora=lora, train=train, eval=ev)
@@ -238,7 +248,8 @@ def run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=No
                 store.set_metrics(run_id, values, subset=subset)
             store.add_persona_scores(run_id, rows)
             store.add_predictions(run_id, [t.__dict__ for t in result.turns])
-            store.set_metrics(run_id, {"eval_seconds": time.perf_counter() - started - train_seconds}, subset="info")
+            store.set_metrics(run_id, {"eval_seconds": time.perf_counter() - started - train_seconds,
+                                       **speed_info(ctx, result)}, subset="info")
             store.finish_run(run_id, duration_s=train_seconds, trainable_params=ctx.trainable_params)
         job_reporter.emit(Finished(run_id, result.metrics["all"]))
         return run_id
@@ -267,6 +278,24 @@ def run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=No
         sink.close()
         if own_store:
             store.close()
+
+
+def record_precision(store, run_id: str, spec: JobSpec, base, reporter: Reporter) -> None:
+    """Write the dtype the base model runs in into the run's stored spec (so a resume and chat use it too)."""
+    if spec.dtype != base.dtype:
+        store.update_run(run_id, params={**spec.to_dict(), "dtype": base.dtype})
+    reporter.log(f"base model {base.name} in {base.dtype} on {base.device}; trained weights, their gradients, "
+                 "optimiser state and the loss in float32")
+
+
+def speed_info(ctx, result) -> dict[str, float]:
+    """The run's training tokens/s, padding share and evaluation turns/s, for its info metrics."""
+    info = {"eval_turns_per_s": result.turns_per_second, "eval_turns_truncated": float(result.truncated_turns)}
+    if ctx.train_tokens:
+        info["train_tokens"] = float(ctx.train_tokens)
+        info["train_tokens_per_s"] = ctx.train_tokens / ctx.train_seconds if ctx.train_seconds > 0 else 0.0
+        info["train_padding_share"] = ctx.train_padded / (ctx.train_padded + ctx.train_tokens)
+    return info
 
 
 def write_recipes(run_dir: Path, recipes: dict, workspace: Workspace | None = None,

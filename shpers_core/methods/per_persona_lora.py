@@ -54,7 +54,7 @@ def run(ctx, params: PerPersonaParams) -> EvalPlan:
             ctx.reporter, val_by_adapter={pid: ctx.examples(pid, "val") for pid in batch},
             micro_batch_rows=params.micro_batch_rows or None, checkpoint_dir=checkpoints,
         )
-        ctx.trainable_params += result.trainable_params
+        ctx.note_training(result)
         for pid in batch:
             if pid in todo:
                 adapters[pid] = ctx.save_lora(pid, result.state_dicts[pid], persona_id=pid)

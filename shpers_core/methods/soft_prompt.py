@@ -93,7 +93,7 @@ def run(ctx, params: SoftPromptParams) -> EvalPlan:
         result = fit(peft_model, ctx.pad_id, ctx.pooled_examples(members, "train"),
                      ctx.pooled_examples(members, "val"), ctx.train, ctx.reporter,
                      checkpoint_dir=ctx.checkpoint_dir(name), series=f"{name}/train")
-        ctx.trainable_params += result.trainable_params
+        ctx.note_training(result)
         prompts[name] = _save(folder, peft_model, params.kind, ctx.base.name)
         ctx.store.add_artefact(ctx.run_id, artefact, str(folder), persona_id=name if name in ctx.personas else None)
         ctx.reporter.progress("prompts", i + 1, len(groups))

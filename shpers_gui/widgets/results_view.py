@@ -247,6 +247,7 @@ class ResultsView(QWidget):
                 ("Export Markdown…", lambda: self.export("md"), "The visible rows as a Markdown table"),
                 ("Export CSV…", lambda: self.export("csv"), "The visible rows as CSV"),
                 ("Table 5.1", self.show_study_table, "The study's table over the finished runs"),
+                ("Export model…", self.export_model, "A persona's model from the selected run: merged, GGUF, PEFT"),
                 ("Delete run", self.delete_selected, "Delete the selected runs and their rows")):
             b = QPushButton(text)
             b.setToolTip(tip)
@@ -350,6 +351,12 @@ class ResultsView(QWidget):
         ids = self.selected_run_ids()
         self.hint.setVisible(len(ids) < 2)
         self.compare.set_runs(ids)
+
+    def export_model(self):
+        from shpers_gui.widgets.export_dialog import open_export_dialog
+
+        ids = self.selected_run_ids()
+        return open_export_dialog(self, self.session, ids[0] if ids else None)
 
     def export(self, fmt: str, path: str | None = None) -> str:
         """Write the visible rows (in their shown order) as Markdown or CSV; returns the text."""
