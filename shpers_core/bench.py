@@ -1,11 +1,12 @@
-"""Timing of the batched multi-adapter engine against the ways the study did the same work.
+"""``shpers bench``: this machine's limit, and the engine's real path measured against it.
 
-On one loaded base model and the same synthetic examples, :func:`run_bench` times
-(a) ``train_many`` on N persona adapters against one unified LoRA (``fit_adapter``) on all their
-examples together: the same tokens and optimiser steps' worth of work, so the ratio shows
-what N adapters cost beyond one; (b) the same N adapters trained one after another with
-``fit_adapter``, as the study did; (c) ``generate_replies`` with every persona's prompts in
-mixed-adapter batches against one persona at a time. Each is repeated and the median kept.
+In one process: the matrix-product rate in float32 and bf16 (the roofline); then, on dialogues of
+the dataset (the workspace's, else the first personas of the default one) and for each dtype,
+the real trainers and evaluator timed side by side: (a) ``train_many`` on N persona adapters
+against one unified LoRA (``fit_adapter``) on the same dialogues; (b) the N adapters trained one
+after another; (c) evaluation of every test turn with each dialogue's cache reused, against
+today's path that encodes every turn's prompt whole; (d) mixed-adapter evaluation against one
+persona at a time. Each is repeated and the median kept.
 """
 
 from __future__ import annotations
@@ -24,49 +25,99 @@ from shpers_core.events import Reporter
 from shpers_core.training.batching import IGNORE_INDEX, Example
 from shpers_core.training.config import LoraParams, TrainParams
 
-PHASES = ("unified", "batched", "sequential", "eval_batched", "eval_sequential")
+# Phases per dtype; "sequential" and "eval_sequential" run in the last dtype only (the slow ones).
+PHASES = ("unified", "batched", "sequential", "eval_cached", "eval_whole", "eval_sequential")
+
+TARGETS = {
+    "bf16_vs_fp32": 2.5,  # bf16 training tokens/s over float32's
+    "roofline": 0.40,  # training FLOP/s over the bf16 matrix-product rate
+    "eval_vs_today": 3.0,  # turns/s against today's path (float32, whole prompts)
+    "batched_vs_unified": 1.1,  # time of N batched adapters over one unified LoRA
+    "mixed_vs_sequential": 8.0,  # mixed-adapter evaluation against one persona at a time, N = 16
+}
+
+
+@dataclass
+class DtypeResult:
+    dtype: str
+    matmul_flops: float = 0.0
+    """Measured matrix-product rate, FLOP/s."""
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    peak_memory_bytes: dict[str, int] = field(default_factory=dict)
+    train_tokens: int = 0
+    eval_turns: int = 0
+    padding_share: float = 0.0
+
+    def median(self, phase: str) -> float:
+        return statistics.median(self.seconds[phase])
+
+    def has(self, phase: str) -> bool:
+        return bool(self.seconds.get(phase))
+
+    def tokens_per_second(self, phase: str) -> float:
+        return self.train_tokens / self.median(phase)
+
+    def turns_per_second(self, phase: str) -> float:
+        return self.eval_turns / self.median(phase)
 
 
 @dataclass
 class BenchResult:
     model: str
     device: str
-    dtype: str
     personas: int
-    examples_per_persona: int
-    tokens_per_example: int
+    train_dialogues: int
+    test_dialogues: int
     batch_size: int
-    prompt_tokens: int
-    prompts_per_persona: int
     max_new_tokens: int
     repeats: int
-    train_tokens: int = 0
-    generated_tokens: int = 0
-    seconds: dict[str, list[float]] = field(default_factory=dict)
-    peak_memory_bytes: dict[str, int] = field(default_factory=dict)
+    flops_per_token: float = 0.0
+    """Training FLOPs per token of this model (see :func:`training_flops_per_token`)."""
+    dtypes: dict[str, DtypeResult] = field(default_factory=dict)
     memory_kind: str = ""
+    matmul_shape: tuple[int, int, int] = (0, 0, 0)
 
-    def median(self, phase: str) -> float:
-        return statistics.median(self.seconds[phase])
+    @property
+    def main(self) -> DtypeResult:
+        """The dtype runs use here (the last measured)."""
+        return list(self.dtypes.values())[-1]
+
+    @property
+    def baseline(self) -> DtypeResult:
+        return self.dtypes.get("float32") or self.main
 
     @property
     def batched_vs_unified(self) -> float:
-        """(a) time of N batched adapters / time of one unified LoRA on the same examples (lower is better)."""
-        return self.median("batched") / self.median("unified")
+        return self.main.median("batched") / self.main.median("unified")
 
     @property
     def sequential_vs_batched(self) -> float:
-        """(b) speed-up of batched training over training the N adapters one after another."""
-        return self.median("sequential") / self.median("batched")
+        return self.main.median("sequential") / self.main.median("batched")
 
     @property
-    def eval_speedup(self) -> float:
-        """(c) speed-up of mixed-adapter batched generation over one persona at a time."""
-        return self.median("eval_sequential") / self.median("eval_batched")
+    def bf16_vs_fp32(self) -> float | None:
+        if "bfloat16" not in self.dtypes or "float32" not in self.dtypes:
+            return None
+        return self.dtypes["float32"].median("batched") / self.dtypes["bfloat16"].median("batched")
 
-    def tokens_per_second(self, phase: str) -> float:
-        tokens = self.generated_tokens if phase.startswith("eval") else self.train_tokens
-        return tokens / self.median(phase)
+    def roofline_share(self, dtype: str) -> float:
+        """Training FLOP/s of the batched trainer over the matrix-product rate of ``dtype``."""
+        r = self.dtypes[dtype]
+        return r.tokens_per_second("batched") * self.flops_per_token / r.matmul_flops
+
+    @property
+    def eval_vs_today(self) -> float:
+        """Turns/s of the engine's evaluation (cache reused, in its dtype) over today's (float32, whole prompts)."""
+        return self.baseline.median("eval_whole") / self.main.median("eval_cached")
+
+    @property
+    def mixed_vs_sequential(self) -> float:
+        return self.main.median("eval_sequential") / self.main.median("eval_cached")
+
+    # Kept for callers of the earlier bench.
+    @property
+    def eval_speedup(self) -> float:
+        return self.mixed_vs_sequential
 
 
 class _PeakMemory:
@@ -127,112 +178,174 @@ def synthetic_examples(n_personas: int, per_persona: int, length: int, vocab_low
     return out
 
 
-def _timed(result: BenchResult, phase: str, fn: Callable[[], object]) -> object:
-    if result.device.startswith("cuda"):
+def _timed(r: DtypeResult, device: str, phase: str, fn: Callable[[], object]) -> object:
+    if device.startswith("cuda"):
         torch.cuda.synchronize()
-    with _PeakMemory(result.device) as mem:
+    with _PeakMemory(device) as mem:
         start = time.perf_counter()
         value = fn()
-        if result.device.startswith("cuda"):
+        if device.startswith("cuda"):
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - start
-    result.seconds.setdefault(phase, []).append(elapsed)
-    result.peak_memory_bytes[phase] = max(result.peak_memory_bytes.get(phase, 0), mem.peak)
+    r.seconds.setdefault(phase, []).append(elapsed)
+    r.peak_memory_bytes[phase] = max(r.peak_memory_bytes.get(phase, 0), mem.peak)
     return value
+
+
+def matmul_rate(dtype: torch.dtype, shape: tuple[int, int, int], device: str, seconds: float = 0.5) -> float:
+    """FLOP/s of ``[m, k] @ [k, n]`` products in ``dtype`` on ``device``, timed for about ``seconds``."""
+    m, k, n = shape
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(m, k, generator=g).to(device, dtype)
+    b = torch.randn(k, n, generator=g).to(device, dtype)
+    for _ in range(3):
+        torch.mm(a, b)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
+    count, start = 0, time.perf_counter()
+    while True:
+        torch.mm(a, b)
+        count += 1
+        if count % 4 == 0:
+            sync()
+            if time.perf_counter() - start >= seconds:
+                break
+    return 2.0 * m * k * n * count / (time.perf_counter() - start)
+
+
+def training_flops_per_token(model: torch.nn.Module, labelled_share: float, mean_length: float) -> float:
+    """FLOPs to train LoRA adapters on one token of a frozen model.
+
+    Forward 2 and backward 2 FLOPs per weight of the body (the frozen weights need no gradient of
+    their own, only the activations'), the head only on the labelled share of tokens, and the
+    attention scores and mixing over the mean context, forward and backward; LoRA's own matrices
+    are a rounding error at rank 8.
+    """
+    config = model.config.get_text_config(decoder=True)
+    head = model.get_output_embeddings().weight.numel()
+    embed = model.get_input_embeddings().weight.numel()
+    tied = model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    body = sum(p.numel() for p in model.parameters()) - embed - (0 if tied else head)
+    attention = 2 * 2 * config.num_hidden_layers * config.hidden_size * mean_length / 2
+    return 4.0 * body + 4.0 * head * labelled_share + 2 * attention
+
+
+def bench_dataset(personas: int, workspace=None):
+    """The workspace's dataset if there is one, else the default dataset's first ``personas`` personas."""
+    from shpers_core.data import generate_dataset, load_dataset
+
+    if workspace is not None and workspace.dataset_path.exists():
+        dataset = load_dataset(workspace.dataset_path)
+        if len(dataset.personas) >= personas:
+            return dataset, str(workspace.dataset_path)
+    return generate_dataset(personas, 30, seed=0), "the default dataset (generated)"
 
 
 def run_bench(
     model: str = "smollm2-135m-instruct",
     personas: int = 16,
-    examples_per_persona: int = 2,
+    train_dialogues: int = 2,
     repeats: int = 1,
     device: str | None = None,
     *,
-    tokens_per_example: int = 120,
-    batch_size: int = 2,
-    prompt_tokens: int = 48,
-    prompts_per_persona: int = 1,
-    max_new_tokens: int = 32,
+    test_dialogues: int = 1,
+    batch_size: int = 4,
+    max_new_tokens: int = 24,
+    dtypes: tuple[str, ...] | None = None,
+    workspace=None,
     reporter: Reporter | None = None,
 ) -> BenchResult:
-    """Load ``model`` once and time the three comparisons ``repeats`` times each (see the module doc)."""
-    from shpers_core.evaluation.generation import generate_replies
-    from shpers_core.models import load_base
+    """Measure the roofline and time the phases of :data:`PHASES` in each of ``dtypes`` (default float32,
+    then the dtype runs pick here if it differs); see the module docstring."""
+    from shpers_core.data import split_dataset
+    from shpers_core.evaluation.evaluate import generate_dialogues_for_plan
+    from shpers_core.methods.base import Adapter, EvalPlan
+    from shpers_core.models import encode_dialogue, load_base, pick_device, pick_dtype
+    from shpers_core.models.device import check_device, torch_dtype
+    from shpers_core.threads import computing
     from shpers_core.training.fit import fit_adapter
-    from shpers_core.training.multi_lora import MultiLoraModel, train_many
+    from shpers_core.training.multi_lora import train_many
 
-    if personas < 1 or examples_per_persona < 1 or repeats < 1:
-        raise ValueError("personas, examples per persona and repeats must be at least 1")
+    if personas < 1 or train_dialogues < 1 or test_dialogues < 1 or repeats < 1:
+        raise ValueError("personas, dialogues and repeats must be at least 1")
     reporter = reporter or Reporter()
-    base = load_base(model, device=device)
-    tok = base.tokenizer
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    # Above the special tokens, which sit at the start of these vocabularies.
-    low, high = min(len(tok), 300) // 3 + 3, len(tok)
-    data = synthetic_examples(personas, examples_per_persona, tokens_per_example, low, high)
-    everything = [e for rows in data.values() for e in rows]
-    g = torch.Generator().manual_seed(1)
-    prompts = [torch.randint(low, high, (prompt_tokens,), generator=g).tolist()
-               for _ in range(personas * prompts_per_persona)]
+    device = check_device(device) if device else pick_device()
+    if dtypes is None:
+        dtypes = tuple(dict.fromkeys(("float32", pick_dtype(device))))
+    dataset, _source = bench_dataset(personas, workspace)
+    splits = split_dataset(dataset, seed=0)
+    ids = sorted(dataset.personas)[:personas]
     lora = LoraParams()
-    train = TrainParams(num_epochs=1, batch_size=batch_size)
-    result = BenchResult(model=base.name, device=base.device, dtype=base.dtype, personas=personas,
-                         examples_per_persona=examples_per_persona, tokens_per_example=tokens_per_example,
-                         batch_size=batch_size, prompt_tokens=prompt_tokens,
-                         prompts_per_persona=prompts_per_persona, max_new_tokens=max_new_tokens,
-                         repeats=repeats, train_tokens=sum(len(e) for e in everything),
-                         memory_kind="CUDA max_memory_allocated" if base.device.startswith("cuda")
+    train = TrainParams(num_epochs=1, batch_size=batch_size, warmup_ratio=0.0)
+    result = BenchResult(model=model, device=device, personas=personas, train_dialogues=train_dialogues,
+                         test_dialogues=test_dialogues, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                         repeats=repeats, memory_kind="CUDA max_memory_allocated" if device.startswith("cuda")
                          else "process resident set size")
     quiet = Reporter(should_stop=reporter.should_stop)
-
-    def unified():
-        return fit_adapter(base.model, pad_id, everything, None, lora, train, quiet)
-
-    def batched():
-        return train_many(base.model, pad_id, data, lora, train, quiet)
-
-    def sequential():
-        return [fit_adapter(base.model, pad_id, rows, None, lora, train, quiet) for rows in data.values()]
-
-    # First calls pay for lazy initialisation (kernels, allocator, PEFT imports); keep that out of the timings.
-    few = dict(list(data.items())[:2])
-    fit_adapter(base.model, pad_id, next(iter(few.values())), None, lora, train, quiet)
-    train_many(base.model, pad_id, few, lora, train, quiet)
-    total, done = repeats * len(PHASES), 0
-    adapters: dict[str, dict[str, torch.Tensor]] = {}
-    for _ in range(repeats):
-        for phase, fn in (("unified", unified), ("batched", batched), ("sequential", sequential)):
-            reporter.check()
-            out = _timed(result, phase, fn)
-            if phase == "batched":
-                adapters = out.state_dicts
+    total = len(dtypes) * (1 + repeats * 4) + repeats * 2
+    done = 0
+    with computing():
+        for d_index, dtype in enumerate(dtypes):
+            last = d_index == len(dtypes) - 1
+            base = load_base(model, device=device, dtype=dtype)
+            tok = base.tokenizer
+            pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+            config = base.model.config.get_text_config(decoder=True)
+            shape = (2048, config.hidden_size, config.intermediate_size)
+            r = DtypeResult(dtype=base.dtype, matmul_flops=matmul_rate(torch_dtype(dtype), shape, device))
+            result.dtypes[base.dtype] = r
+            result.matmul_shape = shape
             done += 1
             reporter.progress("bench", done, total)
+            data = {pid: [encode_dialogue(tok, d, max_length=512, persona_id=pid)
+                          for d in splits[pid].train[:train_dialogues]] for pid in ids}
+            everything = [e for rows in data.values() for e in rows]
+            r.train_tokens = sum(len(e) for e in everything)
+            labelled = sum(sum(1 for x in e.labels[1:] if x != IGNORE_INDEX) for e in everything)
+            result.flops_per_token = training_flops_per_token(base.model, labelled / r.train_tokens,
+                                                              r.train_tokens / len(everything))
+            dialogues = [(pid, [h for h, _ in d.turns()]) for pid in ids for d in splits[pid].test[:test_dialogues]]
+            r.eval_turns = sum(len(h) for _, h in dialogues)
 
-    multi = MultiLoraModel(base.model, personas, lora)
-    try:
-        for slot, pid in enumerate(data):
-            multi.load_adapter(slot, adapters[pid])
-        slots = [i // prompts_per_persona for i in range(len(prompts))]
+            def unified():
+                return fit_adapter(base.model, pad_id, everything, None, lora, train, quiet)
 
-        def eval_batched():
-            return generate_replies(base.model, tok, prompts, slots=slots, multi=multi,
-                                    max_new_tokens=max_new_tokens, batch_size=16)
+            def batched():
+                return train_many(base.model, pad_id, data, lora, train, quiet)
 
-        def eval_sequential():
-            k = prompts_per_persona
-            return [reply for s in range(personas)
-                    for reply in generate_replies(base.model, tok, prompts[s * k:(s + 1) * k], slots=[s] * k,
-                                                  multi=multi, max_new_tokens=max_new_tokens, batch_size=16)]
+            def sequential():
+                return [fit_adapter(base.model, pad_id, rows, None, lora, train, quiet) for rows in data.values()]
 
-        generate_replies(base.model, tok, prompts[:2], slots=slots[:2], multi=multi, max_new_tokens=2)
-        for _ in range(repeats):
-            for phase, fn in (("eval_batched", eval_batched), ("eval_sequential", eval_sequential)):
-                reporter.check()
-                replies = _timed(result, phase, fn)
-                result.generated_tokens = sum(len(x) for x in replies)
-                done += 1
-                reporter.progress("bench", done, total)
-    finally:
-        multi.remove()
+            # First calls pay for lazy initialisation (kernels, allocator); keep that out of the timings.
+            few = dict(list(data.items())[:2])
+            train_many(base.model, pad_id, few, lora, train, quiet)
+            adapters: dict[str, dict[str, torch.Tensor]] = {}
+            phases = [("unified", unified), ("batched", batched)] + ([("sequential", sequential)] if last else [])
+            for _ in range(repeats):
+                for phase, fn in phases:
+                    reporter.check()
+                    out = _timed(r, device, phase, fn)
+                    if phase == "batched":
+                        adapters = out.state_dicts
+                        r.padding_share = out.padding_share
+                    done += 1
+                    reporter.progress("bench", done, total)
+            plan = EvalPlan(adapters={pid: Adapter(adapters[pid], lora.scaling) for pid in ids})
+
+            def evaluate(rows, reuse=True):
+                return generate_dialogues_for_plan(base, plan, rows, None, max_new_tokens, 16, reuse_cache=reuse)
+
+            def eval_sequential():
+                return [evaluate([row]) for row in dialogues]
+
+            evaluate(dialogues[:2])
+            phases = [("eval_cached", lambda: evaluate(dialogues)), ("eval_whole", lambda: evaluate(dialogues, False))]
+            phases += [("eval_sequential", eval_sequential)] if last else []
+            for _ in range(repeats):
+                for phase, fn in phases:
+                    reporter.check()
+                    _timed(r, device, phase, fn)
+                    done += 1
+                    reporter.progress("bench", done, total)
+            del base
     return result

@@ -38,6 +38,8 @@ class Step(Event):
     loss: float
     learning_rate: float
     series: str = "train"
+    tokens_per_s: float = 0.0
+    """Training speed so far (real tokens per second over all adapters); 0 when not known."""
     kind: str = field(init=False, default="step")
 
 

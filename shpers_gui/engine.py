@@ -22,9 +22,22 @@ _WHERE = {
     "study_rows": "shpers_core.evaluation.table",
     "to_markdown": "shpers_core.evaluation.table",
     "to_csv": "shpers_core.evaluation.table",
+    "HEADERS": "shpers_core.evaluation.table",
+    "row_cells": "shpers_core.evaluation.table",
+    "format_p": "shpers_core.evaluation.table",
+    "unlike_settings": "shpers_core.evaluation.likeness",
+    "dataset_label": "shpers_core.evaluation.likeness",
+    "score_sources": "shpers_core.jobs.provenance",
+    "describe_recipe": "shpers_core.jobs.provenance",
+    "run_recipes": "shpers_core.jobs.provenance",
+    "estimate_job": "shpers_core.jobs.estimate",
     "ChatSession": "shpers_core.jobs.chat",
     "study_specs": "shpers_core.jobs.study",
     "PRESETS": "shpers_core.jobs.study",
+    "plan_delete": "shpers_core.jobs.delete",
+    "delete_run": "shpers_core.jobs.delete",
+    "human_size": "shpers_core.jobs.delete",
+    "finish_pending_deletes": "shpers_core.jobs.delete",
 }
 
 

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QSizePolicy,
     QTabWidget,
 )
 
@@ -65,6 +66,8 @@ class MainWindow(QMainWindow):
             self.tabs.addTab(view, name)
         self.setCentralWidget(self.tabs)
         self.launcher.submitted.connect(lambda _jobs: self.tabs.setCurrentWidget(self.jobs))
+        self.results.open_curves.connect(self.show_run_curves)
+        self.results.chat_with.connect(self.chat_with_run)
         self.session.jobs.job_ended.connect(self._job_ended)
         self._build_menus()
         self._build_status_bar()
@@ -114,11 +117,40 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         self._action(view, "&Refresh", self.session.runs_changed.emit, QKeySequence.StandardKey.Refresh)
         self._action(view, "Table 5.1", self.results.show_study_table, "Ctrl+T")
+        helpm = bar.addMenu("&Help")
+        self._action(helpm, "&First steps", lambda: self.show_help("first steps"), QKeySequence.StandardKey.HelpContents,
+                     "Generate or import data, launch unified LoRA, compare, chat")
+        self._action(helpm, "&Keyboard shortcuts", lambda: self.show_help("shortcuts"))
+        self._action(helpm, "What does ★ mean?", lambda: self.show_help("star"))
+        helpm.addSeparator()
+        self._action(helpm, "&About shpers", lambda: self.show_help("about"))
+
+    def help_text(self, page: str) -> str:
+        """The HTML of a Help page: "first steps", "shortcuts", "star" or "about"."""
+        from shpers_gui.widgets import help as pages
+
+        if page == "first steps":
+            return pages.FIRST_STEPS
+        if page == "shortcuts":
+            return pages.shortcuts_html(shortcut_text(self))
+        if page == "star":
+            return pages.STAR
+        return pages.about_html(self.device.text().removeprefix("device: "))
+
+    def show_help(self, page: str):
+        from shpers_gui.widgets.help import show_page
+
+        titles = {"first steps": "First steps", "shortcuts": "Keyboard shortcuts", "star": "What ★ means",
+                  "about": "About shpers"}
+        return show_page(self, titles[page], self.help_text(page))
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
         self.device = QLabel("device: …")
         self.workspace_label = QLabel(f"workspace: {self.session.root}")
+        self.workspace_label.setToolTip(str(self.session.root))
+        # A long path must not widen the window past a small screen: it is cut, the tooltip has it all.
+        self.workspace_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.dataset_label = QLabel("no dataset")
         self.busy = QProgressBar()
         self.busy.setMaximumWidth(160)
@@ -150,6 +182,15 @@ class MainWindow(QMainWindow):
         self._busy_tasks += 1 if on else -1
         self.busy.setVisible(self._busy_tasks > 0)
         self.busy_label.setText(text if on else "")
+
+    def show_run_curves(self, run_id: str) -> None:
+        """A stored run's loss curves in the Jobs tab."""
+        self.jobs.show_stored_curves(run_id)
+        self.tabs.setCurrentWidget(self.jobs)
+
+    def chat_with_run(self, run_id: str) -> None:
+        self.chat.choose_run(run_id)
+        self.tabs.setCurrentWidget(self.chat)
 
     def _job_ended(self, job) -> None:
         self.statusBar().showMessage(f"{job.label}: {job.status}" + (f" — {job.error}" if job.error else ""), 10000)

@@ -31,12 +31,13 @@ def shpers_cache(models_cache, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_base(models_cache) -> Iterator:
-    """``load_base("tiny-qwen2")`` on the CPU; shared, so tests must not change its weights."""
+    """``load_base("tiny-qwen2")`` on the CPU in float32 (tests that compare numbers pick their dtype);
+    shared, so tests must not change its weights."""
     from shpers_core.models import load_base
 
     with pytest.MonkeyPatch.context() as mp:
         _offline_cache(mp, models_cache)
-        yield load_base("tiny-qwen2", device="cpu")
+        yield load_base("tiny-qwen2", device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="session")

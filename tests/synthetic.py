@@ -10,12 +10,12 @@ from shpers_core.training.batching import IGNORE_INDEX, Example
 VOCAB = 256
 
 
-def tiny_model(hidden: int = 64, vocab: int = VOCAB) -> Qwen2ForCausalLM:
-    """A two-layer Qwen2 with weights from seed 0, in eval mode."""
+def tiny_model(hidden: int = 64, vocab: int = VOCAB, dtype: torch.dtype = torch.float32) -> Qwen2ForCausalLM:
+    """A two-layer Qwen2 with weights from seed 0, in eval mode, in ``dtype``."""
     torch.manual_seed(0)
     cfg = Qwen2Config(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=4,
                       num_key_value_heads=2, vocab_size=vocab)
-    return Qwen2ForCausalLM(cfg).eval()
+    return Qwen2ForCausalLM(cfg).to(dtype).eval()
 
 
 def examples(n: int, seed: int = 0, pid: str = "", vocab: int = VOCAB, max_length: int = 20) -> list[Example]:

@@ -1,23 +1,28 @@
-from shpers_core.bench import PHASES, run_bench
+from shpers_core.bench import PHASES, TARGETS, run_bench
 from shpers_core.cli.bench_cmd import format_result
 from shpers_core.cli.main import main
 
 
-def test_bench_reports_all_three_ratios_on_the_tiny_model():
-    result = run_bench("tiny-qwen2", personas=3, examples_per_persona=2, repeats=2, device="cpu",
-                       tokens_per_example=16, prompt_tokens=8, max_new_tokens=4)
-    assert all(len(result.seconds[p]) == 2 for p in PHASES)
-    assert result.train_tokens > 0
+def test_bench_measures_both_dtypes_against_the_roofline_on_the_tiny_model(shpers_cache):
+    result = run_bench("tiny-qwen2", personas=3, train_dialogues=2, repeats=2, device="cpu",
+                       max_new_tokens=4, dtypes=("float32", "bfloat16"))
+    assert list(result.dtypes) == ["float32", "bfloat16"]
+    main = result.main
+    assert all(len(main.seconds[p]) == 2 for p in PHASES)
+    assert "sequential" not in result.dtypes["float32"].seconds  # the slow phases run in one dtype only
+    assert all(r.matmul_flops > 1e8 and r.train_tokens > 0 and r.eval_turns > 3 for r in result.dtypes.values())
+    assert result.flops_per_token > 0 and 0 < result.roofline_share("bfloat16") < 1
+    assert result.bf16_vs_fp32 > 0 and result.eval_vs_today > 0 and result.mixed_vs_sequential > 0
     text = format_result(result)
-    for marker in ("(a)", "(b)", "(c)"):
+    for marker in ("GFLOP/s", "bf16 / float32", "% of the bfloat16 matrix-product rate", "(a)", "(b)", "(d)",
+                   f"target >= {TARGETS['eval_vs_today']}x", f"target <= {TARGETS['batched_vs_unified']}x"):
         assert marker in text
-    assert result.batched_vs_unified > 0 and result.sequential_vs_batched > 0 and result.eval_speedup > 0
 
 
-def test_bench_command_prints_the_ratios(capsys):
-    code = main(["bench", "--model", "tiny-qwen2", "--personas", "2", "--examples-per-persona", "1",
-                 "--tokens", "12", "--prompt-tokens", "6", "--max-new-tokens", "3", "--device", "cpu"])
+def test_bench_command_prints_figures_with_targets(capsys, shpers_cache):
+    code = main(["bench", "--model", "tiny-qwen2", "--personas", "2", "--train-dialogues", "1",
+                 "--max-new-tokens", "3", "--device", "cpu", "--dtype", "float32"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "(a) batched 2 adapters / unified LoRA" in out and "(b)" in out and "(c)" in out
+    assert "(a) batched 2 adapters / unified LoRA" in out and "not measured (one dtype)" in out
     assert main(["bench", "--model", "tiny-qwen2", "--personas", "0"]) == 2

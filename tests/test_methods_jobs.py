@@ -98,7 +98,8 @@ def test_table_numbers_are_read_back_from_the_store(study):
     assert "43.21" in out
 
 
-def test_persona_adapter_loads_in_plain_peft_with_the_tools_logits(study, tiny_base):
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)], ids=["fp32", "bf16"])
+def test_persona_adapter_loads_in_plain_peft_with_the_tools_logits(study, tiny_base, dtype, tol):
     from peft import PeftModel
 
     from shpers_core.training.config import LoraParams
@@ -110,17 +111,18 @@ def test_persona_adapter_loads_in_plain_peft_with_the_tools_logits(study, tiny_b
     assert sorted(a.persona_id for a in arts) == sorted(run.personas)
     folder = Path(arts[0].path)
     ids = torch.tensor([[5, 17, 42, 8, 99, 3]])
+    base_model = copy.deepcopy(tiny_base.model).to(dtype)
     with torch.no_grad():
-        base_logits = tiny_base.model(ids).logits
-        peft_logits = PeftModel.from_pretrained(copy.deepcopy(tiny_base.model), folder).eval()(ids).logits
+        base_logits = base_model(ids).logits
+        peft_logits = PeftModel.from_pretrained(copy.deepcopy(base_model), folder).eval()(ids).logits
         config = json.loads((folder / "adapter_config.json").read_text())
-        multi = MultiLoraModel(copy.deepcopy(tiny_base.model).eval(), 2,
+        multi = MultiLoraModel(copy.deepcopy(base_model).eval(), 2,
                                LoraParams(rank=config["r"], lora_alpha=config["lora_alpha"], lora_dropout=0.0,
                                           target_modules=tuple(config["target_modules"])))
         multi.load_adapter(1, load_lora_adapter(folder).state_dict)
         with multi.use_slots([1]):
             tool_logits = multi.model(ids).logits
-    torch.testing.assert_close(tool_logits, peft_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(tool_logits, peft_logits, atol=tol, rtol=tol)
     assert not torch.allclose(peft_logits, base_logits, atol=1e-6), "the trained adapter changes nothing"
 
 
@@ -144,10 +146,10 @@ def _merge_check(study: Study, label: str) -> list[float]:
         inputs = {a.persona_id: Path(a.path) for a in store.artefacts(source.id, kind="adapter")}
     merges = json.loads((study.root / "runs" / merged_run.id / "merges.json").read_text())
     gaps = []
-    for name, merge in merges.items():
+    for merge in merges.values():
         weights = [m["weight"] for m in merge["inputs"]]
         assert sum(weights) == pytest.approx(1.0) and min(weights) >= 0
-        merged = _updates(study.root / "runs" / merged_run.id / "adapters" / name)
+        merged = _updates(study.root / "runs" / merged_run.id / merge["adapter"])
         parts = [(_updates(inputs[m["persona_id"]]), m["weight"]) for m in merge["inputs"]]
         for module, delta in merged.items():
             expected = sum(w * upd[module] for upd, w in parts)
@@ -203,7 +205,7 @@ def test_run_list_show_and_delete_from_the_command_line(study):
     assert rc == 0 and "num_epochs" in shown and "embedding_similarity" in shown
     folder = study.root / "runs" / run_id
     assert folder.exists()
-    assert shpers(study.root, "runs", "delete", run_id)[0] == 0
+    assert shpers(study.root, "runs", "delete", run_id, "--yes")[0] == 0
     assert not folder.exists()
     with study.store() as store:
         assert run_id not in {r.id for r in store.list_runs()}
@@ -231,3 +233,18 @@ def test_retrieval_shows_only_training_exchanges_most_similar_first():
     prompt = system_for_turn("p", [Message("user", "turn the heating up")])
     assert "Heating 21°C." in prompt
     assert "Jazz on." not in prompt and "Lounge lights" not in prompt
+
+
+def test_runs_record_dtype_speed_and_padding(study):
+    from shpers_core.models import pick_dtype
+
+    runs = study.runs_by_label()
+    with study.store() as store:
+        for label in ("Unified LoRA", "Per-persona LoRA"):
+            run = runs[label]
+            assert run.params["dtype"] == pick_dtype("cpu")
+            info = store.metrics(run.id, subset="info")
+            assert info["train_tokens_per_s"] > 0 and info["train_tokens"] > 0
+            assert 0.0 <= info["train_padding_share"] < 1.0
+            assert info["eval_turns_per_s"] > 0 and info["eval_turns_truncated"] == 0
+        assert "train_tokens_per_s" not in store.metrics(runs["Base model (no adaptation)"].id, subset="info")

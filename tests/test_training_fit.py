@@ -1,14 +1,15 @@
 import pytest
 import synthetic
 import torch
+from peft import get_peft_model
 
 from shpers_core.events import CollectingReporter, JobCancelled
 from shpers_core.training.config import LoraParams, TrainParams
-from shpers_core.training.fit import fit_adapter
+from shpers_core.training.fit import fit_adapter, lora_config
 
 
-def tiny_model():
-    return synthetic.tiny_model(hidden=32, vocab=64)
+def tiny_model(dtype=torch.float32):
+    return synthetic.tiny_model(hidden=32, vocab=64, dtype=dtype)
 
 
 def examples(n, seed=0):
@@ -70,3 +71,36 @@ def test_early_stopping_stops_and_keeps_best():
     result = fit_adapter(tiny_model(), 0, examples(4), examples(2, 1), LORA, params, rep)
     assert result.stopped_early
     assert result.steps < 60
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("kind", ["plain", "lora", "prompt", "prefix"])
+def test_label_only_head_equals_full_logits_loss(kind, dtype):
+    """The loss from the head on labelled positions only equals the loss on the model's full logits."""
+    from peft import PrefixTuningConfig, PromptTuningConfig
+
+    from shpers_core.training.batching import collate, token_loss_sum
+    from shpers_core.training.loss import labelled_loss_sum
+
+    model = tiny_model(dtype=dtype)
+    config = {"lora": lora_config(LoraParams(rank=4)),
+              "prompt": PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3),
+              "prefix": PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3)}.get(kind)
+    if config is not None:
+        torch.manual_seed(0)
+        model = get_peft_model(model, config)
+    batch = collate(examples(4, 1), 0)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    full_sum, full_count = token_loss_sum(logits[:, logits.size(1) - batch["labels"].size(1):], batch["labels"])
+    s, c = labelled_loss_sum(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    assert torch.equal(c, full_count) and s.dtype == torch.float32
+    torch.testing.assert_close(s, full_sum, atol=1e-4, rtol=1e-5)
+
+
+def test_steps_report_tokens_per_second_and_padding():
+    rep = CollectingReporter()
+    train = examples(5, 2)
+    result = fit_adapter(tiny_model(), 0, train, None, LORA, TRAIN, rep)
+    assert result.tokens == TRAIN.num_epochs * sum(len(e) for e in train)
+    assert 0 < result.padding_share < 1 and result.tokens_per_second > 0
+    assert all(step.tokens_per_s > 0 for step in rep.of_kind("step"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 
 from shpers_core.cli.progress import ProgressPrinter
 from shpers_core.events import JobCancelled, Reporter
@@ -25,6 +26,9 @@ def add_parser(sub) -> None:
                    help="set a parameter, e.g. learning_rate=1e-4 or train.num_epochs=5 (repeatable)")
     p.add_argument("--name", default="", help="a label for the run")
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
+                   help="base model dtype (default: bfloat16 where the GPU or CPU computes in it, else float32; "
+                        "trained weights are float32 either way)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
 
@@ -39,12 +43,17 @@ def run(args) -> int:
     from shpers_core.models import DEFAULT_MODEL
 
     spec = build_spec(args.method, parse_overrides(args.param), base_model=args.model or DEFAULT_MODEL,
-                      personas=args.personas, dataset_path=args.dataset, name=args.name, device=args.device)
+                      personas=args.personas, dataset_path=args.dataset, name=args.name, device=args.device,
+                      dtype=args.dtype)
     reporter = Reporter(ProgressPrinter(quiet=args.quiet))
+    # `shpers runs cancel` sends SIGTERM: stop at the next step with a checkpoint, as the app's cancel does.
+    previous = signal.signal(signal.SIGTERM, lambda *_: reporter.request_stop())
     try:
         run_id = run_job(spec, Workspace.open(args.workspace), reporter)
     except JobCancelled:
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(run_id)
     return 0
 

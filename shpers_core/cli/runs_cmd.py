@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 from shpers_core.errors import UserError
+from shpers_core.evaluation.metrics import METRIC_NAMES
 from shpers_core.workspace import Workspace
 
 EXPORT_FORMATS = ("merged", "gguf", "peft")  # shpers_core.export.FORMATS, without importing torch for --help
@@ -31,8 +33,10 @@ def add_parser(sub) -> None:
     cmp_ = rs.add_parser("compare", help="paired comparison of two runs on their shared personas")
     cmp_.add_argument("run_a")
     cmp_.add_argument("run_b")
-    cmp_.add_argument("--metric", default="embedding_similarity")
-    cmp_.add_argument("--subset", default="all", choices=("all", "persona_dependent", "other"))
+    cmp_.add_argument("--metric", default="embedding_similarity", choices=METRIC_NAMES,
+                      help="the per-persona score compared (default: embedding_similarity)")
+    cmp_.add_argument("--subset", default="all", choices=("all", "persona_dependent", "other"),
+                      help="which test turns: all, persona-dependent (★) or the others")
     cmp_.set_defaults(func=compare_runs)
 
     exp = rs.add_parser(
@@ -55,23 +59,49 @@ def add_parser(sub) -> None:
     res.add_argument("run_id")
     res.set_defaults(func=resume_run)
 
-    rm = rs.add_parser("delete", help="delete a run, its rows and its adapter folders")
-    rm.add_argument("run_id")
+    res.add_argument("--restart", action="store_true",
+                     help="discard its checkpoints and adapters and train it again from the beginning")
+
+    rm = rs.add_parser("delete", help="delete a run: its rows and its folder (adapters, checkpoints)",
+                       description="Delete a run's rows and its folder runs/RUN_ID, after one confirmation "
+                                   "that names what goes, the disk it frees and the runs built on it.")
+    rm.add_argument("run_id", help="run id, or an unambiguous prefix of at least 6 characters")
+    rm.add_argument("-y", "--yes", action="store_true", help="delete without asking")
     rm.set_defaults(func=delete_run)
+
+    cancel = rs.add_parser("cancel", help="stop a queued or running run (it saves a checkpoint and can be resumed)")
+    cancel.add_argument("run_id")
+    cancel.add_argument("--wait", type=float, default=30.0, metavar="S",
+                        help="seconds to wait for a running job to stop (default 30)")
+    cancel.set_defaults(func=cancel_run)
 
 
 def _store(args):
+    from shpers_core.jobs.delete import finish_pending_deletes
     from shpers_core.store import RunStore
 
-    return RunStore(Workspace.open(args.workspace).db_path)
+    ws = Workspace.open(args.workspace)
+    store = RunStore(ws.db_path)
+    try:
+        # A delete cut short (a kill) is finished the next time the workspace is opened.
+        finish_pending_deletes(ws, store)
+    except UserError as exc:
+        print(f"shpers: warning: {exc}", file=sys.stderr)
+    return store
+
+
+def one_line(text: str) -> str:
+    """A user's text for a one-line listing: a newline or other control character cannot fake a row."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def _run_json(store, run, full: bool) -> dict:
     record = {k: v for k, v in vars(run).items() if full or k != "params"}
-    record["metrics"] = {subset: store.metrics(run.id, subset=subset)
+    scored = run.status == "finished"  # a run whose evaluation did not finish has no scores to show
+    record["metrics"] = {subset: store.metrics(run.id, subset=subset) if scored or subset == "info" else {}
                          for subset in ("all", "persona_dependent", "other", "info")}
     if full:
-        record["persona_scores"] = store.persona_scores(run.id)
+        record["persona_scores"] = store.persona_scores(run.id) if scored else {}
     return record
 
 
@@ -86,9 +116,10 @@ def list_runs(args) -> int:
             return 0
         print(f"{'run':24} {'status':11} {'method':18} {'personas':>8} {'emb. sim.':>9}  name")
         for run in runs:
-            sim = store.metrics(run.id, subset="all").get("embedding_similarity")
+            # Only a finished run's evaluation is complete; a run cut short shows no score.
+            sim = store.metrics(run.id, subset="all").get("embedding_similarity") if run.status == "finished" else None
             sim_text = f"{sim * 100:.2f}" if sim is not None else "–"
-            print(f"{run.id:24} {run.status:11} {run.method:18} {len(run.personas):>8} {sim_text:>9}  {run.name}")
+            print(f"{run.id:24} {run.status:11} {run.method:18} {len(run.personas):>8} {sim_text:>9}  {one_line(run.name)}")
     return 0
 
 
@@ -98,16 +129,19 @@ def show_run(args) -> int:
         if args.json:
             print(json.dumps(_run_json(store, run, full=True), indent=1, default=str))
             return 0
-        print(f"run {run.id}  {run.name}\nmethod {run.method}  base model {run.base_model}  status {run.status}")
+        print(f"run {run.id}  {one_line(run.name)}\nmethod {run.method}  base model {run.base_model}  status {run.status}")
         if run.error:
             print(f"error: {run.error}")
         print("parameters:\n" + json.dumps(run.params, indent=2, default=str))
-        _print_metrics({subset: store.metrics(run.id, subset=subset)
-                        for subset in ("all", "persona_dependent", "other")})
+        if run.status == "finished":
+            _print_metrics({subset: store.metrics(run.id, subset=subset)
+                            for subset in ("all", "persona_dependent", "other")})
+        else:
+            print(f"no metrics: the run is {run.status}, its evaluation did not finish")
         info = store.metrics(run.id, subset="info")
         if info:
             print("info: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(info.items())))
-        scores = store.persona_scores(run.id)
+        scores = store.persona_scores(run.id) if run.status == "finished" else {}
         if scores:
             print("embedding similarity per persona:")
             for pid, value in sorted(scores.items()):
@@ -132,6 +166,7 @@ def _print_metrics(by_subset: dict[str, dict[str, float]]) -> None:
 
 
 def compare_runs(args) -> int:
+    from shpers_core.evaluation.likeness import unlike_settings
     from shpers_core.evaluation.stats import paired_comparison
 
     with _store(args) as store:
@@ -142,6 +177,9 @@ def compare_runs(args) -> int:
         raise UserError(f"run {args.run_a if not a else args.run_b} has no {args.metric} scores (not finished?)")
     stats = paired_comparison(a, b)
     print(f"A = {run_a.id} ({run_a.name or run_a.method})\nB = {run_b.id} ({run_b.name or run_b.method})")
+    print(f"{args.metric}, {args.subset.replace('_', '-')} turns")
+    for line in unlike_settings(run_a, run_b):
+        print(f"warning: unlike runs, {line}; the difference mixes that change with the method's")
     print(stats.summary())
     print(stats.verdict())
     print("largest differences (B − A):")
@@ -209,6 +247,9 @@ def resume_run(args) -> int:
         run = store.get_run(args.run_id)
     if run.status not in ("interrupted", "cancelled", "failed"):
         raise UserError(f"run {run.id} is {run.status}; only interrupted, cancelled or failed runs resume")
+    if args.restart:
+        for part in ("checkpoints", "adapters"):
+            shutil.rmtree(ws.run_dir(run.id) / part, ignore_errors=True)
     try:
         run_job(JobSpec.from_dict(run.params), ws, Reporter(ProgressPrinter()), run_id=run.id)
     except JobCancelled:
@@ -217,13 +258,59 @@ def resume_run(args) -> int:
     return 0
 
 
+def _confirm(question: str) -> bool:
+    try:
+        answer = input(f"{question} [y/N] ")
+    except (EOFError, OSError):
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
 def delete_run(args) -> int:
+    from shpers_core.jobs.delete import delete_run as delete
+    from shpers_core.jobs.delete import human_size, plan_delete, resolve_run_id
+
     ws = Workspace.open(args.workspace)
     with _store(args) as store:
-        run = store.get_run(args.run_id)
-        if run.status == "running":
-            raise UserError(f"run {run.id} is running; cancel it first")
-        store.delete_run(run.id)
-    shutil.rmtree(ws.run_dir(run.id), ignore_errors=True)
-    print(f"deleted {run.id}")
+        run_id = resolve_run_id(store, args.run_id, confirmed=args.yes)
+        plan = plan_delete(ws, store, run_id)
+        if not args.yes:
+            print(plan.describe())
+            if not _confirm("Delete it?"):
+                raise UserError(f"run {run_id} not deleted (answer y to delete, or pass --yes)")
+        delete(ws, store, run_id)
+    print(f"deleted {run_id} (freed {human_size(plan.size_bytes)})")
     return 0
+
+
+def cancel_run(args) -> int:
+    """Queued: cancelled at once. Running here: asked to stop (SIGTERM), which checkpoints and marks it cancelled."""
+    import os
+    import signal
+    import time
+
+    from shpers_core.store.host import host_name, pid_alive
+
+    with _store(args) as store:
+        run = store.get_run(args.run_id)
+        if run.status == "queued":
+            store.cancel_run(run.id)
+            print(f"cancelled {run.id}")
+            return 0
+        if run.status != "running":
+            raise UserError(f"run {run.id} is {run.status}; only queued or running runs can be cancelled")
+        if run.host != host_name():
+            raise UserError(f"run {run.id} runs on {run.host}; cancel it there")
+        if not run.pid or pid_alive(run.pid) is False:
+            store.cancel_run(run.id)
+            print(f"cancelled {run.id} (its process was gone)")
+            return 0
+        os.kill(run.pid, signal.SIGTERM)
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline:
+            status = store.get_run(run.id).status
+            if status != "running":
+                print(f"{status} {run.id}")
+                return 0
+            time.sleep(0.2)
+    raise UserError(f"run {run.id} was asked to stop but is still running after {args.wait:.0f} s")

@@ -17,6 +17,9 @@ def add_parser(sub) -> None:
     p.add_argument("--preset", default="smoke", choices=list(PRESETS))
     p.add_argument("--model", default=None, help="base model (default: the preset's)")
     p.add_argument("--personas", nargs="+", default=None, metavar="ID", help="persona ids (default: the preset's)")
+    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
+                   help="base model dtype (default: bfloat16 where the GPU or CPU computes in it, else float32; "
+                        "trained weights are float32 either way)")
     p.add_argument("--markdown", help="also write the table as Markdown to this file")
     p.add_argument("--csv", help="also write the table as CSV to this file")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -35,7 +38,7 @@ def study(args) -> int:
         write_jsonl(generate_dataset(), ws.dataset_path)
     try:
         run_ids = run_study(args.preset, ws, Reporter(ProgressPrinter(quiet=args.quiet)), base_model=args.model,
-                            personas=args.personas)
+                            personas=args.personas, dtype=args.dtype)
     except JobCancelled:
         return 130
     with RunStore(ws.db_path) as store:

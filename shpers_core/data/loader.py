@@ -13,7 +13,7 @@ from pathlib import Path
 
 from shpers_core.data.errors import DatasetError
 from shpers_core.data.schema import Dataset, Dialogue, Persona
-from shpers_core.data.validate import record_to_dialogue
+from shpers_core.data.validate import record_to_dialogue, why_not_a_file
 
 SUFFIXES = (".json", ".jsonl")
 JSON_ARRAY_LIMIT = 200 * 1024 * 1024
@@ -37,7 +37,7 @@ def collect(path: Path) -> _Builder:
     elif path.is_file():
         files = [path]
     else:
-        raise DatasetError(f"{path}: no such file or folder")
+        raise DatasetError(f"{path}: {why_not_a_file(path)}")
     builder = _Builder()
     strings: dict[str, str] = {}
     for file in files:

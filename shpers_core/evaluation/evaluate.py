@@ -8,6 +8,7 @@ rest) and across personas.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +39,10 @@ class EvalResult:
     """subset -> metric -> persona id -> mean over that persona's turns."""
     metrics: dict[str, dict[str, float]]
     """subset -> metric -> mean over personas (and ``<metric>_std``)."""
+    turns_per_second: float = 0.0
+    """Generation speed: test turns answered per second (scoring excluded)."""
+    truncated_turns: int = 0
+    """Turns whose prompt was cut to fit the model's context."""
 
 
 def _stack_factors(adapters: list[Adapter]) -> tuple[list[dict[str, torch.Tensor]], int]:
@@ -65,14 +70,29 @@ def _targets(adapters: list[Adapter]) -> list[str]:
     return sorted(names)
 
 
-def _prompt_for(base, plan: EvalPlan, persona_id: str, history: list, system_prompt: str | None) -> list[int]:
-    """The token ids that ask ``persona_id``'s next reply to ``history`` under ``plan``."""
-    from shpers_core.models import encode_prompt
+def context_length(model) -> int | None:
+    """The longest sequence ``model`` takes (its position embeddings), if its config says."""
+    config = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
+    value = getattr(config, "max_position_embeddings", None)
+    return int(value) if value else None
+
+
+def _prompt_for(base, plan: EvalPlan, persona_id: str, history: list, system_prompt: str | None,
+                max_new_tokens: int = 0) -> tuple[list[int], bool]:
+    """The token ids that ask ``persona_id``'s next reply to ``history`` under ``plan``, cut (oldest turns
+    first) so that they, the persona's soft prompt or KV prefix and the reply fit the model's context;
+    and whether anything was cut."""
+    from shpers_core.models import encode_prompt_within
 
     system = plan.system.get(persona_id, system_prompt)
     if plan.system_for_turn is not None:
         system = plan.system_for_turn(persona_id, history) or system
-    return encode_prompt(base.tokenizer, history, system=system)
+    limit = context_length(base.model)
+    if limit is None:
+        limit = 1 << 30
+    soft, kv = plan.soft_prompts.get(persona_id), plan.kv_prefixes.get(persona_id)
+    used = (0 if soft is None else int(soft.shape[0])) + (0 if kv is None else int(kv.shape[3]))
+    return encode_prompt_within(base.tokenizer, history, system, limit - used - max_new_tokens)
 
 
 def _install(base, adapters: list[Adapter]):
@@ -92,14 +112,35 @@ def _install(base, adapters: list[Adapter]):
 def generate_for_plan(base, plan: EvalPlan, requests: list[tuple[str, list]], system_prompt: str | None,
                       max_new_tokens: int, batch_size: int, reporter=None) -> list[str]:
     """Replies for ``(persona_id, history)`` requests under ``plan``."""
-    from shpers_core.evaluation.generation import generate_replies
+    replies, _ = generate_dialogues_for_plan(base, plan, [(pid, [history]) for pid, history in requests],
+                                             system_prompt, max_new_tokens, batch_size, reporter)
+    return [r[0] for r in replies]
+
+
+def generate_dialogues_for_plan(base, plan: EvalPlan, dialogues: list[tuple[str, list[list]]],
+                                system_prompt: str | None, max_new_tokens: int, batch_size: int, reporter=None,
+                                *, reuse_cache: bool = True) -> tuple[list[list[str]], int]:
+    """Replies to every turn of ``(persona_id, [history of turn 0, of turn 1, ...])`` dialogues under
+    ``plan``, and how many turns' prompts were cut to fit the context.
+
+    With ``reuse_cache`` each dialogue is prefilled once and its cache extended turn by turn
+    (:func:`~shpers_core.evaluation.generation.generate_dialogues`); without, every turn's prompt is
+    encoded whole (the same greedy replies, slower).
+    """
+    from shpers_core.evaluation.generation import generate_dialogues, generate_replies
     from shpers_core.models import decode_reply
 
     prompts, slots, prefixes, kv_prefixes = [], [], [], []
+    truncated = 0
     unique: list[Adapter] = []
     slot_of: dict[int, int] = {}
-    for pid, history in requests:
-        prompts.append(_prompt_for(base, plan, pid, history, system_prompt))
+    for pid, histories in dialogues:
+        turns = []
+        for history in histories:
+            ids, cut = _prompt_for(base, plan, pid, history, system_prompt, max_new_tokens)
+            turns.append(ids)
+            truncated += cut
+        prompts.append(turns)
         adapter = plan.adapters.get(pid)
         if adapter is None:
             slots.append(-1)
@@ -111,39 +152,70 @@ def generate_for_plan(base, plan: EvalPlan, requests: list[tuple[str, list]], sy
         prefixes.append(plan.soft_prompts.get(pid))
         kv_prefixes.append(plan.kv_prefixes.get(pid))
     multi = _install(base, unique)
+    options = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, reporter=reporter)
     try:
         model = multi.model if multi is not None else base.model
-        outputs = generate_replies(model, base.tokenizer, prompts, slots=slots if multi else None, multi=multi,
-                                   max_new_tokens=max_new_tokens, batch_size=batch_size, reporter=reporter,
-                                   prefix_embeds=prefixes if any(p is not None for p in prefixes) else None,
-                                   kv_prefixes=kv_prefixes if any(p is not None for p in kv_prefixes) else None)
+        if reuse_cache:
+            outputs = generate_dialogues(
+                model, base.tokenizer, prompts, slots=slots if multi else None, multi=multi,
+                prefix_embeds=prefixes if any(p is not None for p in prefixes) else None,
+                kv_prefixes=kv_prefixes if any(p is not None for p in kv_prefixes) else None, **options)
+        else:
+            rows = [(i, k) for i, turns in enumerate(prompts) for k in range(len(turns))]
+            flat = generate_replies(
+                model, base.tokenizer, [prompts[i][k] for i, k in rows],
+                slots=[slots[i] for i, _ in rows] if multi else None, multi=multi,
+                prefix_embeds=[prefixes[i] for i, _ in rows] if any(p is not None for p in prefixes) else None,
+                kv_prefixes=[kv_prefixes[i] for i, _ in rows] if any(p is not None for p in kv_prefixes) else None,
+                **options)
+            outputs = [[[] for _ in turns] for turns in prompts]
+            for (i, k), out in zip(rows, flat):
+                outputs[i][k] = out
     finally:
         if multi is not None:
             multi.remove()
-    return [decode_reply(base.tokenizer, out) for out in outputs]
+    return [[decode_reply(base.tokenizer, out) for out in turns] for turns in outputs], truncated
 
 
-def evaluate_plan(ctx, plan: EvalPlan) -> EvalResult:
+def test_requests(ctx) -> tuple[list[TurnResult], list[tuple[str, list[list]]]]:
+    """Every test turn of the context's personas as an empty result, and the same turns grouped by dialogue."""
+    items: list[TurnResult] = []
+    dialogues = []
+    for pid in ctx.personas:
+        for dialogue in ctx.dialogues(pid, "test"):
+            histories = []
+            for i, (history, reference) in enumerate(dialogue.turns()):
+                items.append(TurnResult(pid, dialogue.dialogue_id, i, [m.to_dict() for m in history], "",
+                                        reference.text, reference.persona_dependent))
+                histories.append(history)
+            dialogues.append((pid, histories))
+    return items, dialogues
+
+
+def evaluate_plan(ctx, plan: EvalPlan, *, reuse_cache: bool = True) -> EvalResult:
     """Generate and score every test turn of the context's personas."""
     from shpers_core.evaluation.embedding import EmbeddingScorer
     from shpers_core.evaluation.metrics import score_reply
 
-    items: list[TurnResult] = []
-    requests = []
-    for pid in ctx.personas:
-        for dialogue in ctx.dialogues(pid, "test"):
-            for i, (history, reference) in enumerate(dialogue.turns()):
-                items.append(TurnResult(pid, dialogue.dialogue_id, i, [m.to_dict() for m in history], "",
-                                        reference.text, reference.persona_dependent))
-                requests.append((pid, history))
+    items, dialogues = test_requests(ctx)
     ctx.reporter.log(f"evaluating {len(items)} turns of {len(ctx.personas)} personas")
-    replies = generate_for_plan(ctx.base, plan, requests, ctx.system_prompt, ctx.eval.max_new_tokens,
-                                ctx.eval.eval_batch_size, ctx.reporter)
+    started = time.perf_counter()
+    nested, truncated = generate_dialogues_for_plan(ctx.base, plan, dialogues, ctx.system_prompt,
+                                                    ctx.eval.max_new_tokens, ctx.eval.eval_batch_size, ctx.reporter,
+                                                    reuse_cache=reuse_cache)
+    seconds = time.perf_counter() - started
+    if truncated:
+        ctx.reporter.log(f"{truncated} of {len(items)} turns had their history cut to fit the model's context",
+                         "warning")
+    replies = [reply for turns in nested for reply in turns]
     sims = EmbeddingScorer().similarity(replies, [t.reference for t in items])
     for item, reply, sim in zip(items, replies, sims):
         item.prediction = reply
         item.scores = {"embedding_similarity": float(sim), **score_reply(reply, item.reference)}
-    return aggregate(items, ctx.personas)
+    result = aggregate(items, ctx.personas)
+    result.turns_per_second = len(items) / seconds if seconds > 0 else 0.0
+    result.truncated_turns = truncated
+    return result
 
 
 def aggregate(items: list[TurnResult], personas: list[str]) -> EvalResult:
@@ -178,7 +250,7 @@ def stream_for_plan(base, plan: EvalPlan, persona_id: str, history: list, system
     """The reply to one persona's ``history`` under ``plan``, yielded in pieces as generated."""
     from shpers_core.evaluation.generation import generate_stream
 
-    prompt = _prompt_for(base, plan, persona_id, history, system_prompt)
+    prompt, _ = _prompt_for(base, plan, persona_id, history, system_prompt, max_new_tokens)
     adapter = plan.adapters.get(persona_id)
     multi = _install(base, [adapter] if adapter is not None else [])
     soft = plan.soft_prompts.get(persona_id)

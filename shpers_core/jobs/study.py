@@ -92,7 +92,7 @@ def _applicable(method: str, overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def study_specs(preset: str | StudyPreset, persona_ids: list[str], *, base_model: str | None = None,
-                extra: dict[str, Any] | None = None) -> list[JobSpec]:
+                extra: dict[str, Any] | None = None, dtype: str | None = None) -> list[JobSpec]:
     """One job per study row for ``preset`` over ``persona_ids`` (already chosen)."""
     p = get_preset(preset) if isinstance(preset, str) else preset
     specs = []
@@ -100,7 +100,7 @@ def study_specs(preset: str | StudyPreset, persona_ids: list[str], *, base_model
         overrides = _applicable(method, {**p.overrides, **(extra or {})})
         overrides.update({f"method_params.{k}": v for k, v in own.items()})
         specs.append(build_spec(method, overrides, base_model=base_model or p.base_model,
-                                personas=list(persona_ids), name=label))
+                                personas=list(persona_ids), name=label, dtype=dtype))
     return specs
 
 
@@ -110,7 +110,7 @@ def preset_personas(preset: StudyPreset, all_ids: list[str]) -> list[str]:
 
 
 def run_study(preset: str, workspace, reporter: Reporter, *, base_model: str | None = None,
-              personas: list[str] | None = None) -> list[str]:
+              personas: list[str] | None = None, dtype: str | None = None) -> list[str]:
     """Run every study row in one process (the base model is loaded once); returns run ids."""
     from shpers_core.jobs.runner import load_dataset_for, run_job
 
@@ -119,7 +119,7 @@ def run_study(preset: str, workspace, reporter: Reporter, *, base_model: str | N
     dataset = load_dataset_for(first, workspace)
     ids = personas or preset_personas(p, dataset.persona_ids)
     run_ids = []
-    for i, spec in enumerate(study_specs(p, ids, base_model=base_model)):
+    for i, spec in enumerate(study_specs(p, ids, base_model=base_model, dtype=dtype)):
         reporter.progress("study", i, len(STUDY_STEPS))
         reporter.log(f"[{i + 1}/{len(STUDY_STEPS)}] {spec.name}")
         run_ids.append(run_job(spec, workspace, reporter, dataset=dataset))

@@ -43,7 +43,7 @@ def run(ctx, params: PerPersonaParams) -> EvalPlan:
         from shpers_core.training.multi.trainer import checkpointed_adapters
         from shpers_core.training.multi_lora import train_many
 
-        checkpoints = ctx.run_dir / "checkpoints" / "batched"
+        checkpoints = ctx.checkpoint_dir("batched")
         batch = todo
         if len(todo) < len(ctx.personas) and checkpointed_adapters(checkpoints) == list(ctx.personas):
             # Stopped while saving the adapters: finish the batch the checkpoint holds (its adapters
@@ -54,7 +54,7 @@ def run(ctx, params: PerPersonaParams) -> EvalPlan:
             ctx.reporter, val_by_adapter={pid: ctx.examples(pid, "val") for pid in batch},
             micro_batch_rows=params.micro_batch_rows or None, checkpoint_dir=checkpoints,
         )
-        ctx.trainable_params += result.trainable_params
+        ctx.note_training(result)
         for pid in batch:
             if pid in todo:
                 adapters[pid] = ctx.save_lora(pid, result.state_dicts[pid], persona_id=pid)

@@ -1,13 +1,13 @@
 """Base models (embedded SmolLM2, Qwen2.5, tiny test models, any saved or hub model) and chat encoding."""
 
-from .chat import decode_reply, encode_dialogue, encode_prompt, to_chat
+from .chat import decode_reply, encode_dialogue, encode_prompt, encode_prompt_within, to_chat
 from .device import describe_device, pick_device, pick_dtype
 from .errors import ModelError
 from .registry import DEFAULT_MODEL, MODEL_NAMES, BaseModel, describe_models, load_base
 
 __all__ = [
     "DEFAULT_MODEL", "MODEL_NAMES", "BaseModel", "ModelError", "build_tiny_qwen2", "decode_reply",
-    "describe_device", "describe_models", "encode_dialogue", "encode_prompt", "load_base", "pick_device",
+    "describe_device", "describe_models", "encode_dialogue", "encode_prompt", "encode_prompt_within", "load_base", "pick_device",
     "pick_dtype", "to_chat",
 ]
 

@@ -150,3 +150,43 @@ def decode_reply(tokenizer, token_ids) -> str:
             ids = ids[:j]
             break
     return tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
+# A token never spans more characters than this in the vocabularies here; cutting a message to
+# ``budget * _MAX_TOKEN_CHARS`` characters first keeps a huge message from being tokenised whole.
+_MAX_TOKEN_CHARS = 64
+
+
+def encode_prompt_within(tokenizer, history: Sequence[MessageLike], system: str | None,
+                         budget: int) -> tuple[list[int], bool]:
+    """:func:`encode_prompt` in at most ``budget`` tokens, and whether anything was cut.
+
+    The oldest turns go first (the history then starts at a user message); if the last message
+    alone is still too long, its text is cut from the start, keeping its end. The system prompt
+    stays. As a last resort (a system prompt longer than the budget) tokens are cut from the left.
+    """
+    budget = max(1, budget)
+    chat = to_chat(history)
+    cap = budget * _MAX_TOKEN_CHARS
+    cut = any(len(m["content"]) > cap for m in chat)
+    chat = [{**m, "content": m["content"][-cap:]} for m in chat]
+    ids = encode_prompt(tokenizer, chat, system)
+    if len(ids) <= budget:
+        return ids, cut
+    while len(chat) > 1:
+        chat = chat[1:]
+        while len(chat) > 1 and chat[0]["role"] != "user":
+            chat = chat[1:]
+        ids = encode_prompt(tokenizer, chat, system)
+        if len(ids) <= budget:
+            return ids, True
+    text = chat[0]["content"] if chat else ""
+    lo, hi = 0, len(text)  # the most characters of the message's end that fit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(encode_prompt(tokenizer, [{**chat[0], "content": text[len(text) - mid:]}], system)) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    ids = encode_prompt(tokenizer, [{**chat[0], "content": text[len(text) - lo:]}] if chat else [], system)
+    return ids[-budget:], True

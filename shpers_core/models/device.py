@@ -45,14 +45,34 @@ def check_device(device: str) -> str:
     return str(dev)
 
 
-def pick_dtype(device: str) -> str:
-    """bf16 on CUDA where supported (fp16 otherwise); fp32 on MPS and CPU.
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AMX or AVX512-BF16).
 
-    MPS gets fp32 rather than fp16: the models here are small enough, and fp16 without loss
-    scaling lets LoRA gradients underflow.
+    Read from the kernel's CPU flags: torch's own capability string stops at AVX512 and does not
+    say whether AMX is there. Without these units bf16 is emulated and slower than float32.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def pick_dtype(device: str) -> str:
+    """The dtype of the frozen base model: bf16 where the hardware computes in it, else fp16 on CUDA
+    without bf16 (trained weights stay float32 and the loss is scaled), else float32.
+
+    bf16 on CUDA with bf16 support and on CPUs with AMX or AVX512-BF16; MPS gets float32 (fp16 there
+    has no loss scaler, and the models here are small).
     """
     if device.startswith("cuda"):
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if device == "cpu" and cpu_supports_bf16():
+        return "bfloat16"
     return "float32"
 
 

@@ -15,9 +15,12 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
 from shpers_core.events import JobCancelled, Reporter, Step, Validation
-from shpers_core.training.batching import Example, batches_for, collate, token_loss_sum
+from shpers_core.training.batching import Example, batches_for, collate
 from shpers_core.training.checkpoint import load_checkpoint, save_checkpoint
 from shpers_core.training.config import LoraParams, TrainParams, learning_rate_at
+from shpers_core.training.diverged import check_loss
+from shpers_core.training.loss import labelled_loss_sum, padding_share
+from shpers_core.training.precision import LossScaler
 
 
 @dataclass
@@ -29,6 +32,18 @@ class FitResult:
     seconds: float = 0.0
     trainable_params: int = 0
     stopped_early: bool = False
+    tokens: int = 0
+    """Real (unpadded) tokens trained on."""
+    padded: int = 0
+    """Padding positions the forward passes computed beside them."""
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def padding_share(self) -> float:
+        return self.padded / max(1, self.padded + self.tokens)
 
 
 def lora_config(lora: LoraParams) -> LoraConfig:
@@ -45,11 +60,6 @@ def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def _real_positions(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    # Prompt tuning prepends virtual tokens, so its logits are longer than the labels.
-    return logits[:, logits.size(1) - labels.size(1):]
-
-
 @torch.no_grad()
 def validation_loss(model: torch.nn.Module, pad_id: int, examples: list[Example], batch_size: int) -> float:
     """Mean next-token loss over the assistant tokens of ``examples``."""
@@ -59,8 +69,7 @@ def validation_loss(model: torch.nn.Module, pad_id: int, examples: list[Example]
     device = next(model.parameters()).device
     for i in range(0, len(examples), batch_size):
         batch = {k: v.to(device) for k, v in collate(examples[i : i + batch_size], pad_id).items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        s, c = token_loss_sum(_real_positions(logits, batch["labels"]), batch["labels"])
+        s, c = labelled_loss_sum(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
         total += float(s.sum())
         count += int(c.sum())
     model.train(was_training)
@@ -110,7 +119,7 @@ def fit(
     val_series = series.replace("train", "val") if "train" in series else f"{series}/val"
 
     state = {"step": 0, "best_val": float("inf"), "bad_epochs": 0, "train_curve": [], "val_curve": [],
-             "seconds": 0.0, "stopped_early": False}
+             "seconds": 0.0, "stopped_early": False, "tokens": 0, "padded": 0}
     best_weights: dict[str, torch.Tensor] | None = None
     if checkpoint_dir is not None:
         resumed = load_checkpoint(checkpoint_dir)
@@ -131,27 +140,35 @@ def fit(
             current = {n: p.detach().cpu().clone() for n, p in zip(names, weights)}
             save_checkpoint(checkpoint_dir, current, optimizer.state_dict(), state, best_weights, device)
 
+    scaler = LossScaler.for_model(model)
     model.train()
     started = time.perf_counter() - state["seconds"]
     try:
         while state["step"] < total and not state["stopped_early"]:
             reporter.check()
             t = state["step"]
-            batch = {k: v.to(device) for k, v in collate([train[i] for i in plan[t]], pad_id).items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            s, c = token_loss_sum(_real_positions(logits, batch["labels"]), batch["labels"])
+            rows = [train[i] for i in plan[t]]
+            padded, real = padding_share([len(e) for e in rows])
+            state["padded"] += padded
+            state["tokens"] += real
+            batch = {k: v.to(device) for k, v in collate(rows, pad_id).items()}
+            s, c = labelled_loss_sum(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
             loss = s.sum() / c.sum().clamp(min=1)
-            loss.backward()
-            if params.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(weights, params.max_grad_norm)
+            check_loss(loss.item(), t + 1, series)
+            scaler.scaled(loss).backward()
             lr = learning_rate_at(t, total, warmup, params.learning_rate)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.step()
+            if scaler.unscale(weights):  # float16 only: a step whose gradients overflowed is skipped
+                if params.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(weights, params.max_grad_norm)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             state["step"] = t + 1
             state["train_curve"].append((t + 1, loss.item()))
-            reporter.emit(Step(t + 1, total, state["train_curve"][-1][1], lr, series))
+            elapsed = time.perf_counter() - started
+            reporter.emit(Step(t + 1, total, state["train_curve"][-1][1], lr, series,
+                               state["tokens"] / elapsed if elapsed > 0 else 0.0))
             if state["step"] % steps_per_epoch == 0 and val:
                 vloss = validation_loss(model, pad_id, val, params.batch_size)
                 state["val_curve"].append((state["step"], vloss))
@@ -185,6 +202,8 @@ def fit(
         seconds=state["seconds"],
         trainable_params=sum(p.numel() for p in weights),
         stopped_early=state["stopped_early"],
+        tokens=state["tokens"],
+        padded=state["padded"],
     )
 
 

@@ -130,6 +130,12 @@ class PersonasView(QWidget):
         self.proxy.rowsInserted.connect(self._update_count)
         self.proxy.modelReset.connect(self._update_count)
         self.search.textChanged.connect(lambda _t: self._update_count())
+        self.search.textChanged.connect(lambda _t: self._filter_map())
+        self.notice = QLabel()
+        self.notice.setStyleSheet("color: #8d6e63;")
+        self.notice.setWordWrap(True)
+        self.notice.hide()
+        ll.addWidget(self.notice)
         self._dataset_changed()
 
     def _dataset_changed(self) -> None:
@@ -146,11 +152,22 @@ class PersonasView(QWidget):
         rows = self.table.selectionModel().selectedRows()
         return [self.proxy.index(r.row(), 0).data() for r in sorted(rows, key=lambda i: i.row())]
 
+    def _filter_map(self) -> None:
+        """The map dims the personas the search hides."""
+        if not self.search.text():
+            self.map.set_visible(None)
+        else:
+            self.map.set_visible([self.proxy.index(r, 0).data() for r in range(self.proxy.rowCount())])
+        self.notice.hide()
+
     def select_persona(self, pid: str) -> None:
         if pid not in self.model.ids:
             return
         if self.proxy.mapFromSource(self.model.index(self.model.ids.index(pid), 0)).row() < 0:
-            self.search.clear()  # the filter hides it
+            text = self.search.text()
+            self.search.clear()  # the search hides it
+            self.notice.setText(f"{pid} was hidden by the search “{text}”: the search was cleared to show it.")
+            self.notice.show()
         row = self.proxy.mapFromSource(self.model.index(self.model.ids.index(pid), 0)).row()
         self.table.selectionModel().select(
             self.proxy.index(row, 0),

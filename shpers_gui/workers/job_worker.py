@@ -29,6 +29,7 @@ class JobWorker(QThread):
 
     started_run = Signal(str)  # run id
     step = Signal(str, int, int, float, float)  # series, step, total steps, loss, learning rate
+    speed = Signal(float)  # training tokens per second so far
     validation = Signal(str, int, float)  # series, step, loss
     progress = Signal(str, int, int)  # phase, done, total
     log = Signal(str, str)  # level, message
@@ -92,6 +93,8 @@ class JobWorker(QThread):
             self.started_run.emit(event.run_id)
         elif isinstance(event, Step):
             self.step.emit(event.series, event.step, event.total_steps, event.loss, event.learning_rate)
+            if event.tokens_per_s > 0:
+                self.speed.emit(event.tokens_per_s)
         elif isinstance(event, Validation):
             self.validation.emit(event.series, event.step, event.loss)
         elif isinstance(event, Progress):

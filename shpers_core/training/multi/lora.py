@@ -90,7 +90,8 @@ class StackedLoraLinear(nn.Module):
             if r.keep is not None:
                 delta = delta * r.keep
             delta = delta.reshape(*shape[:-1], delta.shape[-1])
-        return result + delta.to(result.dtype)
+        # Added in the adapter's float32, then rounded once to the base dtype, as PEFT does.
+        return (result + delta).to(result.dtype)
 
 
 def _matches(name: str, targets: Sequence[str]) -> bool:

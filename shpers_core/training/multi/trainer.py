@@ -35,12 +35,15 @@ from peft import get_peft_model_state_dict
 from torch import nn
 
 from shpers_core.events import JobCancelled, Reporter, Step, Validation
-from shpers_core.training.batching import IGNORE_INDEX, Example, batches_for, collate, token_loss_sum
+from shpers_core.training.batching import IGNORE_INDEX, Example, batches_for, collate
 from shpers_core.training.checkpoint import STATE, Checkpoint, load_checkpoint, save_checkpoint
 from shpers_core.training.config import LoraParams, TrainParams, learning_rate_at
+from shpers_core.training.diverged import check_loss
 from shpers_core.training.fit import replay_curve
+from shpers_core.training.loss import labelled_loss_sum, padding_share
 from shpers_core.training.multi.adamw import StackedAdamW, clip_grad_norm_per_adapter
 from shpers_core.training.multi.lora import MultiLoraModel, _matches
+from shpers_core.training.precision import LossScaler
 
 PER_ADAPTER_EVENTS_MAX = 32
 # Padded tokens per micro-batch when no row count is given. On a GPU, logits dominate memory: at
@@ -62,6 +65,16 @@ class MultiFitResult:
     tokens: int = 0
     trainable_params: int = 0
     stopped_early: list[str] = field(default_factory=list)
+    padded: int = 0
+    """Padding positions the forward passes computed beside the ``tokens`` trained on."""
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def padding_share(self) -> float:
+        return self.padded / max(1, self.padded + self.tokens)
 
 
 def peft_init_state(base_model: torch.nn.Module, lora: LoraParams, seed: int) -> dict[str, torch.Tensor]:
@@ -257,6 +270,7 @@ class _Loop:
         self.global_per_epoch = self.total_global // p.num_epochs
         self.g = 0
         self.tokens = 0
+        self.padded = 0
         self.seconds = 0.0
         self.t = [0] * n
         self.stopped = [False] * n
@@ -277,6 +291,7 @@ class _Loop:
         self.verbose = n <= PER_ADAPTER_EVENTS_MAX
         self.weights = multi.parameters()
         self.optimizer = StackedAdamW(self.weights, n, betas=(0.9, 0.999), eps=1e-8, weight_decay=p.weight_decay)
+        self.scaler = LossScaler.for_model(self.model)
 
     def run(self) -> MultiFitResult:
         n, p = len(self.ids), self.params
@@ -296,14 +311,17 @@ class _Loop:
                 rows = [(a, self.train_ex[a][i]) for a in active for i in self.plans[a][self.t[a]]]
                 self.tokens += sum(len(e) for _, e in rows)
                 losses = self._train_step(rows, n)
-                if p.max_grad_norm > 0:
-                    clip_grad_norm_per_adapter(self.weights, p.max_grad_norm)
+                for a in active:
+                    check_loss(float(losses[a]), self.t[a] + 1, f"{self.ids[a]}/train")
                 lr = torch.zeros(n, dtype=torch.float64)
                 for a in active:
                     lr[a] = learning_rate_at(self.t[a], self.totals[a], self.warmups[a], p.learning_rate)
-                mask = torch.zeros(n, dtype=torch.bool)
-                mask[active] = True
-                self.optimizer.step(mask, lr)
+                if self.scaler.unscale(self.weights):  # float16 only: an overflowed step is skipped
+                    if p.max_grad_norm > 0:
+                        clip_grad_norm_per_adapter(self.weights, p.max_grad_norm)
+                    mask = torch.zeros(n, dtype=torch.bool)
+                    mask[active] = True
+                    self.optimizer.step(mask, lr)
                 self.optimizer.zero_grad()
                 # The loop's state first, then the events: a sink that raises leaves no half-counted step.
                 self.g += 1
@@ -315,7 +333,9 @@ class _Loop:
                     for a in active:
                         self.reporter.emit(Step(self.t[a], self.totals[a], float(losses[a]), float(lr[a]),
                                                 f"{self.ids[a]}/train"))
-                self.reporter.emit(Step(self.g, self.total_global, *self.mean_train[-1][1:], "train"))
+                elapsed = time.perf_counter() - started
+                self.reporter.emit(Step(self.g, self.total_global, *self.mean_train[-1][1:], "train",
+                                        self.tokens / elapsed if elapsed > 0 else 0.0))
                 ending = [a for a in active if self.t[a] % self.per_epoch[a] == 0 and self.val_ex[a]]
                 if ending:
                     self._validate(ending, self.g)
@@ -340,6 +360,7 @@ class _Loop:
             global_steps=self.g,
             seconds=self.seconds,
             tokens=self.tokens,
+            padded=self.padded,
             trainable_params=n * self.multi.trainable_params_per_adapter(),
             stopped_early=[pid for a, pid in enumerate(self.ids) if self.stopped[a]],
         )
@@ -366,6 +387,7 @@ class _Loop:
             "mean_train": self.mean_train,
             "mean_val": self.mean_val,
             "tokens": self.tokens,
+            "padded": self.padded,
             "seconds": self.seconds,
         }
         save_checkpoint(self.checkpoint_dir, weights, self.optimizer.state_dict(), state, best or None, self.device)
@@ -381,6 +403,7 @@ class _Loop:
         saved.restore_rng(self.device)
         s = saved.state
         self.g, self.tokens, self.seconds = s["global_step"], s["tokens"], s["seconds"]
+        self.padded = s.get("padded", 0)
         self.t, self.stopped = list(s["steps"]), list(s["stopped"])
         self.best_val, self.bad_epochs = list(s["best_val"]), list(s["bad_epochs"])
         self.train_curves = [[tuple(x) for x in curve] for curve in s["train_curves"]]
@@ -417,14 +440,16 @@ class _Loop:
         norm.clamp_(min=1)
         inv_norm = (1.0 / norm).to(self.device, torch.float32)
         loss_sum = torch.zeros(n, dtype=torch.float64)
+        # Rows sorted by length share micro-batches: less padding, and each row's loss is its own.
         for group in micro_batches([len(e) for _, e in rows], self.max_rows, self.max_tokens):
             slots = torch.tensor([rows[i][0] for i in group])
+            padded, _ = padding_share([len(rows[i][1]) for i in group])
+            self.padded += padded
             batch = {k: v.to(self.device) for k, v in collate([rows[i][1] for i in group], self.pad_id).items()}
             with self.multi.use_slots(slots):
-                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            s, _ = token_loss_sum(logits, batch["labels"])
+                s, _ = labelled_loss_sum(self.model, batch["input_ids"], batch["attention_mask"], batch["labels"])
             dev_slots = slots.to(self.device)
-            (s * inv_norm[dev_slots]).sum().backward()
+            self.scaler.scaled((s * inv_norm[dev_slots]).sum()).backward()
             loss_sum.index_add_(0, slots, s.detach().to("cpu", torch.float64))
         return loss_sum / norm
 
@@ -440,8 +465,7 @@ class _Loop:
                 slots = torch.tensor([rows[i][0] for i in group])
                 batch = {k: v.to(self.device) for k, v in collate([rows[i][1] for i in group], self.pad_id).items()}
                 with self.multi.use_slots(slots):
-                    logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                s, c = token_loss_sum(logits, batch["labels"])
+                    s, c = labelled_loss_sum(self.model, batch["input_ids"], batch["attention_mask"], batch["labels"])
                 sums.index_add_(0, slots, s.to("cpu", torch.float64))
                 counts.index_add_(0, slots, c.to("cpu", torch.float64))
         finally:

@@ -1,0 +1,31 @@
+"""Threads: all physical cores for a job alone, one for work that starts beside another computing process."""
+
+import os
+import subprocess
+import sys
+
+import torch
+
+from shpers_core import threads
+
+
+def test_a_job_alone_uses_every_physical_core_and_a_second_one_thread(shpers_cache):
+    cores = threads.physical_cores()
+    assert 1 <= cores <= (os.cpu_count() or 1)
+    assert os.environ.get("OMP_WAIT_POLICY") == "PASSIVE"
+    with threads.computing() as n:
+        assert n == cores == torch.get_num_threads()
+        # Another process asks while this one is registered as computing.
+        code = "from shpers_core import threads; print(threads.threads_now())"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        assert out.stdout.strip() == "1"
+        with threads.computing() as inner:  # a source run inside a job keeps the job's threads
+            assert inner == cores
+    assert threads.other_busy_processes() == 0
+    assert threads.threads_now() == cores
+
+
+def test_chat_does_not_count_as_a_computing_process(shpers_cache):
+    with threads.computing(register=False):
+        assert not list((shpers_cache / "busy").iterdir())
