@@ -31,7 +31,7 @@ def runs(models_cache, tmp_path_factory):
         mp.setenv("HF_HUB_OFFLINE", "1")
         ws = Workspace.open(root)
         write_jsonl(generate_dataset(3, 6, seed=3), ws.dataset_path)
-        common = {"train.num_epochs": 2, "train.max_length": 128, "train.learning_rate": 5e-3,
+        common = {"train.num_epochs": 2, "train.max_length": 128, "train.learning_rate": 2e-2,
                   "eval.max_test_dialogues": 1, "eval.max_new_tokens": 4}
         lora = run_job(build_spec("per_persona_lora", common, base_model="tiny-qwen2", device="cpu"), ws, Reporter())
         soft = run_job(build_spec("soft_prompt", {**common, "num_virtual_tokens": 4, "scope": "persona"},

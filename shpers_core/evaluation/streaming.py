@@ -32,7 +32,8 @@ def stream_rows(base, rows: list[tuple], max_new_tokens: int) -> Iterator[Piece]
     prompts, slots, softs, kvs = [], [], [], []
     unique, slot_of = [], {}
     for plan, pid, history, system in rows:
-        prompts.append(_prompt_for(base, plan, pid, history, system))
+        prompt, _cut = _prompt_for(base, plan, pid, history, system, max_new_tokens)
+        prompts.append(prompt)
         adapter = plan.adapters.get(pid)
         if adapter is None:
             slots.append(-1)
