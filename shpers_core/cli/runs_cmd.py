@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -98,6 +99,20 @@ def one_line(text: str) -> str:
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
+def _dumps(value) -> str:
+    """Strict JSON for scripts: a NaN or infinite score (a diverged run) becomes null, not ``NaN``."""
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(value), indent=1, default=str, allow_nan=False)
+
+
 def _run_json(store, run, full: bool) -> dict:
     record = {k: v for k, v in vars(run).items() if full or k != "params"}
     scored = run.status == "finished"  # a run whose evaluation did not finish has no scores to show
@@ -112,7 +127,7 @@ def list_runs(args) -> int:
     with _store(args) as store:
         runs = store.list_runs(status=args.status, method=args.method)
         if args.json:
-            print(json.dumps([_run_json(store, r, full=False) for r in runs], indent=1, default=str))
+            print(_dumps([_run_json(store, r, full=False) for r in runs]))
             return 0
         if not runs:
             print("no runs yet")
@@ -130,7 +145,7 @@ def show_run(args) -> int:
     with _store(args) as store:
         run = store.get_run(args.run_id)
         if args.json:
-            print(json.dumps(_run_json(store, run, full=True), indent=1, default=str))
+            print(_dumps(_run_json(store, run, full=True)))
             return 0
         print(f"run {run.id}  {one_line(run.name)}\nmethod {run.method}  base model {run.base_model}  status {run.status}")
         if run.error:
