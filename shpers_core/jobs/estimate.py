@@ -77,6 +77,9 @@ def measured_speed(store, base_model: str) -> tuple[float | None, float | None, 
     return tokens, turns, source
 
 
+_last_split: dict = {}
+
+
 def estimate_job(spec, dataset, store) -> JobEstimate:
     """The cost of running ``spec`` on ``dataset``, timed with the speeds recorded in ``store``."""
     from shpers_core.data import split_dataset
@@ -86,7 +89,11 @@ def estimate_job(spec, dataset, store) -> JobEstimate:
     method = get_method(spec.method)
     _mp, lora, train, ev = resolved(spec)
     ids = list(spec.personas) or list(dataset.persona_ids)
-    splits = split_dataset(dataset, seed=ev.split_seed)
+    # The app asks again after every edit of the form: split each dataset once per seed.
+    key = (id(dataset), ev.split_seed)
+    if _last_split.get("key") != key or _last_split.get("dataset") is not dataset:
+        _last_split.update(key=key, dataset=dataset, splits=split_dataset(dataset, seed=ev.split_seed))
+    splits = _last_split["splits"]
     per_persona, chars, test_turns = [], 0, 0
     for pid in ids:
         split = splits[pid]
