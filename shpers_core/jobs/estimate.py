@@ -48,8 +48,11 @@ class JobEstimate:
             if self.test_turns:
                 speed.append(f"evaluation {self.turns_per_s:.2f} turns/s")
             return f"{head}. About {format_duration(self.seconds)} ({', '.join(speed)}, measured in run {self.measured_in})."
-        return (f"{head}. No time estimate: no run of this base model has measured this machine's speed yet "
-                "(finish one small job first).")
+        missing = [what for what, needed, speed in (("training", self.train_tokens, self.tokens_per_s),
+                                                    ("evaluation", self.test_turns, self.turns_per_s))
+                   if needed and not speed]
+        return (f"{head}. No time estimate: no finished run of this base model has measured this machine's "
+                f"{' or '.join(missing)} speed yet (finish one small job first).")
 
 
 def format_duration(seconds: float) -> str:
