@@ -155,7 +155,7 @@ def generate_dialogues_for_plan(base, plan: EvalPlan, dialogues: list[tuple[str,
     options = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, reporter=reporter)
     try:
         model = multi.model if multi is not None else base.model
-        if reuse_cache:
+        if reuse_cache and any(len(turns) > 1 for turns in prompts):  # one-turn requests have nothing to reuse
             outputs = generate_dialogues(
                 model, base.tokenizer, prompts, slots=slots if multi else None, multi=multi,
                 prefix_embeds=prefixes if any(p is not None for p in prefixes) else None,
