@@ -238,6 +238,7 @@ def run_bench(
     dtypes: tuple[str, ...] | None = None,
     workspace=None,
     reporter: Reporter | None = None,
+    eval_one_at_a_time: bool = True,
 ) -> BenchResult:
     """Measure the roofline and time the phases of :data:`PHASES` in each of ``dtypes`` (default float32,
     then the dtype runs pick here if it differs); see the module docstring."""
@@ -271,13 +272,13 @@ def run_bench(
     with computing():
         for d_index, dtype in enumerate(dtypes):
             _bench_dtype(result, model, device, dtype, splits, ids, lora, train, quiet, reporter, tick,
-                         slow=d_index == len(dtypes) - 1)
+                         slow=d_index == len(dtypes) - 1, slow_eval=eval_one_at_a_time)
     return result
 
 
 def _bench_dtype(result: BenchResult, model: str, device: str, dtype: str, splits, ids: list[str],
                  lora: LoraParams, train: TrainParams, quiet: Reporter, reporter: Reporter,
-                 tick: Callable[[], None], *, slow: bool) -> None:
+                 tick: Callable[[], None], *, slow: bool, slow_eval: bool = True) -> None:
     """Load ``model`` in ``dtype`` and time its phases into ``result.dtypes``; ``slow`` adds the one-at-a-time ones."""
     from shpers_core.evaluation.evaluate import generate_dialogues_for_plan
     from shpers_core.methods.base import Adapter, EvalPlan
@@ -337,7 +338,7 @@ def _bench_dtype(result: BenchResult, model: str, device: str, dtype: str, split
 
     evaluate(dialogues[:2])
     phases = [("eval_cached", lambda: evaluate(dialogues)), ("eval_whole", lambda: evaluate(dialogues, False))]
-    phases += [("eval_sequential", eval_sequential)] if slow else []
+    phases += [("eval_sequential", eval_sequential)] if slow and slow_eval else []
     for _ in range(repeats):
         for phase, fn in phases:
             reporter.check()
