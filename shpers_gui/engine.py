@@ -39,6 +39,7 @@ _WHERE = {
     "delete_run": "shpers_core.jobs.delete",
     "human_size": "shpers_core.jobs.delete",
     "finish_pending_deletes": "shpers_core.jobs.delete",
+    "discard_progress": "shpers_core.jobs.delete",
 }
 
 

@@ -68,3 +68,32 @@ def test_results_delete_confirms_with_disk_freed_and_dependents_then_removes_the
         assert [r.id for r in store.list_runs()] == [child]
     qtbot.waitUntil(lambda: source not in {r.id for r, _ in results.model.rows}, timeout=10000)
     win.close()
+
+
+def test_resuming_a_run_whose_checkpoint_is_unreadable_offers_to_restart_it(qtbot, workspace, tmp_path, monkeypatch):
+    from shpers_core.jobs.spec import build_spec
+
+    spec = build_spec("unified_lora", {"num_epochs": 1}, base_model="tiny-qwen2", device="cpu")
+    with RunStore(workspace.db_path) as store:
+        run_id = store.create_run("unified_lora", spec.to_dict(), "tiny-qwen2", "h", ["persona_000"])
+        store.start_run(run_id)
+        store.fail_run(run_id, "checkpoint unreadable: .../checkpoints/unified (ValueError: bad); restart the run ...")
+    broken = workspace.run_dir(run_id) / "checkpoints" / "unified"
+    broken.mkdir(parents=True)
+    (broken / "state.json").write_text("{")
+    session = Session(workspace.root)
+    win = MainWindow(session, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                     ask_on_close=False)
+    qtbot.addWidget(win)
+    asked: list[str] = []
+    answers = iter([QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes])
+    monkeypatch.setattr(QMessageBox, "question", lambda parent, title, text, *a: (asked.append(text), next(answers))[1])
+    resumed: list[str] = []
+    monkeypatch.setattr(win.jobs.queue, "resume", lambda rid, spec: resumed.append(rid))  # no child process here
+
+    win.jobs.resume_run(run_id)
+    assert "checkpoint unreadable" in asked[0] and "from the beginning" in asked[0]
+    assert broken.exists() and resumed == [run_id]  # No: resumed as it is
+    win.jobs.resume_run(run_id)
+    assert not broken.exists() and resumed == [run_id, run_id]  # Yes: its checkpoints are discarded first
+    win.close()

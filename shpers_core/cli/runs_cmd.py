@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sys
 from pathlib import Path
 
@@ -304,8 +303,9 @@ def resume_run(args) -> int:
     if run.status not in ("interrupted", "cancelled", "failed"):
         raise UserError(f"run {run.id} is {run.status}; only interrupted, cancelled or failed runs resume")
     if args.restart:
-        for part in ("checkpoints", "adapters"):
-            shutil.rmtree(ws.run_dir(run.id) / part, ignore_errors=True)
+        from shpers_core.jobs.delete import discard_progress
+
+        discard_progress(ws, run.id)
     try:
         run_job(JobSpec.from_dict(run.params), ws, Reporter(ProgressPrinter()), run_id=run.id)
     except JobCancelled:

@@ -163,3 +163,10 @@ def clean_workspace(workspace: Workspace, store: RunStore, *, remove_orphans: bo
         for path in orphans:
             _remove(path)
     return finished, orphans, size
+
+
+def discard_progress(workspace: Workspace, run_id: str) -> None:
+    """Remove a run's checkpoints and adapters, so resuming it trains it again from the beginning
+    (what to do when its checkpoint is unreadable)."""
+    for part in ("checkpoints", "adapters"):
+        _remove(workspace.run_dir(run_id) / part)

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QSplitter,
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from shpers_core.jobs.spec import JobSpec
+from shpers_gui import engine
 from shpers_gui.job_queue import ACTIVE, CANCELLED, FAILED, FINISHED, INTERRUPTED, RUNNING, Job
 from shpers_gui.widgets.loss_plot import LossPlot
 from shpers_gui.widgets.plot_export import add_export_button
@@ -256,6 +258,12 @@ class JobsView(QWidget):
         """Queue ``run_id`` again (in its job's row, if it has one); the engine continues from its last checkpoint."""
         record = self.session.store().get_run(run_id)
         spec = JobSpec.from_dict(record.params)
+        if record.status == "failed" and (record.error or "").startswith("checkpoint unreadable"):
+            # Resuming would read the same broken checkpoint again: offer to start over instead.
+            answer = QMessageBox.question(self, "Checkpoint unreadable",
+                                          f"{record.error}\n\nRestart run {record.id} from the beginning?")
+            if answer == QMessageBox.StandardButton.Yes:
+                engine.get("discard_progress")(self.session.workspace, record.id)
         job = self.queue.resume(record.id, spec)
         self._show_log()
         return job
