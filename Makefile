@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 run: setup
+	# Qt's own message for a missing xcb library is misleading: name the package to install first.
+	$(PY) -m shpers_gui.platform_check
 	$(PY) -m shpers_gui
 
 test: setup

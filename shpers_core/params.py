@@ -9,12 +9,16 @@ records them with :meth:`Params.to_dict`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from shpers_core.errors import UserError
+
+INT_MAX = 2**63 - 1
+INT_MIN = -(2**63)
 
 
 class ParamError(UserError, ValueError):
@@ -102,6 +106,13 @@ class Params:
                 spec.type is int and isinstance(value, float)
             ):
                 raise ParamError(f"{where}: {spec.name} must be {spec.type.__name__}, got {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ParamError(f"{where}: {spec.name}={value!r} must be a finite number")
+            if isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:
+                # The run store keeps integers as SQLite INTEGER (64-bit).
+                raise ParamError(f"{where}: {spec.name}={value!r} is too large (at most {INT_MAX})")
+            if spec.type is list and not value and spec.default:
+                raise ParamError(f"{where}: {spec.name} is empty; give at least one value")
             if spec.choices is not None:
                 items = value if isinstance(value, list) else [value]
                 bad = [v for v in items if v not in spec.choices]
@@ -149,6 +160,8 @@ def coerce(spec: ParamSpec, text: Any) -> Any:
     """Convert ``text`` (a string from a CLI or a form) to the type of ``spec``."""
     if not isinstance(text, str):
         return text
+    if not text.strip() and spec.type is not str:
+        raise ParamError(f"{spec.name}: empty value; give a {spec.type.__name__}")
     try:
         if spec.type is bool:
             low = text.strip().lower()

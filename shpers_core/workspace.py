@@ -8,6 +8,12 @@ from pathlib import Path
 
 import platformdirs
 
+from shpers_core.errors import UserError
+
+
+class WorkspaceError(UserError):
+    """The workspace folder cannot be used (a file, or not creatable)."""
+
 
 def default_workspace() -> Path:
     """``$SHPERS_WORKSPACE`` or the per-user data directory."""
@@ -30,7 +36,13 @@ class Workspace:
     @classmethod
     def open(cls, root: str | Path | None = None) -> Workspace:
         ws = cls(Path(root) if root else default_workspace())
-        ws.root.mkdir(parents=True, exist_ok=True)
+        if ws.root.exists() and not ws.root.is_dir():
+            raise WorkspaceError(f"workspace {ws.root} is a file, not a folder; choose a folder with --workspace "
+                                 "or $SHPERS_WORKSPACE")
+        try:
+            ws.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WorkspaceError(f"cannot create workspace {ws.root}: {exc.strerror or exc}") from None
         return ws
 
     @property
@@ -41,5 +53,28 @@ class Workspace:
     def dataset_path(self) -> Path:
         return self.root / "dataset" / "dialogues.jsonl"
 
+    def stored(self, path: str | Path) -> str:
+        """``path`` as written into ``plan.json``: relative to the workspace when inside it."""
+        from shpers_core.names import to_stored
+
+        return to_stored(self.root, path)
+
+    def resolve(self, stored: str | Path) -> Path:
+        """The file a path from ``plan.json`` or the store names in this workspace."""
+        from shpers_core.names import from_stored
+
+        return from_stored(self.root, stored)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
     def run_dir(self, run_id: str) -> Path:
-        return self.root / "runs" / run_id
+        """``runs/RUN_ID``; a run id that would name anything else (``..``, a separator) is refused."""
+        from shpers_core.names import UnsafePathError, inside
+
+        if run_id in ("", ".", "..") or any(c in run_id for c in "/\\\0") or Path(run_id).is_absolute():
+            raise UnsafePathError(f"run id {run_id!r} cannot name a run folder")
+        path = self.runs_dir / run_id
+        inside(self.runs_dir, path)
+        return path

@@ -16,6 +16,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TQDM_DISABLE", "1")  # tqdm reads it once, at import; jobs' child processes inherit it
     args = parse_args(argv)
     import pyqtgraph as pg
     from PySide6.QtWidgets import QApplication

@@ -35,6 +35,9 @@ class Job:
     tokens_per_s: float = 0.0
     log: list[str] = field(default_factory=list)
     worker: JobWorker | None = None
+    run_name: str = ""
+    estimate: object | None = None
+    """The launcher's :class:`JobEstimate`, whose evaluation part the ETA adds while training."""
 
     @property
     def label(self) -> str:
@@ -53,6 +56,24 @@ class Job:
         elapsed = time.monotonic() - self.phase_started_at
         return elapsed / self.done * (self.total - self.done)
 
+    def job_eta(self) -> tuple[float | None, bool]:
+        """(seconds left in the whole job, whether that includes everything left).
+
+        While training, evaluation is still to come: its time is the estimate's (test turns at the
+        measured turns/s) when known; otherwise the figure is a lower bound.
+        """
+        phase_left = self.eta_s()
+        if phase_left is None:
+            return None, False
+        if self.phase != "training":
+            return phase_left, True
+        e = self.estimate
+        if e is None or not getattr(e, "test_turns", 0):
+            return phase_left, e is not None
+        if not getattr(e, "turns_per_s", None):
+            return phase_left, False
+        return phase_left + e.test_turns / e.turns_per_s, True
+
 
 class JobQueue(QObject):
     """Starts waiting jobs as running ones end and relays their events per job."""
@@ -70,10 +91,23 @@ class JobQueue(QObject):
         self.max_running = max_running
         self.jobs: list[Job] = []
 
-    def submit(self, spec: JobSpec, run_id: str = "") -> Job:
-        job = Job(spec, run_id=run_id)
+    def submit(self, spec: JobSpec, run_id: str = "", estimate=None) -> Job:
+        job = Job(spec, run_id=run_id, estimate=estimate)
         self.jobs.append(job)
         self.job_added.emit(job)
+        self._start_waiting()
+        return job
+
+    def resume(self, run_id: str, spec: JobSpec) -> Job:
+        """Continue ``run_id`` from its checkpoint, in the row of the job that ran it if there is one."""
+        job = next((j for j in self.jobs if j.run_id == run_id), None)
+        if job is None:
+            return self.submit(spec, run_id=run_id)
+        if job.status in ACTIVE:
+            return job
+        job.status, job.error, job.done, job.total = WAITING, "", 0, 0
+        self._on_log(job, "resume requested; continuing from the last checkpoint")
+        self.job_changed.emit(job)
         self._start_waiting()
         return job
 
@@ -87,7 +121,7 @@ class JobQueue(QObject):
         if job.status == WAITING:
             self._end(job, CANCELLED)
         elif job.status == RUNNING and job.worker is not None:
-            job.log.append("cancel requested; stopping at the next step")
+            self._on_log(job, "cancel requested; stopping at the next step")
             job.worker.cancel()
             self.job_changed.emit(job)
 
@@ -112,7 +146,8 @@ class JobQueue(QObject):
 
     def _start_waiting(self) -> None:
         while len(self.running()) < self.max_running:
-            waiting = [j for j in self.jobs if j.status == WAITING]
+            # A resumed job whose previous process is still winding down waits for it to end.
+            waiting = [j for j in self.jobs if j.status == WAITING and j.worker is None]
             if not waiting:
                 return
             self._start(waiting[0])
@@ -126,7 +161,7 @@ class JobQueue(QObject):
         worker.started_run.connect(lambda rid, j=job: self._on_started(j, rid))
         worker.step.connect(lambda s, st, tot, loss, lr, j=job: self._on_step(j, s, st, tot, loss))
         worker.speed.connect(lambda rate, j=job: setattr(j, "tokens_per_s", rate))
-        worker.validation.connect(lambda s, st, loss, j=job: self.job_validation.emit(j, s, st, loss))
+        worker.validation.connect(lambda s, st, loss, j=job: self._on_validation(j, s, st, loss))
         worker.progress.connect(lambda ph, d, t, j=job: self._on_progress(j, ph, d, t))
         worker.log.connect(lambda lvl, msg, j=job: self._on_log(j, f"[{lvl}] {msg}"))
         worker.finished_run.connect(lambda rid, m, j=job: self._end(j, FINISHED))
@@ -134,18 +169,27 @@ class JobQueue(QObject):
         worker.cancelled.connect(lambda rid, j=job: self._end(j, CANCELLED))
         worker.interrupted.connect(lambda rid, code, j=job: self._end(
             j, INTERRUPTED, f"the job process died (exit code {code}); the run is marked interrupted"))
-        worker.ended.connect(lambda j=job: self._on_worker_ended(j))
+        worker.ended.connect(lambda j=job, w=worker: self._on_worker_ended(j, w))
         self.job_changed.emit(job)
         worker.start()
 
     def _on_started(self, job: Job, run_id: str) -> None:
         job.run_id = run_id
-        self._on_log(job, f"run {run_id} started")
+        try:
+            job.run_name = self.session.store().get_run(run_id).label
+        except Exception:  # noqa: BLE001 - the name is cosmetic; the id is shown instead
+            job.run_name = ""
+        self._on_log(job, f"run {run_id} started" + (f" as “{job.run_name}”" if job.run_name else ""))
         self.session.runs_changed.emit()
+
+    def _on_validation(self, job: Job, series: str, step: int, loss: float) -> None:
+        self._on_log(job, f"validation loss {loss:.4f} at step {step} ({series})")
+        self.job_validation.emit(job, series, step, loss)
 
     def _set_phase(self, job: Job, phase: str, done: int, total: int) -> None:
         if phase != job.phase:
             job.phase, job.phase_started_at = phase, time.monotonic()
+            self._on_log(job, f"phase: {phase}" + (f" (0 of {total})" if total else ""))
         job.done, job.total = done, total
 
     def _on_step(self, job: Job, series: str, step: int, total: int, loss: float) -> None:
@@ -172,11 +216,11 @@ class JobQueue(QObject):
         self.job_ended.emit(job)
         self.session.runs_changed.emit()
 
-    def _on_worker_ended(self, job: Job) -> None:
-        if job.status in ACTIVE:  # ended without a terminal event: treat as interrupted
+    def _on_worker_ended(self, job: Job, worker: JobWorker) -> None:
+        if job.status == RUNNING:  # ended without a terminal event: treat as interrupted
             self._end(job, INTERRUPTED, "the job process ended without a result")
-        if job.worker is not None:
-            job.worker.wait()
-            job.worker.deleteLater()
+        worker.wait()
+        worker.deleteLater()
+        if job.worker is worker:
             job.worker = None
         self._start_waiting()

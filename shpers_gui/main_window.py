@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QSizePolicy,
     QTabWidget,
 )
 
@@ -43,6 +44,27 @@ def device_and_models():
 
     return describe_device(), describe_models(), DEFAULT_MODEL
 
+class ElidedLabel(QLabel):
+    """A one-line label that shortens its text in the middle instead of widening the window."""
+
+    def __init__(self, text: str = ""):
+        super().__init__(text)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+
+    def minimumSizeHint(self):
+        hint = super().minimumSizeHint()
+        hint.setWidth(min(hint.width(), 160))
+        return hint
+
+    def paintEvent(self, _event) -> None:
+        from PySide6.QtCore import Qt
+        from PySide6.QtGui import QPainter
+
+        painter = QPainter(self)
+        text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideMiddle, self.contentsRect().width())
+        painter.drawText(self.contentsRect(), int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), text)
+
+
 class MainWindow(QMainWindow):
     TABS = ("Personas", "Launch", "Jobs", "Results", "Grid", "Chat")
 
@@ -65,6 +87,8 @@ class MainWindow(QMainWindow):
             self.tabs.addTab(view, name)
         self.setCentralWidget(self.tabs)
         self.launcher.submitted.connect(lambda _jobs: self.tabs.setCurrentWidget(self.jobs))
+        self.results.open_curves.connect(self.show_run_curves)
+        self.results.chat_with.connect(self.chat_with_run)
         self.session.jobs.job_ended.connect(self._job_ended)
         self._build_menus()
         self._build_status_bar()
@@ -99,6 +123,8 @@ class MainWindow(QMainWindow):
                      "Load a dataset (JSON, JSONL or a folder); it is validated first")
         self._action(file, "&Generate dataset…", self.generate_dataset_dialog, None,
                      "Generate a synthetic dataset into this workspace")
+        self._action(file, "&Import dataset…", self.import_dataset_dialog, None,
+                     "Convert an EdgeWisePersona, chat-layout or shpers dataset into this workspace")
         file.addSeparator()
         self._action(file, "&Quit", self.close, QKeySequence("Ctrl+Q"))
         run = bar.addMenu("&Run")
@@ -112,11 +138,38 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         self._action(view, "&Refresh", self.session.runs_changed.emit, QKeySequence.StandardKey.Refresh)
         self._action(view, "Table 5.1", self.results.show_study_table, "Ctrl+T")
+        helpm = bar.addMenu("&Help")
+        self._action(helpm, "&First steps", lambda: self.show_help("first steps"), QKeySequence.StandardKey.HelpContents,
+                     "Generate or import data, launch unified LoRA, compare, chat")
+        self._action(helpm, "&Keyboard shortcuts", lambda: self.show_help("shortcuts"))
+        self._action(helpm, "What does ★ mean?", lambda: self.show_help("star"))
+        helpm.addSeparator()
+        self._action(helpm, "&About shpers", lambda: self.show_help("about"))
+
+    def help_text(self, page: str) -> str:
+        """The HTML of a Help page: "first steps", "shortcuts", "star" or "about"."""
+        from shpers_gui.widgets import help as pages
+
+        if page == "first steps":
+            return pages.FIRST_STEPS
+        if page == "shortcuts":
+            return pages.shortcuts_html(shortcut_text(self))
+        if page == "star":
+            return pages.STAR
+        return pages.about_html(self.device.text().removeprefix("device: "))
+
+    def show_help(self, page: str):
+        from shpers_gui.widgets.help import show_page
+
+        titles = {"first steps": "First steps", "shortcuts": "Keyboard shortcuts", "star": "What ★ means",
+                  "about": "About shpers"}
+        return show_page(self, titles[page], self.help_text(page))
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
         self.device = QLabel("device: …")
-        self.workspace_label = QLabel(f"workspace: {self.session.root}")
+        self.workspace_label = ElidedLabel(f"workspace: {self.session.root}")
+        self.workspace_label.setToolTip(str(self.session.root))
         self.dataset_label = QLabel("no dataset")
         self.busy = QProgressBar()
         self.busy.setMaximumWidth(160)
@@ -148,6 +201,15 @@ class MainWindow(QMainWindow):
         self._busy_tasks += 1 if on else -1
         self.busy.setVisible(self._busy_tasks > 0)
         self.busy_label.setText(text if on else "")
+
+    def show_run_curves(self, run_id: str) -> None:
+        """A stored run's loss curves in the Jobs tab."""
+        self.jobs.show_stored_curves(run_id)
+        self.tabs.setCurrentWidget(self.jobs)
+
+    def chat_with_run(self, run_id: str) -> None:
+        self.chat.choose_run(run_id)
+        self.tabs.setCurrentWidget(self.chat)
 
     def _job_ended(self, job) -> None:
         self.statusBar().showMessage(f"{job.label}: {job.status}" + (f" — {job.error}" if job.error else ""), 10000)
@@ -191,6 +253,14 @@ class MainWindow(QMainWindow):
         d, ok = QInputDialog.getInt(self, "Generate dataset", "Dialogues per persona:", 30, 3, 10000)
         if ok:
             self.generate_dataset(self.session.workspace.dataset_path, n, d)
+
+    def import_dataset_dialog(self):
+        from shpers_gui.widgets.import_dialog import ImportDialog
+
+        dialog = ImportDialog(self.session, self)
+        dialog.imported.connect(lambda text: self.statusBar().showMessage(text, 15000))
+        dialog.show()
+        return dialog
 
     # -- closing ----------------------------------------------------------------------------
 

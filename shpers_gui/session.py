@@ -46,6 +46,13 @@ class Session(QObject):
             from shpers_core.store import RunStore
 
             self._store = RunStore(self.workspace.db_path)
+            from shpers_core.errors import UserError
+            from shpers_core.jobs.delete import finish_pending_deletes
+
+            try:
+                finish_pending_deletes(self.workspace, self._store)  # a delete cut short by a kill
+            except UserError:
+                pass  # reported again by `shpers workspace clean`; the window still opens
         return self._store
 
     def close(self) -> None:

@@ -147,6 +147,10 @@ def test_comparing_two_runs_shows_paired_statistics(window, tmp_path):
     assert "W/T/L" in results.compare.stats.text()
     assert results.compare.result.n == 3
     assert results.compare.differences.rowCount() == 3
+    # Each score says what answered it: the unified run's adapter, the prompted run's system prompt.
+    sources = {results.compare.differences.item(0, c).text() for c in (4, 5)}
+    assert any(s.startswith("LoRA adapter") for s in sources), sources
+    assert any(s.startswith("no adapter (base model) + system prompt") for s in sources), sources
     results.compare.mode.setCurrentIndex(1)
     assert "W/T/L" in results.compare.stats.text()
     text = results.export("md", str(tmp_path / "runs.md"))

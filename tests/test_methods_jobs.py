@@ -146,10 +146,10 @@ def _merge_check(study: Study, label: str) -> list[float]:
         inputs = {a.persona_id: Path(a.path) for a in store.artefacts(source.id, kind="adapter")}
     merges = json.loads((study.root / "runs" / merged_run.id / "merges.json").read_text())
     gaps = []
-    for name, merge in merges.items():
+    for merge in merges.values():
         weights = [m["weight"] for m in merge["inputs"]]
         assert sum(weights) == pytest.approx(1.0) and min(weights) >= 0
-        merged = _updates(study.root / "runs" / merged_run.id / "adapters" / name)
+        merged = _updates(study.root / "runs" / merged_run.id / merge["adapter"])
         parts = [(_updates(inputs[m["persona_id"]]), m["weight"]) for m in merge["inputs"]]
         for module, delta in merged.items():
             expected = sum(w * upd[module] for upd, w in parts)
@@ -205,7 +205,7 @@ def test_run_list_show_and_delete_from_the_command_line(study):
     assert rc == 0 and "num_epochs" in shown and "embedding_similarity" in shown
     folder = study.root / "runs" / run_id
     assert folder.exists()
-    assert shpers(study.root, "runs", "delete", run_id)[0] == 0
+    assert shpers(study.root, "runs", "delete", run_id, "--yes")[0] == 0
     assert not folder.exists()
     with study.store() as store:
         assert run_id not in {r.id for r in store.list_runs()}

@@ -212,7 +212,7 @@ def test_kv_prefix_job_finishes_with_per_persona_scores_and_peft_folders(kv_run,
         unified = {a.persona_id: a.path for a in store.artefacts(run.parent_run_id, kind="adapter")}[None]
     assert set(folders) == set(personas)
     recipes = json.loads((workspace.run_dir(run_id) / "plan.json").read_text())
-    assert {recipes[p]["kv_prefix"] for p in personas} == set(folders.values())
+    assert {str(workspace.resolve(recipes[p]["kv_prefix"])) for p in personas} == set(folders.values())
     assert all(recipes[p]["soft_prompt"] is None for p in personas)
 
     # The saved prefix, loaded by plain PEFT over the merged unified model, gives the tool's reply.

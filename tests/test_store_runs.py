@@ -188,3 +188,22 @@ def _try(fn):
     except Exception as exc:  # noqa: BLE001 - the test inspects whatever was raised
         return exc
     return None
+
+
+def test_run_names_are_unique_and_runs_can_be_renamed_and_tagged(tmp_path):
+    with RunStore(tmp_path / "s.sqlite") as store:
+        a = store.create_run("lora", {}, "m", "h", ["p1"], name="sweep")
+        b = store.create_run("lora", {}, "m", "h", ["p1"], name="sweep")
+        c = store.create_run("lora", {}, "m", "h", ["p1"], name="sweep")
+        assert [store.get_run(r).name for r in (a, b, c)] == ["sweep", "sweep (2)", "sweep (3)"]
+        assert store.unique_name("sweep") == "sweep (4)" and store.unique_name("other") == "other"
+        with pytest.raises(StoreError, match=r"already named 'sweep'; try 'sweep \(2\)'"):
+            store.rename_run(b, "sweep")
+        with pytest.raises(StoreError, match="empty"):
+            store.rename_run(b, "  ")
+        store.rename_run(b, "lr 1e-3")
+        store.rename_run(b, "lr 1e-3")  # its own name is not taken by another run
+        store.update_run(b, notes="diverged after epoch 2", tags=["keep", " lr ", "keep", ""])
+        run = store.get_run(b)
+        assert (run.name, run.notes, run.tags) == ("lr 1e-3", "diverged after epoch 2", ["keep", "lr"])
+        assert store.get_run(a).tags == []

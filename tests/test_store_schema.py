@@ -15,8 +15,8 @@ def test_fresh_file_gets_latest_schema_in_wal_mode(tmp_path):
             store.db.table_names())
 
 
-def _v2_add_tags(db):
-    db["runs"].add_column("tags", str)
+def _one_more_migration(db):
+    db["runs"].add_column("colour", str)
     db["curves"].transform(types={"value": float}, not_null={"value"}, defaults={"value": 0.0})
 
 
@@ -25,10 +25,10 @@ def test_older_file_is_upgraded_keeping_its_rows(tmp_path, monkeypatch):
     with RunStore(path) as store:
         rid = store.create_run("lora", {}, "m", "h", ["p1"])
         store.add_curve_points(rid, [("train", "train", 0, 1.5)])
-    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, _v2_add_tags])
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, _one_more_migration])
     with RunStore(path) as store:
-        assert store.schema_version == 2
-        assert "tags" in store.db["runs"].columns_dict
+        assert store.schema_version == len(schema.MIGRATIONS)
+        assert "colour" in store.db["runs"].columns_dict
         assert store.curves(rid)["train"].points == [(0, 1.5)]
         assert store.db.execute("PRAGMA foreign_key_check").fetchall() == []
 
@@ -56,7 +56,7 @@ def test_newer_file_is_refused(tmp_path):
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA user_version = 99")
     conn.close()
-    with pytest.raises(StoreError, match=r"newer shpers \(schema v99; this one knows up to v1\)"):
+    with pytest.raises(StoreError, match=rf"newer shpers \(schema v99; this one knows up to v{latest_version()}\)"):
         RunStore(path)
 
 
@@ -78,6 +78,6 @@ def test_other_files_are_refused(tmp_path):
 def test_read_only_open_of_an_old_file_asks_for_write_access(tmp_path, monkeypatch):
     path = tmp_path / "s.sqlite"
     RunStore(path).close()
-    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, _v2_add_tags])
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, _one_more_migration])
     with pytest.raises(StoreError, match="opened read-only"):
         RunStore(path, read_only=True)

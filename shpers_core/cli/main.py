@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "shpers_core.cli.run_cmd",
     "shpers_core.cli.runs_cmd",
     "shpers_core.cli.study_cmd",
+    "shpers_core.cli.workspace_cmd",
 ]
 
 
@@ -33,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before anything imports tqdm (transformers does): it reads TQDM_DISABLE once, at import.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     hide_third_party_deprecations()
     parser = build_parser()
     args = parser.parse_args(argv)

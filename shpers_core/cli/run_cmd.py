@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 
 from shpers_core.cli.progress import ProgressPrinter
 from shpers_core.events import JobCancelled, Reporter
@@ -45,10 +46,14 @@ def run(args) -> int:
                       personas=args.personas, dataset_path=args.dataset, name=args.name, device=args.device,
                       dtype=args.dtype)
     reporter = Reporter(ProgressPrinter(quiet=args.quiet))
+    # `shpers runs cancel` sends SIGTERM: stop at the next step with a checkpoint, as the app's cancel does.
+    previous = signal.signal(signal.SIGTERM, lambda *_: reporter.request_stop())
     try:
         run_id = run_job(spec, Workspace.open(args.workspace), reporter)
     except JobCancelled:
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(run_id)
     return 0
 

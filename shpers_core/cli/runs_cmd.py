@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
+import sys
 from pathlib import Path
 
 from shpers_core.errors import UserError
+from shpers_core.evaluation.metrics import METRIC_NAMES
 from shpers_core.workspace import Workspace
+
+EXPORT_FORMATS = ("merged", "gguf", "peft")  # shpers_core.export.FORMATS, without importing torch for --help
 
 
 def add_parser(sub) -> None:
@@ -18,67 +23,181 @@ def add_parser(sub) -> None:
     ls = rs.add_parser("list", help="stored runs, newest first")
     ls.add_argument("--status", help="only runs with this status")
     ls.add_argument("--method", help="only runs of this method")
+    ls.add_argument("--tag", help="only runs with this tag")
+    ls.add_argument("--json", action="store_true", help="print the runs as a JSON array, for scripts")
     ls.set_defaults(func=list_runs)
 
     show = rs.add_parser("show", help="a run's parameters, metrics and per-persona scores")
     show.add_argument("run_id")
+    show.add_argument("--json", action="store_true", help="print the run as one JSON object, for scripts")
     show.set_defaults(func=show_run)
 
     cmp_ = rs.add_parser("compare", help="paired comparison of two runs on their shared personas")
     cmp_.add_argument("run_a")
     cmp_.add_argument("run_b")
-    cmp_.add_argument("--metric", default="embedding_similarity")
-    cmp_.add_argument("--subset", default="all", choices=("all", "persona_dependent", "other"))
+    cmp_.add_argument("--metric", default="embedding_similarity", choices=METRIC_NAMES,
+                      help="the per-persona score compared (default: embedding_similarity)")
+    cmp_.add_argument("--subset", default="all", choices=("all", "persona_dependent", "other"),
+                      help="which test turns: all, persona-dependent (★) or the others")
     cmp_.set_defaults(func=compare_runs)
 
-    exp = rs.add_parser("export", help="the results table (Markdown or CSV), or one run's adapters")
-    exp.add_argument("run_ids", nargs="*", help="runs to include (default: all)")
+    exp = rs.add_parser(
+        "export", help="the results table (Markdown or CSV), or one persona's model (merged, GGUF, PEFT)",
+        usage="%(prog)s [RUN ...] [--format markdown|csv] [--out FILE]\n"
+              "       %(prog)s RUN --persona ID --to merged|gguf|peft DIR",
+        description="Without --to: the results table of RUNs (default: all). With --to: one persona's answer in "
+                    "RUN, as a merged Hugging Face model folder, a GGUF LoRA adapter with the base GGUF and an "
+                    "Ollama Modelfile, or the PEFT folders, into the new or empty folder DIR (or --out).")
+    exp.add_argument("run_ids", nargs="*", metavar="RUN", help="runs to include (default: all)")
     exp.add_argument("--format", choices=("markdown", "csv"), default="markdown")
-    exp.add_argument("--out", help="write to this file instead of standard output")
+    exp.add_argument("--out", help="write to this file (table) or folder (--to) instead of standard output")
+    exp.add_argument("--persona", metavar="ID", help="with --to: the persona whose answer to export")
+    # FORMAT and DIR ride on one option: argparse cannot take a positional after options once RUN ... was read.
+    exp.add_argument("--to", nargs="+", metavar=("FORMAT", "DIR"),
+                     help=f"export one persona's model as FORMAT ({', '.join(EXPORT_FORMATS)}) into DIR")
     exp.set_defaults(func=export_runs)
 
     res = rs.add_parser("resume", help="continue an interrupted or cancelled run from its last checkpoint")
     res.add_argument("run_id")
     res.set_defaults(func=resume_run)
 
-    rm = rs.add_parser("delete", help="delete a run, its rows and its adapter folders")
-    rm.add_argument("run_id")
+    res.add_argument("--restart", action="store_true",
+                     help="discard its checkpoints and adapters and train it again from the beginning")
+
+    rm = rs.add_parser("delete", help="delete a run: its rows and its folder (adapters, checkpoints)",
+                       description="Delete a run's rows and its folder runs/RUN_ID, after one confirmation "
+                                   "that names what goes, the disk it frees and the runs built on it.")
+    rm.add_argument("run_id", help="run id, or an unambiguous prefix of at least 6 characters")
+    rm.add_argument("-y", "--yes", action="store_true", help="delete without asking")
     rm.set_defaults(func=delete_run)
+
+    cancel = rs.add_parser("cancel", help="stop a queued or running run (it saves a checkpoint and can be resumed)")
+    cancel.add_argument("run_id")
+    cancel.add_argument("--wait", type=float, default=30.0, metavar="S",
+                        help="seconds to wait for a running job to stop (default 30)")
+    cancel.set_defaults(func=cancel_run)
+
+    rn = rs.add_parser("rename", help="give a run a new name (names are unique in a workspace)")
+    rn.add_argument("run_id")
+    rn.add_argument("name")
+    rn.set_defaults(func=rename_run)
+
+    note = rs.add_parser("note", help="set a run's notes and tags (what the Results tab filters by)")
+    note.add_argument("run_id")
+    note.add_argument("--notes", help="replace the run's notes with this text")
+    note.add_argument("--tags", help="replace the run's tags, comma-separated (empty: none)")
+    note.set_defaults(func=note_run)
 
 
 def _store(args):
-    from shpers_core.store import RunStore
+    from shpers_core.jobs.delete import finish_pending_deletes
+    from shpers_core.store import RunStore, StoreError
 
-    return RunStore(Workspace.open(args.workspace).db_path)
+    ws = Workspace.open(args.workspace)
+    store = RunStore(ws.db_path)
+    try:
+        # A delete cut short (a kill) is finished the next time the workspace is opened.
+        finish_pending_deletes(ws, store)
+    except StoreError:
+        store.close()
+        raise
+    except UserError as exc:  # a file that cannot be removed: say so, and go on with the command
+        print(f"shpers: warning: {exc}", file=sys.stderr)
+    return store
+
+
+def one_line(text: str) -> str:
+    """A user's text for a one-line listing: a newline or other control character cannot fake a row."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def _dumps(value) -> str:
+    """Strict JSON for scripts: a NaN or infinite score (a diverged run) becomes null, not ``NaN``."""
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(value), indent=1, default=str, allow_nan=False)
+
+
+def _run_json(store, run, full: bool) -> dict:
+    record = {k: v for k, v in vars(run).items() if full or k != "params"}
+    scored = run.status == "finished"  # a run whose evaluation did not finish has no scores to show
+    record["metrics"] = {subset: store.metrics(run.id, subset=subset) if scored or subset == "info" else {}
+                         for subset in ("all", "persona_dependent", "other", "info")}
+    if full:
+        record["persona_scores"] = store.persona_scores(run.id) if scored else {}
+    return record
 
 
 def list_runs(args) -> int:
     with _store(args) as store:
         runs = store.list_runs(status=args.status, method=args.method)
+        if getattr(args, "tag", None):
+            runs = [r for r in runs if args.tag in r.tags]
+        if args.json:
+            print(_dumps([_run_json(store, r, full=False) for r in runs]))
+            return 0
         if not runs:
             print("no runs yet")
             return 0
         print(f"{'run':24} {'status':11} {'method':18} {'personas':>8} {'emb. sim.':>9}  name")
         for run in runs:
-            sim = store.metrics(run.id, subset="all").get("embedding_similarity")
+            # Only a finished run's evaluation is complete; a run cut short shows no score.
+            sim = store.metrics(run.id, subset="all").get("embedding_similarity") if run.status == "finished" else None
             sim_text = f"{sim * 100:.2f}" if sim is not None else "–"
-            print(f"{run.id:24} {run.status:11} {run.method:18} {len(run.personas):>8} {sim_text:>9}  {run.name}")
+            print(f"{run.id:24} {run.status:11} {run.method:18} {len(run.personas):>8} {sim_text:>9}  {one_line(run.name)}")
+    return 0
+
+
+def rename_run(args) -> int:
+    with _store(args) as store:
+        rid = store.rename_run(args.run_id, args.name)  # StoreError (a UserError) for a taken or empty name
+    print(f"renamed {rid} to {one_line(args.name.strip())}")
+    return 0
+
+
+def note_run(args) -> int:
+    if args.notes is None and args.tags is None:
+        raise UserError("runs note: give --notes TEXT, --tags A,B or both")
+    fields = {}
+    if args.notes is not None:
+        fields["notes"] = args.notes
+    if args.tags is not None:
+        fields["tags"] = [t for t in args.tags.split(",") if t.strip()]
+    with _store(args) as store:
+        store.update_run(args.run_id, **fields)
+        run = store.get_run(args.run_id)
+    print(f"{run.id}: tags {', '.join(run.tags) or '(none)'}" + (f"; notes {one_line(run.notes)}" if run.notes else ""))
     return 0
 
 
 def show_run(args) -> int:
     with _store(args) as store:
         run = store.get_run(args.run_id)
-        print(f"run {run.id}  {run.name}\nmethod {run.method}  base model {run.base_model}  status {run.status}")
+        if args.json:
+            print(_dumps(_run_json(store, run, full=True)))
+            return 0
+        print(f"run {run.id}  {one_line(run.name)}\nmethod {run.method}  base model {run.base_model}  status {run.status}")
         if run.error:
             print(f"error: {run.error}")
+        if run.tags or run.notes:
+            print(f"tags: {', '.join(run.tags) or '(none)'}" + (f"  notes: {one_line(run.notes)}" if run.notes else ""))
         print("parameters:\n" + json.dumps(run.params, indent=2, default=str))
-        _print_metrics({subset: store.metrics(run.id, subset=subset)
-                        for subset in ("all", "persona_dependent", "other")})
+        if run.status == "finished":
+            _print_metrics({subset: store.metrics(run.id, subset=subset)
+                            for subset in ("all", "persona_dependent", "other")})
+        else:
+            print(f"no metrics: the run is {run.status}, its evaluation did not finish")
         info = store.metrics(run.id, subset="info")
         if info:
             print("info: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(info.items())))
-        scores = store.persona_scores(run.id)
+        scores = store.persona_scores(run.id) if run.status == "finished" else {}
         if scores:
             print("embedding similarity per persona:")
             for pid, value in sorted(scores.items()):
@@ -103,6 +222,7 @@ def _print_metrics(by_subset: dict[str, dict[str, float]]) -> None:
 
 
 def compare_runs(args) -> int:
+    from shpers_core.evaluation.likeness import unlike_settings
     from shpers_core.evaluation.stats import paired_comparison
 
     with _store(args) as store:
@@ -113,6 +233,9 @@ def compare_runs(args) -> int:
         raise UserError(f"run {args.run_a if not a else args.run_b} has no {args.metric} scores (not finished?)")
     stats = paired_comparison(a, b)
     print(f"A = {run_a.id} ({run_a.name or run_a.method})\nB = {run_b.id} ({run_b.name or run_b.method})")
+    print(f"{args.metric}, {args.subset.replace('_', '-')} turns")
+    for line in unlike_settings(run_a, run_b):
+        print(f"warning: unlike runs, {line}; the difference mixes that change with the method's")
     print(stats.summary())
     print(stats.verdict())
     print("largest differences (B − A):")
@@ -124,14 +247,48 @@ def compare_runs(args) -> int:
 def export_runs(args) -> int:
     from shpers_core.evaluation.table import study_rows, to_csv, to_markdown
 
+    if args.to or args.persona:
+        return export_persona_model(args)
     with _store(args) as store:
         rows = study_rows(store, args.run_ids or None)
     text = to_csv(rows) if args.format == "csv" else to_markdown(rows)
     if args.out:
-        Path(args.out).write_text(text)
+        write_text_file(Path(args.out), text)
         print(f"wrote {len(rows)} runs to {args.out}")
     else:
         print(text, end="")
+    return 0
+
+
+def write_text_file(path: Path, text: str) -> None:
+    """Write ``path`` whole (temporary file, rename) or raise a one-line :class:`UserError`."""
+    from shpers_core.export.folder import describe_os_error
+    from shpers_core.training.checkpoint import atomic_write_text
+
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; give a file name")
+    if not path.absolute().parent.is_dir():
+        raise UserError(f"{path}: parent folder {path.absolute().parent} does not exist")
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise UserError(describe_os_error(path, exc)) from None
+
+
+def export_persona_model(args) -> int:
+    from shpers_core.export import export_persona
+
+    usage = "shpers runs export RUN --persona ID --to FORMAT DIR"
+    if not args.to or not args.persona:
+        raise UserError(f"exporting a persona's model needs both --persona and --to: {usage}")
+    fmt, *dirs = args.to
+    if fmt not in EXPORT_FORMATS:
+        raise UserError(f"unknown export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}")
+    dirs += args.run_ids[1:] + ([args.out] if args.out else [])
+    if len(args.run_ids) < 1 or len(dirs) != 1:
+        raise UserError(f"give one run and one folder: {usage}")
+    result = export_persona(Workspace.open(args.workspace), args.run_ids[0], args.persona, fmt, dirs[0])
+    print(result.summary())
     return 0
 
 
@@ -146,6 +303,9 @@ def resume_run(args) -> int:
         run = store.get_run(args.run_id)
     if run.status not in ("interrupted", "cancelled", "failed"):
         raise UserError(f"run {run.id} is {run.status}; only interrupted, cancelled or failed runs resume")
+    if args.restart:
+        for part in ("checkpoints", "adapters"):
+            shutil.rmtree(ws.run_dir(run.id) / part, ignore_errors=True)
     try:
         run_job(JobSpec.from_dict(run.params), ws, Reporter(ProgressPrinter()), run_id=run.id)
     except JobCancelled:
@@ -154,13 +314,59 @@ def resume_run(args) -> int:
     return 0
 
 
+def _confirm(question: str) -> bool:
+    try:
+        answer = input(f"{question} [y/N] ")
+    except (EOFError, OSError):
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
 def delete_run(args) -> int:
+    from shpers_core.jobs.delete import delete_run as delete
+    from shpers_core.jobs.delete import human_size, plan_delete, resolve_run_id
+
     ws = Workspace.open(args.workspace)
     with _store(args) as store:
-        run = store.get_run(args.run_id)
-        if run.status == "running":
-            raise UserError(f"run {run.id} is running; cancel it first")
-        store.delete_run(run.id)
-    shutil.rmtree(ws.run_dir(run.id), ignore_errors=True)
-    print(f"deleted {run.id}")
+        run_id = resolve_run_id(store, args.run_id, confirmed=args.yes)
+        plan = plan_delete(ws, store, run_id)
+        if not args.yes:
+            print(plan.describe())
+            if not _confirm("Delete it?"):
+                raise UserError(f"run {run_id} not deleted (answer y to delete, or pass --yes)")
+        delete(ws, store, run_id)
+    print(f"deleted {run_id} (freed {human_size(plan.size_bytes)})")
     return 0
+
+
+def cancel_run(args) -> int:
+    """Queued: cancelled at once. Running here: asked to stop (SIGTERM), which checkpoints and marks it cancelled."""
+    import os
+    import signal
+    import time
+
+    from shpers_core.store.host import host_name, pid_alive
+
+    with _store(args) as store:
+        run = store.get_run(args.run_id)
+        if run.status == "queued":
+            store.cancel_run(run.id)
+            print(f"cancelled {run.id}")
+            return 0
+        if run.status != "running":
+            raise UserError(f"run {run.id} is {run.status}; only queued or running runs can be cancelled")
+        if run.host != host_name():
+            raise UserError(f"run {run.id} runs on {run.host}; cancel it there")
+        if not run.pid or pid_alive(run.pid) is False:
+            store.cancel_run(run.id)
+            print(f"cancelled {run.id} (its process was gone)")
+            return 0
+        os.kill(run.pid, signal.SIGTERM)
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline:
+            status = store.get_run(run.id).status
+            if status != "running":
+                print(f"{status} {run.id}")
+                return 0
+            time.sleep(0.2)
+    raise UserError(f"run {run.id} was asked to stop but is still running after {args.wait:.0f} s")

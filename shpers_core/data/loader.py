@@ -13,7 +13,7 @@ from pathlib import Path
 
 from shpers_core.data.errors import DatasetError
 from shpers_core.data.schema import Dataset, Dialogue, Persona
-from shpers_core.data.validate import record_to_dialogue
+from shpers_core.data.validate import record_to_dialogue, why_not_a_file
 
 SUFFIXES = (".json", ".jsonl")
 JSON_ARRAY_LIMIT = 200 * 1024 * 1024
@@ -25,6 +25,11 @@ BOM = b"\xef\xbb\xbf"
 def load_dataset(path: str | Path) -> Dataset:
     """Load and validate every dialogue under ``path``; raise :class:`DatasetError` on the first problem."""
     path = Path(path)
+    return collect(path).finish(path)
+
+
+def collect(path: Path) -> _Builder:
+    """Every dialogue under ``path`` validated and grouped by persona, before the whole-dataset checks."""
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
         if not files:
@@ -32,13 +37,15 @@ def load_dataset(path: str | Path) -> Dataset:
     elif path.is_file():
         files = [path]
     else:
-        raise DatasetError(f"{path}: no such file or folder")
+        raise DatasetError(f"{path}: {why_not_a_file(path)}")
     builder = _Builder()
     strings: dict[str, str] = {}
     for file in files:
         for where, record in _records(file):
             builder.add(record_to_dialogue(record, where, strings), where)
-    return builder.finish(path)
+            if isinstance(record, dict) and record.get("persona_meta"):
+                builder.add_persona_meta(record["persona_id"], record["persona_meta"], where)
+    return builder
 
 
 class _Builder:
@@ -62,6 +69,12 @@ class _Builder:
         persona.dialogues.append(d)
         if not persona.archetype:
             persona.archetype = d.archetype
+
+    def add_persona_meta(self, pid: str, meta: dict, where: str) -> None:
+        persona = self.personas[pid]
+        if persona.meta and persona.meta != meta:
+            raise DatasetError(f"{where}: field 'persona_meta' differs from the one given earlier for persona '{pid}'")
+        persona.meta = meta
 
     def finish(self, path: Path) -> Dataset:
         if not self.personas:

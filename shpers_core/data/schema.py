@@ -2,8 +2,10 @@
 
 A dialogue record on disk is ``{"persona_id", "character", "messages": [{"role", "text"}]}``
 (``content`` is accepted for ``text``). Optional keys: ``dialogue_id``, ``domain``,
-``archetype``, and per message ``persona_dependent`` (true when the right reply can only be
-given by knowing the persona).
+``archetype``, ``meta`` (an object kept with the dialogue, e.g. an imported session's context),
+``persona_meta`` (an object kept with the persona, given on one of its dialogues, e.g. imported
+routines), and per message ``persona_dependent`` (true when the right reply can only be given by
+knowing the persona).
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ class Dialogue:
     dialogue_id: str = ""
     domain: str = ""
     archetype: str = ""
+    meta: dict = field(default_factory=dict, hash=False)
 
     def to_dict(self) -> dict:
         d = {"persona_id": self.persona_id, "character": self.character,
              "messages": [m.to_dict() for m in self.messages]}
-        for key in ("dialogue_id", "domain", "archetype"):
+        for key in ("dialogue_id", "domain", "archetype", "meta"):
             if getattr(self, key):
                 d[key] = getattr(self, key)
         return d
@@ -60,6 +63,7 @@ class Persona:
     character: str
     dialogues: list[Dialogue] = field(default_factory=list)
     archetype: str = ""
+    meta: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -80,6 +84,10 @@ class Dataset:
         for d in self.dialogues():
             h.update(json.dumps(d.to_dict(), sort_keys=True, ensure_ascii=False).encode())
             h.update(b"\n")
+        # Persona metadata counts too, but only where there is some, so older hashes stay valid.
+        for pid in self.persona_ids:
+            if self.personas[pid].meta:
+                h.update(json.dumps([pid, self.personas[pid].meta], sort_keys=True, ensure_ascii=False).encode())
         return h.hexdigest()[:16]
 
 

@@ -21,9 +21,15 @@ def write_jsonl(ds: Dataset, path: str | Path) -> Path:
         raise DatasetError(f"{path}: cannot write: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            for d in ds.dialogues():
-                fh.write(json.dumps(d.to_dict(), ensure_ascii=False))
-                fh.write("\n")
+            for pid in ds.persona_ids:
+                persona = ds.personas[pid]
+                for i, d in enumerate(persona.dialogues):
+                    record = d.to_dict()
+                    if i == 0 and persona.meta:
+                        # Once per persona, on its first line: routines can be long.
+                        record["persona_meta"] = persona.meta
+                    fh.write(json.dumps(record, ensure_ascii=False))
+                    fh.write("\n")
         # mkstemp creates 0600; a dataset is an ordinary file that others may read.
         umask = os.umask(0)
         os.umask(umask)

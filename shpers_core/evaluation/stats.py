@@ -96,6 +96,23 @@ def wilcoxon_p(diffs: np.ndarray) -> float:
     return float(wilcoxon(nonzero, alternative="two-sided").pvalue)
 
 
+def holm(p_values: Iterable[float | None]) -> list[float | None]:
+    """Holm-Bonferroni adjusted p-values, in the given order; None stays None and is not counted.
+
+    Holm controls the family-wise error rate without assuming independence, which suits rows
+    that all share one baseline run.
+    """
+    values = list(p_values)
+    present = [i for i, p in enumerate(values) if p is not None]
+    m = len(present)
+    adjusted: list[float | None] = [None] * len(values)
+    running = 0.0
+    for rank, i in enumerate(sorted(present, key=lambda i: values[i])):
+        running = max(running, min(1.0, (m - rank) * values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
 def paired_comparison(a: Mapping[str, float], b: Mapping[str, float], *, n_boot: int = 10000,
                       seed: int = 0, tie_tolerance: float = 1e-9, ci: float = 0.95) -> PairedStats:
     """Compare B with A over the personas both were scored on.

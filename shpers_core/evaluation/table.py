@@ -1,4 +1,10 @@
-"""The study's Table 5.1, regenerated from the run store, as Markdown or CSV."""
+"""The study's Table 5.1, regenerated from the run store, as Markdown or CSV.
+
+Rows are grouped by base model and dataset; each group's baseline is its own unified LoRA run, so a
+run is never compared with a unified run of another model or dataset. Every row but the baseline
+gets a paired Wilcoxon p-value against it (on the personas both scored), Holm-corrected over all
+rows of the table, for all turns and separately for persona-dependent and other turns.
+"""
 
 from __future__ import annotations
 
@@ -6,57 +12,146 @@ import csv
 import io
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
+from shpers_core.evaluation.likeness import dataset_label
+from shpers_core.evaluation.stats import holm, wilcoxon_p
+
+BASELINE_METHOD = "unified_lora"
+METRIC = "embedding_similarity"
+ALPHA = 0.05
+SUBSETS = ("all", "persona_dependent", "other")
+# One word per row, as the findings ask; "baseline" marks the row the others are compared with.
+BETTER, WORSE, NO_DIFFERENCE, BASELINE, NO_BASELINE = (
+    "better", "worse", "no difference shown", "baseline", "no baseline")
+
 
 @dataclass
 class TableRow:
-    label: str
-    run_id: str
+    model: str
+    dataset: str
+    run_name: str
     method: str
+    run_id: str
     status: str
     n_personas: int
     mean: float | None
     std: float | None
     diff_vs_unified: float | None
+    p_holm: float | None
+    verdict: str
     min: float | None
     max: float | None
     persona_dependent: float | None
+    persona_dependent_diff: float | None
+    persona_dependent_p_holm: float | None
     other: float | None
+    other_diff: float | None
+    other_p_holm: float | None
     device_precision: float | None
     parameter_f1: float | None
     numerical_precision: float | None
     trainable_params: int | None
     train_seconds: float | None
+    baseline_run_id: str
+    dataset_hash: str = ""
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.verdict == BASELINE
+
+    @property
+    def group(self) -> tuple[str, str]:
+        return self.model, self.dataset_hash or self.dataset
+
+
+def paired_p(a: dict[str, float], b: dict[str, float]) -> tuple[float | None, float | None]:
+    """(mean of b − a, two-sided Wilcoxon p) over the personas both scored; (None, None) below 2."""
+    shared = sorted(set(a) & set(b))
+    if len(shared) < 2:
+        return None, None
+    diffs = np.array([b[k] - a[k] for k in shared], dtype=np.float64)
+    if not np.all(np.isfinite(diffs)):
+        return None, None
+    return float(diffs.mean()), wilcoxon_p(np.where(np.abs(diffs) <= 1e-9, 0.0, diffs))
+
+
+def _verdict(diff: float | None, p: float | None) -> str:
+    if diff is None or p is None:
+        return "–"
+    if p < ALPHA:
+        return BETTER if diff > 0 else WORSE
+    return NO_DIFFERENCE
 
 
 def study_rows(store, run_ids: list[str] | None = None) -> list[TableRow]:
-    """One row per run (newest first when ``run_ids`` is None), every number read from the store."""
+    """One row per run, grouped by (base model, dataset) in order of first appearance; within a
+    group rows keep the given order (newest first when ``run_ids`` is None). Numbers are read from
+    the store."""
     runs = [store.get_run(r) for r in run_ids] if run_ids else store.list_runs()
-    rows = []
+    rows: list[TableRow] = []
+    scores: dict[str, dict[str, dict[str, float]]] = {}
     for run in runs:
-        m = store.metrics(run.id, subset="all")
-        dep = store.metrics(run.id, subset="persona_dependent")
-        other = store.metrics(run.id, subset="other")
+        # Scores only for a finished run: one whose evaluation was cut short shows none.
+        scored = run.status == "finished"
+        m = store.metrics(run.id, subset="all") if scored else {}
+        dep = store.metrics(run.id, subset="persona_dependent") if scored else {}
+        other = store.metrics(run.id, subset="other") if scored else {}
+        scores[run.id] = {s: store.persona_scores(run.id, METRIC, subset=s) if scored else {} for s in SUBSETS}
         rows.append(TableRow(
-            label=run.name or run.method, run_id=run.id, method=run.method, status=run.status,
-            n_personas=len(run.personas), mean=m.get("embedding_similarity"),
-            std=m.get("embedding_similarity_std"), diff_vs_unified=None,
-            min=m.get("embedding_similarity_min"), max=m.get("embedding_similarity_max"),
-            persona_dependent=dep.get("embedding_similarity"), other=other.get("embedding_similarity"),
+            model=run.base_model, dataset=dataset_label(run), run_name=run.name or run.id, method=run.method,
+            run_id=run.id, status=run.status, n_personas=len(run.personas), mean=m.get(METRIC),
+            std=m.get(f"{METRIC}_std"), diff_vs_unified=None, p_holm=None, verdict="–",
+            min=m.get(f"{METRIC}_min"), max=m.get(f"{METRIC}_max"),
+            persona_dependent=dep.get(METRIC), persona_dependent_diff=None, persona_dependent_p_holm=None,
+            other=other.get(METRIC), other_diff=None, other_p_holm=None,
             device_precision=m.get("device_precision"), parameter_f1=m.get("parameter_f1"),
             numerical_precision=m.get("numerical_precision"), trainable_params=run.trainable_params,
-            train_seconds=run.duration_s,
+            train_seconds=run.duration_s, baseline_run_id="", dataset_hash=run.dataset_hash,
         ))
-    unified = next((r for r in rows if r.method == "unified_lora" and r.mean is not None), None)
+    groups: dict[tuple[str, str], list[TableRow]] = {}
     for r in rows:
-        if unified is not None and r.mean is not None:
-            r.diff_vs_unified = r.mean - unified.mean
-    return rows
+        groups.setdefault(r.group, []).append(r)
+    raw: dict[str, list[float | None]] = {s: [] for s in SUBSETS}
+    compared: list[TableRow] = []
+    for members in groups.values():
+        base = next((r for r in members if r.method == BASELINE_METHOD and r.mean is not None), None)
+        for r in members:
+            if base is None:
+                r.verdict = NO_BASELINE if r.mean is not None else "–"
+                continue
+            r.baseline_run_id = base.run_id
+            if r is base:
+                r.verdict = BASELINE
+                continue
+            if r.mean is not None:
+                r.diff_vs_unified = r.mean - base.mean
+            if r.persona_dependent is not None and base.persona_dependent is not None:
+                r.persona_dependent_diff = r.persona_dependent - base.persona_dependent
+            if r.other is not None and base.other is not None:
+                r.other_diff = r.other - base.other
+            compared.append(r)
+            for s in SUBSETS:
+                raw[s].append(paired_p(scores[base.run_id][s], scores[r.run_id][s])[1])
+    corrected = {s: holm(raw[s]) for s in SUBSETS}
+    for i, r in enumerate(compared):
+        r.p_holm = corrected["all"][i]
+        r.persona_dependent_p_holm = corrected["persona_dependent"][i]
+        r.other_p_holm = corrected["other"][i]
+        r.verdict = _verdict(r.diff_vs_unified, r.p_holm)
+    return [r for members in groups.values() for r in members]
 
 
 def _pct(x: float | None, signed: bool = False) -> str:
     if x is None:
         return "–"
     return f"{x * 100:+.2f}" if signed else f"{x * 100:.2f}"
+
+
+def format_p(p: float | None) -> str:
+    if p is None:
+        return "–"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _params(n: int | None) -> str:
@@ -78,30 +173,49 @@ def _duration(s: float | None) -> str:
     return f"{s / 3600:.1f}h"
 
 
-HEADERS = ["Method", "Emb. sim. % (mean ± std)", "vs unified", "min–max", "persona-dep.", "other",
-           "Device P", "Param F1", "Num. P", "Parameters", "Train time", "Run"]
+HEADERS = ["Model", "Dataset", "Run", "Method", "Emb. sim. % (mean ± std)", "vs unified", "p (Holm)", "Verdict",
+           "min–max", "persona-dep.", "dep. vs unified", "dep. p (Holm)", "other", "other vs unified",
+           "other p (Holm)", "Device P", "Param F1", "Num. P", "Parameters", "Train time", "Run id"]
+
+
+def _diff(r: TableRow, value: float | None) -> str:
+    return "baseline" if r.is_baseline else _pct(value, signed=True)
+
+
+def _p(r: TableRow, value: float | None) -> str:
+    return "" if r.is_baseline else format_p(value)
 
 
 def row_cells(r: TableRow) -> list[str]:
-    if r.mean is None:
-        sim = f"({r.status})"
-    else:
-        sim = f"{_pct(r.mean)} ± {_pct(r.std)}"
-    return [r.label, sim, _pct(r.diff_vs_unified, signed=True) if r.method != "unified_lora" else "baseline",
-            f"{_pct(r.min)}–{_pct(r.max)}", _pct(r.persona_dependent), _pct(r.other), _pct(r.device_precision),
-            _pct(r.parameter_f1), _pct(r.numerical_precision), _params(r.trainable_params),
-            _duration(r.train_seconds), r.run_id]
+    """The row as the Markdown table shows it, one string per :data:`HEADERS` entry."""
+    sim = f"({r.status})" if r.mean is None else f"{_pct(r.mean)} ± {_pct(r.std)}"
+    return [r.model, r.dataset, r.run_name, r.method, sim, _diff(r, r.diff_vs_unified), _p(r, r.p_holm),
+            r.verdict, f"{_pct(r.min)}–{_pct(r.max)}", _pct(r.persona_dependent),
+            _diff(r, r.persona_dependent_diff), _p(r, r.persona_dependent_p_holm), _pct(r.other),
+            _diff(r, r.other_diff), _p(r, r.other_p_holm), _pct(r.device_precision), _pct(r.parameter_f1),
+            _pct(r.numerical_precision), _params(r.trainable_params), _duration(r.train_seconds), r.run_id]
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 def to_markdown(rows: list[TableRow]) -> str:
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(row_cells(r)) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    lines += ["| " + " | ".join(_md_escape(c) for c in row_cells(r)) + " |" for r in rows]
+    note = (f"\nGrouped by model and dataset; each group is compared with its own unified LoRA run. "
+            f"p: paired two-sided Wilcoxon over personas, Holm-corrected over the {_n_compared(rows)} compared "
+            f"rows; verdict at p < {ALPHA:g}.\n")
+    return "\n".join(lines) + "\n" + note
+
+
+def _n_compared(rows: list[TableRow]) -> int:
+    return sum(1 for r in rows if r.p_holm is not None)
 
 
 def to_csv(rows: list[TableRow]) -> str:
     buf = io.StringIO()
-    fields = list(asdict(rows[0]).keys()) if rows else [f for f in TableRow.__dataclass_fields__]
+    fields = list(TableRow.__dataclass_fields__)
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     for r in rows:

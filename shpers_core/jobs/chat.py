@@ -37,11 +37,13 @@ class ChatSession:
             if persona_id not in recipes:
                 raise UserError(f"run {run.id} was not trained for persona {persona_id!r}")
             self.recipe = recipes[persona_id]
+            dataset_hash = run.dataset_hash
         else:
             self.spec = build_spec("base_model", base_model=base_model or DEFAULT_MODEL)
             self.run_id = None
             self.recipe = EvalPlan().recipe(persona_id)
-        self.dataset = load_dataset_for(self.spec, workspace)
+            dataset_hash = ""
+        self.dataset = load_dataset_for(self.spec, workspace, dataset_hash)
         if persona_id not in self.dataset.personas:
             raise UserError(f"persona {persona_id!r} is not in the dataset")
         self.base = load_base_cached(self.spec.base_model, self.spec.device, self.spec.dtype)
@@ -52,14 +54,15 @@ class ChatSession:
         from shpers_core.training.adapters import load_lora_adapter, load_prefix_tuning, load_soft_prompt
 
         pid, r = self.persona_id, self.recipe
+        where = self.workspace.resolve  # plan.json paths are relative to the workspace (absolute before v2)
         plan = EvalPlan()
-        plan.adapters[pid] = load_lora_adapter(r["adapter"]) if r.get("adapter") else None
+        plan.adapters[pid] = load_lora_adapter(where(r["adapter"])) if r.get("adapter") else None
         if r.get("system"):
             plan.system[pid] = r["system"]
         if r.get("soft_prompt"):
-            plan.soft_prompts[pid] = load_soft_prompt(r["soft_prompt"])
+            plan.soft_prompts[pid] = load_soft_prompt(where(r["soft_prompt"]))
         if r.get("kv_prefix"):
-            plan.kv_prefixes[pid] = load_prefix_tuning(r["kv_prefix"])
+            plan.kv_prefixes[pid] = load_prefix_tuning(where(r["kv_prefix"]))
         self.system_prompt = resolved(self.spec)[3].system_prompt or None
         if r.get("retrieval_examples"):
             from shpers_core.data import split_dataset
@@ -114,3 +117,31 @@ def trimmed(pieces: Iterator[str]) -> Iterator[str]:
         pending = text[len(kept):]
         if kept:
             yield kept
+
+
+def stream_together(sessions: list[ChatSession], histories: list[list[Message]]):
+    """Replies of several chat sessions to their histories, generated in one mixed-adapter batch.
+
+    Yields :class:`~shpers_core.evaluation.streaming.Piece` items whose ``row`` indexes
+    ``sessions``; each row's last piece says whether the reply hit the token limit. Sessions on
+    different base models cannot share a batch and are answered one after the other.
+    """
+    from dataclasses import replace
+
+    from shpers_core.evaluation.streaming import stream_rows
+
+    groups: dict[int, list[int]] = {}
+    for i, s in enumerate(sessions):
+        groups.setdefault(id(s.base), []).append(i)
+    for rows in groups.values():
+        base = sessions[rows[0]].base
+        limit = max(sessions[i].max_new_tokens for i in rows)
+        started = dict.fromkeys(rows, False)
+        batch = [(sessions[i].plan, sessions[i].persona_id, list(histories[i]), sessions[i].system_prompt) for i in rows]
+        for piece in stream_rows(base, batch, limit):
+            row = rows[piece.row]
+            text = piece.text
+            if not started[row]:
+                text = text.lstrip()
+                started[row] = bool(text)
+            yield replace(piece, row=row, text=text)

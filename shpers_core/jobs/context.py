@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from shpers_core.models import BaseModel
     from shpers_core.store import RunStore
 
+FIXED_NAMES = frozenset({"unified", "batched"})
+
 
 @dataclass
 class MethodContext:
@@ -42,10 +44,28 @@ class MethodContext:
     train_padded: int = 0
     train_seconds: float = 0.0
     _examples: dict[tuple[str, str], list[Example]] = field(default_factory=dict, repr=False)
+    folder_names: dict[str, str] = field(default_factory=dict, repr=False)
+    """Each adapter or checkpoint folder this run named, with the name as written (a persona id...)."""
 
     @property
     def run_dir(self) -> Path:
         return self.workspace.run_dir(self.run_id)
+
+    def adapter_dir(self, name: str) -> Path:
+        """The folder of adapter ``name`` (a persona id, cluster or merge name) under this run."""
+        return self._named_dir("adapters", name)
+
+    def checkpoint_dir(self, name: str) -> Path:
+        return self._named_dir("checkpoints", name)
+
+    def _named_dir(self, kind: str, name: str) -> Path:
+        from shpers_core.names import child
+
+        # Our own run-wide names stay readable; a derived name always ends in "-<hash>", so no
+        # user id can take them.
+        path = self.run_dir / kind / name if name in FIXED_NAMES else child(self.run_dir / kind, name)
+        self.folder_names[str(path)] = name
+        return path
 
     @property
     def pad_id(self) -> int:
@@ -86,7 +106,7 @@ class MethodContext:
         from shpers_core.training.fit import fit_adapter
 
         result = fit_adapter(self.base.model, self.pad_id, train, val, self.lora, train_params or self.train,
-                             self.reporter, checkpoint_dir=self.run_dir / "checkpoints" / name, series=series)
+                             self.reporter, checkpoint_dir=self.checkpoint_dir(name), series=series)
         self.note_training(result)
         return result
 
@@ -101,7 +121,7 @@ class MethodContext:
                   lora_alpha: float | None = None, kind: str = "adapter") -> Adapter:
         """Write an adapter as a PEFT folder under this run and record it in the store."""
         path = save_lora_adapter(
-            self.run_dir / "adapters" / name, state_dict,
+            self.adapter_dir(name), state_dict,
             rank=rank or self.lora.rank, lora_alpha=lora_alpha or self.lora.lora_alpha,
             target_modules=list(self.lora.target_modules), base_model=self.base.name,
             dropout=self.lora.lora_dropout,
@@ -114,7 +134,7 @@ class MethodContext:
         """An adapter this run saved before it was interrupted, if any (lets a resume skip it)."""
         from shpers_core.training.checkpoint import recover_dir
 
-        path = self.run_dir / "adapters" / name
+        path = self.adapter_dir(name)
         recover_dir(path)
         return load_lora_adapter(path) if (path / "adapter_config.json").exists() else None
 

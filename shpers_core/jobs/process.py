@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue
+import signal
 import traceback
 from dataclasses import dataclass, field
 
@@ -38,6 +39,8 @@ def _child(spec_dict: dict, workspace_root: str, events, stop, run_id: str | Non
 
     hide_third_party_deprecations()
     reporter = Reporter(relay, stop.is_set)
+    # `shpers runs cancel` sends SIGTERM: a cancel with a checkpoint, not a kill.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         run_job(JobSpec.from_dict(spec_dict), Workspace.open(workspace_root), reporter, run_id=run_id)
     except BaseException as exc:  # noqa: BLE001 - relayed to the parent, which decides

@@ -19,13 +19,21 @@ log = logging.getLogger(__name__)
 _BASE_CACHE: dict[tuple, object] = {}
 
 
-def load_dataset_for(spec: JobSpec, workspace: Workspace) -> Dataset:
+def load_dataset_for(spec: JobSpec, workspace: Workspace, dataset_hash: str = "") -> Dataset:
+    """The spec's dataset; with ``dataset_hash`` (a stored run's) the one it used, even after an import."""
     from shpers_core.data import load_dataset
+    from shpers_core.data.library import archive_path
 
+    if dataset_hash and not spec.dataset_path and archive_path(workspace, dataset_hash).exists():
+        return load_dataset(archive_path(workspace, dataset_hash))
     path = Path(spec.dataset_path) if spec.dataset_path else workspace.dataset_path
     if not path.exists():
         raise UserError(f"no dataset at {path}: run `shpers data generate` or give --dataset")
-    return load_dataset(path)
+    dataset = load_dataset(path)
+    if dataset_hash and dataset.content_hash() != dataset_hash:
+        raise UserError(f"the run used dataset {dataset_hash}, which is no longer in the workspace "
+                        f"({path} is now {dataset.content_hash()})")
+    return dataset
 
 
 def load_base_cached(name: str, device: str | None, dtype: str | None):
@@ -76,6 +84,67 @@ def check_cluster_count(method: str, params, personas: list[str]) -> None:
                         "lower k or select more personas")
 
 
+def check_device_and_dtype(device: str | None, dtype: str | None) -> None:
+    """:class:`ModelError` now for a device this machine lacks or an unknown dtype."""
+    from shpers_core.models.device import check_device, torch_dtype
+
+    if device:
+        check_device(device)
+    if dtype:
+        torch_dtype(dtype)
+
+
+def lora_module_names(model) -> list[str]:
+    """Names LoRA can target in ``model``: the leaf names of its linear layers but the output head."""
+    import torch
+
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.Linear) and module is not head})
+
+
+def check_target_modules(target_modules, model) -> None:
+    """A ``target_modules`` entry that names no linear layer of the model's blocks fails now, listing valid ones."""
+    from shpers_core.params import ParamError
+
+    valid = lora_module_names(model)
+    if not target_modules:
+        raise ParamError(f"LoRA: target_modules is empty; give one or more of {', '.join(valid)}")
+    for name in target_modules:
+        if name not in valid:
+            hint = " (give the last part of a module's name, not its path)" if "." in name else ""
+            raise ParamError(f"LoRA: target_modules entry {name!r} is not a linear layer of this model{hint}; "
+                             f"valid: {', '.join(valid)}")
+
+
+def check_persona_adapters(store, run_id: str, personas: list[str]) -> None:
+    """A run that saved per-persona adapters must hold one readable adapter of its own for every persona.
+
+    Raises :class:`AdapterError` otherwise, so the run is failed, not finished with some personas
+    silently answered by another's adapter or none.
+    """
+    from shpers_core.training.adapters import AdapterError, load_lora_adapter
+
+    arts = [a for a in store.artefacts(run_id, kind="adapter") if a.persona_id is not None]
+    if not arts:
+        return
+    by_persona: dict[str, list] = {}
+    for art in arts:
+        by_persona.setdefault(art.persona_id, []).append(art.path)
+    folders: dict[str, str] = {}
+    for pid in personas:
+        paths = by_persona.get(pid)
+        if not paths:
+            raise AdapterError(f"run {run_id} has no adapter for persona {pid!r}")
+        if len(set(paths)) > 1:
+            raise AdapterError(f"run {run_id} has {len(set(paths))} adapters for persona {pid!r}")
+        key = str(paths[0].resolve())
+        if key in folders:
+            raise AdapterError(f"personas {folders[key]!r} and {pid!r} share the adapter folder {paths[0]}")
+        folders[key] = pid
+        load_lora_adapter(paths[0])
+
+
 def check_adapters_fit(plan, model) -> None:
     """:class:`AdapterError` naming the folder when an adapter of ``plan`` was made for another base model."""
     from shpers_core.training.adapters import check_adapter_fits
@@ -118,13 +187,33 @@ def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=N
 
     method = get_method(spec.method)
     mp, lora, train, ev = resolved(spec)
+    if dataset is None and run_id is not None:
+        from shpers_core.store import RunStore
+
+        with RunStore(workspace.db_path) as s:
+            dataset = load_dataset_for(spec, workspace, s.get_run(run_id).dataset_hash)
     dataset = dataset or load_dataset_for(spec, workspace)
     personas = select_personas(spec, dataset)
     check_cluster_count(spec.method, mp, personas)
     if base is None:
         check_base_model(spec.base_model)
+        check_device_and_dtype(spec.device, spec.dtype)
+        # Loaded before the run is recorded, so a target module the model lacks is refused
+        # without leaving a failed run (the model is cached for the job anyway).
+        try:
+            base = load_base_cached(spec.base_model, spec.device, spec.dtype)
+        except Exception as exc:
+            if out_of_memory(exc):
+                raise ResourceError(explain_failure(exc)) from exc
+            raise
+    if method.uses_lora:
+        check_target_modules(lora.target_modules, base.model)
     own_store = store is None
     store = store or RunStore(workspace.db_path)
+    if run_id is None and not spec.dataset_path:
+        from shpers_core.data.library import remember
+
+        remember(workspace, dataset)  # a later import must not take a run's data away
     if run_id is None:
         run_id = store.create_run(
             spec.method, spec.to_dict(), spec.base_model, dataset.content_hash(), personas,
@@ -137,28 +226,31 @@ def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=N
     try:
         store.start_run(run_id)
         job_reporter.emit(Started(run_id, spec.method, 0))
-        base = base or load_base_cached(spec.base_model, spec.device, spec.dtype)
         record_precision(store, run_id, spec, base, job_reporter)
         ctx = MethodContext(spec=spec, workspace=workspace, store=store, run_id=run_id, reporter=job_reporter,
                             base=base, dataset=dataset, splits=split_dataset(dataset, seed=ev.split_seed),
                             personas=personas, lora=lora, train=train, eval=ev)
         plan = method.run(ctx, mp)
         check_adapters_fit(plan, base.model)
-        write_recipes(ctx.run_dir, {pid: plan.recipe(pid) for pid in personas})
+        check_persona_adapters(store, run_id, personas)
+        write_recipes(ctx.run_dir, {pid: plan.recipe(pid) for pid in personas}, workspace, ctx.folder_names)
         train_seconds = time.perf_counter() - started
         result = evaluate_plan(ctx, plan)
         job_reporter.check()
-        for subset, values in result.metrics.items():
-            store.set_metrics(run_id, values, subset=subset)
         rows = [(pid, metric, subset, value)
                 for subset, per_metric in result.persona_scores.items()
                 for metric, by_persona in per_metric.items()
                 for pid, value in by_persona.items()]
-        store.add_persona_scores(run_id, rows)
-        store.add_predictions(run_id, [t.__dict__ for t in result.turns])
-        store.set_metrics(run_id, {"eval_seconds": time.perf_counter() - started - train_seconds,
-                                   **speed_info(ctx, result)}, subset="info")
-        store.finish_run(run_id, duration_s=train_seconds, trainable_params=ctx.trainable_params)
+        # One transaction: a run whose results could not all be written (a full disk, a file size
+        # limit) shows no metrics at all rather than complete-looking ones.
+        with store.transaction():
+            for subset, values in result.metrics.items():
+                store.set_metrics(run_id, values, subset=subset)
+            store.add_persona_scores(run_id, rows)
+            store.add_predictions(run_id, [t.__dict__ for t in result.turns])
+            store.set_metrics(run_id, {"eval_seconds": time.perf_counter() - started - train_seconds,
+                                       **speed_info(ctx, result)}, subset="info")
+            store.finish_run(run_id, duration_s=train_seconds, trainable_params=ctx.trainable_params)
         job_reporter.emit(Finished(run_id, result.metrics["all"]))
         return run_id
     except JobCancelled:
@@ -206,10 +298,26 @@ def speed_info(ctx, result) -> dict[str, float]:
     return info
 
 
-def write_recipes(run_dir: Path, recipes: dict) -> None:
+def write_recipes(run_dir: Path, recipes: dict, workspace: Workspace | None = None,
+                  names: dict[str, str] | None = None) -> None:
+    """``plan.json``; with ``workspace``, its file paths relative to it (a moved workspace still works).
+
+    ``names`` (folder -> name as written) adds ``<key>_name`` beside each path, so what is shown is
+    the persona id or cluster name, not its derived folder name.
+    """
     from shpers_core.training.checkpoint import atomic_write_text
 
+    if names:
+        recipes = {pid: {**recipe, **{f"{k}_name": names[str(recipe[k])] for k in RECIPE_PATHS
+                                      if recipe.get(k) and str(recipe[k]) in names}}
+                   for pid, recipe in recipes.items()}
+    if workspace is not None:
+        recipes = {pid: {k: workspace.stored(v) if k in RECIPE_PATHS and v else v for k, v in recipe.items()}
+                   for pid, recipe in recipes.items()}
     atomic_write_text(run_dir / "plan.json", json.dumps(recipes, indent=1))
+
+
+RECIPE_PATHS = ("adapter", "soft_prompt", "kv_prefix")
 
 
 class ResourceError(UserError):

@@ -16,7 +16,7 @@ from shpers_core.training.config import LoraParams, TrainParams
 @dataclass
 class EvalParams(Params):
     title = "Data and evaluation"
-    split_seed: int = param(0, "Seed of the per-persona train/validation/test split.", min=0)
+    split_seed: int = param(0, "Seed of the per-persona train/validation/test split.", min=0, max=2**31 - 1)
     max_train_dialogues: int = param(0, "Use at most this many training dialogues per persona (0: all).", min=0)
     max_test_dialogues: int = param(0, "Score at most this many test dialogues per persona (0: all).", min=0)
     max_new_tokens: int = param(64, "Longest generated reply, in tokens.", min=1, max=4096)
@@ -99,6 +99,10 @@ def build_spec(method: str, overrides: dict[str, Any] | None = None, **fields: A
         values[group][name] = groups[group].parse_value(name, raw)
     for group, cls in groups.items():
         cls.from_dict(values[group])  # validates ranges; raises ParamError naming the field
+    name = fields.get("name") or ""
+    if any(not ch.isprintable() for ch in name):
+        # A newline in a name could fake a row in `runs list` or a CSV export.
+        raise ParamError(f"run name {name!r} contains a newline or another control character")
     return JobSpec(method=method, **values, **fields)
 
 

@@ -18,7 +18,7 @@ class MergeParams(Params):
     k: int = param(5, "Number of k-means clusters of personas.", min=2)
     features: str = param("description", "Cluster on the character description or on the persona's dialogues.",
                           choices=FEATURES)
-    cluster_seed: int = param(0, "Seed of k-means.", min=0)
+    cluster_seed: int = param(0, "Seed of k-means.", min=0, max=2**31 - 1)
     merge_mode: str = param(
         "factor_average",
         "factor_average: average A and B separately (the study's formula, PEFT 'linear'; cross terms appear); "
@@ -38,6 +38,11 @@ def per_persona_adapters(ctx) -> tuple[str, dict[str, Adapter]]:
         from shpers_core.errors import UserError
 
         raise UserError(f"run {source} has no adapter for persona {missing[0]}")
+    from shpers_core.training.adapters import check_adapter_fits
+
+    for pid in ctx.personas:
+        # Checked here so a wrong shape names the source adapter, not the merge made from it.
+        check_adapter_fits(adapters[pid], ctx.base.model)
     ctx.store.update_run(ctx.run_id, parent_run_id=source)
     return source, adapters
 
@@ -57,13 +62,14 @@ def merge_and_save(ctx, name: str, members: list[tuple[str, float]], sources: di
                         scalings=[a.scaling for a in inputs], density=params.density, seed=params.cluster_seed)
     adapter = ctx.save_lora(name, merged.state_dict, persona_id=persona_id, rank=merged.rank,
                             lora_alpha=merged.lora_alpha, kind="adapter" if persona_id else "merged_adapter")
-    _record_merge(ctx.run_dir / "merges.json", name, params.merge_mode, members)
+    _record_merge(ctx.run_dir / "merges.json", name, params.merge_mode, members,
+                  Path(adapter.path).relative_to(ctx.run_dir).as_posix())
     return adapter
 
 
-def _record_merge(path: Path, name: str, mode: str, members: list[tuple[str, float]]) -> None:
+def _record_merge(path: Path, name: str, mode: str, members: list[tuple[str, float]], folder: str) -> None:
     from shpers_core.training.checkpoint import atomic_write_text
 
     merges = json.loads(path.read_text()) if path.exists() else {}
-    merges[name] = {"mode": mode, "inputs": [{"persona_id": pid, "weight": float(w)} for pid, w in members]}
+    merges[name] = {"mode": mode, "adapter": folder, "inputs": [{"persona_id": pid, "weight": float(w)} for pid, w in members]}
     atomic_write_text(path, json.dumps(merges, indent=1))

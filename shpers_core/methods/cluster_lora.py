@@ -16,7 +16,7 @@ class ClusterParams(Params):
     k: int = param(5, "Number of k-means clusters of personas.", min=2)
     features: str = param("description", "Cluster on the character description (the study's choice) or on "
                           "embeddings of each persona's own training dialogues.", choices=FEATURES)
-    cluster_seed: int = param(0, "Seed of k-means.", min=0)
+    cluster_seed: int = param(0, "Seed of k-means.", min=0, max=2**31 - 1)
 
 
 def cluster(ctx, params) -> list[int]:

@@ -43,7 +43,7 @@ def run(ctx, params: PerPersonaParams) -> EvalPlan:
         from shpers_core.training.multi.trainer import checkpointed_adapters
         from shpers_core.training.multi_lora import train_many
 
-        checkpoints = ctx.run_dir / "checkpoints" / "batched"
+        checkpoints = ctx.checkpoint_dir("batched")
         batch = todo
         if len(todo) < len(ctx.personas) and checkpointed_adapters(checkpoints) == list(ctx.personas):
             # Stopped while saving the adapters: finish the batch the checkpoint holds (its adapters

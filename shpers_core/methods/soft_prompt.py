@@ -35,7 +35,7 @@ class SoftPromptParams(Params):
                              "PEFT's random initialisation.", choices=("description", "random"))
     k: int = param(5, "Clusters, when scope is cluster.", min=2)
     features: str = param("description", "Cluster features, when scope is cluster.", choices=FEATURES)
-    cluster_seed: int = param(0, "Seed of k-means, when scope is cluster.", min=0)
+    cluster_seed: int = param(0, "Seed of k-means, when scope is cluster.", min=0, max=2**31 - 1)
 
 
 def merged_unified(ctx, unified) -> torch.nn.Module:
@@ -111,7 +111,7 @@ def run(ctx, params: SoftPromptParams) -> EvalPlan:
     artefact = "kv_prefix" if params.kind == "prefix" else "soft_prompt"
     prompts = {}
     for i, (name, members) in enumerate(groups.items()):
-        folder = ctx.run_dir / "adapters" / name
+        folder = ctx.adapter_dir(name)
         if (folder / "adapter_config.json").exists():
             prompts[name] = load(folder)
             continue
@@ -128,14 +128,14 @@ def run(ctx, params: SoftPromptParams) -> EvalPlan:
                 embedding.copy_(flat_prefix(start).to(embedding.device, embedding.dtype))
         result = fit(peft_model, ctx.pad_id, ctx.pooled_examples(members, "train"),
                      ctx.pooled_examples(members, "val"), ctx.train, ctx.reporter,
-                     checkpoint_dir=ctx.run_dir / "checkpoints" / name, series=f"{name}/train")
+                     checkpoint_dir=ctx.checkpoint_dir(name), series=f"{name}/train")
         ctx.note_training(result)
         prompts[name] = _save(folder, peft_model, params.kind, ctx.base.name)
         ctx.store.add_artefact(ctx.run_id, artefact, str(folder), persona_id=name if name in ctx.personas else None)
         ctx.reporter.progress("prompts", i + 1, len(groups))
     del model
     learned = {pid: prompts[name] for name, members in groups.items() for pid in members}
-    paths = {pid: str(ctx.run_dir / "adapters" / name) for name, members in groups.items() for pid in members}
+    paths = {pid: str(ctx.adapter_dir(name)) for name, members in groups.items() for pid in members}
     plan = EvalPlan(adapters={pid: unified for pid in ctx.personas})
     if params.kind == "prefix":
         plan.kv_prefixes, plan.kv_prefix_paths = learned, paths

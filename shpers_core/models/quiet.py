@@ -1,25 +1,25 @@
-"""Silence transformers' progress bars: the engine never writes to the terminal."""
+"""Silence the progress bars of the libraries underneath: the engine never writes to the terminal.
+
+transformers' own bars follow its public switch (:func:`transformers.utils.logging.disable_progress_bar`).
+Its GGUF reader calls tqdm directly; tqdm reads ``TQDM_DISABLE`` once, when it is first imported, so the
+``shpers`` command (``cli/main.py``) and the app (``shpers_gui/app.py``) set it before importing anything;
+code that imports the engine as a library sets it itself if it wants those bars gone.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
-
-from transformers import modeling_gguf_pytorch_utils as gguf_utils
-from transformers.utils import logging as hf_logging
 
 
 @contextmanager
 def no_progress_bars() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
     enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
-    # The GGUF reader uses tqdm directly, outside transformers' own progress-bar switch.
-    gguf_tqdm = gguf_utils.tqdm
-    gguf_utils.tqdm = partial(gguf_tqdm, disable=True)
     try:
         yield
     finally:
-        gguf_utils.tqdm = gguf_tqdm
         if enabled:
             hf_logging.enable_progress_bar()

@@ -30,7 +30,7 @@ def translate(exc: sqlite3.Error, path: Path) -> StoreError:
     if name.startswith("SQLITE_CORRUPT") or "malformed" in text:
         return StoreError(f"{path} is damaged ({text}); restore it from a backup")
     if name.startswith("SQLITE_IOERR") or "disk I/O error" in text:
-        return StoreError(f"cannot read or write {path}: disk I/O error")
+        return StoreError(f"cannot read or write {path}: disk I/O error{_likely_cause(path)}")
     return StoreError(f"database error in {path}: {text}")
 
 
@@ -43,3 +43,21 @@ def _why_cannot_open(path: Path) -> str:
     if path.exists() and not os.access(path, os.R_OK):
         return "no permission to read it"
     return "SQLite could not open the file"
+
+
+def _likely_cause(path: Path) -> str:
+    """SQLite reports a file-size limit or a full disk on a WAL write as a bare I/O error; name which it was."""
+    import resource
+    import shutil
+
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        return (f" (this process may not write files over {limit} bytes: the file size limit, `ulimit -f`, "
+                "was probably hit; raise it, then resume the run)")
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return ""
+    if free < 64 * 1024 * 1024:
+        return f" (the disk is full: {free // 1024} KB free; free some space, then resume the run)"
+    return ""

@@ -35,12 +35,14 @@ class RunRecord:
     heartbeat_at: str | None = None
     parent_run_id: str | None = None
     notes: str = ""
+    tags: list[str] = field(default_factory=list)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> RunRecord:
         row = dict(row)
         row["params"] = json.loads(row["params"] or "{}")
         row["personas"] = json.loads(row["personas"] or "[]")
+        row["tags"] = json.loads(row.get("tags") or "[]")
         return cls(**row)
 
     @property

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from shpers_core.names import from_stored, to_stored
 from shpers_core.store import schema
 from shpers_core.store.errors import StoreError, translate
 from shpers_core.store.host import code_version, host_name, now_iso, parse_iso, pid_alive
@@ -110,6 +111,11 @@ class RunStore:
         if self._db is None:
             raise StoreError(f"the run store {self.path} is closed")
         return self._db
+
+    @property
+    def root(self) -> Path:
+        """The workspace folder: artefact paths are stored relative to it."""
+        return self.path.parent
 
     @property
     def schema_version(self) -> int:
@@ -204,6 +210,8 @@ class RunStore:
         with self.transaction():
             if parent_run_id:
                 record["parent_run_id"] = self.resolve_id(parent_run_id)
+            # Names are unique per workspace, so a table or a chooser never shows two alike.
+            record["name"] = self.unique_name(name) if name else name
             run_id = new_run_id(when)
             while self._select("SELECT 1 AS taken FROM runs WHERE id = ?", [run_id]):
                 run_id = new_run_id(when)
@@ -258,8 +266,35 @@ class RunStore:
             _check_status(fields["status"])
         self._update(run_id, **fields)
 
+    def unique_name(self, name: str, exclude_run: str | None = None) -> str:
+        """``name`` if no other run has it, else the first free ``name (2)``, ``name (3)``, ..."""
+        taken = {r["name"] for r in self._select("SELECT name FROM runs WHERE (name = ? OR name LIKE ?) AND id != ?",
+                                                 [name, f"{name} (%)", exclude_run or ""])}
+        if name not in taken:
+            return name
+        n = 2
+        while f"{name} ({n})" in taken:
+            n += 1
+        return f"{name} ({n})"
+
+    def rename_run(self, run_id: str, name: str) -> str:
+        """Give the run a new name; :class:`StoreError` if it is empty or another run has it."""
+        name = name.strip()
+        with self.transaction():
+            rid = self.resolve_id(run_id)
+            if not name:
+                raise StoreError("a run name cannot be empty")
+            if not name.isprintable():
+                raise StoreError(f"run name {name!r} contains a newline or another control character")
+            if self.unique_name(name, exclude_run=rid) != name:
+                raise StoreError(f"another run is already named {name!r}; try {self.unique_name(name, rid)!r}")
+            self.db["runs"].update(rid, {"name": name})
+        return rid
+
     def _update(self, run_id: str, **fields: Any) -> str:
-        for key in ("params", "personas"):
+        if "tags" in fields:
+            fields["tags"] = sorted({str(t).strip() for t in fields["tags"] if str(t).strip()})
+        for key in ("params", "personas", "tags"):
             if key in fields:
                 fields[key] = to_json(fields[key])
         with self.transaction():
@@ -321,7 +356,8 @@ class RunStore:
             status = self._select("SELECT status FROM runs WHERE id = ?", [rid])[0]["status"]
             if status == "running":
                 raise StoreError(f"run '{rid}' in {self.path} is running; cancel it before deleting it")
-            paths = [Path(r["path"]) for r in self._select("SELECT path FROM artefacts WHERE run_id = ? ORDER BY id", [rid])]
+            paths = [from_stored(self.root, r["path"])
+                     for r in self._select("SELECT path FROM artefacts WHERE run_id = ? ORDER BY id", [rid])]
             for table in ("curves", "metrics", "persona_scores", "predictions", "artefacts", "events_log"):
                 self.db.execute(f"DELETE FROM {table} WHERE run_id = ?", [rid])
             self.db.execute("DELETE FROM runs WHERE id = ?", [rid])
@@ -395,7 +431,7 @@ class RunStore:
         with self.transaction():
             rid = self.resolve_id(run_id)
             table = self.db["artefacts"]
-            table.insert({"run_id": rid, "kind": kind, "path": str(path), "persona_id": persona_id,
+            table.insert({"run_id": rid, "kind": kind, "path": to_stored(self.root, path), "persona_id": persona_id,
                           "created_at": now_iso()}, replace=True)
             return int(table.last_pk)
 
@@ -488,7 +524,7 @@ class RunStore:
         sql, args = "SELECT id, kind, path, persona_id, created_at FROM artefacts WHERE run_id = ?", [rid]
         if kind is not None:
             sql, args = sql + " AND kind = ?", args + [kind]
-        return [Artefact(r["id"], r["kind"], Path(r["path"]), r["persona_id"], r["created_at"])
+        return [Artefact(r["id"], r["kind"], from_stored(self.root, r["path"]), r["persona_id"], r["created_at"])
                 for r in self._select(sql + " ORDER BY id", args)]
 
     def logs(self, run_id: str, after_id: int = 0) -> list[LogLine]:

@@ -19,7 +19,8 @@ from shpers_core.store.errors import StoreError
 # "shpr": marks the file as ours, so pointing the app at another program's database fails clearly.
 APPLICATION_ID = 0x73687072
 
-STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted")
+# "deleting": its files are being removed; its rows go last, so a delete cut short is finished later.
+STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted", "deleting")
 TERMINAL_STATUSES = ("finished", "failed", "cancelled", "interrupted")
 CURVE_KINDS = ("train", "val")
 # Test-turn subsets, then "validation" (scores on validation data, e.g. an adapter's validation
@@ -79,7 +80,33 @@ def _v1_initial(db: Database) -> None:
     db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
 
 
-MIGRATIONS: list[Callable[[Database], None]] = [_v1_initial]
+def _add_run_tags(db: Database) -> None:
+    """Runs gain tags (a JSON list of words) for filtering the results; notes already exist."""
+    db["runs"].add_column("tags", str, not_null_default="[]")
+
+
+def _v3_relative_paths(db: Database) -> None:
+    """Artefact paths relative to the workspace (the database's folder), so a moved or copied
+    workspace finds its own adapters. A path under ``runs/`` of another folder (the workspace was
+    moved before this upgrade) becomes that ``runs/...`` part."""
+    from shpers_core.names import relocated, to_stored
+
+    file = next((row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main"), "")
+    if not file:
+        return
+    root = Path(file).parent
+    for row_id, path in db.execute("SELECT id, path FROM artefacts").fetchall():
+        if not Path(path).is_absolute():
+            continue
+        stored = to_stored(root, path)
+        if Path(stored).is_absolute():
+            moved = relocated(root, Path(path))
+            stored = to_stored(root, moved) if moved is not None else stored
+        if stored != path:
+            db.execute("UPDATE artefacts SET path = ? WHERE id = ?", [stored, row_id])
+
+
+MIGRATIONS: list[Callable[[Database], None]] = [_v1_initial, _add_run_tags, _v3_relative_paths]
 
 
 def latest_version() -> int:

@@ -6,10 +6,12 @@ Folders are written atomically; weights are read with safetensors only, configs 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
 from peft import LoraConfig, PromptTuningConfig
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from shpers_core.errors import UserError
@@ -28,6 +30,11 @@ def write_peft_folder(out_dir: Path | str, config, tensors: dict[str, torch.Tens
                       metadata: dict[str, str] | None = None) -> Path:
     """Write a PEFT config and its safetensors weights as one folder, atomically (temp dir, rename)."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            # A last optimiser step can overflow after the last finite loss: such an adapter is never saved.
+            raise AdapterError(f"{out_dir}: {key} holds NaN or infinite values after training; not saved "
+                               "(lower train.learning_rate)")
 
     def write(tmp: Path) -> None:
         config.save_pretrained(str(tmp))
@@ -56,18 +63,44 @@ def read_config(path: Path) -> dict:
         raise AdapterError(f"{path / CONFIG}: not valid JSON ({exc})") from None
 
 
+def read_weights(file: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; :class:`AdapterError` if it is truncated or not safetensors."""
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise AdapterError(f"{file}: unreadable weights ({str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__}); "
+                           "the file is truncated or not safetensors") from None
+
+
 def _read_peft_folder(path: Path, peft_type: str, what: str) -> tuple[dict, dict[str, torch.Tensor]]:
     """The config and weights of a PEFT folder that must hold a ``peft_type`` adapter."""
     config = read_config(path)
+    if not isinstance(config, dict):
+        raise AdapterError(f"{path / CONFIG}: must be a JSON object")
     if config.get("peft_type") != peft_type:
         raise AdapterError(f"{path}: a {config.get('peft_type')} adapter, not {what}")
-    return config, load_file(str(Path(path) / WEIGHTS))
+    return config, read_weights(Path(path) / WEIGHTS)
+
+
+def _positive_number(config: dict, key: str, path: Path, *, integer: bool) -> float:
+    value = config.get(key)
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or not math.isfinite(value) or value <= 0:
+        shown = "missing" if key not in config else repr(value)
+        raise AdapterError(f"{Path(path) / CONFIG}: '{key}' is {shown}; it must be a positive "
+                           f"{'integer' if integer else 'number'}")
+    return value
 
 
 def load_lora_adapter(path: Path) -> Adapter:
     """Read a PEFT LoRA folder; the scale is ``lora_alpha / r`` from its config."""
     config, state = _read_peft_folder(path, "LORA", "LoRA")
-    return Adapter(state_dict=state, scaling=float(config["lora_alpha"]) / int(config["r"]), path=str(path))
+    rank = _positive_number(config, "r", path, integer=True)
+    alpha = _positive_number(config, "lora_alpha", path, integer=False)
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise AdapterError(f"{path}: weights {key} hold NaN or infinite values")
+    return Adapter(state_dict=state, scaling=float(alpha) / int(rank), path=str(path))
 
 
 def check_adapter_fits(adapter: Adapter, model: torch.nn.Module) -> None:
@@ -97,7 +130,10 @@ def save_soft_prompt(out_dir: Path, embeddings: torch.Tensor, *, base_model: str
 
 
 def load_soft_prompt(path: Path) -> torch.Tensor:
-    return _read_peft_folder(path, "PROMPT_TUNING", "prompt tuning")[1]["prompt_embeddings"]
+    weights = _read_peft_folder(path, "PROMPT_TUNING", "prompt tuning")[1]
+    if "prompt_embeddings" not in weights:
+        raise AdapterError(f"{path}: no prompt_embeddings in {WEIGHTS}")
+    return weights["prompt_embeddings"]
 
 
 # --- Prefix tuning (key/value prefixes per layer) ----------------------------------------------
@@ -139,5 +175,6 @@ def load_prefix_tuning(path: Path) -> torch.Tensor:
         raise AdapterError(f"{path}: prefix tuning with a projection is not supported")
     if "prompt_embeddings" not in weights:
         raise AdapterError(f"{path}: no prompt_embeddings in {WEIGHTS}")
-    return prefix_key_values(weights["prompt_embeddings"], num_layers=int(config["num_layers"]),
-                             num_heads=int(config["num_attention_heads"]))
+    layers = _positive_number(config, "num_layers", path, integer=True)
+    heads = _positive_number(config, "num_attention_heads", path, integer=True)
+    return prefix_key_values(weights["prompt_embeddings"], num_layers=layers, num_heads=heads)

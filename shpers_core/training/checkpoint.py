@@ -13,6 +13,7 @@ import errno
 import io
 import json
 import os
+import pickle
 import re
 import shutil
 import uuid
@@ -39,6 +40,10 @@ _WRITE_FAULTS = {
     errno.EACCES: "permission denied (a read-only folder?)",
     errno.EPERM: "permission denied (a read-only folder?)",
 }
+
+
+class CheckpointError(UserError):
+    """A checkpoint folder that cannot be read back (truncated, corrupt, or holding a refused pickle)."""
 
 
 class WriteError(UserError):
@@ -172,13 +177,23 @@ def load_checkpoint(directory: Path) -> Checkpoint | None:
     recover_dir(directory)
     if not (directory / STATE).exists():
         return None
-    extra = torch.load(directory / OPTIMIZER, weights_only=True)
-    best = load_file(str(directory / BEST)) if (directory / BEST).exists() else None
-    return Checkpoint(
-        weights=load_file(str(directory / WEIGHTS)),
-        optimizer=extra["optimizer"],
-        rng=extra["rng"],
-        state=json.loads((directory / STATE).read_text()),
-        best=best,
-        device_rng=extra.get("device_rng"),
-    )
+    try:
+        state = json.loads((directory / STATE).read_text())
+        if not isinstance(state, dict):
+            raise ValueError(f"{STATE} is not a JSON object")
+        extra = torch.load(directory / OPTIMIZER, weights_only=True)
+        if not isinstance(extra, dict) or not isinstance(extra.get("rng"), torch.Tensor):
+            raise ValueError(f"{OPTIMIZER} does not hold an optimiser state and random generator")
+        best = load_file(str(directory / BEST)) if (directory / BEST).exists() else None
+        return Checkpoint(weights=load_file(str(directory / WEIGHTS)), optimizer=extra["optimizer"], rng=extra["rng"],
+                          state=state, best=best, device_rng=extra.get("device_rng"))
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with the files, the checkpoint cannot be used
+        if write_fault(exc) is not None and not isinstance(exc, PermissionError):
+            raise
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        if isinstance(exc, pickle.UnpicklingError):
+            # Never pass on torch's hint to retry with weights_only=False: that would run the file's code.
+            reason = f"{OPTIMIZER} holds objects other than tensors and was refused"
+        raise CheckpointError(
+            f"checkpoint unreadable: {directory} ({type(exc).__name__}: {reason}); restart the run from its "
+            f"beginning with `shpers runs resume RUN_ID --restart`, or delete that folder") from None

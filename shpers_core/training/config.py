@@ -34,7 +34,7 @@ class TrainParams(Params):
     early_stopping_patience: int = param(
         0, "Stop after this many epochs without a better validation loss (0 turns it off).", min=0
     )
-    seed: int = param(0, "Seed for initialisation, shuffling and dropout.", min=0)
+    seed: int = param(0, "Seed for initialisation, shuffling and dropout.", min=0, max=2**31 - 1)
     checkpoint_every: int = param(
         50, "Save a resumable checkpoint every this many optimiser steps (and at each epoch end).", min=1
     )

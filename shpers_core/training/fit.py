@@ -18,6 +18,7 @@ from shpers_core.events import JobCancelled, Reporter, Step, Validation
 from shpers_core.training.batching import Example, batches_for, collate
 from shpers_core.training.checkpoint import load_checkpoint, save_checkpoint
 from shpers_core.training.config import LoraParams, TrainParams, learning_rate_at
+from shpers_core.training.diverged import check_loss
 from shpers_core.training.loss import labelled_loss_sum, padding_share
 from shpers_core.training.precision import LossScaler
 
@@ -153,6 +154,7 @@ def fit(
             batch = {k: v.to(device) for k, v in collate(rows, pad_id).items()}
             s, c = labelled_loss_sum(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
             loss = s.sum() / c.sum().clamp(min=1)
+            check_loss(loss.item(), t + 1, series)
             scaler.scaled(loss).backward()
             lr = learning_rate_at(t, total, warmup, params.learning_rate)
             if scaler.unscale(weights):  # float16 only: a step whose gradients overflowed is skipped

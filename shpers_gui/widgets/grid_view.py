@@ -12,12 +12,15 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QPushButton,
     QSplitter,
     QTableView,
     QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
+
+from shpers_gui import engine
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 METRICS = ("embedding_similarity", "device_precision", "parameter_f1", "numerical_precision")
@@ -64,7 +67,10 @@ class PersonaGridModel(QAbstractTableModel):
         return 0 if parent.isValid() else 1 + len(self.runs)
 
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
-        if orientation != Qt.Orientation.Horizontal:
+        if orientation == Qt.Orientation.Vertical:
+            # Persona ids as row heads: they stay in view while the run columns scroll.
+            if role == Qt.ItemDataRole.DisplayRole and section < len(self.personas):
+                return self.personas[section]
             return None
         if role == Qt.ItemDataRole.DisplayRole:
             return "Persona" if section == 0 else self.runs[section - 1].label
@@ -82,13 +88,17 @@ class PersonaGridModel(QAbstractTableModel):
             return self.personas[row] if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE) else None
         v = self.value(row, col)
         if role == Qt.ItemDataRole.DisplayRole:
-            return "" if v is None else f"{v:.3f}"
+            return "not run" if v is None else f"{v:.3f}"
+        if role == Qt.ItemDataRole.ToolTipRole:
+            run = self.runs[col - 1]
+            return (f"{run.label} did not cover {self.personas[row]}" if v is None else
+                    f"{self.personas[row]} in {run.label}: {v:.3f} (click for the replies)")
         if role == SORT_ROLE:
             return -math.inf if v is None or math.isnan(v) else v
         if role == Qt.ItemDataRole.BackgroundRole and v is not None and not math.isnan(v):
             return score_colour(v, self.lo, self.hi)
         if role == Qt.ItemDataRole.ForegroundRole:
-            return QColor("black")
+            return QColor("#999999") if v is None else QColor("black")
         if role == Qt.ItemDataRole.TextAlignmentRole:
             return int(Qt.AlignmentFlag.AlignCenter)
         return None
@@ -115,16 +125,27 @@ class PersonaGridView(QWidget):
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
-        self.table.verticalHeader().hide()
+        self.table.setColumnHidden(0, True)  # shown as the fixed row heads instead
+        self.table.verticalHeader().setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setDefaultSectionSize(160)
         self.table.clicked.connect(self._cell_clicked)
         self.replies = QTextBrowser()
         self.replies.setPlaceholderText("Click a score to read that persona's test replies in that run, "
                                         "next to the references.")
+        self.beside = QComboBox()
+        self.beside.setToolTip("Show this run's reply to the same turn beside the clicked one")
+        self.beside.setMinimumContentsLength(14)
+        self.beside.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.beside.currentIndexChanged.connect(lambda _i: self._reshow())
+        by_persona = QPushButton("Sort by persona")
+        by_persona.clicked.connect(lambda: self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder))
         top = QHBoxLayout()
         top.addWidget(QLabel("Metric:"))
         top.addWidget(self.metric)
+        top.addWidget(QLabel("Beside:"))
+        top.addWidget(self.beside)
+        top.addWidget(by_persona)
         self.info = QLabel()
         top.addWidget(self.info, 1)
         left = QWidget()
@@ -138,14 +159,28 @@ class PersonaGridView(QWidget):
         split.setSizes([760, 560])
         lay = QVBoxLayout(self)
         lay.addWidget(split)
+        self._shown: tuple[str, str] | None = None
         session.runs_changed.connect(self.refresh)
         self.refresh()
 
     def refresh(self) -> None:
         self.model.refresh()
+        self.table.setColumnHidden(0, True)
         n = len(self.model.runs)
         self.info.setText(f"{len(self.model.personas)} personas × {n} finished runs"
                           + ("" if n else " — finish a run to fill the grid"))
+        current = self.beside.currentData()
+        self.beside.blockSignals(True)
+        self.beside.clear()
+        self.beside.addItem("(none)", None)
+        for r in self.model.runs:
+            self.beside.addItem(r.label, r.id)
+        self.beside.setCurrentIndex(max(self.beside.findData(current), 0))
+        self.beside.blockSignals(False)
+
+    def _reshow(self) -> None:
+        if self._shown is not None:
+            self.show_replies(*self._shown)
 
     def _metric_changed(self) -> None:
         self.model.metric = self.metric.currentData()
@@ -158,24 +193,60 @@ class PersonaGridView(QWidget):
         self.show_replies(self.model.runs[src.column() - 1].id, self.model.personas[src.row()])
 
     def show_replies(self, run_id: str, persona_id: str) -> None:
+        """Every test turn of ``persona_id`` in ``run_id``: the history before it, the reply (and the
+        "Beside" run's reply to the same turn) and the reference, each reply with what produced it."""
+        self._shown = (run_id, persona_id)
         store = self.session.store()
         run = store.get_run(run_id)
+        if run.personas and persona_id not in run.personas:
+            self.replies.setHtml(f"<h3>{html.escape(persona_id)} · {html.escape(run.label)}</h3>"
+                                 f"<p>{html.escape(run.label)} did not cover {html.escape(persona_id)}: it was trained "
+                                 f"and evaluated on {len(run.personas)} other persona(s), so there is nothing to show.</p>")
+            return
+        other_id = self.beside.currentData()
+        other = store.get_run(other_id) if other_id and other_id != run.id else None
         preds = store.predictions(run_id, persona_id)
-        out = [f"<h3>{html.escape(persona_id)} · {html.escape(run.label)}</h3>"
+        theirs = {(p.dialogue_id, p.turn): p for p in store.predictions(other.id, persona_id)} if other else {}
+        out = [f"<h3>{html.escape(persona_id)} · {html.escape(run.label)}</h3>",
                f"<p style='color:#555'>{len(preds)} test turns · {html.escape(run.method)} on "
-               f"{html.escape(run.base_model)}</p>"]
+               f"{html.escape(run.base_model)} · run {html.escape(run.id)}<br>"
+               f"answered by {html.escape(self._source(run.id, persona_id))}"]
+        if other is not None:
+            out.append(f"<br>beside: {html.escape(other.label)} ({html.escape(other.method)}), answered by "
+                       f"{html.escape(self._source(other.id, persona_id))}"
+                       + ("" if theirs else " — it has no replies for this persona"))
+        out.append("</p>")
+        if not preds:
+            out.append("<p>This run stored no replies for this persona.</p>")
         for p in preds:
-            last_user = next((m for m in reversed(p.history) if _role(m) == "user"), None)
-            sim = p.scores.get("embedding_similarity")
-            out.append("<hr>")
-            if last_user is not None:
-                out.append(f"<p><b style='color:#1f4e79'>user</b> {html.escape(_text(last_user))}</p>")
+            out.append("<hr><p style='color:#555'>"
+                       f"{html.escape(p.dialogue_id)} · turn {p.turn + 1}{' · persona-dependent ★' if p.persona_dependent else ''}</p>")
+            for m in p.history:
+                colour = "#1f4e79" if _role(m) == "user" else "#2e7d32"
+                out.append(f"<p style='margin:0 0 2px 0'><b style='color:{colour}'>{html.escape(_role(m))}</b> "
+                           f"{html.escape(_text(m))}</p>")
+            cells = [self._cell(run.label, p, "#eef5ff")]
+            if other is not None:
+                cells.append(self._cell(other.label, theirs.get((p.dialogue_id, p.turn)), "#fff4e5"))
+            width = 100 // (len(cells) + 1)
+            cells.append(f"<td width='{width}%' valign='top' style='background:#eef8ee'><b>reference</b>"
+                         f"{' ★' if p.persona_dependent else ''}<br>{html.escape(p.reference)}</td>")
             out.append("<table width='100%' cellspacing='4'><tr>"
-                       f"<td width='50%' valign='top' style='background:#eef5ff'><b>reply</b>"
-                       f"{'' if sim is None else f' · {sim:.3f}'}<br>{html.escape(p.prediction)}</td>"
-                       f"<td width='50%' valign='top' style='background:#eef8ee'><b>reference</b>"
-                       f"{' ★' if p.persona_dependent else ''}<br>{html.escape(p.reference)}</td></tr></table>")
+                       + "".join(c.replace("WIDTH", str(width)) for c in cells) + "</tr></table>")
         self.replies.setHtml("".join(out))
+
+    def _source(self, run_id: str, persona_id: str) -> str:
+        recipe = engine.get("run_recipes")(self.session.workspace, run_id).get(persona_id)
+        return engine.get("describe_recipe")(recipe, run_id) if recipe is not None else "(no plan recorded)"
+
+    @staticmethod
+    def _cell(label: str, p, colour: str) -> str:
+        if p is None:
+            return f"<td width='WIDTH%' valign='top' style='background:{colour}'><b>{html.escape(label)}</b><br>" \
+                   "<i>no reply to this turn</i></td>"
+        sim = p.scores.get("embedding_similarity")
+        return (f"<td width='WIDTH%' valign='top' style='background:{colour}'><b>{html.escape(label)}</b>"
+                f"{'' if sim is None else f' · {sim:.3f}'}<br>{html.escape(p.prediction)}</td>")
 
 
 def _role(m) -> str:

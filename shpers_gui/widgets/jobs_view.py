@@ -24,17 +24,22 @@ from PySide6.QtWidgets import (
 from shpers_core.jobs.spec import JobSpec
 from shpers_gui.job_queue import ACTIVE, CANCELLED, FAILED, FINISHED, INTERRUPTED, RUNNING, Job
 from shpers_gui.widgets.loss_plot import LossPlot
+from shpers_gui.widgets.plot_export import add_export_button
 
 STATUS_COLOURS = {RUNNING: "#1f6fb2", FINISHED: "#2e7d32", FAILED: "#c62828", CANCELLED: "#8d6e63",
                   INTERRUPTED: "#ef6c00"}
 RESUMABLE = ("cancelled", "interrupted", "failed")
 
 
-def format_eta(seconds: float | None) -> str:
+def format_eta(seconds: float | None, complete: bool = True) -> str:
+    """``m:ss`` (``h:mm:ss`` past an hour); "≥ " when evaluation time is not known yet."""
     if seconds is None:
         return ""
     seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
+    h, rest = divmod(seconds, 3600)
+    text = f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else (
+        f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s")
+    return text if complete else f"≥ {text}"
 
 
 class JobsModel(QAbstractTableModel):
@@ -79,12 +84,18 @@ class JobsModel(QAbstractTableModel):
             if col == self.PROGRESS:
                 return round(job.fraction * 100)
             if col == 4:
-                return format_eta(job.eta_s())
+                return format_eta(*job.job_eta())
             if col == 5:
-                return job.run_id
+                return job.run_name or job.run_id
         if role == Qt.ItemDataRole.ForegroundRole and col == 2:
             return QColor(STATUS_COLOURS.get(job.status, "#555555"))
         if role == Qt.ItemDataRole.ToolTipRole:
+            if col == 5 and job.run_id:
+                return f"run {job.run_id}"
+            if col == 4 and job.status == RUNNING:
+                eta, complete = job.job_eta()
+                return ("Time left for the whole job, evaluation included" if complete else
+                        "Time left for training; evaluation comes after, its time is not known yet") if eta else None
             return job.error or None
         return None
 
@@ -130,8 +141,11 @@ class JobsView(QWidget):
         self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableView.SelectionMode.SingleSelection)
         self.table.verticalHeader().hide()
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.resizeSection(5, 200)
         header.resizeSection(JobsModel.PROGRESS, 160)
         header.resizeSection(2, 170)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._show_log())
@@ -161,12 +175,17 @@ class JobsView(QWidget):
         buttons.addWidget(clear_plot)
 
         self.plot = LossPlot()
+        plot_box = QWidget()
+        pb = QVBoxLayout(plot_box)
+        pb.setContentsMargins(0, 0, 0, 0)
+        pb.addWidget(self.plot, 1)
+        self.export_button = add_export_button(pb, self.plot.plot, "loss-curves")
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(5000)
         self.log.setPlaceholderText("The selected job's log")
         bottom = QSplitter(Qt.Orientation.Horizontal)
-        bottom.addWidget(self.plot)
+        bottom.addWidget(plot_box)
         bottom.addWidget(self.log)
         bottom.setSizes([700, 350])
         top = QWidget()
@@ -186,7 +205,7 @@ class JobsView(QWidget):
         self.queue.job_validation.connect(
             lambda job, s, st, loss: self.plot.add_point(self._key(job), s, "val", st, loss))
         self.queue.job_log.connect(self._job_log)
-        self.queue.job_changed.connect(lambda _j: self._update_buttons())
+        self.queue.job_changed.connect(self._job_changed)
         session.runs_changed.connect(self.refresh_stored)
         self.refresh_stored()
         self._update_buttons()
@@ -203,6 +222,11 @@ class JobsView(QWidget):
         self.plot.set_label(self._key(job), job.label)
         if self.selected_job() is None or self.selected_job().status not in ACTIVE:
             self.table.selectRow(self.queue.jobs.index(job))
+
+    def _job_changed(self, job: Job) -> None:
+        if job.run_name:
+            self.plot.set_label(self._key(job), job.run_name)
+        self._update_buttons()
 
     def _job_log(self, job: Job, line: str) -> None:
         if job is self.selected_job():
@@ -229,10 +253,11 @@ class JobsView(QWidget):
             self.resume_run(job.run_id)
 
     def resume_run(self, run_id: str) -> Job:
-        """Queue ``run_id`` again; the engine continues from its last checkpoint."""
+        """Queue ``run_id`` again (in its job's row, if it has one); the engine continues from its last checkpoint."""
         record = self.session.store().get_run(run_id)
         spec = JobSpec.from_dict(record.params)
-        job = self.queue.submit(spec, run_id=record.id)
+        job = self.queue.resume(record.id, spec)
+        self._show_log()
         return job
 
     def _clear_ended(self) -> None:
@@ -259,7 +284,8 @@ class JobsView(QWidget):
             return
         store = self.session.store()
         record = store.get_run(run_id)
-        key = f"run:{record.id}"
+        job = next((j for j in self.queue.jobs if j.run_id == record.id), None)
+        key = self._key(job) if job is not None else f"run:{record.id}"
         self.plot.remove_run(key)
         self.plot.set_label(key, record.label)
         for name, curve in store.curves(record.id).items():

@@ -6,7 +6,7 @@ action (``study_specs`` of a preset).
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -31,6 +31,11 @@ from shpers_core.params import coerce
 from shpers_gui import engine
 from shpers_gui.widgets.param_form import ParamForm
 
+# Jobs estimated longer than this are confirmed before they are queued.
+CONFIRM_ABOVE_S = 600.0
+# Without a measured speed, a job training on more tokens than this is confirmed too.
+UNMEASURED_CONFIRM_TOKENS = 200_000
+
 
 class LauncherView(QWidget):
     """Builds validated :class:`JobSpec` objects and submits them to the session's queue."""
@@ -54,7 +59,7 @@ class LauncherView(QWidget):
         self.run_name.setPlaceholderText("optional run name")
 
         self.personas = QListWidget()
-        self.personas.setToolTip("Checked personas are trained and evaluated; none checked means all")
+        self.personas.setToolTip("Checked personas are trained and evaluated; with none checked nothing can be queued")
         pick = QHBoxLayout()
         for text, slot in (("All", lambda: self._check(None)), ("None", lambda: self._check([])),
                            ("From Personas tab", lambda: self._check(self.session.selected_personas))):
@@ -67,6 +72,15 @@ class LauncherView(QWidget):
         pick.addWidget(self.cluster)
         self.persona_count = QLabel()
         self.personas.itemChanged.connect(lambda _i: self._update_count())
+        self.cost = QLabel()
+        self.cost.setWordWrap(True)
+        self.cost.setStyleSheet("color: #333; padding: 2px;")
+        self.cost.setToolTip("Estimated from this machine's measured speed on earlier runs of the same base model")
+        # The estimate splits the dataset and reads the store: once per burst of edits, not per keystroke.
+        self._cost_timer = QTimer(self)
+        self._cost_timer.setSingleShot(True)
+        self._cost_timer.setInterval(250)
+        self._cost_timer.timeout.connect(self.update_cost)
 
         self.preset = QComboBox()
         self.preset.setToolTip("Study presets from the engine: their settings fill the form")
@@ -119,12 +133,27 @@ class LauncherView(QWidget):
         actions = QHBoxLayout()
         actions.addWidget(self.queue_button)
         actions.addWidget(self.study_button)
+        cost_box = QGroupBox("Cost of this job")
+        cl = QVBoxLayout(cost_box)
+        cl.addWidget(self.cost)
+        # On a small screen the boxes scroll, so the persona list keeps room for several rows,
+        # while the cost and the Queue buttons below stay in view.
+        self.personas.setMinimumHeight(150)
+        boxes = QWidget()
+        bl = QVBoxLayout(boxes)
+        bl.setContentsMargins(0, 0, 0, 0)
+        bl.addWidget(job_box)
+        bl.addWidget(persona_box, 1)
+        bl.addWidget(sweep_box)
+        boxes_scroll = QScrollArea()
+        boxes_scroll.setWidgetResizable(True)
+        boxes_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        boxes_scroll.setWidget(boxes)
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
-        ll.addWidget(job_box)
-        ll.addWidget(persona_box, 1)
-        ll.addWidget(sweep_box)
+        ll.addWidget(boxes_scroll, 1)
+        ll.addWidget(cost_box)
         ll.addLayout(actions)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left)
@@ -134,6 +163,9 @@ class LauncherView(QWidget):
         lay.addWidget(split)
 
         self.form.changed.connect(self._fill_sweep_params)
+        self.form.changed.connect(self._cost_timer.start)
+        self.base_model.currentTextChanged.connect(lambda _t: self._cost_timer.start())
+        session.runs_changed.connect(self._cost_timer.start)
         session.dataset_changed.connect(self._fill_personas)
         session.clusters_changed.connect(self._fill_clusters)
         self._fill_personas()
@@ -158,7 +190,7 @@ class LauncherView(QWidget):
         for pid in ds.persona_ids if ds is not None else []:
             item = QListWidgetItem(pid)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Unchecked)
+            item.setCheckState(Qt.CheckState.Checked)
             item.setToolTip(ds.personas[pid].character)
             self.personas.addItem(item)
         self.personas.blockSignals(False)
@@ -188,19 +220,45 @@ class LauncherView(QWidget):
         self.personas.blockSignals(False)
         self._update_count()
 
+    def checked_personas(self) -> list[str]:
+        """The checked persona ids; empty when none is checked."""
+        return [self.personas.item(i).text() for i in range(self.personas.count())
+                if self.personas.item(i).checkState() == Qt.CheckState.Checked]
+
     def selected_personas(self) -> list[str]:
-        """Checked persona ids; empty means every persona (what the engine takes as all)."""
-        ids = [self.personas.item(i).text() for i in range(self.personas.count())
-               if self.personas.item(i).checkState() == Qt.CheckState.Checked]
+        """The personas of a job as the engine takes them: every one checked is ``[]`` (all)."""
+        ids = self.checked_personas()
         return [] if len(ids) == self.personas.count() else ids
 
     def set_personas(self, ids: list[str] | None) -> None:
         self._check(ids)
 
     def _update_count(self) -> None:
-        ids = self.selected_personas()
+        n = len(self.checked_personas())
         total = self.personas.count()
-        self.persona_count.setText(f"{len(ids)} of {total} personas" if ids else f"all {total} personas")
+        if n == 0:
+            self.persona_count.setText("No persona checked: check some to queue a job.")
+            self.persona_count.setStyleSheet("color: #c62828;")
+        else:
+            self.persona_count.setText(f"all {total} personas" if n == total else f"{n} of {total} personas")
+            self.persona_count.setStyleSheet("")
+        for b in (self.queue_button, self.sweep_button):
+            b.setEnabled(n > 0)
+        self._cost_timer.start()
+
+    def update_cost(self):
+        """Show (and return) what the form's job would cost, or why it cannot be estimated."""
+        if not self.checked_personas():
+            self.cost.setText("Nothing to run: no persona is checked.")
+            return None
+        try:
+            spec = self.build()
+            estimate = engine.get("estimate_job")(spec, self.session.dataset, self.session.store())
+        except UserError as exc:
+            self.cost.setText(f"Cannot queue yet: {exc}")
+            return None
+        self.cost.setText(estimate.summary())
+        return estimate
 
     # -- method and presets -----------------------------------------------------------------
 
@@ -246,21 +304,66 @@ class LauncherView(QWidget):
                           personas=self.selected_personas(), name=self.run_name.text().strip() if name is None else name,
                           dataset_path=self.session.job_dataset_path())
 
-    def _submit(self, specs) -> list:
-        jobs = [self.session.jobs.submit(s) for s in specs]
+    def _submit(self, specs, estimates=None) -> list:
+        estimates = estimates or [None] * len(specs)
+        jobs = [self.session.jobs.submit(s, estimate=e) for s, e in zip(specs, estimates)]
         self.submitted.emit(jobs)
         return jobs
+
+    def _taken_names(self) -> set[str]:
+        names = {r.name for r in self.session.store().list_runs() if r.name}
+        return names | {j.spec.name for j in self.session.jobs.active() if j.spec.name}
+
+    def _free_name(self, name: str) -> str | None:
+        """``name`` if no run or waiting job has it, else "name (2)" after the user agrees; None: cancelled."""
+        taken = self._taken_names()
+        if not name or name not in taken:
+            return name
+        n = 2
+        while f"{name} ({n})" in taken:
+            n += 1
+        free = f"{name} ({n})"
+        answer = QMessageBox.question(self, "Run name taken",
+                                      f"A run named “{name}” already exists. Queue this job as “{free}”?")
+        return free if answer == QMessageBox.StandardButton.Yes else None
+
+    def _confirm_cost(self, estimates: list) -> bool:
+        """Ask before a job estimated above :data:`CONFIRM_ABOVE_S`, or a large one with no speed measured."""
+        seconds = [e.seconds for e in estimates]
+        if all(s is not None for s in seconds):
+            total = sum(seconds)
+            if total <= CONFIRM_ABOVE_S:
+                return True
+            from shpers_core.jobs.estimate import format_duration
+
+            text = f"This will take about {format_duration(total)}.\n\n" + "\n".join(e.summary() for e in estimates[:3])
+        else:
+            tokens = sum(e.train_tokens for e in estimates)
+            if tokens <= UNMEASURED_CONFIRM_TOKENS:
+                return True
+            text = ("No speed has been measured for this base model yet, so the time is unknown; the job trains "
+                    f"on about {tokens:,} tokens.\n\n" + "\n".join(e.summary() for e in estimates[:3]))
+        answer = QMessageBox.question(self, "A long job", text + "\n\nQueue it?")
+        return answer == QMessageBox.StandardButton.Yes
 
     def _error(self, title: str, exc: Exception) -> None:
         QMessageBox.warning(self, title, str(exc))
 
     def queue_job(self) -> list:
+        if not self.checked_personas():
+            self._error("Cannot queue the job", UserError("no persona is checked"))
+            return []
         try:
             spec = self.build()
+            estimate = engine.get("estimate_job")(spec, self.session.dataset, self.session.store())
         except UserError as exc:
             self._error("Cannot queue the job", exc)
             return []
-        return self._submit([spec])
+        name = self._free_name(spec.name)
+        if name is None or not self._confirm_cost([estimate]):
+            return []
+        spec.name = name
+        return self._submit([spec], [estimate])
 
     def queue_sweep(self) -> list:
         key = self.sweep_param.currentData()
@@ -272,17 +375,25 @@ class LauncherView(QWidget):
             values = [coerce(spec_of, t) for t in texts]
             base = self.run_name.text().strip() or METHODS[self.method.currentData()].name
             specs = [self.build({key: v}, name=f"{base} {key.split('.')[-1]}={v}") for v in values]
+            estimates = [engine.get("estimate_job")(s, self.session.dataset, self.session.store()) for s in specs]
         except UserError as exc:
             self._error("Cannot queue the sweep", exc)
             return []
-        return self._submit(specs)
+        if not self._confirm_cost(estimates):
+            return []
+        taken = self._taken_names()
+        for s in specs:  # the store would add " (2)" anyway; naming it here keeps job and run alike
+            s.name = self.session.store().unique_name(s.name) if s.name in taken else s.name
+        return self._submit(specs, estimates)
 
     def queue_study(self) -> list:
         preset = self.preset.currentData() or "smoke"
         try:
             if self.session.dataset is None:
                 raise UserError("no dataset is loaded")
-            ids = self.selected_personas()
+            ids = self.selected_personas()  # all checked: the preset chooses its own personas
+            if not self.checked_personas():
+                raise UserError("no persona is checked")
             if not ids:
                 from shpers_core.jobs.study import preset_personas
 

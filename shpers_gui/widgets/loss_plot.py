@@ -38,9 +38,9 @@ class _Series:
 class LossPlot(QWidget):
     """Curves keyed by ``(run, series, kind)``; points are buffered, drawn every ~80 ms.
 
-    Each run gets one colour; training curves are solid lines, validation curves dashed with
-    markers. With several series per run (a multi-adapter run's personas) only the first of
-    each kind goes into the legend.
+    Each run gets one colour and one legend entry; training curves are solid lines, validation
+    curves dashed with markers (the plot's title says so). With several series per run (a
+    multi-adapter run's personas) they share the run's colour and entry.
     """
 
     def __init__(self, parent=None):
@@ -48,6 +48,7 @@ class LossPlot(QWidget):
         self.plot = pg.PlotWidget(background="w")
         self.plot.setLabel("bottom", "step")
         self.plot.setLabel("left", "loss")
+        self.plot.setTitle("solid: training loss · dashed with dots: validation loss", color="#444", size="9pt")
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.setClipToView(True)
         self.plot.setDownsampling(auto=True, mode="peak")
@@ -58,14 +59,23 @@ class LossPlot(QWidget):
         self.series: dict[tuple[str, str, str], _Series] = {}
         self._colours: dict[str, int] = {}
         self._labels: dict[str, str] = {}
-        self._in_legend: set[tuple[str, str]] = set()
+        self._in_legend: dict[str, pg.PlotDataItem] = {}
         self._timer = QTimer(self)
         self._timer.setInterval(REDRAW_MS)
         self._timer.timeout.connect(self.redraw)
         self._timer.start()
 
     def set_label(self, run: str, label: str) -> None:
+        if self._labels.get(run) == label:
+            return
         self._labels[run] = label
+        item = self._in_legend.get(run)
+        if item is not None:  # renamed while shown: one entry, the new name
+            self.legend.removeItem(item)
+            self.legend.addItem(item, label)
+
+    def legend_labels(self) -> list[str]:
+        return [label.text for _sample, label in self.legend.items]
 
     def runs(self) -> list[str]:
         return list(self._colours)
@@ -81,11 +91,10 @@ class LossPlot(QWidget):
                 item = pg.PlotDataItem(pen=pen, symbol="o", symbolSize=6, symbolBrush=colour, symbolPen=None)
             else:
                 item = pg.PlotDataItem(pen=pg.mkPen(colour, width=1.5))
-            label = f"{self._labels.get(run, run)} · {kind}"
-            if (run, kind) not in self._in_legend:
-                self._in_legend.add((run, kind))
-                item.opts["name"] = label
             self.plot.addItem(item)
+            if run not in self._in_legend:
+                self._in_legend[run] = item
+                self.legend.addItem(item, self._labels.get(run, run))
             s = self.series[key] = _Series(item)
         return s
 
@@ -101,7 +110,7 @@ class LossPlot(QWidget):
             item = self.series.pop(key).item
             self.legend.removeItem(item)
             self.plot.removeItem(item)
-        self._in_legend = {k for k in self._in_legend if k[0] != run}
+        self._in_legend.pop(run, None)
         self._colours.pop(run, None)
 
     def clear(self) -> None:

@@ -101,6 +101,10 @@ class _Field:
         if isinstance(w, QSpinBox):
             return w.value()
         value = coerce(self.spec, w.text())
+        # An empty field is an error, never the default in disguise: a list with a default has no
+        # empty meaning, and an emptied number field does not parse above.
+        if self.spec.type is list and not value and self.spec.default:
+            raise ParamError(f"{self.key} is empty: give at least one value")
         if self.spec.type is float:
             lo, hi = self.spec.min, self.spec.max
             if (lo is not None and (value < lo or (self.spec.min_exclusive and value == lo))) or (

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from shpers_gui.widgets.meta_text import dialogue_meta_text, meta_html
 from shpers_gui.widgets.persona_map import PersonaMap
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -129,6 +130,12 @@ class PersonasView(QWidget):
         self.proxy.rowsInserted.connect(self._update_count)
         self.proxy.modelReset.connect(self._update_count)
         self.search.textChanged.connect(lambda _t: self._update_count())
+        self.search.textChanged.connect(lambda _t: self._filter_map())
+        self.notice = QLabel()
+        self.notice.setStyleSheet("color: #8d6e63;")
+        self.notice.setWordWrap(True)
+        self.notice.hide()
+        ll.addWidget(self.notice)
         self._dataset_changed()
 
     def _dataset_changed(self) -> None:
@@ -145,11 +152,22 @@ class PersonasView(QWidget):
         rows = self.table.selectionModel().selectedRows()
         return [self.proxy.index(r.row(), 0).data() for r in sorted(rows, key=lambda i: i.row())]
 
+    def _filter_map(self) -> None:
+        """The map dims the personas the search hides."""
+        if not self.search.text():
+            self.map.set_visible(None)
+        else:
+            self.map.set_visible([self.proxy.index(r, 0).data() for r in range(self.proxy.rowCount())])
+        self.notice.hide()
+
     def select_persona(self, pid: str) -> None:
         if pid not in self.model.ids:
             return
         if self.proxy.mapFromSource(self.model.index(self.model.ids.index(pid), 0)).row() < 0:
-            self.search.clear()  # the filter hides it
+            text = self.search.text()
+            self.search.clear()  # the search hides it
+            self.notice.setText(f"{pid} was hidden by the search “{text}”: the search was cleared to show it.")
+            self.notice.show()
         row = self.proxy.mapFromSource(self.model.index(self.model.ids.index(pid), 0)).row()
         self.table.selectionModel().select(
             self.proxy.index(row, 0),
@@ -166,13 +184,13 @@ class PersonasView(QWidget):
         ds = self.session.dataset
         p = ds.personas[pid]
         split = self.session.splits().get(pid)
-        out = [f"<h3>{html.escape(pid)}</h3><p>{html.escape(p.character)}</p>"]
+        out = [f"<h3>{html.escape(pid)}</h3><p>{html.escape(p.character)}</p>", meta_html(p.meta)]
         parts = [("train", split.train), ("validation", split.val), ("test", split.test)] if split else [
             ("all", p.dialogues)]
         for name, dialogues in parts:
             out.append(f"<h4>{name} · {len(dialogues)} dialogues</h4>")
             for d in dialogues:
-                head = " · ".join(x for x in (d.dialogue_id, d.domain) if x)
+                head = " · ".join(x for x in (d.dialogue_id, d.domain, dialogue_meta_text(d.meta)) if x)
                 out.append(f"<p style='margin-bottom:2px'><b>{html.escape(head)}</b></p><table>")
                 for m in d.messages:
                     colour = "#1f4e79" if m.role == "user" else "#2e7d32"

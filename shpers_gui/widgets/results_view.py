@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
-from PySide6.QtGui import QColor, QGuiApplication
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
+    QFormLayout,
     QHBoxLayout,
     QHeaderView,
+    QInputDialog,
     QLabel,
     QLineEdit,
+    QMenu,
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
@@ -29,6 +32,7 @@ from shpers_core.methods.registry import METHODS
 from shpers_gui import engine
 from shpers_gui.widgets.compare_view import CompareView
 from shpers_gui.widgets.jobs_view import STATUS_COLOURS
+from shpers_gui.widgets.study_table import StudyTableDialog
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 RUN_ID_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -62,8 +66,9 @@ def _duration(s):
 class RunsModel(QAbstractTableModel):
     """One row per run: the study table's numbers plus model, parameters and status."""
 
-    COLUMNS = ["Name", "Method", "Model", "Score % (mean ± std)", "Device P", "Param F1", "Num. P",
-               "Personas", "Parameters", "Trainable", "Train time", "Status", "Created", "Run"]
+    COLUMNS = ["Name", "Method", "Model", "Dataset", "Score % (mean ± std)", "Device P", "Param F1", "Num. P",
+               "Personas", "Parameters", "Trainable", "Train time", "Status", "Created", "Tags", "Run"]
+    NAME, SCORE, PARAMS, STATUS, CREATED, TAGS = 0, 4, 9, 12, 13, 14
 
     def __init__(self, session, parent=None):
         super().__init__(parent)
@@ -93,16 +98,17 @@ class RunsModel(QAbstractTableModel):
         """(display, sort key) per column."""
         title = METHODS[run.method].title if run.method in METHODS else run.method
         score = "" if t.mean is None else f"{t.mean * 100:.1f} ± {(t.std or 0) * 100:.1f}"
+        tags = ", ".join(run.tags)
         return [
             (run.label, run.label.lower()), (title, title), (run.base_model, run.base_model),
-            (score, -1.0 if t.mean is None else t.mean),
+            (t.dataset, t.dataset), (score, -1.0 if t.mean is None else t.mean),
             (_pct(t.device_precision), t.device_precision or -1.0), (_pct(t.parameter_f1), t.parameter_f1 or -1.0),
             (_pct(t.numerical_precision), t.numerical_precision or -1.0),
             (str(len(run.personas)), len(run.personas)),
             (changed_params(run.method, run.params),) * 2,
             (f"{run.trainable_params:,}" if run.trainable_params else "", run.trainable_params or 0),
             (_duration(run.duration_s), run.duration_s or 0.0), (run.status, run.status),
-            (run.created_at[:19].replace("T", " "), run.created_at), (run.id, run.id),
+            (run.created_at[:19].replace("T", " "), run.created_at), (tags, tags), (run.id, run.id),
         ]
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
@@ -114,40 +120,83 @@ class RunsModel(QAbstractTableModel):
             return self._values(run, t)[col][1]
         if role == RUN_ID_ROLE:
             return run.id
-        if role == Qt.ItemDataRole.ForegroundRole and col == 11:
+        if role == Qt.ItemDataRole.ForegroundRole and col == self.STATUS:
             return QColor(STATUS_COLOURS.get(run.status, "#555555"))
         if role == Qt.ItemDataRole.ToolTipRole:
-            if col == 11 and run.error:
+            if col == self.STATUS and run.error:
                 return run.error
-            if col == 8:
-                return self._values(run, t)[8][0] or None
-        if role == Qt.ItemDataRole.TextAlignmentRole and 3 <= col <= 10 and col != 8:
+            if col == self.PARAMS:
+                return self._values(run, t)[self.PARAMS][0] or None
+            if col == self.NAME:
+                return f"{run.label}\n{run.id}" + (f"\n\n{run.notes}" if run.notes else "")
+            if col == 3:
+                return run.dataset_path or None
+        if role == Qt.ItemDataRole.TextAlignmentRole and self.SCORE <= col <= 11 and col != self.PARAMS:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
 
 class RunsFilter(QSortFilterProxyModel):
-    """Free text over every column, and optionally one status."""
+    """Free text over every column, and optionally one status and one tag."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.status = ""
+        self.tag = ""
         self.setFilterKeyColumn(-1)
         self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.setSortRole(SORT_ROLE)
 
     def set_status(self, status: str) -> None:
+        self.beginFilterChange()
         self.status = status
-        self.invalidateFilter()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+
+    def set_tag(self, tag: str) -> None:
+        self.beginFilterChange()
+        self.tag = tag
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def filterAcceptsRow(self, row, parent):
-        if self.status and self.sourceModel().rows[row][0].status != self.status:
+        run = self.sourceModel().rows[row][0]
+        if self.status and run.status != self.status:
+            return False
+        if self.tag and self.tag not in run.tags:
             return False
         return super().filterAcceptsRow(row, parent)
 
 
+class RunDetailsDialog(QDialog):
+    """Name, notes and tags of one run."""
+
+    def __init__(self, run, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle(f"Run {run.id}")
+        self.name = QLineEdit(run.name)
+        self.tags = QLineEdit(", ".join(run.tags))
+        self.tags.setPlaceholderText("comma-separated, e.g. baseline, keep")
+        self.notes = QPlainTextEdit(run.notes)
+        self.notes.setPlaceholderText("What this run was for, what you noticed")
+        form = QFormLayout(self)
+        form.addRow("Name", self.name)
+        form.addRow("Tags", self.tags)
+        form.addRow("Notes", self.notes)
+        box = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        box.accepted.connect(self.accept)
+        box.rejected.connect(self.reject)
+        form.addRow(box)
+        self.resize(460, 300)
+
+    def values(self) -> tuple[str, list[str], str]:
+        return (self.name.text().strip(), [t.strip() for t in self.tags.text().split(",") if t.strip()],
+                self.notes.toPlainText().strip())
+
+
 class ResultsView(QWidget):
     """Runs table on top, the comparison of the selected runs below."""
+
+    open_curves = Signal(str)  # run id: show its stored curves in the Jobs tab
+    chat_with = Signal(str)  # run id: pick it in the Chat tab
 
     def __init__(self, session, parent=None):
         super().__init__(parent)
@@ -165,40 +214,53 @@ class ResultsView(QWidget):
             self.status_filter.addItem(s, s)
         self.status_filter.currentIndexChanged.connect(
             lambda _i: self.proxy.set_status(self.status_filter.currentData()))
+        self.tag_filter = QComboBox()
+        self.tag_filter.setToolTip("Only runs with this tag (tags: right-click a run ▸ Notes and tags…)")
+        self.tag_filter.currentIndexChanged.connect(lambda _i: self.proxy.set_tag(self.tag_filter.currentData() or ""))
         self.table = QTableView()
         # Run names differ at their ends ("... prefix" vs "... prefix (KV)"): keep both ends visible.
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
-        self.table.sortByColumn(12, Qt.SortOrder.DescendingOrder)
+        self.table.sortByColumn(RunsModel.CREATED, Qt.SortOrder.DescendingOrder)
         self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableView.SelectionMode.ExtendedSelection)
         self.table.verticalHeader().hide()
         self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        for col, w in ((0, 190), (1, 150), (2, 150), (3, 170), (8, 180), (12, 140)):
+        for col, w in ((0, 190), (1, 150), (2, 130), (3, 150), (4, 165), (9, 180), (13, 140)):
             header.resizeSection(col, w)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._selection_changed())
-        self.hint = QLabel("Select two or more finished runs to compare them.")
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
+        self.table.doubleClicked.connect(lambda index: self.open_curves.emit(index.data(RUN_ID_ROLE)))
+        self.hint = QLabel("Select two or more finished runs to compare them. Double-click a run for its curves; "
+                           "right-click to rename, tag or chat.")
+        self.hint.setWordWrap(True)
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.filter, 1)
         buttons.addWidget(self.status_filter)
+        buttons.addWidget(self.tag_filter)
+        actions = QHBoxLayout()
         for text, slot, tip in (
                 ("Refresh", self.refresh, "Read the runs again from the store"),
                 ("Export Markdown…", lambda: self.export("md"), "The visible rows as a Markdown table"),
                 ("Export CSV…", lambda: self.export("csv"), "The visible rows as CSV"),
                 ("Table 5.1", self.show_study_table, "The study's table over the finished runs"),
+                ("Export model…", self.export_model, "A persona's model from the selected run: merged, GGUF, PEFT"),
                 ("Delete run", self.delete_selected, "Delete the selected runs and their rows")):
             b = QPushButton(text)
             b.setToolTip(tip)
             b.clicked.connect(slot)
-            buttons.addWidget(b)
+            actions.addWidget(b)
+        actions.addStretch(1)
         top = QWidget()
         tl = QVBoxLayout(top)
         tl.setContentsMargins(0, 0, 0, 0)
         tl.addLayout(buttons)
+        tl.addLayout(actions)
         tl.addWidget(self.table)
         tl.addWidget(self.hint)
         self.compare = CompareView(session)
@@ -214,7 +276,64 @@ class ResultsView(QWidget):
     def refresh(self) -> None:
         selected = self.selected_run_ids()
         self.model.refresh()
+        self._fill_tags()
         self.select_runs(selected)
+
+    def _fill_tags(self) -> None:
+        current = self.tag_filter.currentData()
+        tags = sorted({t for run, _ in self.model.rows for t in run.tags})
+        self.tag_filter.blockSignals(True)
+        self.tag_filter.clear()
+        self.tag_filter.addItem("all tags", "")
+        for t in tags:
+            self.tag_filter.addItem(t, t)
+        self.tag_filter.setCurrentIndex(max(self.tag_filter.findData(current), 0))
+        self.tag_filter.blockSignals(False)
+        self.proxy.set_tag(self.tag_filter.currentData() or "")
+
+    def _context_menu(self, pos) -> None:
+        index = self.table.indexAt(pos)
+        if not index.isValid():
+            return
+        run_id = index.data(RUN_ID_ROLE)
+        menu = QMenu(self)
+        menu.addAction("Show curves", lambda: self.open_curves.emit(run_id))
+        menu.addAction("Chat with this run", lambda: self.chat_with.emit(run_id))
+        menu.addSeparator()
+        menu.addAction("Rename…", lambda: self.rename(run_id))
+        menu.addAction("Notes and tags…", lambda: self.edit_details(run_id))
+        menu.exec(self.table.viewport().mapToGlobal(pos))
+
+    def rename(self, run_id: str, name: str | None = None) -> bool:
+        """Rename a run (asks for the name when ``name`` is None); a name another run has is refused."""
+        store = self.session.store()
+        run = store.get_run(run_id)
+        if name is None:
+            name, ok = QInputDialog.getText(self, "Rename run", f"New name of {run.id}:", text=run.name)
+            if not ok:
+                return False
+        try:
+            store.rename_run(run.id, name)
+        except Exception as exc:  # noqa: BLE001 - StoreError: empty or taken name, shown as is
+            QMessageBox.warning(self, "Cannot rename the run", str(exc))
+            return False
+        self.session.runs_changed.emit()
+        return True
+
+    def edit_details(self, run_id: str) -> None:
+        run = self.session.store().get_run(run_id)
+        dialog = RunDetailsDialog(run, self)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return
+        name, tags, notes = dialog.values()
+        self.set_details(run.id, tags=tags, notes=notes)
+        if name != run.name:
+            self.rename(run.id, name)
+
+    def set_details(self, run_id: str, *, tags: list[str] | None = None, notes: str | None = None) -> None:
+        fields = {k: v for k, v in (("tags", tags), ("notes", notes)) if v is not None}
+        self.session.store().update_run(run_id, **fields)
+        self.session.runs_changed.emit()
 
     def visible_run_ids(self) -> list[str]:
         return [self.proxy.index(r, 0).data(RUN_ID_ROLE) for r in range(self.proxy.rowCount())]
@@ -235,6 +354,12 @@ class ResultsView(QWidget):
         self.hint.setVisible(len(ids) < 2)
         self.compare.set_runs(ids)
 
+    def export_model(self):
+        from shpers_gui.widgets.export_dialog import open_export_dialog
+
+        ids = self.selected_run_ids()
+        return open_export_dialog(self, self.session, ids[0] if ids else None)
+
     def export(self, fmt: str, path: str | None = None) -> str:
         """Write the visible rows (in their shown order) as Markdown or CSV; returns the text."""
         rows = engine.get("study_rows")(self.session.store(), self.visible_run_ids()) if self.proxy.rowCount() else []
@@ -248,38 +373,39 @@ class ResultsView(QWidget):
         return text
 
     def study_table_text(self) -> str:
+        """Table 5.1 over the finished runs, as Markdown."""
         store = self.session.store()
         ids = [r.id for r in store.list_runs(status="finished")]
         return engine.get("to_markdown")(engine.get("study_rows")(store, ids)) if ids else "No finished runs yet.\n"
 
-    def show_study_table(self) -> None:
-        dialog = QDialog(self)
-        dialog.setWindowTitle("Table 5.1 — embedding similarity by method")
-        text = QPlainTextEdit(self.study_table_text())
-        text.setReadOnly(True)
-        text.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-        text.setStyleSheet("font-family: monospace;")
-        box = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        copy = box.addButton("Copy", QDialogButtonBox.ButtonRole.ActionRole)
-        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(text.toPlainText()))
-        box.rejected.connect(dialog.reject)
-        lay = QVBoxLayout(dialog)
-        lay.addWidget(text)
-        lay.addWidget(box)
-        dialog.resize(1100, 420)
+    def show_study_table(self) -> StudyTableDialog:
+        store = self.session.store()
+        # Oldest first: the order the study ran its rows in.
+        dialog = StudyTableDialog(store, [r.id for r in reversed(store.list_runs(status="finished"))], self)
         dialog.show()
+        return dialog
 
     def delete_selected(self) -> None:
+        """Delete the selected runs with the engine's delete (rows and run folders), after one
+        confirmation naming what goes, the disk it frees and the runs built on them."""
         ids = self.selected_run_ids()
         if not ids:
             return
-        answer = QMessageBox.question(self, "Delete runs", f"Delete {len(ids)} run(s) and all their results?")
+        store, workspace = self.session.store(), self.session.workspace
+        try:
+            plans = [engine.get("plan_delete")(workspace, store, rid) for rid in ids]
+        except Exception as exc:  # noqa: BLE001 - a UserError (a running run), shown as is
+            QMessageBox.warning(self, "Cannot delete", str(exc))
+            return
+        freed = engine.get("human_size")(sum(p.size_bytes for p in plans))
+        text = (f"Delete {len(plans)} run(s) with their adapters and checkpoints? This frees {freed}.\n\n"
+                + "\n\n".join(p.describe() for p in plans))
+        answer = QMessageBox.question(self, "Delete runs", text)
         if answer != QMessageBox.StandardButton.Yes:
             return
-        store = self.session.store()
         try:
             for rid in ids:
-                store.delete_run(rid)
-        except Exception as exc:  # noqa: BLE001 - StoreError for a running run, shown as is
+                engine.get("delete_run")(workspace, store, rid)
+        except Exception as exc:  # noqa: BLE001 - StoreError or UserError, shown as is
             QMessageBox.warning(self, "Cannot delete", str(exc))
         self.session.runs_changed.emit()

@@ -46,6 +46,11 @@ class CallWorker(QRunnable):
                         break
                     chunks.append(item)
                     self.signals.chunk.emit(item)
+                # Close now, not at garbage collection: the generator's cleanup (e.g. removing
+                # adapters from a shared model) must be done before the next call uses it.
+                close = getattr(out, "close", None)
+                if close is not None:
+                    close()
                 out = chunks
             self.signals.result.emit(out)
         except Exception as exc:  # noqa: BLE001 - shown to the user by whoever started the call

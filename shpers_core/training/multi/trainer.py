@@ -38,6 +38,7 @@ from shpers_core.events import JobCancelled, Reporter, Step, Validation
 from shpers_core.training.batching import IGNORE_INDEX, Example, batches_for, collate
 from shpers_core.training.checkpoint import STATE, Checkpoint, load_checkpoint, save_checkpoint
 from shpers_core.training.config import LoraParams, TrainParams, learning_rate_at
+from shpers_core.training.diverged import check_loss
 from shpers_core.training.fit import replay_curve
 from shpers_core.training.loss import labelled_loss_sum, padding_share
 from shpers_core.training.multi.adamw import StackedAdamW, clip_grad_norm_per_adapter
@@ -310,6 +311,8 @@ class _Loop:
                 rows = [(a, self.train_ex[a][i]) for a in active for i in self.plans[a][self.t[a]]]
                 self.tokens += sum(len(e) for _, e in rows)
                 losses = self._train_step(rows, n)
+                for a in active:
+                    check_loss(float(losses[a]), self.t[a] + 1, f"{self.ids[a]}/train")
                 lr = torch.zeros(n, dtype=torch.float64)
                 for a in active:
                     lr[a] = learning_rate_at(self.t[a], self.totals[a], self.warmups[a], p.learning_rate)

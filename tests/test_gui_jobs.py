@@ -1,0 +1,87 @@
+"""Jobs and curves: resume keeps its row, every event reaches the log, ETA for the whole job, one legend entry."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
+
+from shpers_core.data import generate_dataset, write_jsonl  # noqa: E402
+from shpers_core.jobs.estimate import JobEstimate  # noqa: E402
+from shpers_core.jobs.spec import build_spec  # noqa: E402
+from shpers_core.workspace import Workspace  # noqa: E402
+from shpers_gui.job_queue import RUNNING, Job  # noqa: E402
+from shpers_gui.main_window import MainWindow  # noqa: E402
+from shpers_gui.session import Session  # noqa: E402
+from shpers_gui.widgets.jobs_view import format_eta  # noqa: E402
+from shpers_gui.widgets.plot_export import export_plot  # noqa: E402
+
+pytestmark = [pytest.mark.gui, pytest.mark.timeout(240)]
+TINY = {"train.num_epochs": 1, "eval.max_new_tokens": 4, "eval.max_test_dialogues": 1}
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    ws = Workspace.open(tmp_path / "ws")
+    ws.dataset_path.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(generate_dataset(n_personas=2, dialogues_per_persona=6), ws.dataset_path)
+    session = Session(ws.root)
+    win = MainWindow(session, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                     ask_on_close=False)
+    qtbot.addWidget(win)
+    win.start()
+    qtbot.waitUntil(lambda: session.dataset is not None, timeout=30000)
+    yield win
+    win.close()
+
+
+def test_cancel_and_resume_stay_in_one_row_with_every_event_in_the_log(window, qtbot, tmp_path):
+    launcher, jobs = window.launcher, window.jobs
+    launcher.set_method("unified_lora")
+    launcher.base_model.setCurrentText("tiny-qwen2")
+    launcher.form.set_values({**TINY, "train.num_epochs": 30})
+    launcher.run_name.setText("long one")
+    [job] = launcher.queue_job()
+    qtbot.waitUntil(lambda: job.done > 0, timeout=60000)
+    jobs.table.selectRow(0)
+    jobs.cancel_selected()
+    assert "cancel requested" in jobs.log.toPlainText()  # shown at once, not after the next refresh
+    qtbot.waitUntil(lambda: job.status == "cancelled", timeout=60000)
+    model = jobs.model
+    assert model.index(0, 5).data() == "long one"
+    assert model.index(0, 5).data(Qt.ItemDataRole.ToolTipRole) == f"run {job.run_id}"
+    jobs.resume_selected()
+    assert len(window.session.jobs.jobs) == 1 and model.rowCount() == 1
+    qtbot.waitUntil(lambda: job.status == "running" and job.done > 0, timeout=60000)
+    log = jobs.log.toPlainText()
+    assert "resume requested" in log and "phase: training" in log
+    jobs.cancel_selected()
+    qtbot.waitUntil(lambda: job.status == "cancelled", timeout=60000)
+    jobs.show_stored_curves(job.run_id)  # the same run from the store: still one entry
+    assert jobs.plot.legend_labels() == ["long one"]
+    path = export_plot(jobs.plot.plot, tmp_path / "curves.svg")
+    svg = path.read_text()
+    assert "<svg" in svg and ("<path" in svg or "<polyline" in svg)
+    png = export_plot(jobs.plot.plot, tmp_path / "curves.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_eta_covers_evaluation_while_training():
+    spec = build_spec("unified_lora", base_model="tiny-qwen2")
+    est = JobEstimate(personas=2, train_dialogues=10, test_turns=100, steps=20, train_tokens=1000,
+                      tokens_per_s=10.0, turns_per_s=0.5, measured_in="r1")
+    job = Job(spec, status=RUNNING, phase="training", done=10, total=20, estimate=est)
+    job.phase_started_at = time.monotonic() - 30  # 10 of 20 steps in 30 s: 30 s of training left
+    left, complete = job.job_eta()
+    assert complete and left == pytest.approx(30 + 100 / 0.5, abs=1)
+    job.phase, job.done, job.total = "generate", 50, 100
+    left, complete = job.job_eta()
+    assert complete and left == pytest.approx(30, abs=1)
+    job.phase, job.estimate = "training", JobEstimate(2, 10, 100, 20, 1000, 10.0, None, "")
+    left, complete = job.job_eta()
+    assert not complete and format_eta(left, complete).startswith("≥ ")

@@ -1,0 +1,110 @@
+"""Launching must not surprise: no personas means nothing to queue, costs shown and confirmed, names unique."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtWidgets import QMessageBox  # noqa: E402
+
+from shpers_core.data import generate_dataset, write_jsonl  # noqa: E402
+from shpers_core.store import RunStore  # noqa: E402
+from shpers_core.workspace import Workspace  # noqa: E402
+from shpers_gui.main_window import MainWindow  # noqa: E402
+from shpers_gui.session import Session  # noqa: E402
+
+pytestmark = [pytest.mark.gui, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    ws = Workspace.open(tmp_path / "ws")
+    ws.dataset_path.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(generate_dataset(n_personas=4, dialogues_per_persona=6), ws.dataset_path)
+    session = Session(ws.root)
+    win = MainWindow(session, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                     ask_on_close=False)
+    qtbot.addWidget(win)
+    win.start()
+    qtbot.waitUntil(lambda: session.dataset is not None, timeout=30000)
+    session.jobs.max_running = 0  # nothing starts: these tests check what is queued
+    launcher = win.launcher
+    launcher.set_method("unified_lora")
+    launcher.base_model.setCurrentText("tiny-qwen2")
+    yield win
+    for job in list(session.jobs.active()):
+        session.jobs.cancel(job)
+    win.close()
+
+
+def _answer(monkeypatch, reply):
+    asked = []
+
+    def question(_parent, _title, text, *_a, **_k):
+        asked.append(text)
+        return reply
+    monkeypatch.setattr(QMessageBox, "question", question)
+    return asked
+
+
+def test_no_persona_checked_means_nothing_can_be_queued(window, monkeypatch):
+    launcher = window.launcher
+    monkeypatch.setattr(QMessageBox, "warning", lambda *_a, **_k: None)
+    assert launcher.queue_button.isEnabled()
+    next(b for b in launcher.findChildren(type(launcher.queue_button)) if b.text() == "None").click()
+    assert launcher.checked_personas() == []
+    assert not launcher.queue_button.isEnabled() and not launcher.sweep_button.isEnabled()
+    assert "No persona checked" in launcher.persona_count.text()
+    assert launcher.queue_job() == []  # the Ctrl+R shortcut too
+    assert window.session.jobs.jobs == []
+    launcher.set_personas(["persona_001"])
+    assert launcher.queue_button.isEnabled()
+    [job] = launcher.queue_job()
+    assert job.spec.personas == ["persona_001"]
+
+
+def test_the_cost_is_shown_and_a_long_job_is_confirmed(window, monkeypatch):
+    launcher = window.launcher
+    launcher.set_personas(["persona_000", "persona_001"])
+    estimate = launcher.update_cost()
+    assert estimate.personas == 2 and estimate.train_dialogues > 0 and estimate.steps > 0
+    assert "No time estimate: no finished run of this base model has measured this machine's training or " \
+           "evaluation speed" in launcher.cost.text()
+    # A speed measured on an earlier run of this model times the job.
+    with RunStore(window.session.workspace.db_path) as store:
+        rid = store.create_run("unified_lora", {}, "tiny-qwen2", "h", ["persona_000"])
+        store.set_metrics(rid, {"train_tokens_per_s": 1.0, "eval_turns_per_s": 0.01}, subset="info")
+        store.finish_run(rid)
+    estimate = launcher.update_cost()
+    assert estimate.seconds > 600 and "About" in launcher.cost.text() and rid in launcher.cost.text()
+    asked = _answer(monkeypatch, QMessageBox.StandardButton.No)
+    assert launcher.queue_job() == [] and "This will take about" in asked[0]
+    _answer(monkeypatch, QMessageBox.StandardButton.Yes)
+    assert len(launcher.queue_job()) == 1
+
+
+def test_an_empty_parameter_is_refused_with_its_name(window, monkeypatch, qtbot):
+    launcher = window.launcher
+    shown = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: shown.append(text))
+    launcher.form.fields["lora.target_modules"].widget.setText("")
+    assert launcher.queue_job() == []
+    assert "target_modules" in shown[0] and "empty" in shown[0]
+    qtbot.waitUntil(lambda: "target_modules" in launcher.cost.text(), timeout=5000)
+
+
+def test_a_taken_run_name_is_offered_with_a_number(window, monkeypatch):
+    launcher = window.launcher
+    with RunStore(window.session.workspace.db_path) as store:
+        store.create_run("unified_lora", {}, "tiny-qwen2", "h", ["persona_000"], name="lr test")
+    launcher.run_name.setText("lr test")
+    asked = _answer(monkeypatch, QMessageBox.StandardButton.Yes)
+    [job] = launcher.queue_job()
+    assert job.spec.name == "lr test (2)" and "“lr test (2)”" in asked[0]
+    [job] = launcher.queue_job()  # the waiting job holds "(2)" already
+    assert job.spec.name == "lr test (3)"
+    _answer(monkeypatch, QMessageBox.StandardButton.No)
+    assert launcher.queue_job() == []

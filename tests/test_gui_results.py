@@ -1,0 +1,153 @@
+"""The Results tab over stored runs: Table 5.1 as a table, comparisons that say what they compare."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings, Qt  # noqa: E402
+from PySide6.QtGui import QTextDocument  # noqa: E402
+from stored_runs import add_scored_run, spread  # noqa: E402
+
+from shpers_core.store import RunStore  # noqa: E402
+from shpers_core.workspace import Workspace  # noqa: E402
+from shpers_gui.main_window import MainWindow  # noqa: E402
+from shpers_gui.session import Session  # noqa: E402
+
+pytestmark = [pytest.mark.gui, pytest.mark.timeout(120)]
+N = 12
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """Two base models, each with a unified and a base-model run; the SmolLM2 base is worse than its unified."""
+    ws = Workspace.open(tmp_path / "ws")
+    with RunStore(ws.db_path) as store:
+        ids = {
+            "tiny unified": add_scored_run(store, "unified_lora", spread(N, 0.20, 1), name="tiny unified"),
+            "tiny base": add_scored_run(store, "base_model", spread(N, 0.50, 2), name="tiny base"),
+            "smol unified": add_scored_run(store, "unified_lora", spread(N, 0.63, 3), base_model="smollm2",
+                                           name="smol unified", eval_params={"max_new_tokens": 32}),
+            "smol base": add_scored_run(store, "base_model", spread(N, 0.49, 4), base_model="smollm2",
+                                        name="smol base", dependent_shift=0.2, eval_params={"max_new_tokens": 32}),
+        }
+        store.add_curve_points(ids["tiny unified"], [("train", "train", s, 2.0 - 0.1 * s) for s in range(5)])
+    return ws, ids
+
+
+@pytest.fixture
+def window(qtbot, runs, tmp_path):
+    ws, _ = runs
+    win = MainWindow(Session(ws.root), settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                     ask_on_close=False)
+    qtbot.addWidget(win)
+    yield win
+    win.close()
+
+
+def _plain(rich: str) -> str:
+    doc = QTextDocument()
+    doc.setHtml(rich)
+    return doc.toPlainText()
+
+
+def test_table_5_1_is_a_sortable_table_grouped_by_model(window, runs, tmp_path):
+    _, ids = runs
+    dialog = window.results.show_study_table()
+    model, proxy = dialog.model, dialog.proxy
+    heads = model.headers
+    col = {h: i for i, h in enumerate(heads)}
+    by_run = {model.index(r, col["Run"]).data(): r for r in range(model.rowCount())}
+    smol = by_run["smol base"]
+    assert model.index(smol, col["Model"]).data() == "smollm2"
+    assert model.index(smol, col["Method"]).data() == "base_model"
+    assert model.index(smol, col["vs unified"]).data().startswith("-")  # against SmolLM2's own unified run
+    assert model.index(smol, col["Verdict"]).data() == "worse"
+    assert model.index(by_run["tiny base"], col["Verdict"]).data() == "better"
+    assert model.index(by_run["smol unified"], col["Verdict"]).data() == "baseline"
+    assert model.index(smol, col["dep. p (Holm)"]).data() not in ("", "–")
+    # Rows of one model stay together.
+    models = [model.index(r, col["Model"]).data() for r in range(model.rowCount())]
+    assert models in (["tiny-qwen2"] * 2 + ["smollm2"] * 2, ["smollm2"] * 2 + ["tiny-qwen2"] * 2)
+    # Sorting by the score column orders rows by number.
+    dialog.table.sortByColumn(col["Emb. sim. % (mean ± std)"], Qt.SortOrder.DescendingOrder)
+    shown = [proxy.index(r, col["Run"]).data() for r in range(proxy.rowCount())]
+    assert shown == [r.run_name for r in sorted(model.rows, key=lambda r: -r.mean)]
+    assert shown[0] == "smol unified" and shown[-1] == "tiny unified"
+    text = dialog.export("md", str(tmp_path / "t.md"))
+    assert "| Model | Dataset | Run | Method |" in (tmp_path / "t.md").read_text() and "worse" in text
+    dialog.close()
+
+
+def test_compare_shows_the_whole_verdict_and_warns_about_unlike_runs(window, runs, qtbot):
+    _, ids = runs
+    results = window.results
+    results.select_runs([ids["smol unified"], ids["smol base"]])
+    compare = results.compare
+    compare.choose(ids["smol unified"], ids["smol base"])
+    plain = _plain(compare.stats.text())
+    assert f"Wilcoxon p < 0.05 over {N} personas." in plain, plain
+    assert not compare.warning.isVisibleTo(compare)  # same model, dataset and settings
+    results.select_runs([ids["tiny unified"], ids["smol base"]])
+    assert compare.warning.isVisibleTo(compare)
+    a_is_tiny = compare.run_a.currentData() == ids["tiny unified"]
+    models, tokens = ("tiny-qwen2 vs smollm2", "64 vs 32") if a_is_tiny else ("smollm2 vs tiny-qwen2", "32 vs 64")
+    assert f"base model differs: {models}" in compare.warning.text()
+    assert f"max new tokens differ: {tokens}" in compare.warning.text()
+
+
+def test_a_and_b_follow_the_user_and_survive_a_refresh(window, runs):
+    _, ids = runs
+    results = window.results
+    results.select_runs([ids["smol unified"], ids["smol base"], ids["tiny base"]])
+    compare = results.compare
+    compare.choose(ids["smol base"], ids["smol unified"])
+    window.session.runs_changed.emit()
+    assert (compare.run_a.currentData(), compare.run_b.currentData()) == (ids["smol base"], ids["smol unified"])
+    assert compare.result.mean_diff > 0  # B (unified) − A (base)
+
+
+def test_compare_takes_a_subset_and_a_metric(window, runs):
+    _, ids = runs
+    compare = window.results.compare
+    window.results.select_runs([ids["smol unified"], ids["smol base"]])
+    compare.choose(ids["smol unified"], ids["smol base"])
+    overall = compare.result.mean_diff
+    compare.subset.setCurrentIndex(compare.subset.findData("persona_dependent"))
+    assert compare.result.mean_diff == pytest.approx(overall + 0.2)
+    assert "persona-dependent" in _plain(compare.stats.text())
+    compare.metric.setCurrentIndex(compare.metric.findData("parameter_f1"))
+    assert compare.result is None and "share no scored personas" in compare.stats.text()
+
+
+def test_runs_are_renamed_tagged_and_filtered_by_tag(window, runs, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    _, ids = runs
+    results = window.results
+    warned = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, _t, text: warned.append(text))
+    assert not results.rename(ids["tiny base"], "smol base")
+    assert "already named 'smol base'" in warned[0]
+    assert results.rename(ids["tiny base"], "tiny, prompted")
+    results.set_details(ids["tiny base"], tags=["keep"], notes="the one to beat")
+    results.tag_filter.setCurrentIndex(results.tag_filter.findData("keep"))
+    assert results.visible_run_ids() == [ids["tiny base"]]
+    row = results.proxy.index(0, 0)
+    assert row.data() == "tiny, prompted" and "the one to beat" in row.data(Qt.ItemDataRole.ToolTipRole)
+    assert ids["tiny base"] in row.data(Qt.ItemDataRole.ToolTipRole)
+    results.tag_filter.setCurrentIndex(0)
+    assert len(results.visible_run_ids()) == 4
+
+
+def test_a_finished_runs_curves_open_from_results(window, runs):
+    _, ids = runs
+    results = window.results
+    results.select_runs([ids["tiny unified"]])
+    index = results.table.selectionModel().selectedRows()[0]
+    results.table.doubleClicked.emit(index)
+    assert window.tabs.currentWidget() is window.jobs
+    window.jobs.plot.redraw()
+    assert window.jobs.plot.point_count(f"run:{ids['tiny unified']}") == 5
