@@ -103,6 +103,7 @@ def test_launched_job_draws_its_loss_curve_and_ends_in_results(window, qtbot, wo
     assert window.tabs.currentWidget() is window.jobs
     qtbot.waitUntil(lambda: job.status not in ("waiting", "running"), timeout=120000)
     assert job.status == "finished", job.error or "\n".join(job.log)
+    assert job.tokens_per_s > 0  # the Jobs tab showed the training speed while it ran
     # The log follows the whole job: phases, a line per tenth of training, the end.
     assert "phase: training" in "\n".join(job.log) and any(line.startswith("training: ") for line in job.log)
     assert "phase: generate" in "\n".join(job.log) and job.log[-1] == "finished"

@@ -70,7 +70,7 @@ PRESETS: dict[str, StudyPreset] = {
         "quick", "20 personas, all their training dialogues, 3 test dialogues each, every row, on the embedded "
                  "model; epochs cut to 1 (the table says so): about 45 minutes on a 2-core CPU with bf16.",
         "smollm2-135m-instruct", 20,
-        {"train.num_epochs": 1, "eval.max_test_dialogues": 3, "eval.max_new_tokens": 32,
+        {"train.num_epochs": 1, "eval.max_test_dialogues": 3, "eval.max_new_tokens": 24,
          "eval.eval_batch_size": 64, "k": 4},
         note_cuts=True,
     ),
