@@ -251,3 +251,32 @@ def test_per_persona_lora_in_two_shards_equals_the_one_process_run(tmp_path, shp
             assert store.persona_scores(sharded.id, metric, subset) == pytest.approx(
                 store.persona_scores(one.id, metric, subset), abs=1e-5)
         assert store.metrics(sharded.id, subset="all") == pytest.approx(store.metrics(one.id, subset="all"), abs=1e-5)
+
+
+def study_table(root: Path, *extra: str) -> list:
+    from shpers_core.evaluation.table import study_rows
+
+    rc, out, err = shpers(root, "study", "--preset", "smoke", "--model", "tiny-qwen2", "--dtype", "float32", "-q",
+                          *extra)
+    assert rc == 0, err
+    with RunStore(root / "shpers.sqlite") as store:
+        return study_rows(store)
+
+
+SCORES = ("mean", "std", "persona_dependent", "other", "device_precision", "parameter_f1", "numerical_precision",
+          "diff_vs_unified")
+
+
+@pytest.mark.slow
+def test_a_study_on_ray_gives_the_local_table(tmp_path, shpers_cache, cluster):
+    from shpers_core.jobs.study import STUDY_STEPS
+
+    local = study_table(make_workspace(tmp_path / "local", personas=4))
+    remote = study_table(make_workspace(tmp_path / "ray", personas=4), "--executor", "ray")
+    # One run per row: the merges and prefixes found the per-persona and unified runs the driver holds.
+    assert len(remote) == len(local) == len(STUDY_STEPS)
+    for lrow, rrow in zip(sorted(local, key=lambda r: r.run_name), sorted(remote, key=lambda r: r.run_name)):
+        assert (rrow.run_name, rrow.method, rrow.status, rrow.n_personas, rrow.verdict, rrow.trainable_params) == (
+            lrow.run_name, lrow.method, lrow.status, lrow.n_personas, lrow.verdict, lrow.trainable_params)
+        for name in SCORES:
+            assert getattr(rrow, name) == pytest.approx(getattr(lrow, name), abs=1e-6), (rrow.run_name, name)
