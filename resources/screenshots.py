@@ -71,13 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("outdir")
     parser.add_argument("--workspace", help="default: a reusable folder under the temp directory")
+    parser.add_argument("--size", default="1500x940", help="window size WIDTHxHEIGHT (default 1500x940)")
     args = parser.parse_args(argv)
+    width, height = (int(x) for x in args.size.lower().split("x"))
     root = Path(args.workspace or Path(tempfile.gettempdir()) / "shpers-screenshots")
     prepare(root)
 
     import pyqtgraph as pg
     from PySide6.QtCore import QSettings, QThreadPool
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QApplication, QMessageBox
 
     from shpers_gui.main_window import MainWindow
     from shpers_gui.session import Session
@@ -88,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     settings.clear()
     session = Session(root)
     window = MainWindow(session, settings=settings, ask_on_close=False)
-    window.resize(1500, 940)
+    # Nobody is there to answer: a taken run name or a long job's confirmation is accepted.
+    QMessageBox.question = staticmethod(lambda *_a, **_k: QMessageBox.StandardButton.Yes)
+    window.resize(width, height)
     window.show()
     window.start()
     wait(app, lambda: session.dataset is not None, 60)

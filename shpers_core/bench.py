@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from shpers_core.events import Reporter
-from shpers_core.training.batching import IGNORE_INDEX, Example
+from shpers_core.training.batching import IGNORE_INDEX
 from shpers_core.training.config import LoraParams, TrainParams
 
 # Phases per dtype; "sequential" and "eval_sequential" run in the last dtype only (the slow ones).
@@ -162,22 +162,6 @@ def _rss() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def synthetic_examples(n_personas: int, per_persona: int, length: int, vocab_low: int, vocab_high: int,
-                       seed: int = 0) -> dict[str, list[Example]]:
-    """Random token dialogues of ``length`` ± 20 % tokens, the second half labelled as the reply."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for p in range(n_personas):
-        pid = f"p{p:03d}"
-        rows = []
-        for _ in range(per_persona):
-            n = int(torch.randint(int(length * 0.8), int(length * 1.2) + 1, (1,), generator=g))
-            ids = torch.randint(vocab_low, vocab_high, (n,), generator=g).tolist()
-            rows.append(Example(tuple(ids), tuple([IGNORE_INDEX] * (n // 2) + ids[n // 2:]), pid))
-        out[pid] = rows
-    return out
-
-
 def _timed(r: DtypeResult, device: str, phase: str, fn: Callable[[], object]) -> object:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -254,17 +238,14 @@ def run_bench(
     dtypes: tuple[str, ...] | None = None,
     workspace=None,
     reporter: Reporter | None = None,
+    eval_one_at_a_time: bool = True,
 ) -> BenchResult:
     """Measure the roofline and time the phases of :data:`PHASES` in each of ``dtypes`` (default float32,
     then the dtype runs pick here if it differs); see the module docstring."""
     from shpers_core.data import split_dataset
-    from shpers_core.evaluation.evaluate import generate_dialogues_for_plan
-    from shpers_core.methods.base import Adapter, EvalPlan
-    from shpers_core.models import encode_dialogue, load_base, pick_device, pick_dtype
-    from shpers_core.models.device import check_device, torch_dtype
+    from shpers_core.models import pick_device, pick_dtype
+    from shpers_core.models.device import check_device
     from shpers_core.threads import computing
-    from shpers_core.training.fit import fit_adapter
-    from shpers_core.training.multi_lora import train_many
 
     if personas < 1 or train_dialogues < 1 or test_dialogues < 1 or repeats < 1:
         raise ValueError("personas, dialogues and repeats must be at least 1")
@@ -282,70 +263,84 @@ def run_bench(
                          repeats=repeats, memory_kind="CUDA max_memory_allocated" if device.startswith("cuda")
                          else "process resident set size")
     quiet = Reporter(should_stop=reporter.should_stop)
-    total = len(dtypes) * (1 + repeats * 4) + repeats * 2
-    done = 0
+    progress = {"done": 0, "total": len(dtypes) * (1 + repeats * 4) + repeats * 2}
+
+    def tick() -> None:
+        progress["done"] += 1
+        reporter.progress("bench", progress["done"], progress["total"])
+
     with computing():
         for d_index, dtype in enumerate(dtypes):
-            last = d_index == len(dtypes) - 1
-            base = load_base(model, device=device, dtype=dtype)
-            tok = base.tokenizer
-            pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-            config = base.model.config.get_text_config(decoder=True)
-            shape = (2048, config.hidden_size, config.intermediate_size)
-            r = DtypeResult(dtype=base.dtype, matmul_flops=matmul_rate(torch_dtype(dtype), shape, device))
-            result.dtypes[base.dtype] = r
-            result.matmul_shape = shape
-            done += 1
-            reporter.progress("bench", done, total)
-            data = {pid: [encode_dialogue(tok, d, max_length=512, persona_id=pid)
-                          for d in splits[pid].train[:train_dialogues]] for pid in ids}
-            everything = [e for rows in data.values() for e in rows]
-            r.train_tokens = sum(len(e) for e in everything)
-            labelled = sum(sum(1 for x in e.labels[1:] if x != IGNORE_INDEX) for e in everything)
-            result.flops_per_token = training_flops_per_token(base.model, labelled / r.train_tokens,
-                                                              r.train_tokens / len(everything))
-            dialogues = [(pid, [h for h, _ in d.turns()]) for pid in ids for d in splits[pid].test[:test_dialogues]]
-            r.eval_turns = sum(len(h) for _, h in dialogues)
-
-            def unified():
-                return fit_adapter(base.model, pad_id, everything, None, lora, train, quiet)
-
-            def batched():
-                return train_many(base.model, pad_id, data, lora, train, quiet)
-
-            def sequential():
-                return [fit_adapter(base.model, pad_id, rows, None, lora, train, quiet) for rows in data.values()]
-
-            # First calls pay for lazy initialisation (kernels, allocator); keep that out of the timings.
-            few = dict(list(data.items())[:2])
-            train_many(base.model, pad_id, few, lora, train, quiet)
-            adapters: dict[str, dict[str, torch.Tensor]] = {}
-            phases = [("unified", unified), ("batched", batched)] + ([("sequential", sequential)] if last else [])
-            for _ in range(repeats):
-                for phase, fn in phases:
-                    reporter.check()
-                    out = _timed(r, device, phase, fn)
-                    if phase == "batched":
-                        adapters = out.state_dicts
-                        r.padding_share = out.padding_share
-                    done += 1
-                    reporter.progress("bench", done, total)
-            plan = EvalPlan(adapters={pid: Adapter(adapters[pid], lora.scaling) for pid in ids})
-
-            def evaluate(rows, reuse=True):
-                return generate_dialogues_for_plan(base, plan, rows, None, max_new_tokens, 16, reuse_cache=reuse)
-
-            def eval_sequential():
-                return [evaluate([row]) for row in dialogues]
-
-            evaluate(dialogues[:2])
-            phases = [("eval_cached", lambda: evaluate(dialogues)), ("eval_whole", lambda: evaluate(dialogues, False))]
-            phases += [("eval_sequential", eval_sequential)] if last else []
-            for _ in range(repeats):
-                for phase, fn in phases:
-                    reporter.check()
-                    _timed(r, device, phase, fn)
-                    done += 1
-                    reporter.progress("bench", done, total)
-            del base
+            _bench_dtype(result, model, device, dtype, splits, ids, lora, train, quiet, reporter, tick,
+                         slow=d_index == len(dtypes) - 1, slow_eval=eval_one_at_a_time)
     return result
+
+
+def _bench_dtype(result: BenchResult, model: str, device: str, dtype: str, splits, ids: list[str],
+                 lora: LoraParams, train: TrainParams, quiet: Reporter, reporter: Reporter,
+                 tick: Callable[[], None], *, slow: bool, slow_eval: bool = True) -> None:
+    """Load ``model`` in ``dtype`` and time its phases into ``result.dtypes``; ``slow`` adds the one-at-a-time ones."""
+    from shpers_core.evaluation.evaluate import generate_dialogues_for_plan
+    from shpers_core.methods.base import Adapter, EvalPlan
+    from shpers_core.models import encode_dialogue, load_base
+    from shpers_core.models.device import torch_dtype
+    from shpers_core.training.fit import fit_adapter
+    from shpers_core.training.multi_lora import train_many
+
+    repeats = result.repeats
+    base = load_base(model, device=device, dtype=dtype)
+    tok = base.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    config = base.model.config.get_text_config(decoder=True)
+    shape = (2048, config.hidden_size, config.intermediate_size)
+    r = DtypeResult(dtype=base.dtype, matmul_flops=matmul_rate(torch_dtype(dtype), shape, device))
+    result.dtypes[base.dtype] = r
+    result.matmul_shape = shape
+    tick()
+    data = {pid: [encode_dialogue(tok, d, max_length=512, persona_id=pid)
+                  for d in splits[pid].train[:result.train_dialogues]] for pid in ids}
+    everything = [e for rows in data.values() for e in rows]
+    r.train_tokens = sum(len(e) for e in everything)
+    labelled = sum(sum(1 for x in e.labels[1:] if x != IGNORE_INDEX) for e in everything)
+    result.flops_per_token = training_flops_per_token(base.model, labelled / r.train_tokens,
+                                                      r.train_tokens / len(everything))
+    dialogues = [(pid, [h for h, _ in d.turns()]) for pid in ids for d in splits[pid].test[:result.test_dialogues]]
+    r.eval_turns = sum(len(h) for _, h in dialogues)
+
+    def unified():
+        return fit_adapter(base.model, pad_id, everything, None, lora, train, quiet)
+
+    def batched():
+        return train_many(base.model, pad_id, data, lora, train, quiet)
+
+    def sequential():
+        return [fit_adapter(base.model, pad_id, rows, None, lora, train, quiet) for rows in data.values()]
+
+    # First calls pay for lazy initialisation (kernels, allocator); keep that out of the timings.
+    train_many(base.model, pad_id, dict(list(data.items())[:2]), lora, train, quiet)
+    adapters: dict[str, dict[str, torch.Tensor]] = {}
+    phases = [("unified", unified), ("batched", batched)] + ([("sequential", sequential)] if slow else [])
+    for _ in range(repeats):
+        for phase, fn in phases:
+            reporter.check()
+            out = _timed(r, device, phase, fn)
+            if phase == "batched":
+                adapters = out.state_dicts
+                r.padding_share = out.padding_share
+            tick()
+    plan = EvalPlan(adapters={pid: Adapter(adapters[pid], lora.scaling) for pid in ids})
+
+    def evaluate(rows, reuse=True):
+        return generate_dialogues_for_plan(base, plan, rows, None, result.max_new_tokens, 16, reuse_cache=reuse)
+
+    def eval_sequential():
+        return [evaluate([row]) for row in dialogues]
+
+    evaluate(dialogues[:2])
+    phases = [("eval_cached", lambda: evaluate(dialogues)), ("eval_whole", lambda: evaluate(dialogues, False))]
+    phases += [("eval_sequential", eval_sequential)] if slow and slow_eval else []
+    for _ in range(repeats):
+        for phase, fn in phases:
+            reporter.check()
+            _timed(r, device, phase, fn)
+            tick()

@@ -32,6 +32,7 @@ _WHERE = {
     "run_recipes": "shpers_core.jobs.provenance",
     "estimate_job": "shpers_core.jobs.estimate",
     "ChatSession": "shpers_core.jobs.chat",
+    "stream_together": "shpers_core.jobs.chat",
     "study_specs": "shpers_core.jobs.study",
     "PRESETS": "shpers_core.jobs.study",
     "plan_delete": "shpers_core.jobs.delete",

@@ -44,6 +44,27 @@ def device_and_models():
 
     return describe_device(), describe_models(), DEFAULT_MODEL
 
+class ElidedLabel(QLabel):
+    """A one-line label that shortens its text in the middle instead of widening the window."""
+
+    def __init__(self, text: str = ""):
+        super().__init__(text)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+
+    def minimumSizeHint(self):
+        hint = super().minimumSizeHint()
+        hint.setWidth(min(hint.width(), 160))
+        return hint
+
+    def paintEvent(self, _event) -> None:
+        from PySide6.QtCore import Qt
+        from PySide6.QtGui import QPainter
+
+        painter = QPainter(self)
+        text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideMiddle, self.contentsRect().width())
+        painter.drawText(self.contentsRect(), int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), text)
+
+
 class MainWindow(QMainWindow):
     TABS = ("Personas", "Launch", "Jobs", "Results", "Grid", "Chat")
 
@@ -147,10 +168,8 @@ class MainWindow(QMainWindow):
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
         self.device = QLabel("device: …")
-        self.workspace_label = QLabel(f"workspace: {self.session.root}")
+        self.workspace_label = ElidedLabel(f"workspace: {self.session.root}")
         self.workspace_label.setToolTip(str(self.session.root))
-        # A long path must not widen the window past a small screen: it is cut, the tooltip has it all.
-        self.workspace_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.dataset_label = QLabel("no dataset")
         self.busy = QProgressBar()
         self.busy.setMaximumWidth(160)

@@ -48,3 +48,20 @@ def test_subset_and_metric_choose_what_is_compared(tmp_path, capsys):
     except SystemExit as exc:  # argparse refuses an unknown choice itself
         rc = exc.code
     assert rc == 2 and "bleu" in capsys.readouterr().err
+
+
+def test_runs_are_renamed_noted_tagged_and_listed_by_tag(tmp_path, capsys):
+    ws = Workspace.open(tmp_path)
+    with RunStore(ws.db_path) as store:
+        a = add_scored_run(store, "unified_lora", spread(4, 0.4, 1), name="first")
+        b = add_scored_run(store, "base_model", spread(4, 0.4, 2), name="second")
+    rc, _, err = _shpers(ws, capsys, "runs", "rename", b, "first")
+    assert rc == 2 and "already named 'first'" in err
+    rc, out, _ = _shpers(ws, capsys, "runs", "rename", b, "base, no prompt")
+    assert rc == 0
+    rc, out, _ = _shpers(ws, capsys, "runs", "note", b, "--tags", "keep, baseline", "--notes", "the reference")
+    assert rc == 0 and "baseline, keep" in out
+    rc, out, _ = _shpers(ws, capsys, "runs", "list", "--tag", "keep")
+    assert rc == 0 and b in out and a not in out and "base, no prompt" in out
+    rc, out, _ = _shpers(ws, capsys, "runs", "show", b)
+    assert "tags: baseline, keep  notes: the reference" in out

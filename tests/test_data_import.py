@@ -168,3 +168,21 @@ def test_own_format_imports_as_today(tmp_path, capsys):
     assert main(["--workspace", str(tmp_path), "data", "import", str(sample)]) == 0
     assert "12 personas, 360 dialogues (shpers)" in capsys.readouterr().out
     assert load_dataset(tmp_path / "dataset" / "dialogues.jsonl").content_hash() == load_dataset(sample).content_hash()
+
+
+def test_hub_id_already_in_the_cache_imports_offline(tmp_path, capsys, monkeypatch):
+    """A dataset fetched once by huggingface_hub is found again offline, through the hub client itself."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SHPERS_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    repo = cache / "hub" / "datasets--TCLResearchEurope--EdgeWisePersona"
+    commit = "0" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(EWP, repo / "snapshots" / commit / "data")
+    assert main(["--workspace", str(tmp_path / "ws"), "data", "import", "TCLResearchEurope/EdgeWisePersona"]) == 0
+    assert "4 personas, 24 dialogues (edgewisepersona)" in capsys.readouterr().out
+    assert load_dataset(tmp_path / "ws" / "dataset" / "dialogues.jsonl").persona_ids[0] == "user-001"

@@ -194,3 +194,15 @@ def test_runs_list_and_show_json(runs):
     shown = json.loads(out)
     assert shown["params"]["method"] == "per_persona_lora"
     assert set(shown["persona_scores"]) == set(shown["personas"])
+
+
+def test_export_folder_is_readable_like_any_other_folder(runs, tmp_path):
+    import os
+    import stat
+
+    ws, run_id, _ = runs
+    out = tmp_path / "p"
+    assert shpers(ws, "runs", "export", run_id, "--persona", _pid(ws, run_id), "--to", "peft", str(out))[0] == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask

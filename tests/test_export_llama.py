@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import json
-from contextlib import redirect_stdout
-from io import StringIO
-
 import pytest
 import torch
-
-from shpers_core.cli.main import main
 
 
 @pytest.mark.slow
@@ -41,56 +35,70 @@ def test_query_and_key_rows_are_permuted_as_in_the_embedded_base_gguf(smollm2_ba
                           _llama_permute(b @ a, config.num_attention_heads), atol=1e-4)
 
 
-@pytest.fixture(scope="module")
-def smollm2_run(models_cache, tmp_path_factory):
-    """A short per-persona LoRA run on SmolLM2 with a large learning rate, so the adapter changes replies."""
-    from shpers_core.data import generate_dataset, write_jsonl
-    from shpers_core.events import Reporter
-    from shpers_core.jobs.runner import run_job
-    from shpers_core.jobs.spec import build_spec
-    from shpers_core.workspace import Workspace
-
-    root = tmp_path_factory.mktemp("export-smollm2")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SHPERS_CACHE", str(models_cache))
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        ws = Workspace.open(root)
-        dataset = generate_dataset(2, 4, seed=5)
-        write_jsonl(dataset, ws.dataset_path)
-        spec = build_spec("per_persona_lora", {"train.num_epochs": 2, "train.max_length": 96,
-                                               "train.learning_rate": 3e-3, "train.warmup_ratio": 0.0,
-                                               "eval.max_test_dialogues": 1, "eval.max_new_tokens": 4},
-                          base_model="smollm2-135m-instruct", device="cpu", dtype="float32",
-                          personas=dataset.persona_ids[:1])
-        run_id = run_job(spec, ws, Reporter())
-        yield ws, run_id, dataset.persona_ids[0], dataset
+def _random_lora(config, b_std: float = 0.05) -> dict[str, torch.Tensor]:
+    """A rank-8 LoRA on every query and value projection, large enough to move the logits by a few units
+    (well above what 4-bit quantisation moves them), in PEFT's naming."""
+    g = torch.Generator().manual_seed(0)
+    kv_width = config.num_key_value_heads * config.hidden_size // config.num_attention_heads
+    state = {}
+    for i in range(config.num_hidden_layers):
+        for proj, width in (("q_proj", config.hidden_size), ("v_proj", kv_width)):
+            key = f"base_model.model.model.layers.{i}.self_attn.{proj}"
+            state[f"{key}.lora_A.weight"] = torch.randn(8, config.hidden_size, generator=g) / config.hidden_size ** 0.5
+            state[f"{key}.lora_B.weight"] = torch.randn(width, 8, generator=g) * b_std
+    return state
 
 
 @pytest.mark.slow
-def test_llama_cpp_gives_the_tools_greedy_replies(smollm2_run, tmp_path, shpers_cache):
+def test_llama_cpp_applies_the_exported_adapter_as_the_tool_does(smollm2_base, tmp_path, monkeypatch):
+    """llama.cpp runs the 4-bit base GGUF with the exported adapter; shpers the dequantized float32 base with
+    the LoRA. Quantisation moves the logits a little either way, so the checks are that the greedy next token
+    agrees and that the LoRA changes llama.cpp's logits as it changes the tool's (correlation of the two
+    changes), clearly more so than an adapter written without llama.cpp's query/key row order."""
     llama_cpp = pytest.importorskip("llama_cpp")
-    from shpers_core.jobs.chat import ChatSession
+    import numpy as np
 
-    ws, run_id, pid, dataset = smollm2_run
+    import shpers_core.export as export
+    import shpers_core.export.gguf_lora as gguf_lora
+    from shpers_core.export.merged import merged_model
+    from shpers_core.methods.base import Adapter
+    from shpers_core.models import DEFAULT_MODEL
+    from shpers_core.training.adapters import save_lora_adapter
+
+    base = smollm2_base
+    state = _random_lora(base.model.config)
+    folder = save_lora_adapter(tmp_path / "peft", state, rank=8, lora_alpha=16.0, target_modules=["q_proj", "v_proj"],
+                               base_model=DEFAULT_MODEL)
     out = tmp_path / "gguf"
-    buf = StringIO()
-    with redirect_stdout(buf):
-        assert main(["--workspace", str(ws.root), "runs", "export", run_id, "--persona", pid, "--to", "gguf",
-                     str(out)]) == 0
-    info = json.loads((out / "shpers_export.json").read_text())
-    assert info["cannot_carry"] == []
+    out.mkdir()
+    result = export.ExportResult(out, "gguf")
+    export._write_gguf(out, base, DEFAULT_MODEL, Adapter(state, 2.0), folder, "You are Maya's assistant.", result)
     base_file = next(p for p in out.iterdir() if p.name.startswith("SmolLM2"))
-    llm = llama_cpp.Llama(model_path=str(base_file), lora_path=str(out / "adapter.gguf"), n_ctx=512,
-                          n_threads=2, seed=0, verbose=False)
-    session = ChatSession(ws, run_id, pid, max_new_tokens=16)
-    same = 0
-    histories = [list(d.messages[:1]) for d in dataset.personas[pid].dialogues[:3]]
-    for history in histories:
-        ids = session.base.tokenizer.apply_chat_template(
-            [{"role": "system", "content": "You are a helpful AI assistant named SmolLM, trained by Hugging Face"}]
-            + [{"role": m.role, "content": m.text} for m in history], add_generation_prompt=True, tokenize=False)
-        got = llm.create_completion(ids, max_tokens=16, temperature=0.0, top_k=1, stop=["<|im_end|>"])
-        same += got["choices"][0]["text"].strip() == session.reply(history)
-    # Q4_1 matrix products in llama.cpp against the dequantized float32 weights in shpers: most replies agree
-    # word for word; one near-tie may fall the other way.
-    assert same >= len(histories) - 1
+    modelfile = (out / "Modelfile").read_text()
+    assert f"FROM ./{base_file.name}" in modelfile and 'SYSTEM """You are Maya\'s assistant."""' in modelfile
+    with monkeypatch.context() as mp:
+        mp.setattr(gguf_lora, "_llama_permute", lambda rows, heads: rows)
+        gguf_lora.write_gguf_lora(tmp_path / "unpermuted.gguf", state, 16.0, base.model.config, "x")
+    bare, with_lora, unpermuted = (
+        llama_cpp.Llama(model_path=str(base_file), n_ctx=128, n_threads=2, verbose=False, logits_all=True, **extra)
+        for extra in ({}, {"lora_path": str(out / "adapter.gguf")}, {"lora_path": str(tmp_path / "unpermuted.gguf")}))
+    tuned = merged_model(base.model, state, 2.0)
+
+    def last_logits(llm, ids):
+        llm.reset()
+        llm.eval(ids)
+        return np.array(llm.scores[llm.n_tokens - 1])
+
+    correlations, wrong = [], []
+    for text in ("Turn on the kitchen lights", "Set the thermostat to 21 degrees", "What's the weather like?"):
+        chat = [{"role": "user", "content": text}]
+        ids = list(base.tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_dict=True)["input_ids"])
+        with torch.no_grad():
+            ours_base = base.model(torch.tensor([ids])).logits[0, -1].numpy()
+            ours = tuned(torch.tensor([ids])).logits[0, -1].numpy()
+        theirs_base, theirs, theirs_wrong = (last_logits(llm, ids) for llm in (bare, with_lora, unpermuted))
+        assert ours.argmax() == theirs.argmax()
+        correlations.append(np.corrcoef(ours - ours_base, theirs - theirs_base)[0, 1])
+        wrong.append(np.corrcoef(ours - ours_base, theirs_wrong - theirs_base)[0, 1])
+    # Measured: 0.95-0.97 with the permutation, 0.71-0.83 without.
+    assert np.mean(correlations) > 0.9 and np.mean(correlations) > np.mean(wrong) + 0.08, (correlations, wrong)

@@ -71,7 +71,8 @@ def test_the_cost_is_shown_and_a_long_job_is_confirmed(window, monkeypatch):
     launcher.set_personas(["persona_000", "persona_001"])
     estimate = launcher.update_cost()
     assert estimate.personas == 2 and estimate.train_dialogues > 0 and estimate.steps > 0
-    assert "No time estimate: no run of this base model has measured" in launcher.cost.text()
+    assert "No time estimate: no finished run of this base model has measured this machine's training or " \
+           "evaluation speed" in launcher.cost.text()
     # A speed measured on an earlier run of this model times the job.
     with RunStore(window.session.workspace.db_path) as store:
         rid = store.create_run("unified_lora", {}, "tiny-qwen2", "h", ["persona_000"])

@@ -239,3 +239,52 @@ def test_a_newline_in_an_old_run_name_cannot_fake_a_row(workspace, capsys):
         store.update_run(real, name="mine\nr2099-fake finished unified_lora 3 99.99")
     rc, out, _ = shpers(workspace, capsys, "runs", "list")
     assert rc == 0 and len(out.strip().splitlines()) == 2 and "mine\\nr2099-fake" in out
+
+
+KILLED_DELETE = """
+import sys
+from shpers_core.jobs.delete import delete_run
+from shpers_core.store import RunStore
+from shpers_core.workspace import Workspace
+ws = Workspace.open(sys.argv[1])
+with RunStore(ws.db_path) as store:
+    delete_run(ws, store, sys.argv[2])
+"""
+
+
+def test_a_delete_killed_midway_never_leaves_a_folder_without_its_run(tmp_path, capsys):
+    ws = Workspace.open(tmp_path / "ws")
+    with RunStore(ws.db_path) as store:
+        run_id = stored_run(ws, store)
+    many = ws.run_dir(run_id) / "checkpoints"
+    many.mkdir()
+    for i in range(8_000):  # a large run: removing it takes long enough to be killed midway
+        (many / f"{i}.bin").touch()
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_DELETE, str(ws.root), run_id], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            with sqlite3.connect(ws.db_path) as db:
+                row = db.execute("SELECT status FROM runs WHERE id = ?", [run_id]).fetchone()
+            db.close()
+            if row and row[0] == "deleting":
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, f"the delete ended with {proc.returncode} before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with sqlite3.connect(ws.db_path) as db:
+        row = db.execute("SELECT status FROM runs WHERE id = ?", [run_id]).fetchone()
+    db.close()
+    # Whenever the kill came: the rows go last, so a folder never outlives its run.
+    assert row is not None or not ws.run_dir(run_id).exists()
+    if row is not None:
+        assert row[0] == "deleting"
+    assert shpers(ws, capsys, "runs", "list")[0] == 0  # the next open finishes the delete
+    assert not ws.run_dir(run_id).exists()
+    with RunStore(ws.db_path) as store:
+        assert store.list_runs() == []

@@ -131,6 +131,11 @@ def test_hostile_ids_train_one_adapter_each_and_nothing_outside_the_workspace_ch
         assert load_file(str(path / "adapter_model.safetensors"))
     plan = json.loads((Workspace(ws).run_dir(run_id) / "plan.json").read_text())
     assert set(plan) == set(ids) and all(not Path(r["adapter"]).is_absolute() for r in plan.values())
+    # What the app shows beside each score names the persona as written, not its folder.
+    from shpers_core.jobs.provenance import score_sources
+
+    sources = score_sources(Workspace(ws), run_id)
+    assert all(sources[pid] == f"LoRA adapter '{pid}'" for pid in ids), sources
     assert snapshot(tmp_path, ws) == before, "something outside the workspace changed"
 
     rc, out, err = shpers(ws, capsys, "runs", "delete", run_id, "--yes")

@@ -112,3 +112,13 @@ def test_a_loss_that_becomes_nan_fails_the_run_at_that_step_and_saves_no_adapter
             assert run.status == "failed" and "step 1" in run.error and "learning_rate" in run.error
             assert store.artefacts(run_id) == [] and store.metrics(run_id, subset="all") == {}
         assert not (workspace.run_dir(run_id) / "adapters").exists()
+
+
+def test_an_adapter_with_nan_weights_is_never_written(tmp_path):
+    from shpers_core.training.adapters import AdapterError, save_lora_adapter
+
+    weights = {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.full((2, 8), float("nan")),
+               "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.zeros(8, 2)}
+    with pytest.raises(AdapterError, match="NaN or infinite"):
+        save_lora_adapter(tmp_path / "a", weights, rank=2, lora_alpha=4, target_modules=["q_proj"], base_model="m")
+    assert not (tmp_path / "a").exists() and not list(tmp_path.iterdir())

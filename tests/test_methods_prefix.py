@@ -186,6 +186,7 @@ def kv_run(models_cache, tmp_path_factory):
         write_jsonl(dataset, workspace.dataset_path)
         personas = sorted(dataset.personas)[:2]
         spec = build_spec("soft_prompt", {"kind": "prefix", "scope": "persona", "num_virtual_tokens": 4,
+                                          "prefix_init": "random",
                                           "train.num_epochs": 1, "train.max_length": 128,
                                           "eval.max_test_dialogues": 1, "eval.max_new_tokens": 4},
                           base_model="tiny-qwen2", personas=personas)
@@ -250,3 +251,31 @@ def test_chat_with_a_kv_prefix_run_uses_the_prefix(kv_run, shpers_cache, monkeyp
     assert reply == turn.prediction  # what the evaluation generated for this turn, prefix and all
     assert "".join(session.stream_reply(turn.history)).strip() == reply  # the stream is not stripped
     assert torch.equal(seen[0][0], session.plan.kv_prefixes[pid]) and seen[1] is session.plan.kv_prefixes[pid]
+
+
+def test_a_kv_prefix_from_the_description_starts_where_the_text_prefix_is(lively):
+    """Before any training, a prefix made of the model's own keys and values of the description answers
+    exactly as the description given as text before the prompt: in PEFT and in the generator."""
+    from shpers_core.methods.soft_prompt import description_key_values, flat_prefix
+    from shpers_core.models.chat import _render, _tokenize
+
+    tok = lively.tokenizer
+    text = "The person you are helping: likes the lights dim and the house cool at night."
+    kv = description_key_values(lively.model, tok, text)
+    text_ids = _tokenize(tok, _render(tok, [{"role": "system", "content": text}], False))[0]
+    layers, two, heads, n, head_dim = kv.shape
+    assert (two, n) == (2, len(text_ids))
+    prompts = _prompts(tok)
+    ours = generate_replies(lively.model, tok, prompts, kv_prefixes=[kv] * len(prompts), max_new_tokens=NEW_TOKENS)
+    as_text = generate_replies(lively.model, tok, [text_ids + p for p in prompts], max_new_tokens=NEW_TOKENS)
+    assert ours == as_text
+    assert ours != generate_replies(lively.model, tok, prompts, max_new_tokens=NEW_TOKENS)
+
+    peft_model = get_peft_model(copy.deepcopy(lively.model), PrefixTuningConfig(task_type="CAUSAL_LM",
+                                                                                  num_virtual_tokens=n))
+    with torch.no_grad():
+        peft_model.prompt_encoder["default"].embedding.weight.copy_(flat_prefix(kv))
+        x = torch.tensor([prompts[0]])
+        logits = peft_model(input_ids=x, attention_mask=torch.ones_like(x)).logits[0, -1]
+        expected = lively.model(input_ids=torch.tensor([text_ids + prompts[0]])).logits[0, -1]
+    torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ def add_parser(sub) -> None:
     ls = rs.add_parser("list", help="stored runs, newest first")
     ls.add_argument("--status", help="only runs with this status")
     ls.add_argument("--method", help="only runs of this method")
+    ls.add_argument("--tag", help="only runs with this tag")
     ls.add_argument("--json", action="store_true", help="print the runs as a JSON array, for scripts")
     ls.set_defaults(func=list_runs)
 
@@ -75,17 +77,31 @@ def add_parser(sub) -> None:
                         help="seconds to wait for a running job to stop (default 30)")
     cancel.set_defaults(func=cancel_run)
 
+    rn = rs.add_parser("rename", help="give a run a new name (names are unique in a workspace)")
+    rn.add_argument("run_id")
+    rn.add_argument("name")
+    rn.set_defaults(func=rename_run)
+
+    note = rs.add_parser("note", help="set a run's notes and tags (what the Results tab filters by)")
+    note.add_argument("run_id")
+    note.add_argument("--notes", help="replace the run's notes with this text")
+    note.add_argument("--tags", help="replace the run's tags, comma-separated (empty: none)")
+    note.set_defaults(func=note_run)
+
 
 def _store(args):
     from shpers_core.jobs.delete import finish_pending_deletes
-    from shpers_core.store import RunStore
+    from shpers_core.store import RunStore, StoreError
 
     ws = Workspace.open(args.workspace)
     store = RunStore(ws.db_path)
     try:
         # A delete cut short (a kill) is finished the next time the workspace is opened.
         finish_pending_deletes(ws, store)
-    except UserError as exc:
+    except StoreError:
+        store.close()
+        raise
+    except UserError as exc:  # a file that cannot be removed: say so, and go on with the command
         print(f"shpers: warning: {exc}", file=sys.stderr)
     return store
 
@@ -93,6 +109,20 @@ def _store(args):
 def one_line(text: str) -> str:
     """A user's text for a one-line listing: a newline or other control character cannot fake a row."""
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def _dumps(value) -> str:
+    """Strict JSON for scripts: a NaN or infinite score (a diverged run) becomes null, not ``NaN``."""
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(value), indent=1, default=str, allow_nan=False)
 
 
 def _run_json(store, run, full: bool) -> dict:
@@ -108,8 +138,10 @@ def _run_json(store, run, full: bool) -> dict:
 def list_runs(args) -> int:
     with _store(args) as store:
         runs = store.list_runs(status=args.status, method=args.method)
+        if getattr(args, "tag", None):
+            runs = [r for r in runs if args.tag in r.tags]
         if args.json:
-            print(json.dumps([_run_json(store, r, full=False) for r in runs], indent=1, default=str))
+            print(_dumps([_run_json(store, r, full=False) for r in runs]))
             return 0
         if not runs:
             print("no runs yet")
@@ -123,15 +155,39 @@ def list_runs(args) -> int:
     return 0
 
 
+def rename_run(args) -> int:
+    with _store(args) as store:
+        rid = store.rename_run(args.run_id, args.name)  # StoreError (a UserError) for a taken or empty name
+    print(f"renamed {rid} to {one_line(args.name.strip())}")
+    return 0
+
+
+def note_run(args) -> int:
+    if args.notes is None and args.tags is None:
+        raise UserError("runs note: give --notes TEXT, --tags A,B or both")
+    fields = {}
+    if args.notes is not None:
+        fields["notes"] = args.notes
+    if args.tags is not None:
+        fields["tags"] = [t for t in args.tags.split(",") if t.strip()]
+    with _store(args) as store:
+        store.update_run(args.run_id, **fields)
+        run = store.get_run(args.run_id)
+    print(f"{run.id}: tags {', '.join(run.tags) or '(none)'}" + (f"; notes {one_line(run.notes)}" if run.notes else ""))
+    return 0
+
+
 def show_run(args) -> int:
     with _store(args) as store:
         run = store.get_run(args.run_id)
         if args.json:
-            print(json.dumps(_run_json(store, run, full=True), indent=1, default=str))
+            print(_dumps(_run_json(store, run, full=True)))
             return 0
         print(f"run {run.id}  {one_line(run.name)}\nmethod {run.method}  base model {run.base_model}  status {run.status}")
         if run.error:
             print(f"error: {run.error}")
+        if run.tags or run.notes:
+            print(f"tags: {', '.join(run.tags) or '(none)'}" + (f"  notes: {one_line(run.notes)}" if run.notes else ""))
         print("parameters:\n" + json.dumps(run.params, indent=2, default=str))
         if run.status == "finished":
             _print_metrics({subset: store.metrics(run.id, subset=subset)

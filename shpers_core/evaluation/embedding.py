@@ -43,6 +43,13 @@ def _load(device: str):
                 if bar_was_on:
                     hf_logging.enable_progress_bar()
             model.eval()
+            # The same rule as the base models: bf16 where the hardware computes in it.
+            from shpers_core.models.device import pick_dtype, torch_dtype
+
+            dtype = torch_dtype(pick_dtype(device))
+            weights = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
+            if weights is not None and dtype != weights.dtype:
+                model.to(dtype)
             _MODELS[device] = model
         return model
 
@@ -76,8 +83,10 @@ class EmbeddingScorer:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         out = self.model.encode(texts, batch_size=self.batch_size, show_progress_bar=False,
-                                convert_to_numpy=True, normalize_embeddings=True)
-        return np.asarray(out, dtype=np.float32)
+                                convert_to_tensor=True, normalize_embeddings=False)
+        # Normalised in float32 whatever the model's dtype, so that a text's similarity to itself is 1.
+        out = np.asarray(out.float().cpu().numpy() if hasattr(out, "float") else out, dtype=np.float32)
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
     def similarity(self, predictions: Sequence[str], references: Sequence[str]) -> list[float]:
         """Cosine similarity of each prediction with its reference, in [-1, 1]."""

@@ -32,8 +32,8 @@ def stream_rows(base, rows: list[tuple], max_new_tokens: int) -> Iterator[Piece]
     prompts, slots, softs, kvs = [], [], [], []
     unique, slot_of = [], {}
     for plan, pid, history, system in rows:
-        prompt, _cut = _prompt_for(base, plan, pid, history, system, max_new_tokens)
-        prompts.append(prompt)
+        # Cut (oldest turns first) to fit the model's context with the reply, as evaluation does.
+        prompts.append(_prompt_for(base, plan, pid, history, system, max_new_tokens)[0])
         adapter = plan.adapters.get(pid)
         if adapter is None:
             slots.append(-1)

@@ -34,17 +34,9 @@ class ExportResult:
         return "\n".join(lines)
 
 
-def _resolve(ws: Workspace, run_id: str, value: str | None) -> Path | None:
-    """A path from ``plan.json``: absolute, or relative to the run folder or the workspace."""
-    if not value:
-        return None
-    path = Path(value)
-    if path.is_absolute():
-        return path
-    for root in (ws.run_dir(run_id), ws.root):
-        if (root / path).exists():
-            return root / path
-    return ws.run_dir(run_id) / path
+def _resolve(ws: Workspace, value: str | None) -> Path | None:
+    """A path from ``plan.json`` (stored relative to the workspace) as a file of this workspace."""
+    return ws.resolve(value) if value else None
 
 
 def _default_system(tokenizer) -> str:
@@ -75,9 +67,9 @@ def export_persona(ws: Workspace, run_id: str, persona_id: str, fmt: str, out: s
                           f"{', …' if len(recipes) > 5 else ''})")
     recipe = recipes[persona_id]
     spec = JobSpec.from_dict(run.params)
-    adapter_dir = _resolve(ws, run.id, recipe.get("adapter"))
-    soft_dir = _resolve(ws, run.id, recipe.get("soft_prompt"))
-    kv_dir = _resolve(ws, run.id, recipe.get("kv_prefix"))
+    adapter_dir = _resolve(ws, recipe.get("adapter"))
+    soft_dir = _resolve(ws, recipe.get("soft_prompt"))
+    kv_dir = _resolve(ws, recipe.get("kv_prefix"))
     system = recipe.get("system") or resolved(spec)[3].system_prompt or ""
     result = ExportResult(out, fmt)
     lora = load_lora_adapter(adapter_dir) if adapter_dir else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -45,6 +46,10 @@ def staged(out: Path) -> Iterator[Path]:
     except OSError as exc:
         raise ExportError(describe_os_error(out, exc)) from None
     try:
+        # mkdtemp makes the folder private (0700); an export is an ordinary folder others may read.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
         yield tmp
         if out.is_dir():
             out.rmdir()  # empty, checked above

@@ -44,6 +44,8 @@ class MethodContext:
     train_padded: int = 0
     train_seconds: float = 0.0
     _examples: dict[tuple[str, str], list[Example]] = field(default_factory=dict, repr=False)
+    folder_names: dict[str, str] = field(default_factory=dict, repr=False)
+    """Each adapter or checkpoint folder this run named, with the name as written (a persona id...)."""
 
     @property
     def run_dir(self) -> Path:
@@ -61,7 +63,9 @@ class MethodContext:
 
         # Our own run-wide names stay readable; a derived name always ends in "-<hash>", so no
         # user id can take them.
-        return self.run_dir / kind / name if name in FIXED_NAMES else child(self.run_dir / kind, name)
+        path = self.run_dir / kind / name if name in FIXED_NAMES else child(self.run_dir / kind, name)
+        self.folder_names[str(path)] = name
+        return path
 
     @property
     def pad_id(self) -> int:

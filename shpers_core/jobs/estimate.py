@@ -48,8 +48,11 @@ class JobEstimate:
             if self.test_turns:
                 speed.append(f"evaluation {self.turns_per_s:.2f} turns/s")
             return f"{head}. About {format_duration(self.seconds)} ({', '.join(speed)}, measured in run {self.measured_in})."
-        return (f"{head}. No time estimate: no run of this base model has measured this machine's speed yet "
-                "(finish one small job first).")
+        missing = [what for what, needed, speed in (("training", self.train_tokens, self.tokens_per_s),
+                                                    ("evaluation", self.test_turns, self.turns_per_s))
+                   if needed and not speed]
+        return (f"{head}. No time estimate: no finished run of this base model has measured this machine's "
+                f"{' or '.join(missing)} speed yet (finish one small job first).")
 
 
 def format_duration(seconds: float) -> str:
@@ -77,6 +80,9 @@ def measured_speed(store, base_model: str) -> tuple[float | None, float | None, 
     return tokens, turns, source
 
 
+_last_split: dict = {}
+
+
 def estimate_job(spec, dataset, store) -> JobEstimate:
     """The cost of running ``spec`` on ``dataset``, timed with the speeds recorded in ``store``."""
     from shpers_core.data import split_dataset
@@ -86,7 +92,11 @@ def estimate_job(spec, dataset, store) -> JobEstimate:
     method = get_method(spec.method)
     _mp, lora, train, ev = resolved(spec)
     ids = list(spec.personas) or list(dataset.persona_ids)
-    splits = split_dataset(dataset, seed=ev.split_seed)
+    # The app asks again after every edit of the form: split each dataset once per seed.
+    key = (id(dataset), ev.split_seed)
+    if _last_split.get("key") != key or _last_split.get("dataset") is not dataset:
+        _last_split.update(key=key, dataset=dataset, splits=split_dataset(dataset, seed=ev.split_seed))
+    splits = _last_split["splits"]
     per_persona, chars, test_turns = [], 0, 0
     for pid in ids:
         split = splits[pid]

@@ -11,25 +11,26 @@ from pathlib import Path
 from typing import Any
 
 
-def _part(kind: str, path: str, run_id: str) -> str:
+def _part(kind: str, path: str, run_id: str, name: str | None = None) -> str:
     p = Path(path)
     owner = p.parent.parent.name if p.parent.name == "adapters" else ""
-    return f"{kind} '{p.name}'" + (f" of run {owner}" if owner and owner != run_id else "")
+    # ``name``: the persona id or cluster as written; the folder's own name is derived from it.
+    return f"{kind} '{name or p.name}'" + (f" of run {owner}" if owner and owner != run_id else "")
 
 
 def describe_recipe(recipe: dict[str, Any] | None, run_id: str = "") -> str:
     """One line: the adapter (persona, cluster, merge or unified), system prompt, soft prompt, KV prefix."""
     if recipe is None:
         return "not covered by this run"
-    parts = [_part("LoRA adapter", recipe["adapter"], run_id) if recipe.get("adapter") else "no adapter (base model)"]
+    parts = [_part("LoRA adapter", recipe["adapter"], run_id, recipe.get("adapter_name")) if recipe.get("adapter") else "no adapter (base model)"]
     system = recipe.get("system")
     if system:
         short = " ".join(system.split())
         parts.append(f"system prompt “{short[:70]}{'…' if len(short) > 70 else ''}”")
     if recipe.get("soft_prompt"):
-        parts.append(_part("soft prompt", recipe["soft_prompt"], run_id))
+        parts.append(_part("soft prompt", recipe["soft_prompt"], run_id, recipe.get("soft_prompt_name")))
     if recipe.get("kv_prefix"):
-        parts.append(_part("KV prefix", recipe["kv_prefix"], run_id))
+        parts.append(_part("KV prefix", recipe["kv_prefix"], run_id, recipe.get("kv_prefix_name")))
     if recipe.get("retrieval_examples"):
         parts.append(f"{recipe['retrieval_examples']} retrieved past exchanges in the system prompt")
     return " + ".join(parts)

@@ -233,7 +233,7 @@ def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=N
         plan = method.run(ctx, mp)
         check_adapters_fit(plan, base.model)
         check_persona_adapters(store, run_id, personas)
-        write_recipes(ctx.run_dir, {pid: plan.recipe(pid) for pid in personas}, workspace)
+        write_recipes(ctx.run_dir, {pid: plan.recipe(pid) for pid in personas}, workspace, ctx.folder_names)
         train_seconds = time.perf_counter() - started
         result = evaluate_plan(ctx, plan)
         job_reporter.check()
@@ -298,10 +298,19 @@ def speed_info(ctx, result) -> dict[str, float]:
     return info
 
 
-def write_recipes(run_dir: Path, recipes: dict, workspace: Workspace | None = None) -> None:
-    """``plan.json``; with ``workspace``, its file paths relative to it (a moved workspace still works)."""
+def write_recipes(run_dir: Path, recipes: dict, workspace: Workspace | None = None,
+                  names: dict[str, str] | None = None) -> None:
+    """``plan.json``; with ``workspace``, its file paths relative to it (a moved workspace still works).
+
+    ``names`` (folder -> name as written) adds ``<key>_name`` beside each path, so what is shown is
+    the persona id or cluster name, not its derived folder name.
+    """
     from shpers_core.training.checkpoint import atomic_write_text
 
+    if names:
+        recipes = {pid: {**recipe, **{f"{k}_name": names[str(recipe[k])] for k in RECIPE_PATHS
+                                      if recipe.get(k) and str(recipe[k]) in names}}
+                   for pid, recipe in recipes.items()}
     if workspace is not None:
         recipes = {pid: {k: workspace.stored(v) if k in RECIPE_PATHS and v else v for k, v in recipe.items()}
                    for pid, recipe in recipes.items()}

@@ -31,6 +31,8 @@ STUDY_STEPS: list[tuple[str, str, dict[str, Any]]] = [
     ("Unified + learned persona prefix", "soft_prompt", {"scope": "persona"}),
     ("Unified + learned cluster prefix", "soft_prompt", {"scope": "cluster"}),
     ("Unified + learned persona prefix (KV)", "soft_prompt", {"scope": "persona", "kind": "prefix"}),
+    ("Unified + learned persona prefix (KV, random init)", "soft_prompt",
+     {"scope": "persona", "kind": "prefix", "prefix_init": "random"}),
     ("Persona in system prompt", "system_prompt", {}),
     ("Retrieval of past turns", "retrieval", {}),
 ]

@@ -17,6 +17,7 @@ import torch
 
 from shpers_core.methods.base import EvalPlan, MethodSpec
 from shpers_core.methods.cluster_lora import FEATURES
+from shpers_core.methods.prompting import persona_system_prompts
 from shpers_core.params import Params, param
 
 
@@ -27,7 +28,11 @@ class SoftPromptParams(Params):
                        choices=("persona", "cluster"))
     kind: str = param("prompt", "What is learned: a soft prompt on the input embeddings (prompt tuning), or "
                       "keys and values prepended in every layer (prefix tuning).", choices=("prompt", "prefix"))
-    num_virtual_tokens: int = param(10, "Length of the learned prompt, in tokens.", min=1, max=512)
+    num_virtual_tokens: int = param(10, "Length of the learned prompt, in tokens (a KV prefix started from the "
+                                    "description is as long as the description).", min=1, max=512)
+    prefix_init: str = param("description", "How a KV prefix starts: the model's own keys and values of the "
+                             "persona description as a system message (where the static text prefix starts), or "
+                             "PEFT's random initialisation.", choices=("description", "random"))
     k: int = param(5, "Clusters, when scope is cluster.", min=2)
     features: str = param("description", "Cluster features, when scope is cluster.", choices=FEATURES)
     cluster_seed: int = param(0, "Seed of k-means, when scope is cluster.", min=0, max=2**31 - 1)
@@ -40,6 +45,27 @@ def merged_unified(ctx, unified) -> torch.nn.Module:
     model = copy.deepcopy(ctx.base.model)
     peft_model = PeftModel.from_pretrained(model, unified.path)
     return peft_model.merge_and_unload().eval()
+
+
+def description_key_values(model: torch.nn.Module, tokenizer, text: str) -> torch.Tensor:
+    """The keys and values ``model`` computes for ``text`` as a system message, [layers, 2, kv heads, tokens,
+    head dim]: a KV prefix that answers exactly as if the text stood before the prompt."""
+    from shpers_core.evaluation.generation import _CACHE, _cache_layers
+    from shpers_core.models.chat import _render, _tokenize
+
+    ids = _tokenize(tokenizer, _render(tokenizer, [{"role": "system", "content": text}], False))[0]
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([ids], device=device), use_cache=True)
+    layers = _cache_layers(getattr(out, _CACHE))
+    return torch.stack([torch.stack([k[0], v[0]]) for k, v in layers]).float().cpu()
+
+
+def flat_prefix(kv: torch.Tensor) -> torch.Tensor:
+    """[layers, 2, heads, n, head dim] as PEFT's flat prefix [n, layers * 2 * heads * head dim]
+    (the inverse of :func:`~shpers_core.training.adapters.prefix_key_values`)."""
+    layers, _, heads, n, head_dim = kv.shape
+    return kv.reshape(layers * 2, heads, n, head_dim).permute(2, 0, 1, 3).reshape(n, -1).contiguous()
 
 
 def _peft_config(kind: str, num_virtual_tokens: int):
@@ -80,6 +106,7 @@ def run(ctx, params: SoftPromptParams) -> EvalPlan:
     else:
         groups = {pid: [pid] for pid in ctx.personas}
     model = merged_unified(ctx, unified)
+    descriptions = persona_system_prompts(ctx)
     load = load_prefix_tuning if params.kind == "prefix" else load_soft_prompt
     artefact = "kv_prefix" if params.kind == "prefix" else "soft_prompt"
     prompts = {}
@@ -89,7 +116,16 @@ def run(ctx, params: SoftPromptParams) -> EvalPlan:
             prompts[name] = load(folder)
             continue
         torch.manual_seed(ctx.train.seed)
-        peft_model = get_peft_model(model, _peft_config(params.kind, params.num_virtual_tokens))
+        start = None
+        if params.kind == "prefix" and params.prefix_init == "description":
+            # A cluster starts from its first member's description.
+            start = description_key_values(model, ctx.base.tokenizer, descriptions[members[0]])
+        n_virtual = start.shape[3] if start is not None else params.num_virtual_tokens
+        peft_model = get_peft_model(model, _peft_config(params.kind, n_virtual))
+        if start is not None:
+            with torch.no_grad():
+                embedding = peft_model.prompt_encoder["default"].embedding.weight
+                embedding.copy_(flat_prefix(start).to(embedding.device, embedding.dtype))
         result = fit(peft_model, ctx.pad_id, ctx.pooled_examples(members, "train"),
                      ctx.pooled_examples(members, "val"), ctx.train, ctx.reporter,
                      checkpoint_dir=ctx.checkpoint_dir(name), series=f"{name}/train")

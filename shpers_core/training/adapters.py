@@ -30,6 +30,11 @@ def write_peft_folder(out_dir: Path | str, config, tensors: dict[str, torch.Tens
                       metadata: dict[str, str] | None = None) -> Path:
     """Write a PEFT config and its safetensors weights as one folder, atomically (temp dir, rename)."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            # A last optimiser step can overflow after the last finite loss: such an adapter is never saved.
+            raise AdapterError(f"{out_dir}: {key} holds NaN or infinite values after training; not saved "
+                               "(lower train.learning_rate)")
 
     def write(tmp: Path) -> None:
         config.save_pretrained(str(tmp))

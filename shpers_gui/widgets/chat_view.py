@@ -37,9 +37,7 @@ def open_chat(workspace, run_id: str, persona_id: str, max_new_tokens: int):
 
 
 def stream_together(sessions, histories):
-    from shpers_core.jobs.chat import stream_together as stream
-
-    return stream(sessions, histories)
+    return engine.get("stream_together")(sessions, histories)
 
 
 class _Pane(QWidget):

@@ -23,6 +23,12 @@ from shpers_core.evaluation.metrics import METRIC_LABELS, METRIC_NAMES
 from shpers_gui import engine
 from shpers_gui.widgets.plot_export import add_export_button
 
+
+def _short(text: str, n: int = 30) -> str:
+    """Axis labels stay inside a small plot; the full names are in the statistics above it."""
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 SUBSETS = {"all": "all turns", "persona_dependent": "persona-dependent turns (★)", "other": "other turns"}
 WARNING_STYLE = "background: #fff3cd; color: #664d03; border: 1px solid #e0c36a; padding: 4px;"
 
@@ -86,6 +92,7 @@ class CompareView(QWidget):
         self.differences = QTableWidget(0, 6)
         self.differences.setHorizontalHeaderLabels(["Persona", "A", "B", "B − A", "A answered by", "B answered by"])
         self.differences.verticalHeader().hide()
+        self.differences.setWordWrap(False)
         header = self.differences.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         for col, width in ((0, 90), (1, 55), (2, 55), (3, 60), (4, 160), (5, 160)):
@@ -211,8 +218,8 @@ class CompareView(QWidget):
         spots = pg.ScatterPlotItem(x=xa, y=xb, brush=colours, size=10, pen=pg.mkPen("w", width=0.5),
                                    data=ids, hoverable=True, tip=lambda x, y, data: f"{data}\nA {x:.3f}\nB {y:.3f}")
         self.plot.addItem(spots)
-        self.plot.setLabel("bottom", f"A: {self.run_a.currentText()}")
-        self.plot.setLabel("left", f"B: {self.run_b.currentText()}")
+        self.plot.setLabel("bottom", f"A: {_short(self.run_a.currentText())}")
+        self.plot.setLabel("left", f"B: {_short(self.run_b.currentText())}")
         self.plot.getAxis("bottom").setTicks(None)
         self.plot.setAspectLocked(True)
 

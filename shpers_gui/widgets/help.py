@@ -43,18 +43,25 @@ def shortcuts_html(shortcuts: dict[str, str]) -> str:
     return f"<h3>Keyboard shortcuts</h3><table>{rows}{extra}</table>"
 
 
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
+def _version(*distributions: str) -> str:
+    """The installed version of the first of ``distributions`` present (PySide6 ships as "-Essentials")."""
+    for name in distributions:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "not installed"
 
 
 def about_html(device: str) -> str:
     """Versions of shpers and what it runs on, and the device jobs use."""
-    packages = ["shpers", "torch", "transformers", "peft", "sentence-transformers", "PySide6", "pyqtgraph", "scipy"]
-    rows = "".join(f"<tr><td style='padding-right:16px'>{p}</td><td>{html.escape(_version(p))}</td></tr>"
+    from PySide6.QtCore import qVersion
+
+    packages = [("torch",), ("transformers",), ("peft",), ("sentence-transformers",), ("PySide6", "PySide6-Essentials"),
+                ("pyqtgraph",), ("scipy",), ("numpy",)]
+    rows = "".join(f"<tr><td style='padding-right:16px'>{p[0]}</td><td>{html.escape(_version(*p))}</td></tr>"
                    for p in packages)
+    rows += f"<tr><td style='padding-right:16px'>Qt</td><td>{html.escape(qVersion())}</td></tr>"
     return (f"<h3>shpers {html.escape(_version('shpers'))}</h3>"
             "<p>A desktop lab for personalising small chat models as smart-home assistants: train, compare and "
             "chat with per-persona, cluster, merged and prompted variants.</p>"

@@ -227,8 +227,9 @@ class PersonaMap(QWidget):
             colour = cluster_colour(c).color().name()
             swatches.append(f"<span style='color:{colour}; font-size:14pt'>●</span>&nbsp;cluster {int(c)} ({int(n)})")
         self.legend_label.setText("&nbsp;&nbsp; ".join(swatches))
-        self.plot.setTitle(f"{len(data.ids)} personas · {data.kind} features · "
-                           f"k = {len(set(data.labels.tolist()))} · silhouette {data.silhouette:.3f}", color="k")
+        # The silhouette is beside the Recompute button; a longer title is cut on a small screen.
+        self.plot.setTitle(f"{len(data.ids)} personas · {data.kind} features · k = {len(set(data.labels.tolist()))}",
+                           color="k")
         self.status.setText(f"silhouette {data.silhouette:.3f}")
         self.computed.emit(data)
         self.session.set_clusters({pid: int(c) for pid, c in zip(data.ids, data.labels)})

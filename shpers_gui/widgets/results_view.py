@@ -148,12 +148,14 @@ class RunsFilter(QSortFilterProxyModel):
         self.setSortRole(SORT_ROLE)
 
     def set_status(self, status: str) -> None:
+        self.beginFilterChange()
         self.status = status
-        self.invalidateFilter()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def set_tag(self, tag: str) -> None:
+        self.beginFilterChange()
         self.tag = tag
-        self.invalidateFilter()
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     def filterAcceptsRow(self, row, parent):
         run = self.sourceModel().rows[row][0]
@@ -227,7 +229,7 @@ class ResultsView(QWidget):
         self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        for col, w in ((0, 190), (1, 150), (2, 130), (3, 150), (4, 130), (9, 180), (13, 140)):
+        for col, w in ((0, 190), (1, 150), (2, 130), (3, 150), (4, 165), (9, 180), (13, 140)):
             header.resizeSection(col, w)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._selection_changed())
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)

@@ -25,7 +25,7 @@ _SORT_FIELDS = [None, None, None, None, "mean", "diff_vs_unified", "p_holm", Non
                 "persona_dependent_diff", "persona_dependent_p_holm", "other", "other_diff", "other_p_holm",
                 "device_precision", "parameter_f1", "numerical_precision", "trainable_params", "train_seconds", None]
 # Model and dataset, then the verdict and the p-values are what a reader checks first.
-_WIDTHS = {0: 130, 1: 150, 2: 190, 3: 120, 4: 130, 7: 130}
+_WIDTHS = {0: 160, 1: 170, 2: 190, 3: 120, 4: 185, 7: 140}
 
 
 class StudyTableModel(QAbstractTableModel):
@@ -115,7 +115,7 @@ class StudyTableDialog(QDialog):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.resizeColumnsToContents()
         for col, width in _WIDTHS.items():
-            header.resizeSection(col, min(width, header.sectionSize(col)) if col != 7 else width)
+            header.resizeSection(col, width if col in (4, 7) else min(width, header.sectionSize(col)))
         note = QLabel(
             "Rows are grouped by base model and dataset; each group is compared with its own unified LoRA run. "
             "p: paired two-sided Wilcoxon over the personas both runs scored, Holm-corrected over all compared "

@@ -36,7 +36,7 @@ def need(record: object, key: str, kind: type | tuple, where: str, field_name: s
         raise DatasetError(f"{where}: missing field '{name}'")
     value = record[key]
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        wanted = {str: "a string", list: "an array", dict: "an object"}.get(kind, "of another type")
+        wanted = {str: "a string", list: "an array", dict: "an object"}.get(kind, "a string or a number")
         raise DatasetError(f"{where}: field '{name}' must be {wanted}, got {_type_name(value)}")
     if isinstance(value, str) and not value.strip():
         raise DatasetError(f"{where}: field '{name}' is empty")

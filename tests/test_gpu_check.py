@@ -1,0 +1,23 @@
+"""``make gpu-check`` on a machine without a GPU: it says so, runs its CPU part, writes both reports, exits 0."""
+
+import json
+
+import pytest
+import torch
+
+
+@pytest.mark.slow
+def test_gpu_check_without_a_gpu_runs_its_cpu_part(shpers_cache, tmp_path, monkeypatch, capsys):
+    from shpers_core import gpu_check
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("SHPERS_SKIP_EMBEDDING", "1")
+    assert gpu_check.main([str(tmp_path / "report")]) == 0
+    assert "No GPU is present" in capsys.readouterr().out
+    md = (tmp_path / "report" / "report.md").read_text()
+    data = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert "No GPU is present" in md and "| unified_lora |" in md and "| per_persona_lora |" in md
+    assert data["gpu"] is None
+    assert data["runs"]["per_persona_lora"]["train_tokens_per_s"] > 0
+    assert data["runs"]["unified_lora"]["eval_turns_per_s"] > 0
+    assert data["bench_small"]["batched_vs_unified"] > 0

@@ -1,0 +1,49 @@
+"""A job's cost before it runs: counted from the dataset, timed from speeds measured on this machine."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from shpers_core.data import generate_dataset, split_dataset
+from shpers_core.jobs.estimate import estimate_job
+from shpers_core.jobs.spec import build_spec
+from shpers_core.store import RunStore
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return generate_dataset(n_personas=4, dialogues_per_persona=10)
+
+
+def test_counts_follow_the_split_and_the_training_settings(dataset, tmp_path):
+    with RunStore(tmp_path / "s.sqlite") as store:
+        splits = split_dataset(dataset, seed=0)
+        ids = dataset.persona_ids[:3]
+        n_train = [len(splits[p].train) for p in ids]
+        spec = build_spec("unified_lora", {"train.num_epochs": 2, "train.batch_size": 4, "eval.max_test_dialogues": 1},
+                          base_model="tiny-qwen2", personas=ids)
+        e = estimate_job(spec, dataset, store)
+        assert (e.personas, e.train_dialogues) == (3, sum(n_train))
+        assert e.steps == math.ceil(sum(n_train) / 4) * 2
+        assert e.test_turns == sum(len(splits[p].test[0].turns()) for p in ids)
+        per = estimate_job(build_spec("per_persona_lora", {"train.num_epochs": 2, "train.batch_size": 4},
+                                      base_model="tiny-qwen2", personas=ids), dataset, store)
+        assert per.steps == sum(math.ceil(n / 4) for n in n_train) * 2
+        prompt = estimate_job(build_spec("system_prompt", base_model="tiny-qwen2", personas=ids), dataset, store)
+        assert (prompt.steps, prompt.train_tokens, prompt.train_dialogues) == (0, 0, 0)
+        assert e.seconds is None and "No time estimate" in e.summary()
+
+
+def test_time_comes_from_the_newest_speed_measured_on_the_same_model(dataset, tmp_path):
+    with RunStore(tmp_path / "s.sqlite") as store:
+        for model, tokens in (("tiny-qwen2", 100.0), ("other", 1.0), ("tiny-qwen2", 50.0)):
+            rid = store.create_run("unified_lora", {}, model, "h", ["p"])
+            store.set_metrics(rid, {"train_tokens_per_s": tokens, "eval_turns_per_s": 2.0}, subset="info")
+            store.finish_run(rid)
+        newest = store.list_runs()[0].id
+        e = estimate_job(build_spec("unified_lora", base_model="tiny-qwen2"), dataset, store)
+        assert e.tokens_per_s == 50.0 and e.measured_in == newest
+        assert e.seconds == pytest.approx(e.train_tokens / 50.0 + e.test_turns / 2.0)
+        assert f"measured in run {newest}" in e.summary()
