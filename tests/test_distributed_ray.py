@@ -292,3 +292,19 @@ def test_bench_prints_the_ray_paths_overhead(shpers_cache, cluster, tmp_path):
     assert "job on Ray" in out and "overhead" in out
     local, remote = (float(line.split()[-2]) for line in out.splitlines() if line.strip().startswith(("local job", "job on Ray")))
     assert local > 0 and remote > 0
+
+
+def test_cancel_on_the_driver_stops_the_worker_and_the_run_resumes(tmp_path, shpers_cache, cluster):
+    from shpers_core.events import CollectingReporter, JobCancelled
+
+    root = make_workspace(tmp_path)
+    reporter = CollectingReporter()
+    reporter.add_sink(lambda event: reporter.request_stop() if event.kind == "step" else None)
+    with pytest.raises(JobCancelled):
+        ray_unified(root, reporter, retries=0)
+    (run,) = runs(root)
+    assert run.status == "cancelled"
+    assert reporter.of_kind("cancelled")  # the worker's runner said so, through the channel
+    rc, out, err = shpers(root, "runs", "resume", run.id)
+    assert rc == 0, err
+    assert runs(root)[0].status == "finished"
