@@ -39,6 +39,9 @@ _WHERE = {
     "delete_run": "shpers_core.jobs.delete",
     "human_size": "shpers_core.jobs.delete",
     "finish_pending_deletes": "shpers_core.jobs.delete",
+    "load_executor_choice": "shpers_core.distributed.ray_executor",
+    "save_executor_choice": "shpers_core.distributed.ray_executor",
+    "runner_for": "shpers_core.distributed.ray_executor",
 }
 
 

@@ -178,6 +178,7 @@ def test_a_lost_worker_is_retried_from_the_drivers_checkpoint(tmp_path, shpers_c
         assert set(store.persona_scores(run_id)) == set(run.personas)
 
 
+@pytest.mark.slow
 def test_a_worker_lost_past_its_retries_leaves_an_interrupted_run_that_resumes(tmp_path, shpers_cache, cluster):
     from shpers_core.distributed.ray_executor import JobInterrupted
 
@@ -236,6 +237,7 @@ def test_a_killed_driver_leaves_its_run_interrupted(tmp_path, cluster):
 SAME = ["--param", "lora.lora_dropout=0", "--dtype", "float32"]
 
 
+@pytest.mark.slow
 def test_per_persona_lora_in_two_shards_equals_the_one_process_run(tmp_path, shpers_cache, cluster):
     root = make_workspace(tmp_path, personas=4)
     rc, _, err = shpers(root, "run", "per_persona_lora", "--model", "tiny-qwen2", "-q", "--name", "one", *FAST, *SAME)
@@ -294,6 +296,7 @@ def test_bench_prints_the_ray_paths_overhead(shpers_cache, cluster, tmp_path):
     assert local > 0 and remote > 0
 
 
+@pytest.mark.slow
 def test_cancel_on_the_driver_stops_the_worker_and_the_run_resumes(tmp_path, shpers_cache, cluster):
     from shpers_core.events import CollectingReporter, JobCancelled
 
@@ -308,3 +311,22 @@ def test_cancel_on_the_driver_stops_the_worker_and_the_run_resumes(tmp_path, shp
     rc, out, err = shpers(root, "runs", "resume", run.id)
     assert rc == 0, err
     assert runs(root)[0].status == "finished"
+
+
+def test_the_apps_job_process_sends_its_job_to_ray_and_relays_a_refusal(tmp_path, shpers_cache):
+    """The app runs each job in a child process; with a Ray runner that child is the driver."""
+    from shpers_core.distributed.ray_executor import RayRunner
+    from shpers_core.jobs.process import JobProcess
+    from shpers_core.jobs.spec import build_spec
+
+    root = make_workspace(tmp_path)
+    process = JobProcess(build_spec("unified_lora", base_model="tiny-qwen2"), str(root),
+                         runner=RayRunner("127.0.0.1:9"))
+    process.start()
+    events = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not any(e.kind == "process_ended" for e in events):
+        events += process.poll(timeout=0.5)
+    failed = [e for e in events if e.kind == "failed"]
+    assert failed and "cannot reach the Ray cluster at 127.0.0.1:9" in failed[0].error
+    assert runs(root) == []

@@ -67,6 +67,46 @@ class RayOptions:
     """Times a job is started again after its worker was lost, from the last checkpoint."""
 
 
+@dataclass(frozen=True)
+class RayRunner:
+    """:func:`run_on_ray` with :func:`run_job`'s signature; pickles, so a job's child process can take it."""
+
+    address: str | None = None
+
+    def __call__(self, spec, workspace, reporter, *, run_id: str | None = None, dataset=None, **_ignored) -> str:
+        return run_on_ray(spec, workspace, reporter, options=RayOptions(address=self.address or None), dataset=dataset,
+                          run_id=run_id)
+
+
+# Where the app runs its jobs: remembered per workspace (a cluster belongs to a project, not a window).
+EXECUTOR_FILE = "executor.json"
+
+
+def load_executor_choice(workspace: Workspace) -> tuple[str, str]:
+    """``("local", "")`` or ``("ray", address)``; the local choice when nothing valid is saved."""
+    import json
+
+    try:
+        saved = json.loads((workspace.root / EXECUTOR_FILE).read_text())
+        kind, address = str(saved.get("executor", "local")), str(saved.get("ray_address", ""))
+    except (OSError, ValueError, AttributeError):
+        return "local", ""
+    return (kind, address.strip()) if kind in ("local", "ray") else ("local", "")
+
+
+def save_executor_choice(workspace: Workspace, kind: str, address: str = "") -> None:
+    import json
+
+    from shpers_core.training.checkpoint import atomic_write_text
+
+    atomic_write_text(workspace.root / EXECUTOR_FILE, json.dumps({"executor": kind, "ray_address": address.strip()}))
+
+
+def runner_for(kind: str, address: str = ""):
+    """The runner for a saved choice: None (a local job) or a :class:`RayRunner`."""
+    return RayRunner(address.strip() or None) if kind == "ray" else None
+
+
 # --- the cluster -------------------------------------------------------------------------------
 
 def _check_reachable(address: str) -> None:
