@@ -136,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     window.jobs.table.selectRow(0)
     shot("3-jobs")
     window.session.jobs.cancel_all_and_wait()
+    # The live jobs were for the picture: delete their runs, so later calls do not pile up "(2)", "(3)".
+    from shpers_core.jobs.delete import delete_run
+
+    for queued in window.session.jobs.jobs:
+        if queued.run_id:
+            delete_run(session.workspace, store, queued.run_id)
+    window.session.runs_changed.emit()
 
     window.tabs.setCurrentWidget(window.results)
     window.results.refresh()

@@ -36,6 +36,7 @@ class Job:
     log: list[str] = field(default_factory=list)
     worker: JobWorker | None = None
     run_name: str = ""
+    logged_tenth: int = 0
     estimate: object | None = None
     """The launcher's :class:`JobEstimate`, whose evaluation part the ETA adds while training."""
 
@@ -191,17 +192,26 @@ class JobQueue(QObject):
 
     def _set_phase(self, job: Job, phase: str, done: int, total: int) -> None:
         if phase != job.phase:
-            job.phase, job.phase_started_at = phase, time.monotonic()
+            job.phase, job.phase_started_at, job.logged_tenth = phase, time.monotonic(), 0
             self._on_log(job, f"phase: {phase}" + (f" (0 of {total})" if total else ""))
         job.done, job.total = done, total
 
+    def _log_tenths(self, job: Job, what: str) -> None:
+        """One log line per tenth of a phase: the log shows progress without a line per step."""
+        tenth = job.done * 10 // job.total if job.total else 0
+        if tenth > job.logged_tenth:
+            job.logged_tenth = tenth
+            self._on_log(job, f"{job.phase}: {job.done} of {job.total}{what}")
+
     def _on_step(self, job: Job, series: str, step: int, total: int, loss: float) -> None:
         self._set_phase(job, "training", step, total)
+        self._log_tenths(job, f" steps, loss {loss:.4f}")
         self.job_step.emit(job, series, step, loss)
         self.job_changed.emit(job)
 
     def _on_progress(self, job: Job, phase: str, done: int, total: int) -> None:
         self._set_phase(job, phase, done, total)
+        self._log_tenths(job, "")
         self.job_changed.emit(job)
 
     def _on_log(self, job: Job, line: str) -> None:

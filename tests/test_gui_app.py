@@ -103,6 +103,9 @@ def test_launched_job_draws_its_loss_curve_and_ends_in_results(window, qtbot, wo
     assert window.tabs.currentWidget() is window.jobs
     qtbot.waitUntil(lambda: job.status not in ("waiting", "running"), timeout=120000)
     assert job.status == "finished", job.error or "\n".join(job.log)
+    # The log follows the whole job: phases, a line per tenth of training, the end.
+    assert "phase: training" in "\n".join(job.log) and any(line.startswith("training: ") for line in job.log)
+    assert "phase: generate" in "\n".join(job.log) and job.log[-1] == "finished"
     window.jobs.plot.redraw()
     assert window.jobs.plot.point_count(f"job{job.key}") > 0
     qtbot.waitUntil(lambda: job.run_id in [r[0].id for r in window.results.model.rows], timeout=5000)

@@ -66,3 +66,19 @@ def test_behaviour_features_show_progress_once_then_come_from_the_cache(view, qt
     view.map.recompute()
     qtbot.waitUntil(lambda: view.map.data is not old, timeout=60000)
     assert seen == []  # read from the cache: nothing embedded
+
+
+def test_cluster_colours_stand_out_on_white_and_from_each_other():
+    from shpers_gui.widgets.persona_map import cluster_colour
+
+    def luminance(c):
+        def lin(v):
+            v /= 255
+            return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+        return 0.2126 * lin(c.red()) + 0.7152 * lin(c.green()) + 0.0722 * lin(c.blue())
+
+    colours = [cluster_colour(i).color() for i in range(9)]
+    for c in colours:
+        assert 1.05 / (luminance(c) + 0.05) >= 2.0, c.name()  # WCAG contrast against a white plot
+    names = [c.name() for c in colours]
+    assert len(set(names)) == len(names)

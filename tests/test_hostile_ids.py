@@ -147,6 +147,7 @@ def test_hostile_ids_train_one_adapter_each_and_nothing_outside_the_workspace_ch
 
 def test_a_per_persona_run_is_not_finished_without_one_readable_adapter_of_its_own_per_persona(tmp_path):
     import torch
+    from safetensors.torch import save_file
 
     from shpers_core.jobs.runner import check_persona_adapters
     from shpers_core.training.adapters import AdapterError, save_lora_adapter
@@ -177,8 +178,8 @@ def test_a_per_persona_run_is_not_finished_without_one_readable_adapter_of_its_o
     file.write_bytes(file.read_bytes()[:30])
     with pytest.raises(AdapterError, match="truncated"):
         check_persona_adapters(store, run_id, ["a", "a/b"])
-    save_lora_adapter(folders["a/b"], {k: v * float("nan") for k, v in weights.items()}, rank=2, lora_alpha=4,
-                      target_modules=["q_proj"], base_model="m")
+    # (written by an older version: saving refuses NaN weights now)
+    save_file({k: v * float("nan") for k, v in weights.items()}, str(file))
     with pytest.raises(AdapterError, match="NaN"):
         check_persona_adapters(store, run_id, ["a", "a/b"])
     store.close()

@@ -350,7 +350,7 @@ def test_a_crash_mid_write_never_leaves_a_half_adapter_that_looks_complete(tmp_p
 
     # What resuming a run looks at (MethodContext.saved_adapter): the half-written one is not there...
     ctx = MethodContext.__new__(MethodContext)
-    ctx.workspace, ctx.run_id = Workspace(tmp_path), "r1"
+    ctx.workspace, ctx.run_id, ctx.folder_names = Workspace(tmp_path), "r1", {}
     assert list(adapters.glob(f".{new}.tmp-*")), "the killed writer should have left its temporary folder"
     assert ctx.saved_adapter("new") is None
     assert not list(adapters.glob(f".{new}.tmp-*")), "looking for the adapter tidies the crashed write away"
@@ -378,7 +378,7 @@ def test_a_crash_between_the_renames_puts_the_old_adapter_back(tmp_path):
     # What atomic_write_dir leaves when killed after moving the old folder aside, before moving the new in.
     (adapters / p1).rename(adapters / f".{p1}.old-0000abcd")
     ctx = MethodContext.__new__(MethodContext)
-    ctx.workspace, ctx.run_id = Workspace(tmp_path), "r1"
+    ctx.workspace, ctx.run_id, ctx.folder_names = Workspace(tmp_path), "r1", {}
     kept = ctx.saved_adapter("p1")
     assert kept is not None and torch.equal(kept.state_dict[next(iter(weights))], next(iter(weights.values())))
     assert not list(adapters.glob(f".{p1}.*"))

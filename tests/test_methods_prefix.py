@@ -239,7 +239,7 @@ def test_chat_with_a_kv_prefix_run_uses_the_prefix(kv_run, shpers_cache, monkeyp
     assert torch.equal(session.plan.kv_prefixes[pid], load_prefix_tuning(folder))
 
     seen = []
-    for name, key in (("generate_dialogues", "kv_prefixes"), ("generate_stream", "kv_prefix")):
+    for name, key in (("generate_replies", "kv_prefixes"), ("generate_stream", "kv_prefix")):
         real = getattr(generation, name)
 
         def spy(*args, _real=real, _key=key, **kwargs):

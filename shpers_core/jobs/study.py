@@ -47,6 +47,10 @@ class StudyPreset:
     """How many personas (the first N by id); 0 for all."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """``group.field`` overrides applied to every method that has the field."""
+    method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Further overrides for one method (by name), applied after ``overrides``."""
+    note_cuts: bool = False
+    """Name each row that trains for fewer epochs than Appendix A, e.g. "Unified LoRA (1 of 3 epochs)"."""
 
 
 PRESETS: dict[str, StudyPreset] = {
@@ -97,12 +101,19 @@ def study_specs(preset: str | StudyPreset, persona_ids: list[str], *, base_model
                 extra: dict[str, Any] | None = None, dtype: str | None = None) -> list[JobSpec]:
     """One job per study row for ``preset`` over ``persona_ids`` (already chosen)."""
     p = get_preset(preset) if isinstance(preset, str) else preset
+    from shpers_core.jobs.spec import defaults_for, resolved
+
     specs = []
     for label, method, own in STUDY_STEPS:
-        overrides = _applicable(method, {**p.overrides, **(extra or {})})
+        overrides = _applicable(method, {**p.overrides, **p.method_overrides.get(method, {}), **(extra or {})})
         overrides.update({f"method_params.{k}": v for k, v in own.items()})
-        specs.append(build_spec(method, overrides, base_model=base_model or p.base_model,
-                                personas=list(persona_ids), name=label, dtype=dtype))
+        spec = build_spec(method, overrides, base_model=base_model or p.base_model,
+                          personas=list(persona_ids), name=label, dtype=dtype)
+        if p.note_cuts and "train" in defaults_for(method):
+            full, used = defaults_for(method)["train"]["num_epochs"], resolved(spec)[2].num_epochs
+            if used < full:
+                spec.name = f"{label} ({used} of {full} epochs)"
+        specs.append(spec)
     return specs
 
 

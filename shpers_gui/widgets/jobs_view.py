@@ -145,9 +145,9 @@ class JobsView(QWidget):
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        header.resizeSection(5, 200)
+        header.resizeSection(5, 190)
         header.resizeSection(JobsModel.PROGRESS, 160)
-        header.resizeSection(2, 170)
+        header.resizeSection(2, 230)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._show_log())
 
         self.cancel_button = QPushButton("Cancel")
