@@ -36,7 +36,8 @@ def cluster(models_cache):
         mp.setenv("SHPERS_CACHE", str(models_cache))
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setenv("TQDM_DISABLE", "1")
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        # "local": a new instance even where `ray start` left one running on this machine.
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
             yield ray.get_runtime_context().gcs_address
         finally:
