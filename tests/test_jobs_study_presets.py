@@ -1,0 +1,32 @@
+"""The study presets as jobs: what ``quick`` runs, and that its rows say where epochs were cut."""
+
+from shpers_core.jobs.spec import defaults_for, resolved
+from shpers_core.jobs.study import PRESETS, STUDY_STEPS, study_specs
+
+
+def test_quick_runs_every_row_on_20_personas_with_3_test_dialogues_and_names_its_cuts():
+    preset = PRESETS["quick"]
+    assert preset.personas >= 20
+    ids = [f"p{i:03d}" for i in range(preset.personas)]
+    specs = study_specs(preset, ids)
+    assert len(specs) == len(STUDY_STEPS)
+    cut = 0
+    for (label, method, _), spec in zip(STUDY_STEPS, specs):
+        _, _, train, ev = resolved(spec)
+        assert spec.personas == ids and spec.base_model == preset.base_model
+        assert ev.max_test_dialogues >= 3 and ev.max_train_dialogues == 0  # all training dialogues
+        if "train" in defaults_for(method) and train.num_epochs < defaults_for(method)["train"]["num_epochs"]:
+            assert spec.name == f"{label} ({train.num_epochs} of {defaults_for(method)['train']['num_epochs']} epochs)"
+            cut += 1
+        else:
+            assert spec.name == label
+    assert cut >= 4
+
+
+def test_smoke_and_seed_rows_keep_their_plain_names():
+    for name in ("smoke", "seed"):
+        specs = study_specs(PRESETS[name], ["a", "b", "c", "d", "e"])
+        assert [s.name for s in specs] == [label for label, _, _ in STUDY_STEPS]
+    seed = study_specs(PRESETS["seed"], ["a"])
+    assert all(resolved(s)[2].num_epochs == defaults_for(s.method).get("train", {}).get("num_epochs", 0) or
+               "train" not in defaults_for(s.method) for s in seed)
