@@ -40,6 +40,9 @@ _WHERE = {
     "human_size": "shpers_core.jobs.delete",
     "finish_pending_deletes": "shpers_core.jobs.delete",
     "discard_progress": "shpers_core.jobs.delete",
+    "load_executor_choice": "shpers_core.distributed.ray_executor",
+    "save_executor_choice": "shpers_core.distributed.ray_executor",
+    "runner_for": "shpers_core.distributed.ray_executor",
 }
 
 

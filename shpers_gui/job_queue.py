@@ -157,7 +157,10 @@ class JobQueue(QObject):
         job.status = RUNNING
         job.started_at = job.phase_started_at = time.monotonic()
         job.phase, job.done, job.total = "starting", 0, 0
-        worker = JobWorker(job.spec, str(self.session.root), run_id=job.run_id or None, parent=self)
+        from shpers_gui import engine
+
+        runner = engine.get("runner_for")(*getattr(self.session, "executor", ("local", "")))
+        worker = JobWorker(job.spec, str(self.session.root), run_id=job.run_id or None, parent=self, runner=runner)
         job.worker = worker
         worker.started_run.connect(lambda rid, j=job: self._on_started(j, rid))
         worker.step.connect(lambda s, st, tot, loss, lr, j=job: self._on_step(j, s, st, tot, loss))

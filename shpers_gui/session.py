@@ -32,6 +32,7 @@ class Session(QObject):
         self._store = None
         self.selected_personas: list[str] = []
         self.clusters: dict[str, int] = {}
+        self.executor: tuple[str, str] = ("local", "")  # ("ray", address): the Launch tab's "Run on"
         from shpers_gui.job_queue import JobQueue
 
         self.jobs = JobQueue(self)

@@ -34,6 +34,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--dtype", action="append", choices=("float32", "bfloat16", "float16"),
                         help="dtype to measure (repeatable; default float32 and the one runs pick here)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: the best available)")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="ray: time one small job locally and through Ray instead (the Ray path's overhead)")
+    parser.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                        help="with --executor ray: the cluster's head (default: a local Ray instance)")
     parser.set_defaults(func=_bench)
 
 
@@ -48,6 +52,11 @@ def _bench(args: argparse.Namespace) -> int:
     for name in ("personas", "train_dialogues", "test_dialogues", "batch_size", "max_new_tokens", "repeats"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.executor == "ray":
+        from shpers_core.distributed.bench import ray_overhead
+
+        print(ray_overhead(args.model, args.personas, args.repeats, args.ray_address).summary())
+        return 0
     workspace = Workspace.open(args.workspace) if getattr(args, "workspace", None) else None
     result = run_bench(args.model, args.personas, args.train_dialogues, args.repeats, args.device,
                        test_dialogues=args.test_dialogues, batch_size=args.batch_size,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 
+from shpers_core.cli.executor_args import add_executor_args, job_runner
 from shpers_core.cli.progress import ProgressPrinter
 from shpers_core.events import JobCancelled, Reporter
 from shpers_core.params import parse_overrides
@@ -30,6 +31,7 @@ def add_parser(sub) -> None:
                    help="base model dtype (default: bfloat16 where the GPU or CPU computes in it, else float32; "
                         "trained weights are float32 either way)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    add_executor_args(p)
     p.set_defaults(func=run)
 
     m = sub.add_parser("methods", help="list methods, or show one method's parameters")
@@ -38,13 +40,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from shpers_core.jobs.runner import run_job
     from shpers_core.jobs.spec import build_spec
     from shpers_core.models import DEFAULT_MODEL
 
     spec = build_spec(args.method, parse_overrides(args.param), base_model=args.model or DEFAULT_MODEL,
                       personas=args.personas, dataset_path=args.dataset, name=args.name, device=args.device,
                       dtype=args.dtype)
+    run_job = job_runner(args)
     reporter = Reporter(ProgressPrinter(quiet=args.quiet))
     # `shpers runs cancel` sends SIGTERM: stop at the next step with a checkpoint, as the app's cancel does.
     previous = signal.signal(signal.SIGTERM, lambda *_: reporter.request_stop())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from shpers_core.cli.executor_args import add_executor_args, ray_options
 from shpers_core.cli.progress import ProgressPrinter
 from shpers_core.events import JobCancelled, Reporter
 from shpers_core.workspace import Workspace
@@ -23,6 +24,7 @@ def add_parser(sub) -> None:
     p.add_argument("--markdown", help="also write the table as Markdown to this file")
     p.add_argument("--csv", help="also write the table as CSV to this file")
     p.add_argument("-q", "--quiet", action="store_true")
+    add_executor_args(p)
     p.set_defaults(func=study)
 
 
@@ -33,12 +35,20 @@ def study(args) -> int:
     from shpers_core.store import RunStore
 
     ws = Workspace.open(args.workspace)
+    options = ray_options(args)
     if not ws.dataset_path.exists():
         print(f"no dataset in {ws.root}: generating the default one", flush=True)
         write_jsonl(generate_dataset(), ws.dataset_path)
     try:
-        run_ids = run_study(args.preset, ws, Reporter(ProgressPrinter(quiet=args.quiet)), base_model=args.model,
-                            personas=args.personas, dtype=args.dtype)
+        reporter = Reporter(ProgressPrinter(quiet=args.quiet))
+        if options is None:
+            run_ids = run_study(args.preset, ws, reporter, base_model=args.model, personas=args.personas,
+                                dtype=args.dtype)
+        else:
+            from shpers_core.distributed.study import run_study_on_ray
+
+            run_ids = run_study_on_ray(args.preset, ws, reporter, options=options, base_model=args.model,
+                                       personas=args.personas, dtype=args.dtype)
     except JobCancelled:
         return 130
     with RunStore(ws.db_path) as store:

@@ -24,7 +24,7 @@ class ProcessEnded(Event):
     kind: str = field(init=False, default="process_ended")
 
 
-def _child(spec_dict: dict, workspace_root: str, events, stop, run_id: str | None) -> None:
+def _child(spec_dict: dict, workspace_root: str, events, stop, run_id: str | None, runner=None) -> None:
     from shpers_core.events import JobCancelled
     from shpers_core.jobs.runner import explain_failure, run_job
     from shpers_core.third_party import hide_third_party_deprecations
@@ -42,7 +42,7 @@ def _child(spec_dict: dict, workspace_root: str, events, stop, run_id: str | Non
     # `shpers runs cancel` sends SIGTERM: a cancel with a checkpoint, not a kill.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        run_job(JobSpec.from_dict(spec_dict), Workspace.open(workspace_root), reporter, run_id=run_id)
+        (runner or run_job)(JobSpec.from_dict(spec_dict), Workspace.open(workspace_root), reporter, run_id=run_id)
     except BaseException as exc:  # noqa: BLE001 - relayed to the parent, which decides
         # The runner reports what fails once a run is recorded; a mistake found before that (a
         # persona not in the dataset, a read-only workspace) has only this event to show it.
@@ -55,14 +55,17 @@ def _child(spec_dict: dict, workspace_root: str, events, stop, run_id: str | Non
 
 
 class JobProcess:
-    """One job in its own process. ``poll()`` returns the events that arrived since the last call."""
+    """One job in its own process. ``poll()`` returns the events that arrived since the last call.
 
-    def __init__(self, spec: JobSpec, workspace_root: str, run_id: str | None = None):
+    ``runner`` (a picklable callable with :func:`run_job`'s signature) runs it elsewhere, e.g. on Ray;
+    the child process is then the driver."""
+
+    def __init__(self, spec: JobSpec, workspace_root: str, run_id: str | None = None, runner=None):
         self.spec = spec
         self._events = _CTX.Queue()
         self._stop = _CTX.Event()
         self._process = _CTX.Process(target=_child, args=(spec.to_dict(), str(workspace_root), self._events,
-                                                          self._stop, run_id), daemon=True)
+                                                          self._stop, run_id, runner), daemon=True)
         self._ended = False
 
     def start(self) -> None:

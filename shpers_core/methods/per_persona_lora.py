@@ -19,6 +19,9 @@ class PerPersonaParams(Params):
     engine: str = param("batched", "batched: all adapters in one pass; sequential: one after another.",
                         choices=("batched", "sequential"))
     micro_batch_rows: int = param(0, "Rows per forward pass in the batched engine (0: automatic).", min=0)
+    shards: int = param(1, "Split the personas into this many shards, each trained by its own Ray worker with "
+                           "the batched engine (1: all in this process). Shards keep no checkpoints.", min=1,
+                        max=4096)
 
 
 def run(ctx, params: PerPersonaParams) -> EvalPlan:
@@ -49,11 +52,16 @@ def run(ctx, params: PerPersonaParams) -> EvalPlan:
             # Stopped while saving the adapters: finish the batch the checkpoint holds (its adapters
             # share dropout draws) rather than train the rest again as another batch.
             batch = list(ctx.personas)
-        result = train_many(
-            ctx.base.model, ctx.pad_id, {pid: ctx.examples(pid, "train") for pid in batch}, ctx.lora, ctx.train,
-            ctx.reporter, val_by_adapter={pid: ctx.examples(pid, "val") for pid in batch},
-            micro_batch_rows=params.micro_batch_rows or None, checkpoint_dir=checkpoints,
-        )
+        if params.shards > 1 and len(batch) > 1:
+            from shpers_core.distributed.shards import train_sharded
+
+            result = train_sharded(ctx, batch, params.shards, params.micro_batch_rows or None)
+        else:
+            result = train_many(
+                ctx.base.model, ctx.pad_id, {pid: ctx.examples(pid, "train") for pid in batch}, ctx.lora, ctx.train,
+                ctx.reporter, val_by_adapter={pid: ctx.examples(pid, "val") for pid in batch},
+                micro_batch_rows=params.micro_batch_rows or None, checkpoint_dir=checkpoints,
+            )
         ctx.note_training(result)
         for pid in batch:
             if pid in todo:

@@ -57,6 +57,19 @@ class LauncherView(QWidget):
         self.base_model.setToolTip("A named model, a local folder or a hub id")
         self.run_name = QLineEdit()
         self.run_name.setPlaceholderText("optional run name")
+        self.run_on = QComboBox()
+        self.run_on.addItem("this machine", "local")
+        self.run_on.addItem("Ray cluster", "ray")
+        self.run_on.setToolTip("Where queued jobs run; remembered for this workspace")
+        self.ray_address = QLineEdit()
+        self.ray_address.setPlaceholderText("head host:port (empty: a local Ray instance)")
+        kind, address = engine.get("load_executor_choice")(session.workspace)
+        self.run_on.setCurrentIndex(max(0, self.run_on.findData(kind)))
+        self.ray_address.setText(address)
+        self.ray_address.setEnabled(kind == "ray")
+        session.executor = (kind, address)
+        self.run_on.currentIndexChanged.connect(lambda _i: self._executor_changed())
+        self.ray_address.editingFinished.connect(self._executor_changed)
 
         self.personas = QListWidget()
         self.personas.setToolTip("Checked personas are trained and evaluated; with none checked nothing can be queued")
@@ -125,6 +138,8 @@ class LauncherView(QWidget):
         jl.addRow("Base model", self.base_model)
         jl.addRow("Preset", self.preset)
         jl.addRow("Name", self.run_name)
+        jl.addRow("Run on", self.run_on)
+        jl.addRow("Ray address", self.ray_address)
         persona_box = QGroupBox("Personas")
         pl = QVBoxLayout(persona_box)
         pl.addLayout(pick)
@@ -171,6 +186,15 @@ class LauncherView(QWidget):
         self._fill_personas()
         self._fill_clusters()
         self._method_changed()
+
+    def _executor_changed(self) -> None:
+        kind, address = self.run_on.currentData(), self.ray_address.text().strip()
+        self.ray_address.setEnabled(kind == "ray")
+        self.session.executor = (kind, address)
+        try:
+            engine.get("save_executor_choice")(self.session.workspace, kind, address)
+        except OSError as exc:  # a read-only workspace: the choice still holds for this session
+            QMessageBox.warning(self, "Run on", f"Cannot remember the choice: {exc}")
 
     def set_models(self, models: list[dict], default: str) -> None:
         """Fill the base model chooser from ``describe_models()``."""

@@ -39,8 +39,9 @@ class JobWorker(QThread):
     interrupted = Signal(str, int)  # run id, exit code
     ended = Signal()
 
-    def __init__(self, spec: JobSpec, workspace_root: str, run_id: str | None = None, parent=None):
+    def __init__(self, spec: JobSpec, workspace_root: str, run_id: str | None = None, parent=None, runner=None):
         super().__init__(parent)
+        self.runner = runner  # None: on this machine; else where the child process sends the job (Ray)
         self.spec = spec
         self.workspace_root = str(workspace_root)
         self.run_id = run_id or ""
@@ -68,7 +69,7 @@ class JobWorker(QThread):
     def _run(self) -> None:
         from shpers_core.jobs.process import JobProcess, ProcessEnded
 
-        process = JobProcess(self.spec, self.workspace_root, run_id=self.run_id or None)
+        process = JobProcess(self.spec, self.workspace_root, run_id=self.run_id or None, runner=self.runner)
         self._process = process
         process.start()
         _lower_priority(process.pid)

@@ -1,0 +1,55 @@
+"""``--executor local|ray`` and the Ray options, shared by ``shpers run``, ``study`` and ``bench``."""
+
+from __future__ import annotations
+
+import functools
+
+
+def add_executor_args(p) -> None:
+    g = p.add_argument_group("where jobs run")
+    g.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: on this machine (default); ray: on a Ray cluster")
+    g.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                   help="head of the Ray cluster (`ray start --head` prints it); default: start a local Ray instance")
+    g.add_argument("--gpus", type=float, default=None,
+                   help="GPUs per job on Ray (default: 1 for training jobs where the cluster has GPUs, else 0)")
+    g.add_argument("--cpus", type=float, default=1.0, help="CPUs per job on Ray (default 1)")
+    g.add_argument("--memory-gb", type=float, default=0.0, help="memory per job on Ray, in GiB (default: not declared)")
+    g.add_argument("--retries", type=int, default=2,
+                   help="times a job whose Ray worker was lost starts again from its last checkpoint (default 2)")
+
+
+def ray_options(args):
+    """The :class:`RayOptions` of ``args``; None for ``--executor local``."""
+    from shpers_core.errors import UserError
+
+    if args.executor == "local":
+        if args.ray_address:
+            raise UserError("--ray-address needs --executor ray")
+        return None
+    from shpers_core.distributed.ray_executor import RayOptions
+
+    for name in ("gpus", "cpus", "memory_gb", "retries"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise UserError(f"--{name.replace('_', '-')} must not be negative (got {value:g})")
+    return RayOptions(address=args.ray_address, gpus=args.gpus, cpus=args.cpus, memory_gb=args.memory_gb,
+                      max_retries=args.retries)
+
+
+def job_runner(args):
+    """A callable with :func:`run_job`'s signature that runs where ``args`` says."""
+    from shpers_core.jobs.runner import run_job
+
+    options = ray_options(args)
+    if options is None:
+        return run_job
+    from shpers_core.distributed.ray_executor import run_on_ray
+
+    @functools.wraps(run_on_ray)
+    def run(spec, workspace, reporter, **kwargs):
+        kwargs.pop("store", None)
+        kwargs.pop("base", None)
+        return run_on_ray(spec, workspace, reporter, options=options, **kwargs)
+
+    return run

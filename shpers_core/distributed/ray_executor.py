@@ -1,0 +1,440 @@
+"""Run a job on a Ray cluster, with the driver (this process) as the only writer of the workspace.
+
+The driver checks what it can, records the run, ships the worker a trimmed copy of the store and the
+run folders the job reads, and relays the worker's events into the same sinks a local job has (the
+:class:`StoreSink`, the CLI's progress, the app). Checkpoints come back while the job runs, so a
+worker lost mid-job is retried from the last checkpoint the driver holds; the finished run's files
+and rows come back at the end and the driver writes them into the workspace.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import sqlite3
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shpers_core.errors import UserError
+from shpers_core.events import Event, JobCancelled, Log, Reporter
+from shpers_core.jobs.spec import JobSpec
+from shpers_core.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+# Methods whose finished runs other methods build on (merges on per-persona, prefixes on unified).
+SOURCE_METHODS = ("per_persona_lora", "unified_lora")
+
+
+class ClusterError(UserError):
+    """The Ray cluster cannot be reached or lacks what a job asks for."""
+
+
+class RemoteJobError(RuntimeError):
+    """A job failed on a worker with an internal error; the message holds the worker's traceback."""
+
+
+class JobInterrupted(UserError):
+    """The worker was lost more often than the retries allow; the run is interrupted and resumable."""
+
+
+@dataclass(frozen=True)
+class Placed(Event):
+    """Where a job runs: the Ray node, the worker's process id and the GPUs Ray gave it."""
+
+    node: str
+    pid: int
+    gpus: tuple = ()
+    attempt: int = 1
+    kind: str = field(init=False, default="placed")
+
+
+@dataclass
+class RayOptions:
+    """How to run on Ray. ``gpus`` None: one per training job where the cluster has GPUs, none else."""
+
+    address: str | None = None
+    gpus: float | None = None
+    cpus: float = 1.0
+    memory_gb: float = 0.0
+    max_retries: int = 2
+    """Times a job is started again after its worker was lost, from the last checkpoint."""
+
+
+@dataclass(frozen=True)
+class RayRunner:
+    """:func:`run_on_ray` with :func:`run_job`'s signature; pickles, so a job's child process can take it."""
+
+    address: str | None = None
+
+    def __call__(self, spec, workspace, reporter, *, run_id: str | None = None, dataset=None, **_ignored) -> str:
+        return run_on_ray(spec, workspace, reporter, options=RayOptions(address=self.address or None), dataset=dataset,
+                          run_id=run_id)
+
+
+# Where the app runs its jobs: remembered per workspace (a cluster belongs to a project, not a window).
+EXECUTOR_FILE = "executor.json"
+
+
+def load_executor_choice(workspace: Workspace) -> tuple[str, str]:
+    """``("local", "")`` or ``("ray", address)``; the local choice when nothing valid is saved."""
+    import json
+
+    try:
+        saved = json.loads((workspace.root / EXECUTOR_FILE).read_text())
+        kind, address = str(saved.get("executor", "local")), str(saved.get("ray_address", ""))
+    except (OSError, ValueError, AttributeError):
+        return "local", ""
+    return (kind, address.strip()) if kind in ("local", "ray") else ("local", "")
+
+
+def save_executor_choice(workspace: Workspace, kind: str, address: str = "") -> None:
+    import json
+
+    from shpers_core.training.checkpoint import atomic_write_text
+
+    atomic_write_text(workspace.root / EXECUTOR_FILE, json.dumps({"executor": kind, "ray_address": address.strip()}))
+
+
+def runner_for(kind: str, address: str = ""):
+    """The runner for a saved choice: None (a local job) or a :class:`RayRunner`."""
+    return RayRunner(address.strip() or None) if kind == "ray" else None
+
+
+# --- the cluster -------------------------------------------------------------------------------
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not after Ray's minute of retries, when nothing listens at ``host:port``."""
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"Ray address {address!r} is not host:port (e.g. 10.0.0.5:6379)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+
+
+def connect(address: str | None = None) -> None:
+    """Join the Ray cluster at ``address`` (host:port of its head), or start a local one without it.
+
+    A process stays connected; a second call reuses the connection.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise ClusterError("Ray is not installed: pip install 'ray[default]'") from None
+    if address and address != "auto":
+        _check_reachable(address)
+    if ray.is_initialized():
+        return
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        else:
+            ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ClusterError(f"cannot reach the Ray cluster at {address or 'a new local instance'}: {first}") from None
+
+
+def job_resources(method: str, options: RayOptions) -> dict[str, float]:
+    """Ray resources for one job of ``method``: a GPU for a training job where the cluster has one."""
+    import ray
+
+    from shpers_core.methods.registry import get_method
+
+    gpus = options.gpus
+    if gpus is None:
+        gpus = 1.0 if get_method(method).trains and ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    out = {"num_cpus": float(options.cpus), "num_gpus": float(gpus)}
+    if options.memory_gb:
+        out["memory"] = float(options.memory_gb) * 2**30
+    return out
+
+
+def check_resources(resources: dict[str, float]) -> None:
+    """:class:`ClusterError` naming what is missing when no node of the cluster could take the job."""
+    import ray
+
+    names = {"num_cpus": ("CPU", "CPUs", 1), "num_gpus": ("GPU", "GPUs", 1), "memory": ("memory", "GiB of memory", 2**30)}
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    for key, asked in resources.items():
+        if not asked:
+            continue
+        res, label, unit = names[key]
+        best = max((n.get(res, 0.0) for n in nodes), default=0.0)
+        if best < asked:
+            raise ClusterError(f"the job asks for {asked / unit:g} {label} but no node of the Ray cluster has that "
+                               f"(the largest has {best / unit:g}); lower --gpus/--cpus/--memory-gb or add a node")
+
+
+# --- the worker ---------------------------------------------------------------------------------
+
+class _CheckpointWatcher(threading.Thread):
+    """Sends each checkpoint or adapter folder of a run to the driver once it is complete and new."""
+
+    def __init__(self, root: Path, run_id: str, send, every_s: float = 1.0):
+        super().__init__(daemon=True)
+        self.root, self.run_id, self.send, self.every_s = root, run_id, send, every_s
+        self._sent: dict[str, tuple] = {}
+        self._done = threading.Event()
+
+    def _signature(self, folder: Path) -> tuple:
+        return tuple(sorted((p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+                            for p in folder.rglob("*") if p.is_file()))
+
+    def scan(self) -> None:
+        from shpers_core.distributed.transfer import read_tree
+
+        for part in ("checkpoints", "adapters"):
+            base = self.root / "runs" / self.run_id / part
+            if not base.is_dir():
+                continue
+            for folder in base.iterdir():
+                if folder.name.startswith(".") or not folder.is_dir():
+                    continue
+                try:
+                    sig = self._signature(folder)
+                    if not sig or self._sent.get(folder.name + part) == sig:
+                        continue
+                    files = read_tree(self.root, folder.relative_to(self.root))
+                    if self._signature(folder) != sig:
+                        continue  # replaced while read: the next scan takes the new one
+                except OSError:
+                    continue  # renamed away mid-scan by an atomic write
+                self.send(("files", files))
+                self._sent[folder.name + part] = sig
+
+    def run(self) -> None:
+        while not self._done.wait(self.every_s):
+            self.scan()
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(timeout=60)
+
+
+def _db_bytes(path: Path) -> bytes:
+    """The store file with its write-ahead log folded in."""
+    with tempfile.TemporaryDirectory(prefix="shpers-out-") as tmp:
+        out = Path(tmp) / "out.sqlite"
+        src, dst = sqlite3.connect(path), sqlite3.connect(out)
+        try:
+            src.backup(dst)
+            dst.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            src.close()
+            dst.close()
+        return out.read_bytes()
+
+
+def run_on_worker(spec_dict: dict, run_id: str, seed_db: bytes, files: dict, dataset, channel,
+                  attempt: int) -> dict:
+    """The Ray task: the job in a scratch workspace on the worker, events sent as they happen.
+
+    Never raises for the job's own errors: they come back as the outcome, with the store rows that
+    say so, and the driver re-raises them. Only a lost worker ends the task without a result.
+    """
+    import ray
+
+    from shpers_core.distributed.channel import RemoteReporter
+    from shpers_core.distributed.transfer import read_tree, run_ids, write_files
+    from shpers_core.jobs.runner import explain_failure, run_job
+    from shpers_core.third_party import hide_third_party_deprecations
+
+    hide_third_party_deprecations()
+    scratch = Path(tempfile.mkdtemp(prefix="shpers-ray-"))
+    reporter = RemoteReporter(channel)
+    try:
+        ws = Workspace.open(scratch)
+        ws.db_path.write_bytes(seed_db)
+        write_files(ws.root, files)
+        ctx = ray.get_runtime_context()
+        reporter.emit(Placed(ctx.get_node_id()[:12], os.getpid(), tuple(str(g) for g in ray.get_gpu_ids()), attempt))
+        watcher = _CheckpointWatcher(ws.root, run_id, reporter.send)
+        watcher.start()
+        outcome, message, tb = "finished", "", ""
+        try:
+            run_job(JobSpec.from_dict(spec_dict), ws, reporter, dataset=dataset, run_id=run_id)
+        except JobCancelled:
+            outcome = "cancelled"
+        except UserError as exc:
+            outcome, message = "user_error", str(exc)
+        except Exception as exc:  # noqa: BLE001 - sent to the driver, which raises it
+            outcome, message, tb = "failed", explain_failure(exc), traceback.format_exc()
+        watcher.stop()
+        db = _db_bytes(ws.db_path)
+        seeded = set(run_ids(seed_db))
+        mine = [rid for rid in run_ids(db) if rid not in seeded]
+        out_files = {}
+        for rid in [run_id, *mine]:
+            out_files.update(read_tree(ws.root, Path("runs") / rid))
+        return {"outcome": outcome, "message": message, "traceback": tb, "db": db, "files": out_files,
+                "new_runs": mine}
+    finally:
+        reporter.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# --- the driver ---------------------------------------------------------------------------------
+
+_DATASETS: dict[str, object] = {}
+
+
+def _dataset_ref(dataset):
+    """The dataset in the object store, put once per content hash (a study's jobs share it)."""
+    import ray
+
+    key = dataset.content_hash()
+    if key not in _DATASETS:
+        _DATASETS.clear()
+        _DATASETS[key] = ray.put(dataset)
+    return _DATASETS[key]
+
+
+def _lost_worker_errors() -> tuple[type[BaseException], ...]:
+    from ray import exceptions as rx
+
+    return tuple(getattr(rx, name) for name in ("WorkerCrashedError", "NodeDiedError", "ObjectLostError",
+                                                "OwnerDiedError", "TaskUnschedulableError", "RaySystemError",
+                                                "LocalRayletDiedError") if hasattr(rx, name))
+
+
+def run_on_ray(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, options: RayOptions | None = None,
+               dataset=None, run_id: str | None = None) -> str:
+    """Run ``spec`` on Ray and return its run id; ``run_id`` resumes a stored run. Same contract as
+    :func:`shpers_core.jobs.runner.run_job`: mistakes found before the run is recorded write nothing."""
+    from shpers_core.data.library import remember
+    from shpers_core.jobs.runner import (
+        check_base_model,
+        check_cluster_count,
+        find_matching_run,
+        load_dataset_for,
+        select_personas,
+    )
+    from shpers_core.jobs.spec import resolved
+    from shpers_core.store import RunStore, StoreSink
+
+    options = options or RayOptions()
+    mp, _lora, train, _ev = resolved(spec)
+    with RunStore(workspace.db_path) as store:
+        if dataset is None:
+            dataset = load_dataset_for(spec, workspace, store.get_run(run_id).dataset_hash if run_id else "")
+    personas = select_personas(spec, dataset)
+    check_cluster_count(spec.method, mp, personas)
+    check_base_model(spec.base_model)
+    connect(options.address)
+    resources = job_resources(spec.method, options)
+    check_resources(resources)
+    with RunStore(workspace.db_path) as store:
+        if run_id is None:
+            if not spec.dataset_path:
+                remember(workspace, dataset)
+            run_id = store.create_run(spec.method, spec.to_dict(), spec.base_model, dataset.content_hash(), personas,
+                                      seed=train.seed, dataset_path=str(spec.dataset_path or workspace.dataset_path),
+                                      name=spec.name)
+        store.start_run(run_id)
+        sources = [found for m in SOURCE_METHODS
+                   if (found := find_matching_run(store, m, spec.base_model, dataset.content_hash(), personas))]
+        sink = StoreSink(workspace.db_path, run_id)
+        job_reporter = Reporter(sink, reporter.should_stop)
+        job_reporter.add_sink(reporter.emit)
+        try:
+            result = _drive(spec, workspace, store, run_id, sources, dataset, resources, options, job_reporter)
+        finally:
+            sink.close()
+        if result is None:
+            # After the sink's last write: its heartbeat would revive an interrupted run.
+            reason = (f"interrupted: the Ray worker was lost {options.max_retries + 1} times; "
+                      f"`shpers runs resume {run_id}` continues it from its last checkpoint")
+            store.update_run(run_id, error=reason)
+            store.set_status(run_id, "interrupted")
+            raise JobInterrupted(f"run {run_id} {reason}")
+        _finish(workspace, store, run_id, result, job_reporter)
+    return run_id
+
+
+def _drive(spec, workspace, store, run_id, sources, dataset, resources, options, reporter) -> dict | None:
+    """The job's result, or None when its worker was lost more often than the retries allow."""
+    import ray
+
+    from shpers_core.distributed.channel import new_channel
+    from shpers_core.distributed.transfer import read_tree, snapshot, write_files
+
+    task = ray.remote(run_on_worker)
+    channel = new_channel()
+    data = _dataset_ref(dataset)
+    attempts = options.max_retries + 1
+    try:
+        for attempt in range(1, attempts + 1):
+            seed = snapshot(workspace.db_path, [run_id, *sources])
+            files = read_tree(workspace.root, Path("runs") / run_id)
+            for src in sources:
+                files.update(read_tree(workspace.root, Path("runs") / src / "adapters"))
+            ref = task.options(max_retries=0, **resources).remote(spec.to_dict(), run_id, seed, files, data,
+                                                                   channel, attempt)
+            stop_sent, beat = False, time.monotonic()
+
+            def relay(items) -> None:
+                for kind, payload in items:
+                    if kind == "event":
+                        if isinstance(payload, Placed):
+                            reporter.log(f"running on Ray node {payload.node} (worker process {payload.pid}, "
+                                         f"GPUs: {', '.join(payload.gpus) or 'none'}; attempt {payload.attempt})")
+                        reporter.emit(payload)
+                    elif kind == "files":
+                        write_files(workspace.root, payload)
+
+            while True:
+                ready, _ = ray.wait([ref], timeout=0.25)
+                try:
+                    relay(ray.get(channel.take.remote(), timeout=120))
+                except Exception:  # noqa: BLE001 - the channel lives on the driver's node; ended only at exit
+                    log.exception("taking events of run %s", run_id)
+                if not stop_sent and reporter.should_stop():
+                    channel.request_stop.remote()
+                    stop_sent = True
+                if time.monotonic() - beat > 10:
+                    store.heartbeat(run_id)  # a long evaluation sends no events; the run must not look dead
+                    beat = time.monotonic()
+                if ready:
+                    break
+            relay(ray.get(channel.take.remote(), timeout=120))
+            try:
+                return ray.get(ref)
+            except _lost_worker_errors() as exc:
+                first = (str(exc).strip().splitlines() or [""])[0]
+                more = "retrying from the last checkpoint the driver holds" if attempt < attempts else "no retries left"
+                reporter.emit(Log(f"worker lost on attempt {attempt} of {attempts} ({type(exc).__name__}: {first}); "
+                                  f"{more}", "warning"))
+    finally:
+        ray.kill(channel)
+    return None
+
+
+def _finish(workspace, store, run_id: str, result: dict, reporter: Reporter) -> None:
+    from shpers_core.distributed.transfer import merge_back, write_files
+
+    write_files(workspace.root, result["files"])
+    merge_back(store, result["db"], run_id, result["new_runs"])
+    status = store.get_run(run_id).status
+    outcome, message = result["outcome"], result["message"]
+    if outcome == "finished":
+        return
+    if status in ("running", "queued"):
+        # Refused on the worker before its run_job recorded anything (e.g. a target module the model lacks).
+        (store.cancel_run(run_id) if outcome == "cancelled" else store.fail_run(run_id, message))
+    if outcome == "cancelled":
+        raise JobCancelled()
+    if outcome == "user_error":
+        raise UserError(message)
+    log.error("run %s failed on its Ray worker:\n%s", run_id, result["traceback"])
+    raise RemoteJobError(message)

@@ -1,0 +1,57 @@
+"""A study on Ray: the jobs that build on no other run go out together, then those that build on them.
+
+The local study runs its rows one after another in one process; on a cluster that would leave all
+but one GPU idle. Rows that reuse another run (merges reuse the per-persona run, prefixes and
+retrieval the unified one) wait for the first wave, so they find it instead of training their own.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from shpers_core.events import Reporter
+
+# Method -> the method whose finished run it builds on (see ``MethodContext.source_run``).
+BUILDS_ON = {"sparse_moe": "per_persona_lora", "weighted_merge": "per_persona_lora",
+             "static_prefix": "unified_lora", "soft_prompt": "unified_lora", "retrieval": "unified_lora"}
+
+
+def waves(specs: list) -> list[list[int]]:
+    """Indices of ``specs`` in the order they may run: first those that build on nothing, then the rest."""
+    first = [i for i, s in enumerate(specs) if s.method not in BUILDS_ON]
+    return [first, [i for i in range(len(specs)) if i not in first]]
+
+
+def run_study_on_ray(preset: str, workspace, reporter: Reporter, *, options, base_model: str | None = None,
+                     personas: list[str] | None = None, dtype: str | None = None) -> list[str]:
+    """Every study row as a Ray job, a wave at a time; returns run ids in the study's row order."""
+    from shpers_core.distributed.ray_executor import connect, run_on_ray
+    from shpers_core.jobs.runner import load_dataset_for
+    from shpers_core.jobs.spec import build_spec
+    from shpers_core.jobs.study import get_preset, preset_personas, study_specs
+
+    p = get_preset(preset)
+    dataset = load_dataset_for(build_spec("base_model", base_model=base_model or p.base_model), workspace)
+    ids = personas or preset_personas(p, dataset.persona_ids)
+    specs = study_specs(p, ids, base_model=base_model, dtype=dtype)
+    connect(options.address)
+    run_ids: list[str | None] = [None] * len(specs)
+    done = 0
+    for wave in waves(specs):
+        reporter.log(f"starting {len(wave)} jobs on Ray: {', '.join(specs[i].name for i in wave)}")
+        with ThreadPoolExecutor(max_workers=max(1, len(wave))) as pool:
+            futures = {i: pool.submit(run_on_ray, specs[i], workspace, reporter, options=options, dataset=dataset)
+                       for i in wave}
+            failure = None
+            for i, future in futures.items():
+                try:
+                    run_ids[i] = future.result()
+                except BaseException as exc:  # noqa: BLE001 - the others stop at a checkpoint; the first error is raised
+                    if failure is None:
+                        reporter.request_stop()
+                    failure = failure or exc
+                done += 1
+                reporter.progress("study", done, len(specs))
+            if failure is not None:
+                raise failure
+    return [rid for rid in run_ids if rid is not None]

@@ -1,0 +1,333 @@
+"""Jobs on a local Ray cluster (2 CPUs, started once for this module): the same runs as local jobs,
+one-line errors before anything is recorded, and the fault cases of a lost worker or driver."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from contextlib import closing, redirect_stderr, redirect_stdout
+from io import StringIO
+from pathlib import Path
+
+import pytest
+import torch
+
+ray = pytest.importorskip("ray")
+
+from shpers_core.cli.main import main  # noqa: E402
+from shpers_core.store import RunStore  # noqa: E402
+from shpers_core.training.adapters import load_lora_adapter  # noqa: E402
+
+pytestmark = pytest.mark.timeout(900)
+
+FAST = ["--param", "train.num_epochs=1", "--param", "eval.max_test_dialogues=1", "--param", "eval.max_new_tokens=4",
+        "--param", "eval.max_train_dialogues=4", "--param", "train.warmup_ratio=0"]
+
+
+@pytest.fixture(scope="module")
+def cluster(models_cache):
+    """One local Ray instance for the module; workers inherit the test cache (set before they start)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SHPERS_CACHE", str(models_cache))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("TQDM_DISABLE", "1")
+        # "local": a new instance even where `ray start` left one running on this machine.
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            yield ray.get_runtime_context().gcs_address
+        finally:
+            ray.shutdown()
+
+
+def make_workspace(root: Path, personas: int = 3) -> Path:
+    from shpers_core.data import generate_dataset, write_jsonl
+    from shpers_core.workspace import Workspace
+
+    write_jsonl(generate_dataset(personas, 9, seed=1), Workspace.open(root).dataset_path)
+    return root
+
+
+def shpers(root: Path, *argv: str) -> tuple[int, str, str]:
+    out, err = StringIO(), StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        rc = main(["--workspace", str(root), *argv])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def runs(root: Path) -> list:
+    with RunStore(root / "shpers.sqlite") as store:
+        return store.list_runs()
+
+
+def adapter(root: Path, run_id: str, persona: str | None = None) -> dict[str, torch.Tensor]:
+    with RunStore(root / "shpers.sqlite") as store:
+        arts = [a for a in store.artefacts(run_id, kind="adapter") if a.persona_id == persona]
+    assert len(arts) == 1
+    return load_lora_adapter(arts[0].path).state_dict
+
+
+def assert_same_adapters(a: dict, b: dict, tol: float = 1e-5) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=tol), key
+
+
+def test_unreachable_cluster_is_one_line_and_records_nothing(tmp_path, shpers_cache):
+    root = make_workspace(tmp_path)
+    rc, _, err = shpers(root, "run", "unified_lora", "--model", "tiny-qwen2", "-q", "--executor", "ray",
+                        "--ray-address", "127.0.0.1:9", *FAST)
+    assert rc == 2
+    assert err.count("\n") == 1 and "cannot reach the Ray cluster at 127.0.0.1:9" in err
+    assert runs(root) == []
+
+
+def test_missing_gpu_is_one_line_and_records_nothing(tmp_path, shpers_cache, cluster):
+    root = make_workspace(tmp_path)
+    rc, _, err = shpers(root, "run", "unified_lora", "--model", "tiny-qwen2", "-q", "--executor", "ray",
+                        "--gpus", "1", *FAST)
+    assert rc == 2
+    assert err.count("\n") == 1 and "asks for 1 GPUs" in err
+    assert runs(root) == []
+
+
+def test_a_ray_run_stores_what_a_local_run_stores(tmp_path, shpers_cache, cluster):
+    local, remote = make_workspace(tmp_path / "local"), make_workspace(tmp_path / "ray")
+    rc, out, _ = shpers(local, "run", "unified_lora", "--model", "tiny-qwen2", "-q", "--dtype", "float32", *FAST)
+    assert rc == 0
+    rc, out, err = shpers(remote, "run", "unified_lora", "--model", "tiny-qwen2", "-q", "--dtype", "float32",
+                          "--executor", "ray", *FAST)
+    assert rc == 0, err
+    (lrun,), (rrun,) = runs(local), runs(remote)
+    assert rrun.status == "finished" and out.strip() == rrun.id
+    assert_same_adapters(adapter(local, lrun.id), adapter(remote, rrun.id))
+    with RunStore(local / "shpers.sqlite") as ls, RunStore(remote / "shpers.sqlite") as rs:
+        assert rs.metrics(rrun.id, subset="all") == pytest.approx(ls.metrics(lrun.id, subset="all"))
+        assert [p.prediction for p in rs.predictions(rrun.id)] == [p.prediction for p in ls.predictions(lrun.id)]
+        # Curves came back as events while the job ran, and the driver's store has them.
+        assert rs.curves(rrun.id, kind="train").keys() == ls.curves(lrun.id, kind="train").keys()
+        assert any("running on Ray node" in line.message for line in rs.logs(rrun.id))
+        assert rs.get_run(rrun.id).pid == os.getpid()
+    assert (remote / "runs" / rrun.id / "plan.json").exists()
+
+
+class WorkerKiller:
+    """Kills a job's first Ray worker (SIGKILL, as a crashed node would) once the driver holds a checkpoint."""
+
+    def __init__(self, root: Path):
+        from shpers_core.events import CollectingReporter
+
+        self.root = root
+        self.reporter = CollectingReporter()
+        self.killed: int | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.05):
+            placed = [e for e in self.reporter.of_kind("placed") if e.attempt == 1]
+            held = list(self.root.glob("runs/*/checkpoints/unified/*"))
+            if placed and held and self.killed is None:
+                self.killed = placed[0].pid
+                os.kill(self.killed, signal.SIGKILL)
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def ray_unified(root: Path, reporter, retries: int) -> str:
+    from shpers_core.distributed.ray_executor import RayOptions, run_on_ray
+    from shpers_core.jobs.spec import build_spec
+    from shpers_core.workspace import Workspace
+
+    # Enough work after the first checkpoint (more epochs, longer replies) that the kill lands mid-job.
+    spec = build_spec("unified_lora", {"train.num_epochs": 3, "train.checkpoint_every": 1, "train.warmup_ratio": 0,
+                                       "eval.max_train_dialogues": 4, "eval.max_test_dialogues": 3,
+                                       "eval.max_new_tokens": 64}, base_model="tiny-qwen2")
+    return run_on_ray(spec, Workspace.open(root), reporter, options=RayOptions(max_retries=retries))
+
+
+def test_a_lost_worker_is_retried_from_the_drivers_checkpoint(tmp_path, shpers_cache, cluster):
+    root = make_workspace(tmp_path)
+    killer = WorkerKiller(root)
+    try:
+        run_id = ray_unified(root, killer.reporter, retries=2)
+    finally:
+        killer.stop()
+    assert killer.killed is not None
+    attempts = [e.attempt for e in killer.reporter.of_kind("placed")]
+    assert attempts == [1, 2]
+    # The second attempt went on from what the driver held: the checkpoint (the trainer says where it
+    # resumed, then replays the curve so far) or, when the kill came after training, the saved adapter.
+    second = killer.reporter.events[killer.reporter.events.index(killer.reporter.of_kind("placed")[1]):]
+    resumed = [e.message for e in second if e.kind == "log" and e.message.startswith("resumed ")]
+    trained = [e for e in second if e.kind == "step"]
+    assert resumed or not trained
+    if resumed:
+        assert int(resumed[0].split(" at step ")[1].split()[0]) >= 1
+    (run,) = runs(root)
+    assert run.id == run_id and run.status == "finished"
+    with RunStore(root / "shpers.sqlite") as store:
+        assert any("worker lost on attempt 1 of 3" in line.message for line in store.logs(run_id))
+        assert set(store.persona_scores(run_id)) == set(run.personas)
+
+
+@pytest.mark.slow
+def test_a_worker_lost_past_its_retries_leaves_an_interrupted_run_that_resumes(tmp_path, shpers_cache, cluster):
+    from shpers_core.distributed.ray_executor import JobInterrupted
+
+    root = make_workspace(tmp_path)
+    killer = WorkerKiller(root)
+    try:
+        with pytest.raises(JobInterrupted, match="runs resume"):
+            ray_unified(root, killer.reporter, retries=0)
+    finally:
+        killer.stop()
+    (run,) = runs(root)
+    assert run.status == "interrupted"
+    rc, out, err = shpers(root, "runs", "resume", run.id)
+    assert rc == 0, err
+    (run,) = runs(root)
+    assert run.status == "finished"
+
+
+def running_runs(db: Path) -> list[str]:
+    """Runs marked running, read without opening a RunStore (which would also recover or migrate)."""
+    if not db.exists():
+        return []
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:
+            return [row[0] for row in con.execute("SELECT id FROM runs WHERE status = 'running'")]
+    except sqlite3.Error:
+        return []  # still being created
+
+
+def test_a_killed_driver_leaves_its_run_interrupted(tmp_path, cluster):
+    root = make_workspace(tmp_path)
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    driver = subprocess.Popen([sys.executable, "-m", "shpers_core.cli.main", "--workspace", str(root), "run",
+                               "unified_lora", "--model", "tiny-qwen2", "-q", "--executor", "ray", "--ray-address",
+                               cluster, *FAST], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and driver.poll() is None:
+            if running_runs(root / "shpers.sqlite"):
+                break
+            time.sleep(0.1)
+        assert driver.poll() is None, driver.stderr.read().decode()
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    (run,) = runs(root)  # this open finds the driver gone
+    assert run.status == "interrupted"
+    assert "ended without finishing" in run.error
+
+
+# Dropout draws come from one generator shared by the adapters of a batch, so they depend on the slice;
+# bfloat16 rounding depends on how the work is split over threads.
+SAME = ["--param", "lora.lora_dropout=0", "--dtype", "float32"]
+
+
+@pytest.mark.slow
+def test_per_persona_lora_in_two_shards_equals_the_one_process_run(tmp_path, shpers_cache, cluster):
+    root = make_workspace(tmp_path, personas=4)
+    rc, _, err = shpers(root, "run", "per_persona_lora", "--model", "tiny-qwen2", "-q", "--name", "one", *FAST, *SAME)
+    assert rc == 0, err
+    rc, _, err = shpers(root, "run", "per_persona_lora", "--model", "tiny-qwen2", "-q", "--name", "sharded",
+                        "--executor", "ray", "--param", "shards=2", *FAST, *SAME)
+    assert rc == 0, err
+    by_name = {r.name: r for r in runs(root)}
+    one, sharded = by_name["one"], by_name["sharded"]
+    assert sharded.status == "finished" and len(one.personas) == 4
+    for pid in one.personas:
+        assert_same_adapters(adapter(root, one.id, pid), adapter(root, sharded.id, pid), tol=1e-5)
+    with RunStore(root / "shpers.sqlite") as store:
+        assert any("in 2 shards on Ray" in line.message for line in store.logs(sharded.id))
+        for metric in ("embedding_similarity", "val_loss"):
+            subset = "validation" if metric == "val_loss" else "all"
+            assert store.persona_scores(sharded.id, metric, subset) == pytest.approx(
+                store.persona_scores(one.id, metric, subset), abs=1e-5)
+        assert store.metrics(sharded.id, subset="all") == pytest.approx(store.metrics(one.id, subset="all"), abs=1e-5)
+
+
+def study_table(root: Path, *extra: str) -> list:
+    from shpers_core.evaluation.table import study_rows
+
+    rc, out, err = shpers(root, "study", "--preset", "smoke", "--model", "tiny-qwen2", "--dtype", "float32", "-q",
+                          *extra)
+    assert rc == 0, err
+    with RunStore(root / "shpers.sqlite") as store:
+        return study_rows(store)
+
+
+SCORES = ("mean", "std", "persona_dependent", "other", "device_precision", "parameter_f1", "numerical_precision",
+          "diff_vs_unified")
+
+
+@pytest.mark.slow
+def test_a_study_on_ray_gives_the_local_table(tmp_path, shpers_cache, cluster):
+    from shpers_core.jobs.study import STUDY_STEPS
+
+    local = study_table(make_workspace(tmp_path / "local", personas=4))
+    remote = study_table(make_workspace(tmp_path / "ray", personas=4), "--executor", "ray")
+    # One run per row: the merges and prefixes found the per-persona and unified runs the driver holds.
+    assert len(remote) == len(local) == len(STUDY_STEPS)
+    for lrow, rrow in zip(sorted(local, key=lambda r: r.run_name), sorted(remote, key=lambda r: r.run_name)):
+        assert (rrow.run_name, rrow.method, rrow.status, rrow.n_personas, rrow.verdict, rrow.trainable_params) == (
+            lrow.run_name, lrow.method, lrow.status, lrow.n_personas, lrow.verdict, lrow.trainable_params)
+        for name in SCORES:
+            assert getattr(rrow, name) == pytest.approx(getattr(lrow, name), abs=1e-6), (rrow.run_name, name)
+
+
+def test_bench_prints_the_ray_paths_overhead(shpers_cache, cluster, tmp_path):
+    rc, out, err = shpers(tmp_path, "bench", "--executor", "ray", "--model", "tiny-qwen2", "--personas", "2")
+    assert rc == 0, err
+    assert "job on Ray" in out and "overhead" in out
+    local, remote = (float(line.split()[-2]) for line in out.splitlines() if line.strip().startswith(("local job", "job on Ray")))
+    assert local > 0 and remote > 0
+
+
+@pytest.mark.slow
+def test_cancel_on_the_driver_stops_the_worker_and_the_run_resumes(tmp_path, shpers_cache, cluster):
+    from shpers_core.events import CollectingReporter, JobCancelled
+
+    root = make_workspace(tmp_path)
+    reporter = CollectingReporter()
+    reporter.add_sink(lambda event: reporter.request_stop() if event.kind == "step" else None)
+    with pytest.raises(JobCancelled):
+        ray_unified(root, reporter, retries=0)
+    (run,) = runs(root)
+    assert run.status == "cancelled"
+    assert reporter.of_kind("cancelled")  # the worker's runner said so, through the channel
+    rc, out, err = shpers(root, "runs", "resume", run.id)
+    assert rc == 0, err
+    assert runs(root)[0].status == "finished"
+
+
+def test_the_apps_job_process_sends_its_job_to_ray_and_relays_a_refusal(tmp_path, shpers_cache):
+    """The app runs each job in a child process; with a Ray runner that child is the driver."""
+    from shpers_core.distributed.ray_executor import RayRunner
+    from shpers_core.jobs.process import JobProcess
+    from shpers_core.jobs.spec import build_spec
+
+    root = make_workspace(tmp_path)
+    process = JobProcess(build_spec("unified_lora", base_model="tiny-qwen2"), str(root),
+                         runner=RayRunner("127.0.0.1:9"))
+    process.start()
+    events = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not any(e.kind == "process_ended" for e in events):
+        events += process.poll(timeout=0.5)
+    failed = [e for e in events if e.kind == "failed"]
+    assert failed and "cannot reach the Ray cluster at 127.0.0.1:9" in failed[0].error
+    assert runs(root) == []
