@@ -68,7 +68,7 @@ PRESETS: dict[str, StudyPreset] = {
         # row on 20 personas, all 20 training dialogues each, 3 test dialogues each. Appendix A's
         # epochs do not fit: LoRA rows train 1 of 3 epochs, learned prefixes 1 of 10; the rows say so.
         "quick", "20 personas, all their training dialogues, 3 test dialogues each, every row, on the embedded "
-                 "model; epochs cut to 1 (the table says so): about 45 minutes on a 2-core CPU with bf16.",
+                 "model; epochs cut to 1 (the table says so): about 45-55 minutes on a 2-core CPU.",
         "smollm2-135m-instruct", 20,
         {"train.num_epochs": 1, "eval.max_test_dialogues": 3, "eval.max_new_tokens": 24,
          "eval.eval_batch_size": 64, "k": 4},
