@@ -22,8 +22,9 @@ except ImportError:  # run from a checkout that is not installed
 PERSONAS = 12
 CHAT_PERSONAS = ["persona_000", "persona_001", "persona_002", "persona_003", "persona_004", "persona_005"]
 # Runs shown side by side, first pair present wins: a `make study` workspace, then our own.
-PAIRS = [("Unified LoRA", "Unified + learned persona prefix"), ("Base SmolLM2", "SmolLM2 + persona prompt")]
-STORED_CURVES = ["Cluster LoRA (description)", "Unified LoRA (tiny)"]
+PAIRS = [("Unified LoRA", "Unified + learned persona prefix"), ("Unified LoRA", "Per-persona LoRA"),
+         ("Base SmolLM2", "SmolLM2 + persona prompt")]
+STORED_CURVES = ["Cluster LoRA (description)", "Unified LoRA", "Unified LoRA (tiny)"]
 
 
 def prepare(root: Path) -> None:
@@ -101,7 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
     store = session.store()
-    runs = {r.name: r for r in store.list_runs(status="finished")}
+    runs = {}
+    for r in store.list_runs(status="finished"):
+        # A study whose epochs were cut names its rows "Unified LoRA (1 of 3 epochs)": file them under
+        # the row's name too, so a quick-study workspace finds its pairs.
+        runs.setdefault(r.name, r)
+        runs.setdefault(r.name.split(" (")[0], r)
 
     def shot(name: str) -> None:
         settle(app)
