@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from shpers_core.cli.main import main
+from shpers_core.models.tiny import SAMPLE_CORPUS
 
 BAD = Path(__file__).parent / "bad_inputs"
-SAMPLE = Path(__file__).parent.parent / "resources" / "sample_dataset.jsonl"
+SAMPLE = SAMPLE_CORPUS
 
 
 def test_validate_ok(capsys):

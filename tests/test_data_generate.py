@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import time
-from pathlib import Path
 
 import pytest
 from hassil import TextSlotList, recognize
@@ -13,8 +12,9 @@ from shpers_core.data import DatasetError, dataset_stats, generate_dataset, load
 from shpers_core.data.generate import make_profile
 from shpers_core.data.generate.personas import clock
 from shpers_core.data.generate.templates import ha_intents
+from shpers_core.models.tiny import SAMPLE_CORPUS
 
-SAMPLE = Path(__file__).parent.parent / "resources" / "sample_dataset.jsonl"
+SAMPLE = SAMPLE_CORPUS
 
 
 @pytest.fixture(scope="module")

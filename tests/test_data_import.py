@@ -11,6 +11,7 @@ import pytest
 from shpers_core.cli.main import main
 from shpers_core.data import load_dataset
 from shpers_core.data.importers import import_dataset
+from shpers_core.models.tiny import SAMPLE_CORPUS
 from shpers_core.workspace import Workspace
 
 DATA = Path(__file__).parent / "data"
@@ -164,7 +165,7 @@ def test_hub_id_fails_offline_with_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_own_format_imports_as_today(tmp_path, capsys):
-    sample = Path(__file__).parent.parent / "resources" / "sample_dataset.jsonl"
+    sample = SAMPLE_CORPUS
     assert main(["--workspace", str(tmp_path), "data", "import", str(sample)]) == 0
     assert "12 personas, 360 dialogues (shpers)" in capsys.readouterr().out
     assert load_dataset(tmp_path / "dataset" / "dialogues.jsonl").content_hash() == load_dataset(sample).content_hash()

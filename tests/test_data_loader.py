@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 
 from shpers_core.data import Dataset, DatasetError, load_dataset, write_jsonl
 from shpers_core.errors import UserError
+from shpers_core.models.tiny import SAMPLE_CORPUS
 
 BAD = Path(__file__).parent / "bad_inputs"
-SAMPLE = Path(__file__).parent.parent / "resources" / "sample_dataset.jsonl"
+SAMPLE = SAMPLE_CORPUS
 
 
 def record(pid="persona_001", character="Ana likes warm light.", n_turns=1, key="text"):

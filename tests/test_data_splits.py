@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from shpers_core.data import DatasetError, load_dataset, split_dataset, split_sizes
 from shpers_core.data.schema import Dataset, Persona
+from shpers_core.models.tiny import SAMPLE_CORPUS
 
-SAMPLE = Path(__file__).parent.parent / "resources" / "sample_dataset.jsonl"
+SAMPLE = SAMPLE_CORPUS
 
 
 @pytest.fixture(scope="module")

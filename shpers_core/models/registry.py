@@ -25,7 +25,7 @@ _MODELS = {
     "qwen2.5-0.5b-shape": ("Random weights in Qwen2.5-0.5B's shape, for timing without a download",
                            "generated"),
     "tiny-qwen2": ("A tiny random Qwen2 (~200k parameters) for tests and quick checks",
-                   "generated from resources/sample_dataset.jsonl"),
+                   "generated from shpers_core/models/sample_dataset.jsonl"),
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_MODELS)
 

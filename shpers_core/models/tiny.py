@@ -21,7 +21,8 @@ from .errors import ModelError
 from .quiet import no_progress_bars
 from .templates import QWEN_CHATML_TEMPLATE, QWEN_DEFAULT_SYSTEM
 
-SAMPLE_CORPUS = Path(__file__).parents[2] / "resources" / "sample_dataset.jsonl"
+# Shipped inside the package, so an installed (not editable) shpers builds tiny-qwen2 too.
+SAMPLE_CORPUS = Path(__file__).parent / "sample_dataset.jsonl"
 TINY_VOCAB_SIZE = 2000
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 # Bump when the architecture or tokenizer recipe changes, so old cached builds are not reused.
