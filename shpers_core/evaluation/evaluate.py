@@ -95,6 +95,23 @@ def _prompt_for(base, plan: EvalPlan, persona_id: str, history: list, system_pro
     return encode_prompt_within(base.tokenizer, history, system, limit - used - max_new_tokens)
 
 
+class AdapterSlots:
+    """The distinct adapters of a batch in order of first use, and each row's slot in them."""
+
+    def __init__(self) -> None:
+        self.adapters: list[Adapter] = []
+        self._slot_of: dict[int, int] = {}
+
+    def slot(self, adapter: Adapter | None) -> int:
+        """The slot that holds ``adapter`` (added on first use); -1 for a row without one."""
+        if adapter is None:
+            return -1
+        if id(adapter) not in self._slot_of:
+            self._slot_of[id(adapter)] = len(self.adapters)
+            self.adapters.append(adapter)
+        return self._slot_of[id(adapter)]
+
+
 def _install(base, adapters: list[Adapter]):
     """``adapters`` stacked into ``base.model`` (slot i holds adapter i), or None without any."""
     from shpers_core.training.multi_lora import MultiLoraModel
@@ -132,8 +149,7 @@ def generate_dialogues_for_plan(base, plan: EvalPlan, dialogues: list[tuple[str,
 
     prompts, slots, prefixes, kv_prefixes = [], [], [], []
     truncated = 0
-    unique: list[Adapter] = []
-    slot_of: dict[int, int] = {}
+    stack = AdapterSlots()
     for pid, histories in dialogues:
         turns = []
         for history in histories:
@@ -141,17 +157,10 @@ def generate_dialogues_for_plan(base, plan: EvalPlan, dialogues: list[tuple[str,
             turns.append(ids)
             truncated += cut
         prompts.append(turns)
-        adapter = plan.adapters.get(pid)
-        if adapter is None:
-            slots.append(-1)
-        else:
-            if id(adapter) not in slot_of:
-                slot_of[id(adapter)] = len(unique)
-                unique.append(adapter)
-            slots.append(slot_of[id(adapter)])
+        slots.append(stack.slot(plan.adapters.get(pid)))
         prefixes.append(plan.soft_prompts.get(pid))
         kv_prefixes.append(plan.kv_prefixes.get(pid))
-    multi = _install(base, unique)
+    multi = _install(base, stack.adapters)
     options = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, reporter=reporter)
     try:
         model = multi.model if multi is not None else base.model

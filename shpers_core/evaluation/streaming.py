@@ -26,26 +26,19 @@ def stream_rows(base, rows: list[tuple], max_new_tokens: int) -> Iterator[Piece]
     """Greedy replies for ``rows`` of ``(plan, persona_id, history, system_prompt)`` in one batch."""
     import torch
 
-    from shpers_core.evaluation.evaluate import _install, _prompt_for
+    from shpers_core.evaluation.evaluate import AdapterSlots, _install, _prompt_for
     from shpers_core.evaluation.generation import _device, _greedy, _left_padded, _pad_id, stop_token_ids
 
     prompts, slots, softs, kvs = [], [], [], []
-    unique, slot_of = [], {}
+    stack = AdapterSlots()
     for plan, pid, history, system in rows:
         # Cut (oldest turns first) to fit the model's context with the reply, as evaluation does.
         prompts.append(_prompt_for(base, plan, pid, history, system, max_new_tokens)[0])
-        adapter = plan.adapters.get(pid)
-        if adapter is None:
-            slots.append(-1)
-        else:
-            if id(adapter) not in slot_of:
-                slot_of[id(adapter)] = len(unique)
-                unique.append(adapter)
-            slots.append(slot_of[id(adapter)])
+        slots.append(stack.slot(plan.adapters.get(pid)))
         softs.append(plan.soft_prompts.get(pid))
         kvs.append(plan.kv_prefixes.get(pid))
     tokenizer = base.tokenizer
-    multi = _install(base, unique)
+    multi = _install(base, stack.adapters)
     model = multi.model if multi is not None else base.model
     stops = stop_token_ids(model, tokenizer)
     pad_id = _pad_id(tokenizer, stops)

@@ -19,12 +19,12 @@ from shpers_core.training.batching import Example, batches_for, collate
 from shpers_core.training.checkpoint import load_checkpoint, save_checkpoint
 from shpers_core.training.config import LoraParams, TrainParams, learning_rate_at
 from shpers_core.training.diverged import check_loss
-from shpers_core.training.loss import labelled_loss_sum, padding_share
+from shpers_core.training.loss import Throughput, labelled_loss_sum, padding_share
 from shpers_core.training.precision import LossScaler
 
 
 @dataclass
-class FitResult:
+class FitResult(Throughput):
     state_dict: dict[str, torch.Tensor]
     train_curve: list[tuple[int, float]] = field(default_factory=list)
     val_curve: list[tuple[int, float]] = field(default_factory=list)
@@ -36,14 +36,6 @@ class FitResult:
     """Real (unpadded) tokens trained on."""
     padded: int = 0
     """Padding positions the forward passes computed beside them."""
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.tokens / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def padding_share(self) -> float:
-        return self.padded / max(1, self.padded + self.tokens)
 
 
 def lora_config(lora: LoraParams) -> LoraConfig:

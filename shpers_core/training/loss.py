@@ -64,3 +64,20 @@ def padding_share(lengths: list[int]) -> tuple[int, int]:
     if not lengths:
         return 0, 0
     return len(lengths) * max(lengths) - sum(lengths), sum(lengths)
+
+
+class Throughput:
+    """Speed figures of a trainer's result, from its ``tokens``, ``padded`` and ``seconds`` fields."""
+
+    tokens: int
+    padded: int
+    seconds: float
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def padding_share(self) -> float:
+        return self.padded / max(1, self.padded + self.tokens)
+

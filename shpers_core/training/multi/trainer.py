@@ -40,7 +40,7 @@ from shpers_core.training.checkpoint import STATE, Checkpoint, load_checkpoint, 
 from shpers_core.training.config import LoraParams, TrainParams, learning_rate_at
 from shpers_core.training.diverged import check_loss
 from shpers_core.training.fit import replay_curve
-from shpers_core.training.loss import labelled_loss_sum, padding_share
+from shpers_core.training.loss import Throughput, labelled_loss_sum, padding_share
 from shpers_core.training.multi.adamw import StackedAdamW, clip_grad_norm_per_adapter
 from shpers_core.training.multi.lora import MultiLoraModel, _matches
 from shpers_core.training.precision import LossScaler
@@ -55,7 +55,7 @@ DEFAULT_MICRO_BATCH_TOKENS = {"cuda": 4096, "cpu": 1024, "mps": 1024}
 
 
 @dataclass
-class MultiFitResult:
+class MultiFitResult(Throughput):
     state_dicts: dict[str, dict[str, torch.Tensor]]
     train_losses: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     val_losses: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
@@ -67,14 +67,6 @@ class MultiFitResult:
     stopped_early: list[str] = field(default_factory=list)
     padded: int = 0
     """Padding positions the forward passes computed beside the ``tokens`` trained on."""
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.tokens / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def padding_share(self) -> float:
-        return self.padded / max(1, self.padded + self.tokens)
 
 
 def peft_init_state(base_model: torch.nn.Module, lora: LoraParams, seed: int) -> dict[str, torch.Tensor]:
