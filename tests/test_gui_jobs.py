@@ -9,15 +9,12 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QSettings, Qt  # noqa: E402
+from app_window import generated_workspace, open_window  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 
-from shpers_core.data import generate_dataset, write_jsonl  # noqa: E402
 from shpers_core.jobs.estimate import JobEstimate  # noqa: E402
 from shpers_core.jobs.spec import build_spec  # noqa: E402
-from shpers_core.workspace import Workspace  # noqa: E402
 from shpers_gui.job_queue import RUNNING, Job  # noqa: E402
-from shpers_gui.main_window import MainWindow  # noqa: E402
-from shpers_gui.session import Session  # noqa: E402
 from shpers_gui.widgets.jobs_view import format_eta  # noqa: E402
 from shpers_gui.widgets.plot_export import export_plot  # noqa: E402
 
@@ -27,17 +24,8 @@ TINY = {"train.num_epochs": 1, "eval.max_new_tokens": 4, "eval.max_test_dialogue
 
 @pytest.fixture
 def window(qtbot, tmp_path):
-    ws = Workspace.open(tmp_path / "ws")
-    ws.dataset_path.parent.mkdir(parents=True, exist_ok=True)
-    write_jsonl(generate_dataset(n_personas=2, dialogues_per_persona=6), ws.dataset_path)
-    session = Session(ws.root)
-    win = MainWindow(session, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                     ask_on_close=False)
-    qtbot.addWidget(win)
-    win.start()
-    qtbot.waitUntil(lambda: session.dataset is not None, timeout=30000)
-    yield win
-    win.close()
+    with open_window(qtbot, generated_workspace(tmp_path / "ws", 2), tmp_path) as win:
+        yield win
 
 
 def test_cancel_and_resume_stay_in_one_row_with_every_event_in_the_log(window, qtbot, tmp_path):

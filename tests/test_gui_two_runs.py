@@ -11,7 +11,8 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QSettings, Qt  # noqa: E402
+from app_window import open_window  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 
 from shpers_core.data import generate_dataset, write_jsonl  # noqa: E402
 from shpers_core.events import CollectingReporter  # noqa: E402
@@ -19,8 +20,6 @@ from shpers_core.jobs.runner import run_job  # noqa: E402
 from shpers_core.jobs.spec import build_spec  # noqa: E402
 from shpers_core.store import RunStore  # noqa: E402
 from shpers_core.workspace import Workspace  # noqa: E402
-from shpers_gui.main_window import MainWindow  # noqa: E402
-from shpers_gui.session import Session  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(240)]
 COVERED = ["persona_000", "persona_001"]
@@ -44,14 +43,8 @@ def workspace(tmp_path_factory):
 @pytest.fixture
 def window(qtbot, workspace, tmp_path):
     root, _ = workspace
-    session = Session(root)
-    win = MainWindow(session, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                     ask_on_close=False)
-    qtbot.addWidget(win)
-    win.start()
-    qtbot.waitUntil(lambda: session.dataset is not None, timeout=30000)
-    yield win
-    win.close()
+    with open_window(qtbot, root, tmp_path) as win:
+        yield win
 
 
 @pytest.fixture

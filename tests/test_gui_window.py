@@ -7,12 +7,9 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QSettings  # noqa: E402
+from app_window import generated_workspace, open_window  # noqa: E402
 
-from shpers_core.data import generate_dataset, write_jsonl  # noqa: E402
-from shpers_core.workspace import Workspace  # noqa: E402
 from shpers_gui.main_window import MainWindow  # noqa: E402
-from shpers_gui.session import Session  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(120)]
 
@@ -20,17 +17,9 @@ pytestmark = [pytest.mark.gui, pytest.mark.timeout(120)]
 @pytest.fixture
 def window(qtbot, tmp_path):
     # A long workspace path, as a real home folder may have: the status bar must not widen the window.
-    ws = Workspace.open(tmp_path / ("a-rather-long-folder-name-" * 4) / "ws")
-    ws.dataset_path.parent.mkdir(parents=True, exist_ok=True)
-    write_jsonl(generate_dataset(n_personas=3, dialogues_per_persona=6), ws.dataset_path)
-    session = Session(ws.root)
-    win = MainWindow(session, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                     ask_on_close=False)
-    qtbot.addWidget(win)
-    win.start()
-    qtbot.waitUntil(lambda: session.dataset is not None, timeout=30000)
-    yield win
-    win.close()
+    root = generated_workspace(tmp_path / ("a-rather-long-folder-name-" * 4) / "ws", 3)
+    with open_window(qtbot, root, tmp_path) as win:
+        yield win
 
 
 def test_every_tab_fits_1024_by_700(window, qtbot):
