@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from shpers_core.store.host import pid_alive
+
 
 def physical_cores() -> int:
     """Physical cores of this machine (from /proc/cpuinfo; else the logical CPU count)."""
@@ -57,16 +59,6 @@ def _busy_dir() -> Path:
     return path
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def other_busy_processes() -> int:
     """Other live processes computing now (stale entries of dead ones are removed)."""
     count = 0
@@ -81,7 +73,7 @@ def other_busy_processes() -> int:
             continue
         if pid == os.getpid():
             continue
-        if _alive(pid):
+        if pid_alive(pid) is not False:  # a process we cannot probe counts as busy
             count += 1
         else:
             entry.unlink(missing_ok=True)
