@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
@@ -32,7 +29,7 @@ from shpers_core.methods.registry import METHODS
 from shpers_gui import engine
 from shpers_gui.widgets.compare_view import CompareView
 from shpers_gui.widgets.jobs_view import STATUS_COLOURS
-from shpers_gui.widgets.study_table import StudyTableDialog
+from shpers_gui.widgets.study_table import StudyTableDialog, save_table_text
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 RUN_ID_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -364,13 +361,7 @@ class ResultsView(QWidget):
         """Write the visible rows (in their shown order) as Markdown or CSV; returns the text."""
         rows = engine.get("study_rows")(self.session.store(), self.visible_run_ids()) if self.proxy.rowCount() else []
         text = engine.get("to_markdown" if fmt == "md" else "to_csv")(rows)
-        if path is None:
-            filt = "Markdown (*.md)" if fmt == "md" else "CSV (*.csv)"
-            path, _ = QFileDialog.getSaveFileName(self, "Export runs", f"runs.{fmt}", filt)
-            if not path:
-                return text
-        Path(path).write_text(text, encoding="utf-8")
-        return text
+        return save_table_text(self, text, fmt, "Export runs", "runs", path)
 
     def study_table_text(self) -> str:
         """Table 5.1 over the finished runs, as Markdown."""

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QTableView,
     QVBoxLayout,
+    QWidget,
 )
 
 from shpers_gui import engine
@@ -141,10 +142,15 @@ class StudyTableDialog(QDialog):
 
     def export(self, fmt: str, path: str | None = None) -> str:
         text = self.markdown() if fmt == "md" else engine.get("to_csv")(self.rows)
-        if path is None:
-            filt = "Markdown (*.md)" if fmt == "md" else "CSV (*.csv)"
-            path, _ = QFileDialog.getSaveFileName(self, "Export Table 5.1", f"table-5-1.{fmt}", filt)
-            if not path:
-                return text
-        Path(path).write_text(text, encoding="utf-8")
-        return text
+        return save_table_text(self, text, fmt, "Export Table 5.1", "table-5-1", path)
+
+
+def save_table_text(parent: QWidget, text: str, fmt: str, title: str, stem: str, path: str | None = None) -> str:
+    """Write a table's Markdown (``fmt`` "md") or CSV text to ``path``, asked for when None; returns the text."""
+    if path is None:
+        filt = "Markdown (*.md)" if fmt == "md" else "CSV (*.csv)"
+        path, _ = QFileDialog.getSaveFileName(parent, title, f"{stem}.{fmt}", filt)
+        if not path:
+            return text
+    Path(path).write_text(text, encoding="utf-8")
+    return text
