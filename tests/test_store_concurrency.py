@@ -106,3 +106,26 @@ def test_processes_opening_a_fresh_file_at_once(tmp_path):
     assert all(r.startswith("r") for r in results), results
     with RunStore(path) as store:
         assert store.schema_version == latest_version() and len(store.list_runs()) == 3
+
+
+def test_a_fresh_file_created_between_the_openers_reads_is_still_ours(tmp_path, monkeypatch):
+    """CI once saw 'is not a shpers run database' when another process's first migration committed
+    between this opener's reads of the version and of the tables: the reads must see one moment."""
+    from sqlite_utils import Database
+
+    path = tmp_path / "fresh.sqlite"
+    real_table_names = Database.table_names
+    other = threading.Thread(target=lambda: RunStore(path, recover=False).close())
+
+    def table_names_while_another_opens(self, *args, **kwargs):
+        if not other.is_alive() and other.ident is None:
+            other.start()
+            other.join(1.0)  # without a consistent read, the other opener finishes here
+        return real_table_names(self, *args, **kwargs)
+
+    monkeypatch.setattr(Database, "table_names", table_names_while_another_opens)
+    with RunStore(path, recover=False) as store:
+        assert store.schema_version == latest_version()
+    other.join(60)
+    with RunStore(path) as store:
+        assert store.schema_version == latest_version()
