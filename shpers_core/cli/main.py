@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "shpers_core.cli.run_cmd",
     "shpers_core.cli.runs_cmd",
     "shpers_core.cli.study_cmd",
+    "shpers_core.cli.sweep_cmd",
     "shpers_core.cli.workspace_cmd",
 ]
 

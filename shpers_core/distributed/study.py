@@ -1,4 +1,4 @@
-"""A study on Ray: the jobs that build on no other run go out together, then those that build on them.
+"""A study or sweep on Ray: the jobs that build on no other run go out together, then those that build on them.
 
 The local study runs its rows one after another in one process; on a cluster that would leave all
 but one GPU idle. Rows that reuse another run (merges reuse the per-persona run, prefixes and
@@ -17,15 +17,18 @@ BUILDS_ON = {"sparse_moe": "per_persona_lora", "weighted_merge": "per_persona_lo
 
 
 def waves(specs: list) -> list[list[int]]:
-    """Indices of ``specs`` in the order they may run: first those that build on nothing, then the rest."""
-    first = [i for i, s in enumerate(specs) if s.method not in BUILDS_ON]
-    return [first, [i for i in range(len(specs)) if i not in first]]
+    """Indices of ``specs`` in the order they may run: first those that build on nothing, then the rest.
+
+    When every job builds on another run (a sweep of merges), the first goes alone: it trains the
+    run the others then find, instead of each training its own.
+    """
+    first = [i for i, s in enumerate(specs) if s.method not in BUILDS_ON] or [0]
+    return [w for w in (first, [i for i in range(len(specs)) if i not in first]) if w]
 
 
 def run_study_on_ray(preset: str, workspace, reporter: Reporter, *, options, base_model: str | None = None,
                      personas: list[str] | None = None, dtype: str | None = None) -> list[str]:
     """Every study row as a Ray job, a wave at a time; returns run ids in the study's row order."""
-    from shpers_core.distributed.ray_executor import connect, run_on_ray
     from shpers_core.jobs.runner import load_dataset_for
     from shpers_core.jobs.spec import build_spec
     from shpers_core.jobs.study import get_preset, preset_personas, study_specs
@@ -34,6 +37,22 @@ def run_study_on_ray(preset: str, workspace, reporter: Reporter, *, options, bas
     dataset = load_dataset_for(build_spec("base_model", base_model=base_model or p.base_model), workspace)
     ids = personas or preset_personas(p, dataset.persona_ids)
     specs = study_specs(p, ids, base_model=base_model, dtype=dtype)
+    return run_specs_on_ray(specs, workspace, reporter, options=options, dataset=dataset)
+
+
+def run_specs_on_ray(specs: list, workspace, reporter: Reporter, *, options, dataset=None,
+                     label: str = "study") -> list[str]:
+    """Every spec as a Ray job, a wave at a time (see :func:`waves`); run ids in the order of ``specs``.
+
+    A failure stops the jobs still running (each at a checkpoint) and is raised once they have stopped.
+    """
+    from shpers_core.distributed.ray_executor import connect, run_on_ray
+    from shpers_core.jobs.runner import load_dataset_for
+
+    if not specs:
+        return []
+    if dataset is None:
+        dataset = load_dataset_for(specs[0], workspace)
     connect(options.address)
     run_ids: list[str | None] = [None] * len(specs)
     done = 0
@@ -51,7 +70,7 @@ def run_study_on_ray(preset: str, workspace, reporter: Reporter, *, options, bas
                         reporter.request_stop()
                     failure = failure or exc
                 done += 1
-                reporter.progress("study", done, len(specs))
+                reporter.progress(label, done, len(specs))
             if failure is not None:
                 raise failure
     return [rid for rid in run_ids if rid is not None]

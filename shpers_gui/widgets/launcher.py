@@ -26,8 +26,8 @@ from PySide6.QtWidgets import (
 
 from shpers_core.errors import UserError
 from shpers_core.jobs.spec import build_spec
+from shpers_core.jobs.sweep import sweep_specs
 from shpers_core.methods.registry import METHODS
-from shpers_core.params import coerce
 from shpers_gui import engine
 from shpers_gui.widgets.param_form import ParamForm
 
@@ -395,10 +395,11 @@ class LauncherView(QWidget):
         try:
             if not key or not texts:
                 raise UserError("a sweep needs a parameter and at least one value")
-            spec_of = self.form.specs()[key]
-            values = [coerce(spec_of, t) for t in texts]
-            base = self.run_name.text().strip() or METHODS[self.method.currentData()].name
-            specs = [self.build({key: v}, name=f"{base} {key.split('.')[-1]}={v}") for v in values]
+            if self.session.dataset is None:
+                raise UserError("no dataset is loaded: File ▸ Open dataset… or generate one first")
+            specs = sweep_specs(self.method.currentData(), key, texts, self.form.values(),
+                                name=self.run_name.text().strip(), base_model=self.base_model.currentText().strip(),
+                                personas=self.selected_personas(), dataset_path=self.session.job_dataset_path())
             estimates = [engine.get("estimate_job")(s, self.session.dataset, self.session.store()) for s in specs]
         except UserError as exc:
             self._error("Cannot queue the sweep", exc)

@@ -1,0 +1,77 @@
+"""``shpers sweep METHOD PARAM VALUE...``: one run per value, then their rows of the results table."""
+
+from __future__ import annotations
+
+import signal
+
+from shpers_core.cli.executor_args import add_executor_args, ray_options
+from shpers_core.cli.progress import ProgressPrinter
+from shpers_core.events import JobCancelled, Reporter
+from shpers_core.params import parse_overrides
+from shpers_core.workspace import Workspace
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="run one method once per value of one parameter",
+                       description="Run METHOD once per VALUE of PARAM (every other parameter as --param sets it) "
+                                   "and print the runs' rows of the results table. The Launch tab's sweep builds "
+                                   "the same jobs. On Ray the runs go out together.",
+                       epilog="example: shpers sweep unified_lora train.learning_rate 1e-4 5e-4 1e-3 --executor ray")
+    p.add_argument("method", help="method name (see `shpers methods`)")
+    p.add_argument("parameter", help="the parameter to vary, e.g. train.learning_rate (see `shpers methods METHOD`)")
+    p.add_argument("values", nargs="+", metavar="VALUE", help="its values, one run each")
+    p.add_argument("--personas", nargs="+", default=[], metavar="ID", help="persona ids (default: all)")
+    p.add_argument("--model", default=None, help="base model name, local folder or hub id")
+    p.add_argument("--dataset", default="", help="dataset file or folder (default: the workspace's)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="set another parameter for every run (repeatable)")
+    p.add_argument("--name", default="", help="runs are named 'NAME PARAM=VALUE' (default NAME: the method)")
+    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
+                   help="base model dtype (default: as for `shpers run`)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    add_executor_args(p)
+    p.set_defaults(func=sweep)
+
+
+def sweep(args) -> int:
+    from shpers_core.evaluation.table import study_rows, to_markdown
+    from shpers_core.jobs.runner import load_dataset_for, run_job
+    from shpers_core.jobs.sweep import sweep_specs
+    from shpers_core.models import DEFAULT_MODEL
+    from shpers_core.store import RunStore
+
+    options = ray_options(args)  # --ray-address without --executor ray is refused before any work
+    specs = sweep_specs(args.method, args.parameter, args.values, parse_overrides(args.param), name=args.name,
+                        base_model=args.model or DEFAULT_MODEL, personas=args.personas, dataset_path=args.dataset,
+                        device=args.device, dtype=args.dtype)
+    ws = Workspace.open(args.workspace)
+    reporter = Reporter(ProgressPrinter(quiet=args.quiet))
+    # `shpers runs cancel` sends SIGTERM: the run(s) in flight stop with a checkpoint, the rest do not start.
+    previous = signal.signal(signal.SIGTERM, lambda *_: reporter.request_stop())
+    try:
+        if options is None:
+            dataset = load_dataset_for(specs[0], ws)  # read and validated once for every run
+            run_ids = []
+            for i, spec in enumerate(specs):
+                if reporter.should_stop():
+                    raise JobCancelled()
+                reporter.progress("sweep", i, len(specs))
+                reporter.log(f"[{i + 1}/{len(specs)}] {spec.name}")
+                run_ids.append(run_job(spec, ws, reporter, dataset=dataset))
+            reporter.progress("sweep", len(specs), len(specs))
+        else:
+            from shpers_core.distributed.study import run_specs_on_ray
+
+            run_ids = run_specs_on_ray(specs, ws, reporter, options=options, label="sweep")
+    except JobCancelled:
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    with RunStore(ws.db_path) as store:
+        rows = study_rows(store, run_ids)
+    if not args.quiet:
+        print(f"\nSweep of {args.parameter} for {args.method}\n")
+        print(to_markdown(rows))
+    print("\n".join(run_ids))
+    return 0

@@ -1,0 +1,53 @@
+"""A sweep: one method, one parameter, several values, one job per value.
+
+The app's Launch tab and ``shpers sweep`` both build their jobs here, so a sweep queued in the window
+and one typed on the command line give the same specs and the same run names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shpers_core.jobs.spec import JobSpec, build_spec, parameter_groups
+from shpers_core.params import ParamError, ParamSpec, coerce
+
+SWEEPABLE = (int, float, str, bool)
+"""Types a sweep can vary: one value per job (a list parameter would need a list per job)."""
+
+
+def sweep_parameter(method: str, key: str) -> tuple[str, ParamSpec]:
+    """``(qualified name, spec)`` of the swept parameter; ``key`` bare or ``group.name``."""
+    groups = parameter_groups(method)
+    if "." in key:
+        group, name = key.split(".", 1)
+        group = {"method": "method_params", "params": "method_params"}.get(group, group)
+        found = [(group, s) for s in groups[group].specs() if s.name == name] if group in groups else []
+    else:
+        found = [(g, s) for g, cls in groups.items() for s in cls.specs() if s.name == key]
+    if not found:
+        known = sorted(f"{g}.{s.name}" for g, cls in groups.items() for s in cls.specs() if s.type in SWEEPABLE)
+        raise ParamError(f"{method}: cannot sweep {key!r}, not one of its parameters; known: {', '.join(known)}")
+    group, spec = found[0]
+    if spec.type not in SWEEPABLE:
+        raise ParamError(f"{method}: {group}.{spec.name} is a {spec.type.__name__}; a sweep varies one "
+                         f"{', '.join(t.__name__ for t in SWEEPABLE)} value per job")
+    return f"{group}.{spec.name}", spec
+
+
+def sweep_specs(method: str, key: str, values: list[Any], overrides: dict[str, Any] | None = None, *,
+                name: str = "", **fields: Any) -> list[JobSpec]:
+    """One validated spec per value of ``key``, named "NAME KEY=VALUE" (NAME: ``name`` or the method's).
+
+    ``values`` may be typed or text as a user wrote it; ``overrides`` hold every other parameter.
+    Raises :class:`ParamError` for an unknown parameter, a bad value, none or a repeated one.
+    """
+    qualified, spec = sweep_parameter(method, key)
+    if not values:
+        raise ParamError("a sweep needs at least one value")
+    typed = [coerce(spec, v) for v in values]
+    repeated = sorted({str(v) for v in typed if typed.count(v) > 1})
+    if repeated:
+        raise ParamError(f"a sweep runs each value once; {qualified} repeats {', '.join(repeated)}")
+    base = name or method
+    rest = {k: v for k, v in (overrides or {}).items() if k not in (key, qualified)}
+    return [build_spec(method, {**rest, qualified: v}, name=f"{base} {spec.name}={v}", **fields) for v in typed]

@@ -1,0 +1,73 @@
+"""``shpers sweep``: one run per value, named as the app names them; bad sweeps refused before any run."""
+
+from __future__ import annotations
+
+from contextlib import redirect_stderr, redirect_stdout
+from io import StringIO
+from pathlib import Path
+
+import pytest
+
+from shpers_core.cli.main import main
+from shpers_core.jobs.sweep import sweep_specs
+from shpers_core.params import ParamError
+from shpers_core.store import RunStore
+
+FAST = ["--param", "train.num_epochs=1", "--param", "eval.max_test_dialogues=1", "--param", "eval.max_new_tokens=4",
+        "--param", "eval.max_train_dialogues=4", "--param", "train.warmup_ratio=0"]
+
+
+def make_workspace(root: Path, personas: int = 2) -> Path:
+    from shpers_core.data import generate_dataset, write_jsonl
+    from shpers_core.workspace import Workspace
+
+    write_jsonl(generate_dataset(personas, 9, seed=1), Workspace.open(root).dataset_path)
+    return root
+
+
+def shpers(root: Path, *argv: str) -> tuple[int, str, str]:
+    out, err = StringIO(), StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        rc = main(["--workspace", str(root), *argv])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_sweep_specs_are_typed_named_and_keep_the_other_parameters():
+    specs = sweep_specs("unified_lora", "learning_rate", ["1e-4", "1e-3"], {"train.num_epochs": "2"},
+                        name="lr", base_model="tiny-qwen2")
+    assert [s.train["learning_rate"] for s in specs] == [1e-4, 1e-3]
+    assert [s.train["num_epochs"] for s in specs] == [2, 2]
+    assert [s.name for s in specs] == ["lr learning_rate=0.0001", "lr learning_rate=0.001"]
+    # The swept value wins over the same key among the others (the app passes every form field).
+    (spec,) = sweep_specs("unified_lora", "lora.rank", [4], {"lora.rank": 8}, base_model="tiny-qwen2")
+    assert spec.lora["rank"] == 4 and spec.name == "unified_lora rank=4"
+
+
+@pytest.mark.parametrize("key, values, message", [
+    ("train.no_such", ["1"], "cannot sweep 'train.no_such'"),
+    ("learning_rate", ["fast"], "'fast' is not a valid float"),
+    ("learning_rate", ["1e-4", "0.0001"], "repeats 0.0001"),
+    ("learning_rate", [], "at least one value"),
+])
+def test_a_bad_sweep_is_refused_naming_what_is_wrong(key, values, message):
+    with pytest.raises(ParamError, match=message):
+        sweep_specs("unified_lora", key, values, base_model="tiny-qwen2")
+
+
+def test_a_bad_sweep_on_the_command_line_is_one_line_and_records_nothing(tmp_path):
+    root = make_workspace(tmp_path)
+    rc, _, err = shpers(root, "sweep", "unified_lora", "train.learning_rate", "1e-4", "oops", "--model", "tiny-qwen2")
+    assert rc == 2 and err.count("\n") == 1 and "'oops' is not a valid float" in err
+    with RunStore(root / "shpers.sqlite") as store:
+        assert store.list_runs() == []
+
+
+def test_a_local_sweep_stores_one_finished_run_per_value(tmp_path, shpers_cache):
+    root = make_workspace(tmp_path)
+    rc, out, err = shpers(root, "sweep", "unified_lora", "lora.rank", "2", "4", "--model", "tiny-qwen2", "-q", *FAST)
+    assert rc == 0, err
+    with RunStore(root / "shpers.sqlite") as store:
+        runs = {r.name: r for r in store.list_runs()}
+        assert set(runs) == {"unified_lora rank=2", "unified_lora rank=4"}
+        assert all(r.status == "finished" for r in runs.values())
+        assert [store.get_run(rid).params["lora"]["rank"] for rid in out.split()] == [2, 4]
