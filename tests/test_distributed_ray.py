@@ -112,6 +112,11 @@ def test_a_ray_run_stores_what_a_local_run_stores(tmp_path, shpers_cache, cluste
         assert rs.curves(rrun.id, kind="train").keys() == ls.curves(lrun.id, kind="train").keys()
         assert any("running on Ray node" in line.message for line in rs.logs(rrun.id))
         assert rs.get_run(rrun.id).pid == os.getpid()
+        # What the Jobs tab shows, kept in the store: the worker's node and device.
+        from shpers_core.distributed.ray_executor import stored_placement
+
+        assert stored_placement(rs, rrun.id) == f"Ray node {ray.util.get_node_ip_address()} (CPU)"
+        assert stored_placement(ls, lrun.id) == "this machine"
     assert (remote / "runs" / rrun.id / "plan.json").exists()
 
 
@@ -331,3 +336,66 @@ def test_the_apps_job_process_sends_its_job_to_ray_and_relays_a_refusal(tmp_path
     failed = [e for e in events if e.kind == "failed"]
     assert failed and "cannot reach the Ray cluster at 127.0.0.1:9" in failed[0].error
     assert runs(root) == []
+
+
+@pytest.mark.slow
+def test_a_sweep_on_ray_gives_the_local_sweeps_runs(tmp_path, shpers_cache, cluster):
+    sweep = ["sweep", "unified_lora", "train.learning_rate", "1e-4", "1e-3", "--model", "tiny-qwen2", "-q",
+             *FAST, *SAME]
+    local, remote = make_workspace(tmp_path / "local"), make_workspace(tmp_path / "ray")
+    rc, lout, err = shpers(local, *sweep)
+    assert rc == 0, err
+    rc, rout, err = shpers(remote, *sweep, "--executor", "ray")
+    assert rc == 0, err
+    with RunStore(local / "shpers.sqlite") as ls, RunStore(remote / "shpers.sqlite") as rs:
+        lruns, rruns = [ls.get_run(r) for r in lout.split()], [rs.get_run(r) for r in rout.split()]
+        assert [r.name for r in rruns] == [r.name for r in lruns] == [
+            "unified_lora learning_rate=0.0001", "unified_lora learning_rate=0.001"]
+        for lrun, rrun in zip(lruns, rruns):
+            assert rrun.status == "finished"
+            assert any("running on Ray node" in line.message for line in rs.logs(rrun.id))
+            assert rs.metrics(rrun.id, subset="all") == pytest.approx(ls.metrics(lrun.id, subset="all"), abs=1e-6)
+            assert_same_adapters(adapter(local, lrun.id), adapter(remote, rrun.id))
+
+
+@pytest.mark.slow
+def test_runs_cancel_stops_a_ray_job_with_a_checkpoint_and_it_resumes_on_ray(tmp_path, shpers_cache, cluster):
+    root = make_workspace(tmp_path)
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    # Enough training after the first checkpoint that the cancel lands mid-training.
+    slow = ["--param", "train.num_epochs=30", "--param", "train.checkpoint_every=1", "--param", "train.warmup_ratio=0",
+            "--param", "eval.max_train_dialogues=4", "--param", "eval.max_test_dialogues=3",
+            "--param", "eval.max_new_tokens=64"]
+    driver = subprocess.Popen([sys.executable, "-m", "shpers_core.cli.main", "--workspace", str(root), "run",
+                               "unified_lora", "--model", "tiny-qwen2", "-q", "--executor", "ray", "--ray-address",
+                               cluster, *slow], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and driver.poll() is None:
+            if running_runs(root / "shpers.sqlite") and list(root.glob("runs/*/checkpoints/unified/*")):
+                break
+            time.sleep(0.1)
+        assert driver.poll() is None, driver.stderr.read().decode()
+        (run_id,) = running_runs(root / "shpers.sqlite")
+        rc, out, err = shpers(root, "runs", "cancel", run_id, "--wait", "120")
+        assert rc == 0, err
+        assert out.strip() == f"cancelled {run_id}"
+        assert driver.wait(timeout=60) == 130
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    (run,) = runs(root)
+    assert run.status == "cancelled"
+    assert list(root.glob(f"runs/{run_id}/checkpoints/unified/*"))  # the driver holds the worker's checkpoint
+    trained_before = (root / "runs" / run_id / "adapters" / "unified").exists()
+    rc, out, err = shpers(root, "runs", "resume", run_id, "--executor", "ray", "--ray-address", cluster)
+    assert rc == 0, err
+    (run,) = runs(root)
+    assert run.status == "finished"
+    with RunStore(root / "shpers.sqlite") as store:
+        lines = [line.message for line in store.logs(run_id)]
+    assert sum("running on Ray node" in m for m in lines) == 2
+    # The second worker went on from the checkpoint (or, if the cancel came after training, the adapter).
+    assert any(m.startswith("resumed train at step ") for m in lines) or trained_before, lines
+

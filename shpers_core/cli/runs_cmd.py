@@ -7,6 +7,7 @@ import math
 import sys
 from pathlib import Path
 
+from shpers_core.cli.executor_args import add_executor_args, job_runner
 from shpers_core.errors import UserError
 from shpers_core.evaluation.metrics import METRIC_NAMES
 from shpers_core.workspace import Workspace
@@ -56,9 +57,12 @@ def add_parser(sub) -> None:
                      help=f"export one persona's model as FORMAT ({', '.join(EXPORT_FORMATS)}) into DIR")
     exp.set_defaults(func=export_runs)
 
-    res = rs.add_parser("resume", help="continue an interrupted or cancelled run from its last checkpoint")
+    res = rs.add_parser("resume", help="continue an interrupted or cancelled run from its last checkpoint",
+                        description="Continue the run from its last checkpoint, here or (--executor ray) on a Ray "
+                                    "cluster, wherever it ran before.")
     res.add_argument("run_id")
     res.set_defaults(func=resume_run)
+    add_executor_args(res)
 
     res.add_argument("--restart", action="store_true",
                      help="discard its checkpoints and adapters and train it again from the beginning")
@@ -292,11 +296,13 @@ def export_persona_model(args) -> int:
 
 
 def resume_run(args) -> int:
+    import signal
+
     from shpers_core.cli.progress import ProgressPrinter
     from shpers_core.events import JobCancelled, Reporter
-    from shpers_core.jobs.runner import run_job
     from shpers_core.jobs.spec import JobSpec
 
+    run_job = job_runner(args)  # --ray-address without --executor ray is refused before anything changes
     ws = Workspace.open(args.workspace)
     with _store(args) as store:
         run = store.get_run(args.run_id)
@@ -306,10 +312,15 @@ def resume_run(args) -> int:
         from shpers_core.jobs.delete import discard_progress
 
         discard_progress(ws, run.id)
+    reporter = Reporter(ProgressPrinter())
+    # `shpers runs cancel` sends SIGTERM: stop at the next step with a checkpoint, as `shpers run` does.
+    previous = signal.signal(signal.SIGTERM, lambda *_: reporter.request_stop())
     try:
-        run_job(JobSpec.from_dict(run.params), ws, Reporter(ProgressPrinter()), run_id=run.id)
+        run_job(JobSpec.from_dict(run.params), ws, reporter, run_id=run.id)
     except JobCancelled:
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(run.id)
     return 0
 

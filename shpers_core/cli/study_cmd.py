@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 from shpers_core.cli.executor_args import add_executor_args, ray_options
@@ -39,8 +40,10 @@ def study(args) -> int:
     if not ws.dataset_path.exists():
         print(f"no dataset in {ws.root}: generating the default one", flush=True)
         write_jsonl(generate_dataset(), ws.dataset_path)
+    reporter = Reporter(ProgressPrinter(quiet=args.quiet))
+    # `shpers runs cancel` sends SIGTERM: the runs in flight stop with a checkpoint, the rest do not start.
+    previous = signal.signal(signal.SIGTERM, lambda *_: reporter.request_stop())
     try:
-        reporter = Reporter(ProgressPrinter(quiet=args.quiet))
         if options is None:
             run_ids = run_study(args.preset, ws, reporter, base_model=args.model, personas=args.personas,
                                 dtype=args.dtype)
@@ -51,6 +54,8 @@ def study(args) -> int:
                                        personas=args.personas, dtype=args.dtype)
     except JobCancelled:
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     with RunStore(ws.db_path) as store:
         rows = study_rows(store, run_ids)
     print(f"\nStudy '{args.preset}' — Table 5.1 regenerated from {ws.db_path}\n")

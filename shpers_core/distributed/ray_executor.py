@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import tempfile
@@ -46,13 +47,52 @@ class JobInterrupted(UserError):
 
 @dataclass(frozen=True)
 class Placed(Event):
-    """Where a job runs: the Ray node, the worker's process id and the GPUs Ray gave it."""
+    """Where a job runs: the Ray node (id and address), the worker's process id and the GPUs Ray gave it."""
 
     node: str
     pid: int
     gpus: tuple = ()
     attempt: int = 1
+    ip: str = ""
     kind: str = field(init=False, default="placed")
+
+    @property
+    def where(self) -> str:
+        """"Ray node 10.0.0.5 (GPU 0)" or "... (CPU)": what the Jobs tab shows."""
+        n = len(self.gpus)
+        device = f"GPU{'s' if n > 1 else ''} {', '.join(self.gpus)}" if n else "CPU"
+        return f"Ray node {self.ip or self.node} ({device})"
+
+
+THIS_MACHINE = "this machine"
+PLACED_PREFIX = "running on "
+"""The driver logs each attempt's placement as "running on WHERE; node ..."; the store keeps it."""
+
+
+def placement_line(placed: Placed) -> str:
+    return (f"{PLACED_PREFIX}{placed.where}; node {placed.node}, worker process {placed.pid}, "
+            f"attempt {placed.attempt}")
+
+
+def placement_in(message: str) -> str | None:
+    """The WHERE of a :func:`placement_line`, or None for any other log line."""
+    if not message.startswith(PLACED_PREFIX + "Ray node ") or "; node " not in message:
+        return None
+    return message[len(PLACED_PREFIX):].split("; node ", 1)[0]
+
+
+def stored_placement(store, run_id: str) -> str:
+    """Where the run ran last, from its log: a Ray node, or :data:`THIS_MACHINE`.
+
+    A placement logged before the run's latest start belongs to an earlier attempt (a Ray run
+    resumed here), so it does not count.
+    """
+    run = store.get_run(run_id)
+    for line in reversed(store.logs(run.id)):
+        where = placement_in(line.message)
+        if where is not None:
+            return where if not run.started_at or line.ts >= run.started_at else THIS_MACHINE
+    return THIS_MACHINE
 
 
 @dataclass
@@ -135,6 +175,10 @@ def connect(address: str | None = None) -> None:
         _check_reachable(address)
     if ray.is_initialized():
         return
+    # ray.init replaces the SIGTERM handler with one that exits the process; the caller's handler
+    # (`shpers runs cancel` sends SIGTERM) stops the job with a checkpoint instead, so it is put back.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
     try:
         if address:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
@@ -143,6 +187,9 @@ def connect(address: str | None = None) -> None:
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ClusterError(f"cannot reach the Ray cluster at {address or 'a new local instance'}: {first}") from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def job_resources(method: str, options: RayOptions) -> dict[str, float]:
@@ -258,7 +305,8 @@ def run_on_worker(spec_dict: dict, run_id: str, seed_db: bytes, files: dict, dat
         ws.db_path.write_bytes(seed_db)
         write_files(ws.root, files)
         ctx = ray.get_runtime_context()
-        reporter.emit(Placed(ctx.get_node_id()[:12], os.getpid(), tuple(str(g) for g in ray.get_gpu_ids()), attempt))
+        reporter.emit(Placed(ctx.get_node_id()[:12], os.getpid(), tuple(str(g) for g in ray.get_gpu_ids()), attempt,
+                             ip=ray.util.get_node_ip_address()))
         watcher = _CheckpointWatcher(ws.root, run_id, reporter.send)
         watcher.start()
         outcome, message, tb = "finished", "", ""
@@ -387,8 +435,7 @@ def _drive(spec, workspace, store, run_id, sources, dataset, resources, options,
                 for kind, payload in items:
                     if kind == "event":
                         if isinstance(payload, Placed):
-                            reporter.log(f"running on Ray node {payload.node} (worker process {payload.pid}, "
-                                         f"GPUs: {', '.join(payload.gpus) or 'none'}; attempt {payload.attempt})")
+                            reporter.log(placement_line(payload))
                         reporter.emit(payload)
                     elif kind == "files":
                         write_files(workspace.root, payload)

@@ -81,7 +81,9 @@ def train_sharded(ctx, ids: list[str], shards: int, micro_batch_rows: int | None
     from shpers_core.training.multi_lora import MultiFitResult
 
     if not ray.is_initialized():
-        ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        from shpers_core.distributed.ray_executor import connect
+
+        connect(None)  # a local instance, keeping this process's SIGTERM handler
     gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
     task = ray.remote(train_shard).options(num_cpus=1, num_gpus=gpus, max_retries=0)
     slices = split(ids, shards)

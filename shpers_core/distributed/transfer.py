@@ -17,8 +17,10 @@ Files = dict[str, bytes]
 
 # Tables keyed by run_id, in the order rows may be inserted (runs first for the foreign keys).
 RUN_TABLES = ("metrics", "persona_scores", "predictions", "artefacts", "curves", "events_log")
-# Columns the driver keeps as it has them: its own process runs the job as far as the store knows.
-DRIVER_COLUMNS = frozenset({"id", "name", "created_at", "host", "pid", "heartbeat_at", "notes", "tags"})
+# Columns the driver keeps as it has them: its own process runs the job as far as the store knows
+# (started_at too: the driver's start precedes the placement it logs, which the Jobs tab reads).
+DRIVER_COLUMNS = frozenset({"id", "name", "created_at", "started_at", "host", "pid", "heartbeat_at", "notes",
+                            "tags"})
 
 
 def _hidden(rel: Path) -> bool:

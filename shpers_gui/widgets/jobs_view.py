@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from shpers_core.jobs.spec import JobSpec
 from shpers_gui import engine
-from shpers_gui.job_queue import ACTIVE, CANCELLED, FAILED, FINISHED, INTERRUPTED, RUNNING, Job
+from shpers_gui.job_queue import ACTIVE, CANCELLED, FAILED, FINISHED, INTERRUPTED, RUNNING, WAITING, Job
 from shpers_gui.widgets.loss_plot import LossPlot
 from shpers_gui.widgets.plot_export import add_export_button
 
@@ -47,14 +47,17 @@ def format_eta(seconds: float | None, complete: bool = True) -> str:
 class JobsModel(QAbstractTableModel):
     """Rows are the queue's jobs, in submission order."""
 
-    COLUMNS = ["Job", "Method", "Status", "Progress", "ETA", "Run"]
+    COLUMNS = ["Job", "Method", "Status", "Progress", "ETA", "Run", "Where"]
     PROGRESS = 3
+    WHERE = 6
 
     def __init__(self, queue, parent=None):
         super().__init__(parent)
         self.queue = queue
+        self._where: dict[int, str] = {}  # job key -> where it runs (or ran), once known
         queue.job_added.connect(self._added)
         queue.job_changed.connect(self._changed)
+        queue.job_log.connect(self._logged)
 
     def rowCount(self, parent=QModelIndex()):
         return 0 if parent.isValid() else len(self.queue.jobs)
@@ -89,6 +92,8 @@ class JobsModel(QAbstractTableModel):
                 return format_eta(*job.job_eta())
             if col == 5:
                 return job.run_name or job.run_id
+            if col == self.WHERE:
+                return self.where(job)
         if role == Qt.ItemDataRole.ForegroundRole and col == 2:
             return QColor(STATUS_COLOURS.get(job.status, "#555555"))
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -101,12 +106,46 @@ class JobsModel(QAbstractTableModel):
             return job.error or None
         return None
 
+    def where(self, job: Job) -> str:
+        """"this machine", "Ray node IP (GPU n / CPU)" as the worker reported it, or "" while waiting.
+
+        Live from the job's log; for an ended job whose placement was not seen here (its row was made
+        for a stored run), from the run's stored log, which the driver wrote.
+        """
+        from shpers_core.distributed.ray_executor import THIS_MACHINE, stored_placement
+
+        if job.key in self._where:
+            return self._where[job.key]
+        if job.status == WAITING:
+            return ""
+        if job.status not in ACTIVE and job.run_id:
+            try:
+                self._where[job.key] = stored_placement(self.queue.session.store(), job.run_id)
+            except Exception:  # noqa: BLE001 - a deleted run or a busy store: shown as unknown
+                return ""
+            return self._where[job.key]
+        if getattr(job.worker, "runner", None) is not None:
+            return "Ray cluster (being placed)"
+        return THIS_MACHINE
+
+    def _logged(self, job: Job, line: str) -> None:
+        from shpers_core.distributed.ray_executor import placement_in
+
+        # The queue logs "[level] message"; the driver's line for each attempt names the node.
+        where = placement_in(line.split("] ", 1)[-1])
+        if where is not None and job in self.queue.jobs:
+            self._where[job.key] = where
+            row = self.queue.jobs.index(job)
+            self.dataChanged.emit(self.index(row, self.WHERE), self.index(row, self.WHERE))
+
     def _added(self, job: Job) -> None:
         row = self.queue.jobs.index(job)
         self.beginInsertRows(QModelIndex(), row, row)
         self.endInsertRows()
 
     def _changed(self, job: Job) -> None:
+        if job.status == WAITING:
+            self._where.pop(job.key, None)  # resumed: it may run somewhere else this time
         if job in self.queue.jobs:
             row = self.queue.jobs.index(job)
             self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.COLUMNS) - 1))
