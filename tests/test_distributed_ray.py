@@ -399,3 +399,24 @@ def test_runs_cancel_stops_a_ray_job_with_a_checkpoint_and_it_resumes_on_ray(tmp
     # The second worker went on from the checkpoint (or, if the cancel came after training, the adapter).
     assert any(m.startswith("resumed train at step ") for m in lines) or trained_before, lines
 
+
+@pytest.mark.slow
+def test_unified_lora_data_parallel_on_two_workers_equals_the_one_process_run(tmp_path, shpers_cache, cluster):
+    root = make_workspace(tmp_path)
+    # batch_size 3: the global batch does not split evenly over two workers, and the last one is short.
+    common = ["--model", "tiny-qwen2", "-q", *FAST, *SAME, "--param", "train.batch_size=3"]
+    rc, _, err = shpers(root, "run", "unified_lora", "--name", "one", *common)
+    assert rc == 0, err
+    rc, _, err = shpers(root, "run", "unified_lora", "--name", "two workers", "--param", "workers=2", *common)
+    assert rc == 0, err
+    by_name = {r.name: r for r in runs(root)}
+    one, ddp = by_name["one"], by_name["two workers"]
+    assert ddp.status == "finished"
+    assert_same_adapters(adapter(root, one.id), adapter(root, ddp.id), tol=1e-5)
+    with RunStore(root / "shpers.sqlite") as store:
+        assert any("data-parallel on 2 Ray Train workers" in line.message for line in store.logs(ddp.id))
+        # Worker 0's curve came back as it trained: the global batch's loss, step for step.
+        (lcurve,), (dcurve,) = store.curves(one.id, kind="train").values(), store.curves(ddp.id, kind="train").values()
+        assert dcurve.steps == lcurve.steps
+        assert dcurve.values == pytest.approx(lcurve.values, abs=1e-5)
+    assert list(root.glob(f"runs/{ddp.id}/checkpoints/unified/*"))  # the job holds worker 0's checkpoint

@@ -38,6 +38,32 @@ class FitResult(Throughput):
     """Padding positions the forward passes computed beside them."""
 
 
+class DataParallel:
+    """How one of several processes takes part in a data-parallel :func:`fit` (None there: the only one).
+
+    Each process takes its share of every global batch; the loss is normalised by the labelled
+    tokens of the whole batch and the gradients are summed over the processes, so each process
+    steps with the gradient one process would have computed on the whole batch. Subclasses
+    implement the collectives (``shpers_core.distributed.data_parallel``).
+    """
+
+    def share(self, rows: list) -> list:
+        """This process's rows of a global batch (possibly none)."""
+        raise NotImplementedError
+
+    def all_sum(self, value: torch.Tensor) -> torch.Tensor:
+        """``value`` summed over the processes."""
+        raise NotImplementedError
+
+    def sum_gradients(self, weights: list[torch.nn.Parameter]) -> None:
+        """Replace each weight's gradient (zero where this process had no rows) by its sum over the processes."""
+        raise NotImplementedError
+
+    def any_stop(self, stop: bool) -> bool:
+        """Whether any process was asked to stop: all stop at the same step, or the collectives would hang."""
+        raise NotImplementedError
+
+
 def lora_config(lora: LoraParams) -> LoraConfig:
     return LoraConfig(
         r=lora.rank,
@@ -92,11 +118,14 @@ def fit(
     checkpoint_dir: Path | None = None,
     checkpoint_every: int | None = None,
     series: str = "train",
+    data_parallel: DataParallel | None = None,
 ) -> FitResult:
     """Train the parameters of ``model`` that require grad; resumes from ``checkpoint_dir`` if it holds one.
 
     Checkpoints every ``checkpoint_every`` steps (default ``params.checkpoint_every``) and each epoch.
+    With ``data_parallel`` this process trains its share of each batch in step with the others.
     """
+    dp = data_parallel
     if not train:
         raise ValueError("no training examples")
     every = checkpoint_every or params.checkpoint_every
@@ -137,17 +166,26 @@ def fit(
     started = time.perf_counter() - state["seconds"]
     try:
         while state["step"] < total and not state["stopped_early"]:
-            reporter.check()
+            if dp is None:
+                reporter.check()
+            elif dp.any_stop(reporter.should_stop()):
+                raise JobCancelled()
             t = state["step"]
             rows = [train[i] for i in plan[t]]
+            if dp is not None:
+                rows = dp.share(rows)
             padded, real = padding_share([len(e) for e in rows])
             state["padded"] += padded
             state["tokens"] += real
-            batch = {k: v.to(device) for k, v in collate(rows, pad_id).items()}
-            s, c = labelled_loss_sum(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
-            loss = s.sum() / c.sum().clamp(min=1)
-            check_loss(loss.item(), t + 1, series)
-            scaler.scaled(loss).backward()
+            if dp is None:
+                batch = {k: v.to(device) for k, v in collate(rows, pad_id).items()}
+                s, c = labelled_loss_sum(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+                loss = s.sum() / c.sum().clamp(min=1)
+                check_loss(loss.item(), t + 1, series)
+                scaler.scaled(loss).backward()
+            else:
+                loss = _data_parallel_backward(dp, model, pad_id, rows, device, scaler, weights)
+                check_loss(loss.item(), t + 1, series)
             lr = learning_rate_at(t, total, warmup, params.learning_rate)
             if scaler.unscale(weights):  # float16 only: a step whose gradients overflowed is skipped
                 if params.max_grad_norm > 0:
@@ -199,6 +237,23 @@ def fit(
     )
 
 
+def _data_parallel_backward(dp: DataParallel, model, pad_id: int, rows: list, device, scaler,
+                            weights: list[torch.nn.Parameter]) -> torch.Tensor:
+    """Backward of this process's rows over the whole batch's token count, gradients summed; the batch's loss."""
+    if rows:
+        batch = {k: v.to(device) for k, v in collate(rows, pad_id).items()}
+        s, c = labelled_loss_sum(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        s, c = s.sum(), c.sum()
+    else:  # a last batch smaller than the number of processes
+        s = c = torch.zeros((), device=device)
+    count = dp.all_sum(c.detach().float()).clamp(min=1)
+    local = s / count
+    if rows:
+        scaler.scaled(local).backward()
+    dp.sum_gradients(weights)
+    return dp.all_sum(local.detach().float())
+
+
 def add_lora(model: torch.nn.Module, lora: LoraParams, seed: int, adapter_name: str = "default") -> PeftModel:
     """Wrap ``model`` with a freshly initialised LoRA adapter; the init depends only on ``seed``."""
     torch.manual_seed(seed)
@@ -216,6 +271,7 @@ def fit_adapter(
     *,
     checkpoint_dir: Path | None = None,
     series: str = "train",
+    data_parallel: DataParallel | None = None,
 ) -> FitResult:
     """Train one LoRA adapter on a frozen base model and return its PEFT state dict.
 
@@ -224,7 +280,7 @@ def fit_adapter(
     peft_model = add_lora(model, lora, train_params.seed)
     try:
         result = fit(peft_model, pad_id, train, val, train_params, reporter,
-                     checkpoint_dir=checkpoint_dir, series=series)
+                     checkpoint_dir=checkpoint_dir, series=series, data_parallel=data_parallel)
         result.state_dict = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(peft_model).items()}
     finally:
         peft_model.unload()
