@@ -420,3 +420,33 @@ def test_unified_lora_data_parallel_on_two_workers_equals_the_one_process_run(tm
         assert dcurve.steps == lcurve.steps
         assert dcurve.values == pytest.approx(lcurve.values, abs=1e-5)
     assert list(root.glob(f"runs/{ddp.id}/checkpoints/unified/*"))  # the job holds worker 0's checkpoint
+
+
+@pytest.mark.slow
+def test_a_data_parallel_run_cancelled_mid_training_resumes_to_the_one_process_adapter(tmp_path, shpers_cache,
+                                                                                        cluster):
+    from shpers_core.events import CollectingReporter, JobCancelled
+    from shpers_core.jobs.runner import run_job
+    from shpers_core.jobs.spec import build_spec
+    from shpers_core.workspace import Workspace
+
+    root = make_workspace(tmp_path)
+    params = {"train.num_epochs": 2, "train.checkpoint_every": 1, "train.warmup_ratio": 0, "train.batch_size": 3,
+              "lora.lora_dropout": 0, "eval.max_train_dialogues": 4, "eval.max_test_dialogues": 1,
+              "eval.max_new_tokens": 4}
+    one = run_job(build_spec("unified_lora", params, base_model="tiny-qwen2", dtype="float32", name="one"),
+                  Workspace.open(root), CollectingReporter())
+    reporter = CollectingReporter()
+    reporter.add_sink(lambda e: reporter.request_stop() if e.kind == "step" and e.step >= 2 else None)
+    spec = build_spec("unified_lora", {**params, "workers": 2}, base_model="tiny-qwen2", dtype="float32", name="dp")
+    with pytest.raises(JobCancelled):
+        run_job(spec, Workspace.open(root), reporter)
+    dp = {r.name: r for r in runs(root)}["dp"]
+    assert dp.status == "cancelled"
+    assert list(root.glob(f"runs/{dp.id}/checkpoints/unified/*"))  # worker 0's, written on the way out
+    rc, _, err = shpers(root, "runs", "resume", dp.id)
+    assert rc == 0, err
+    assert {r.name: r for r in runs(root)}["dp"].status == "finished"
+    with RunStore(root / "shpers.sqlite") as store:
+        assert any(line.message.startswith("resumed train at step ") for line in store.logs(dp.id))
+    assert_same_adapters(adapter(root, one), adapter(root, dp.id), tol=1e-5)
