@@ -95,6 +95,16 @@ def _train_worker(config: dict) -> None:
                                  series=config["series"], data_parallel=TorchDataParallel(rank, world))
         except JobCancelled:
             outcome, result = "cancelled", None
+        except Exception as exc:
+            # Worker 0's own error (a diverged loss is a UserError) reaches the job as itself, not
+            # as Ray Train's wrapper; the group then ends.
+            if rank == 0:
+                watcher.stop()
+                try:
+                    reporter.send(("result", {"outcome": "failed", "error": exc}))
+                except Exception:  # noqa: BLE001 - an error that does not pickle: Ray Train's report stands
+                    log.exception("sending worker 0's error")
+            raise
         if rank == 0:
             watcher.stop()
             watcher.scan()  # the checkpoint written on the way out
@@ -170,6 +180,8 @@ def fit_data_parallel(ctx, train, val, name: str, workers: int, series: str = "t
     finally:
         ray.kill(channel)
         shutil.rmtree(scratch, ignore_errors=True)
+    if outcome is not None and outcome["outcome"] == "failed":
+        raise outcome["error"]
     if failure and outcome is None:
         first = (str(failure[0]).strip().splitlines() or [type(failure[0]).__name__])[0]
         raise RuntimeError(f"data-parallel training of {name} failed on Ray Train: {first}") from failure[0]
