@@ -43,7 +43,7 @@ def run(ctx, params: PerPersonaParams) -> EvalPlan:
                 val_losses[pid] = result.val_curve[-1][1]
             ctx.reporter.progress("personas", len(adapters), len(ctx.personas))
     elif todo:
-        from shpers_core.training.multi.trainer import checkpointed_adapters
+        from shpers_core.training.multi import checkpointed_adapters
         from shpers_core.training.multi_lora import train_many
 
         checkpoints = ctx.checkpoint_dir("batched")
