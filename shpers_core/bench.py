@@ -281,11 +281,12 @@ def _bench_dtype(result: BenchResult, model: str, device: str, dtype: str, split
                  tick: Callable[[], None], *, slow: bool, slow_eval: bool = True) -> None:
     """Load ``model`` in ``dtype`` and time its phases into ``result.dtypes``; ``slow`` adds the one-at-a-time ones."""
     from shpers_core.evaluation.evaluate import generate_dialogues_for_plan
-    from shpers_core.methods.base import Adapter, EvalPlan
+    from shpers_core.evaluation.plan import EvalPlan
     from shpers_core.models import encode_dialogue, load_base
     from shpers_core.models.device import torch_dtype
+    from shpers_core.training.adapter_types import Adapter
     from shpers_core.training.fit import fit_adapter
-    from shpers_core.training.multi_lora import train_many
+    from shpers_core.training.multi import train_many
 
     repeats = result.repeats
     base = load_base(model, device=device, dtype=dtype)

@@ -127,6 +127,12 @@ class Params:
             if spec.max is not None and isinstance(value, (int, float)) and value > spec.max:
                 raise ParamError(f"{where}: {spec.name}={value!r} must be <= {spec.max}")
 
+    def check_persona_count(self, method: str, count: int) -> None:
+        """Raise :class:`UserError` when these settings cannot work on ``count`` selected personas.
+
+        Nothing to check by default; settings that cluster personas override it.
+        """
+
     def to_dict(self) -> dict[str, Any]:
         return {s.name: getattr(self, s.name) for s in self.specs()}
 

@@ -1,7 +1,8 @@
 """The engine's import graph, read statically: no cycles, no Qt, and training/evaluation below methods/jobs.
 
 Imports inside functions count too: a function-level import that only dodges a cycle still
-ties the two modules together, and it hides the tie from a reader.
+ties the two modules together, and it hides the tie from a reader. Imports under
+``if TYPE_CHECKING:`` do not count: they never run.
 """
 
 from __future__ import annotations
@@ -27,12 +28,28 @@ def engine_modules() -> dict[str, Path]:
     return {module_name(p): p for p in sorted(ENGINE.rglob("*.py"))}
 
 
+def is_type_checking(node: ast.AST) -> bool:
+    test = getattr(node, "test", None)
+    return isinstance(node, ast.If) and (
+        isinstance(test, ast.Name) and test.id == "TYPE_CHECKING"
+        or isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def runtime_nodes(tree: ast.AST):
+    """Every node that can run, functions included; ``if TYPE_CHECKING:`` blocks never run, so no cycle."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(child for child in ast.iter_child_nodes(node) if not is_type_checking(child))
+
+
 def imported_names(path: Path, module: str) -> set[str]:
     """Every module name ``path`` imports, anywhere in the file (absolute, relative made absolute)."""
     is_package = path.name == "__init__.py"
     package = module if is_package else module.rpartition(".")[0]
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+    for node in runtime_nodes(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
         if isinstance(node, ast.Import):
             out.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -109,12 +126,6 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-# The cycle through methods/base.py, jobs/ and training/ is the target of issue #12; the next
-# commit moves the types that cause it and drops these marks (strict: a pass fails loudly).
-CYCLE_OPEN = pytest.mark.xfail(strict=True, reason="issue #12: the cycle is still there")
-
-
-@CYCLE_OPEN
 def test_engine_has_no_import_cycle():
     graph, _ = import_graph()
     found = cycles(graph)
@@ -128,7 +139,6 @@ def test_engine_imports_no_gui():
     assert not bad, "the engine must run without Qt:\n" + "\n".join(bad)
 
 
-@CYCLE_OPEN
 @pytest.mark.parametrize("lower", ["shpers_core.training", "shpers_core.evaluation"])
 def test_training_and_evaluation_sit_below_methods_and_jobs(lower):
     graph, _ = import_graph()
@@ -140,12 +150,14 @@ def test_training_and_evaluation_sit_below_methods_and_jobs(lower):
 
 
 def test_the_graph_sees_function_level_imports(tmp_path, monkeypatch):
-    """The walker counts an import inside a function, so a lazy import cannot hide a cycle."""
+    """The walker counts an import inside a function, so a lazy import cannot hide a cycle; a type-only one is no edge."""
     src = tmp_path / "shpers_core"
     src.mkdir()
     (src / "__init__.py").write_text("")
     (src / "a.py").write_text("def f():\n    from shpers_core import b\n")
-    (src / "b.py").write_text("from shpers_core.a import f\n")
+    (src / "b.py").write_text("from typing import TYPE_CHECKING\nfrom shpers_core.a import f\n"
+                              "if TYPE_CHECKING:\n    from shpers_core import c\n")
+    (src / "c.py").write_text("from shpers_core import b\n")
     monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
     monkeypatch.setattr(f"{__name__}.ENGINE", src)
     graph, _ = import_graph()

@@ -9,19 +9,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from shpers_core.errors import UserError
-from shpers_core.params import ParamError, Params, param
+from shpers_core.evaluation.config import EvalParams
+from shpers_core.methods.registry import get_method
+from shpers_core.params import ParamError, Params
 from shpers_core.training.config import LoraParams, TrainParams
-
-
-@dataclass
-class EvalParams(Params):
-    title = "Data and evaluation"
-    split_seed: int = param(0, "Seed of the per-persona train/validation/test split.", min=0, max=2**31 - 1)
-    max_train_dialogues: int = param(0, "Use at most this many training dialogues per persona (0: all).", min=0)
-    max_test_dialogues: int = param(0, "Score at most this many test dialogues per persona (0: all).", min=0)
-    max_new_tokens: int = param(64, "Longest generated reply, in tokens.", min=1, max=4096)
-    eval_batch_size: int = param(16, "Replies generated at once (rows may use different adapters).", min=1)
-    system_prompt: str = param("", "System prompt for training and replies (empty: the chat template's own).")
 
 
 @dataclass
@@ -50,11 +41,9 @@ class JobSpec:
 
 def parameter_groups(method: str) -> dict[str, type[Params]]:
     """The parameter dataclasses of ``method``: its own, then LoRA, training and evaluation."""
-    from shpers_core.methods.registry import get_method
-
     spec = get_method(method)
     groups: dict[str, type[Params]] = {"method_params": spec.params}
-    if spec.uses_lora:
+    if spec.shows_lora_form:
         groups["lora"] = LoraParams
     if spec.trains:
         groups["train"] = TrainParams
@@ -64,8 +53,6 @@ def parameter_groups(method: str) -> dict[str, type[Params]]:
 
 def defaults_for(method: str) -> dict[str, dict[str, Any]]:
     """Default values of every group for ``method`` (the method's Appendix-A deviations applied)."""
-    from shpers_core.methods.registry import get_method
-
     spec = get_method(method)
     out = {}
     for group, cls in parameter_groups(method).items():
@@ -108,8 +95,6 @@ def build_spec(method: str, overrides: dict[str, Any] | None = None, **fields: A
 
 def resolved(spec: JobSpec) -> tuple[Params, LoraParams, TrainParams, EvalParams]:
     """The typed parameter objects of a spec (validated)."""
-    from shpers_core.methods.registry import get_method
-
     method = get_method(spec.method)
     defaults = defaults_for(spec.method)
     try:
@@ -120,3 +105,11 @@ def resolved(spec: JobSpec) -> tuple[Params, LoraParams, TrainParams, EvalParams
     except TypeError as exc:
         raise UserError(f"{spec.method}: {exc}") from None
     return mp, lora, train, ev
+
+
+def source_spec(spec: JobSpec, method: str, personas: list[str], *, lora: LoraParams, eval: EvalParams) -> JobSpec:
+    """The job of a source run that ``spec`` builds on: ``method`` with this run's LoRA and evaluation settings."""
+    return build_spec(method, {**{f"eval.{k}": v for k, v in eval.to_dict().items()},
+                               **{f"lora.{k}": v for k, v in lora.to_dict().items()}},
+                      base_model=spec.base_model, personas=list(personas), dataset_path=spec.dataset_path,
+                      device=spec.device, dtype=spec.dtype)

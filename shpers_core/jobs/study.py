@@ -12,7 +12,8 @@ from typing import Any
 
 from shpers_core.errors import UserError
 from shpers_core.events import Reporter
-from shpers_core.jobs.spec import JobSpec, build_spec
+from shpers_core.jobs.runner import load_dataset_for, run_job
+from shpers_core.jobs.spec import JobSpec, build_spec, defaults_for, parameter_groups, resolved
 
 # (row label, method, method overrides). Dependencies come first: merges reuse the per-persona
 # run, prefixes the unified one.
@@ -89,8 +90,6 @@ def get_preset(name: str) -> StudyPreset:
 
 
 def _applicable(method: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    from shpers_core.jobs.spec import parameter_groups
-
     groups = parameter_groups(method)
     out = {}
     for key, value in overrides.items():
@@ -105,8 +104,6 @@ def study_specs(preset: str | StudyPreset, persona_ids: list[str], *, base_model
                 extra: dict[str, Any] | None = None, dtype: str | None = None) -> list[JobSpec]:
     """One job per study row for ``preset`` over ``persona_ids`` (already chosen)."""
     p = get_preset(preset) if isinstance(preset, str) else preset
-    from shpers_core.jobs.spec import defaults_for, resolved
-
     specs = []
     for label, method, own in STUDY_STEPS:
         overrides = _applicable(method, {**p.overrides, **p.method_overrides.get(method, {}), **(extra or {})})
@@ -129,8 +126,6 @@ def preset_personas(preset: StudyPreset, all_ids: list[str]) -> list[str]:
 def run_study(preset: str, workspace, reporter: Reporter, *, base_model: str | None = None,
               personas: list[str] | None = None, dtype: str | None = None) -> list[str]:
     """Run every study row in one process (the base model is loaded once); returns run ids."""
-    from shpers_core.jobs.runner import load_dataset_for, run_job
-
     p = get_preset(preset)
     first = build_spec("base_model", base_model=base_model or p.base_model)
     dataset = load_dataset_for(first, workspace)

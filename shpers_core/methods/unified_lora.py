@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from shpers_core.methods.base import EvalPlan, MethodSpec, NoParams
+from shpers_core.evaluation.plan import EvalPlan
+from shpers_core.methods.base import MethodSpec, NoParams
 
 
 def run(ctx, params: NoParams) -> EvalPlan:

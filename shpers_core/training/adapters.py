@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from shpers_core.errors import UserError
-from shpers_core.methods.base import Adapter
+from shpers_core.training.adapter_types import Adapter
 from shpers_core.training.checkpoint import atomic_write_dir
 
 WEIGHTS = "adapter_model.safetensors"

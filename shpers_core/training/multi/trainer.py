@@ -39,7 +39,7 @@ from shpers_core.training.batching import IGNORE_INDEX, Example, batches_for, co
 from shpers_core.training.checkpoint import STATE, Checkpoint, load_checkpoint, save_checkpoint
 from shpers_core.training.config import LoraParams, TrainParams, learning_rate_at
 from shpers_core.training.diverged import check_loss
-from shpers_core.training.fit import replay_curve
+from shpers_core.training.fit import add_lora, replay_curve
 from shpers_core.training.loss import Throughput, labelled_loss_sum, padding_share
 from shpers_core.training.multi.adamw import StackedAdamW, clip_grad_norm_per_adapter
 from shpers_core.training.multi.lora import MultiLoraModel, _matches
@@ -71,8 +71,6 @@ class MultiFitResult(Throughput):
 
 def peft_init_state(base_model: torch.nn.Module, lora: LoraParams, seed: int) -> dict[str, torch.Tensor]:
     """The fresh adapter a lone PEFT run with ``seed`` starts from (made by PEFT itself, then unloaded)."""
-    from shpers_core.training.fit import add_lora
-
     peft_model = add_lora(base_model, lora, seed)
     try:
         return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(peft_model).items()}
