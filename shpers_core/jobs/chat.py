@@ -13,7 +13,7 @@ from shpers_core.evaluation.embedding import EmbeddingScorer
 from shpers_core.evaluation.evaluate import generate_for_plan, stream_for_plan
 from shpers_core.evaluation.plan import EvalPlan
 from shpers_core.jobs.runner import load_base_cached, load_dataset_for
-from shpers_core.jobs.spec import JobSpec, build_spec, resolved
+from shpers_core.jobs.spec import JobSpec, build_spec
 from shpers_core.methods.retrieval import retriever
 from shpers_core.models import DEFAULT_MODEL
 from shpers_core.store import RunStore
@@ -66,16 +66,16 @@ class ChatSession:
             plan.soft_prompts[pid] = load_soft_prompt(where(r["soft_prompt"]))
         if r.get("kv_prefix"):
             plan.kv_prefixes[pid] = load_prefix_tuning(where(r["kv_prefix"]))
-        self.system_prompt = resolved(self.spec)[3].system_prompt or None
+        self.system_prompt = self.spec.eval.system_prompt or None
         if r.get("retrieval_examples"):
-            split = split_dataset(self.dataset, seed=resolved(self.spec)[3].split_seed)[pid]
+            split = split_dataset(self.dataset, seed=self.spec.eval.split_seed)[pid]
             plan.system_for_turn = retriever({pid: split.train}, EmbeddingScorer().embed, r["retrieval_examples"],
                                              self.system_prompt)
         return plan
 
     def test_dialogues(self) -> list[Dialogue]:
         """The persona's test dialogues, whose replies the run never saw."""
-        return split_dataset(self.dataset, seed=resolved(self.spec)[3].split_seed)[self.persona_id].test
+        return split_dataset(self.dataset, seed=self.spec.eval.split_seed)[self.persona_id].test
 
     def reply(self, history: list[Message]) -> str:
         """The whole reply to the last user message of ``history``."""

@@ -16,7 +16,7 @@ from shpers_core.data.schema import Dataset
 from shpers_core.errors import UserError
 from shpers_core.evaluation.evaluate import evaluate_plan
 from shpers_core.events import Cancelled, Failed, Finished, JobCancelled, Reporter, Started
-from shpers_core.jobs.spec import JobSpec, resolved, source_spec
+from shpers_core.jobs.spec import JobSpec, source_spec
 from shpers_core.methods.base import MethodSpec
 from shpers_core.methods.context import MethodContext
 from shpers_core.methods.registry import get_method
@@ -164,7 +164,7 @@ def resolve_sources(ctx: MethodContext, method: MethodSpec, params: Params) -> N
             ctx.reporter.log(f"using {source} run {found}")
         else:
             ctx.reporter.log(f"no finished {source} run for these personas: training one first")
-            sub = source_spec(ctx.spec, source, ctx.personas, lora=ctx.lora, eval=ctx.eval)
+            sub = source_spec(ctx.spec, source, ctx.personas)
             found = run_job(sub, ctx.workspace, ctx.reporter, store=ctx.store, base=ctx.base, dataset=ctx.dataset)
         ctx.sources[source] = found
 
@@ -191,7 +191,7 @@ def run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=No
 def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=None, base=None,
              dataset: Dataset | None = None, run_id: str | None = None) -> str:
     method = get_method(spec.method)
-    mp, lora, train, ev = resolved(spec)
+    mp, lora, train, ev = spec.method_params, spec.lora, spec.train, spec.eval
     if dataset is None and run_id is not None:
         with RunStore(workspace.db_path) as s:
             dataset = load_dataset_for(spec, workspace, s.get_run(run_id).dataset_hash)

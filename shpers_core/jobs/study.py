@@ -13,7 +13,7 @@ from typing import Any
 from shpers_core.errors import UserError
 from shpers_core.events import Reporter
 from shpers_core.jobs.runner import load_dataset_for, run_job
-from shpers_core.jobs.spec import JobSpec, build_spec, defaults_for, parameter_groups, resolved
+from shpers_core.jobs.spec import JobSpec, applicable, build_spec, default_params, parameter_groups
 
 # (row label, method, method overrides). Dependencies come first: merges reuse the per-persona
 # run, prefixes the unified one.
@@ -89,31 +89,20 @@ def get_preset(name: str) -> StudyPreset:
         raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
 
 
-def _applicable(method: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    groups = parameter_groups(method)
-    out = {}
-    for key, value in overrides.items():
-        group, _, name = key.rpartition(".")
-        names = groups.get(group or "method_params")
-        if names is not None and any(s.name == name for s in names.specs()):
-            out[key if group else f"method_params.{name}"] = value
-    return out
-
-
 def study_specs(preset: str | StudyPreset, persona_ids: list[str], *, base_model: str | None = None,
                 extra: dict[str, Any] | None = None, dtype: str | None = None) -> list[JobSpec]:
     """One job per study row for ``preset`` over ``persona_ids`` (already chosen)."""
     p = get_preset(preset) if isinstance(preset, str) else preset
     specs = []
     for label, method, own in STUDY_STEPS:
-        overrides = _applicable(method, {**p.overrides, **p.method_overrides.get(method, {}), **(extra or {})})
+        overrides = applicable(method, {**p.overrides, **p.method_overrides.get(method, {}), **(extra or {})})
         overrides.update({f"method_params.{k}": v for k, v in own.items()})
         spec = build_spec(method, overrides, base_model=base_model or p.base_model,
                           personas=list(persona_ids), name=label, dtype=dtype)
-        if p.note_cuts and "train" in defaults_for(method):
-            full, used = defaults_for(method)["train"]["num_epochs"], resolved(spec)[2].num_epochs
+        if p.note_cuts and "train" in parameter_groups(method):
+            full, used = default_params(method, "train").num_epochs, spec.train.num_epochs
             if used < full:
-                spec.name = f"{label} ({used} of {full} epochs)"
+                spec = spec.replace(name=f"{label} ({used} of {full} epochs)")
         specs.append(spec)
     return specs
 
