@@ -312,7 +312,7 @@ def test_read_only_workspace_is_one_line_and_leaves_the_database_whole(workspace
 HALF_WRITE = textwrap.dedent("""
     import sys, threading, time
     from pathlib import Path
-    from shpers_core.training.checkpoint import atomic_write_dir
+    from shpers_core.atomic import atomic_write_dir
 
     lock = threading.Lock()
 

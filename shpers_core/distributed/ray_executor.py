@@ -97,7 +97,7 @@ def load_executor_choice(workspace: Workspace) -> tuple[str, str]:
 def save_executor_choice(workspace: Workspace, kind: str, address: str = "") -> None:
     import json
 
-    from shpers_core.training.checkpoint import atomic_write_text
+    from shpers_core.atomic import atomic_write_text
 
     atomic_write_text(workspace.root / EXECUTOR_FILE, json.dumps({"executor": kind, "ray_address": address.strip()}))
 

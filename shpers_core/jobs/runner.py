@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from shpers_core.atomic import atomic_write_text, write_fault
 from shpers_core.data import load_dataset, split_dataset
 from shpers_core.data.library import archive_path, remember
 from shpers_core.data.schema import Dataset
@@ -27,7 +28,6 @@ from shpers_core.params import ParamError, Params
 from shpers_core.store import RunStore, StoreSink
 from shpers_core.threads import computing
 from shpers_core.training.adapters import AdapterError, check_adapter_fits, load_lora_adapter
-from shpers_core.training.checkpoint import atomic_write_text, write_fault
 from shpers_core.workspace import Workspace
 
 log = logging.getLogger(__name__)

@@ -6,13 +6,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from shpers_core.atomic import atomic_write_text
 from shpers_core.errors import UserError
 from shpers_core.methods.cluster_lora import ClusterParams
 from shpers_core.methods.merging import MERGE_MODE_HELP, MERGE_MODES, merge_lora
 from shpers_core.params import param
 from shpers_core.training.adapter_types import Adapter
 from shpers_core.training.adapters import check_adapter_fits
-from shpers_core.training.checkpoint import atomic_write_text
 
 
 @dataclass

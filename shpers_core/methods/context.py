@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from shpers_core.atomic import recover_dir
 from shpers_core.data.schema import Dataset, PersonaSplit
 from shpers_core.evaluation.config import EvalParams
 from shpers_core.evaluation.embedding import EmbeddingScorer
@@ -22,7 +23,6 @@ from shpers_core.names import child
 from shpers_core.training.adapter_types import Adapter
 from shpers_core.training.adapters import load_lora_adapter, save_lora_adapter
 from shpers_core.training.batching import Example
-from shpers_core.training.checkpoint import recover_dir
 from shpers_core.training.config import LoraParams, TrainParams
 from shpers_core.training.fit import fit_adapter
 from shpers_core.workspace import Workspace
