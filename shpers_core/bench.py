@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from shpers_core.events import Reporter
+from shpers_core.models import DEFAULT_MODEL
 from shpers_core.training.batching import IGNORE_INDEX
 from shpers_core.training.config import LoraParams, TrainParams
 
@@ -226,7 +227,7 @@ def bench_dataset(personas: int, workspace=None):
 
 
 def run_bench(
-    model: str = "smollm2-135m-instruct",
+    model: str = DEFAULT_MODEL,
     personas: int = 16,
     train_dialogues: int = 2,
     repeats: int = 1,

@@ -14,6 +14,7 @@ from shpers_core.errors import UserError
 from shpers_core.events import Reporter
 from shpers_core.jobs.runner import load_dataset_for, run_job
 from shpers_core.jobs.spec import JobSpec, applicable, build_spec, default_params, parameter_groups
+from shpers_core.models import DEFAULT_MODEL
 
 # (row label, method, method overrides). Dependencies come first: merges reuse the per-persona
 # run, prefixes the unified one.
@@ -58,7 +59,7 @@ class StudyPreset:
 PRESETS: dict[str, StudyPreset] = {
     "smoke": StudyPreset(
         "smoke", "4 personas, one short epoch, 1 test dialogue each: the pipeline end to end in minutes on a CPU.",
-        "smollm2-135m-instruct", 4,
+        DEFAULT_MODEL, 4,
         # No warm-up: with two or three steps per adapter it would spend one at learning rate 0.
         {"train.num_epochs": 1, "train.warmup_ratio": 0.0, "eval.max_train_dialogues": 6,
          "eval.max_test_dialogues": 1, "eval.max_new_tokens": 24, "eval.eval_batch_size": 32,
@@ -70,7 +71,7 @@ PRESETS: dict[str, StudyPreset] = {
         # epochs do not fit: LoRA rows train 1 of 3 epochs, learned prefixes 1 of 10; the rows say so.
         "quick", "20 personas, all their training dialogues, 3 test dialogues each, every row, on the embedded "
                  "model; epochs cut to 1 (the table says so): about 45-55 minutes on a 2-core CPU.",
-        "smollm2-135m-instruct", 20,
+        DEFAULT_MODEL, 20,
         {"train.num_epochs": 1, "eval.max_test_dialogues": 3, "eval.max_new_tokens": 24,
          "eval.eval_batch_size": 64, "k": 4},
         note_cuts=True,
