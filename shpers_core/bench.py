@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from shpers_core.events import Reporter
+from shpers_core.models import DEFAULT_MODEL
 from shpers_core.training.batching import IGNORE_INDEX
 from shpers_core.training.config import LoraParams, TrainParams
 
@@ -226,7 +227,7 @@ def bench_dataset(personas: int, workspace=None):
 
 
 def run_bench(
-    model: str = "smollm2-135m-instruct",
+    model: str = DEFAULT_MODEL,
     personas: int = 16,
     train_dialogues: int = 2,
     repeats: int = 1,
@@ -281,11 +282,12 @@ def _bench_dtype(result: BenchResult, model: str, device: str, dtype: str, split
                  tick: Callable[[], None], *, slow: bool, slow_eval: bool = True) -> None:
     """Load ``model`` in ``dtype`` and time its phases into ``result.dtypes``; ``slow`` adds the one-at-a-time ones."""
     from shpers_core.evaluation.evaluate import generate_dialogues_for_plan
-    from shpers_core.methods.base import Adapter, EvalPlan
+    from shpers_core.evaluation.plan import EvalPlan
     from shpers_core.models import encode_dialogue, load_base
     from shpers_core.models.device import torch_dtype
+    from shpers_core.training.adapter_types import Adapter
     from shpers_core.training.fit import fit_adapter
-    from shpers_core.training.multi_lora import train_many
+    from shpers_core.training.multi import train_many
 
     repeats = result.repeats
     base = load_base(model, device=device, dtype=dtype)

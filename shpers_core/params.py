@@ -96,36 +96,27 @@ class Params:
 
     def validate(self) -> None:
         """Raise :class:`ParamError` naming the first field whose value is out of range."""
-        where = type(self).title or type(self).__name__
         for spec in self.specs():
-            value = getattr(self, spec.name)
-            if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-                setattr(self, spec.name, value)
-            if spec.type in (int, float) and not isinstance(value, (int, float)) or (
-                spec.type is int and isinstance(value, float)
-            ):
-                raise ParamError(f"{where}: {spec.name} must be {spec.type.__name__}, got {value!r}")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ParamError(f"{where}: {spec.name}={value!r} must be a finite number")
-            if isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:
-                # The run store keeps integers as SQLite INTEGER (64-bit).
-                raise ParamError(f"{where}: {spec.name}={value!r} is too large (at most {INT_MAX})")
-            if spec.type is list and not value and spec.default:
-                raise ParamError(f"{where}: {spec.name} is empty; give at least one value")
-            if spec.choices is not None:
-                items = value if isinstance(value, list) else [value]
-                bad = [v for v in items if v not in spec.choices]
-                if bad:
-                    raise ParamError(
-                        f"{where}: {spec.name}={bad[0]!r} is not one of {', '.join(map(str, spec.choices))}"
-                    )
-            if spec.min is not None and isinstance(value, (int, float)):
-                if value < spec.min or (spec.min_exclusive and value == spec.min):
-                    op = ">" if spec.min_exclusive else ">="
-                    raise ParamError(f"{where}: {spec.name}={value!r} must be {op} {spec.min}")
-            if spec.max is not None and isinstance(value, (int, float)) and value > spec.max:
-                raise ParamError(f"{where}: {spec.name}={value!r} must be <= {spec.max}")
+            value = checked(type(self), spec, getattr(self, spec.name))
+            if value is not getattr(self, spec.name):
+                setattr(self, spec.name, value)  # an int given for a float field, stored as float
+
+    @classmethod
+    def check_value(cls, name: str, value: Any) -> Any:
+        """``value`` for field ``name`` as :meth:`validate` keeps it; :class:`ParamError` when it is not valid.
+
+        Lets a form check one field as it is edited with the same rules as the whole object.
+        """
+        spec = {s.name: s for s in cls.specs()}.get(name)
+        if spec is None:
+            raise ParamError(f"{cls.title or cls.__name__}: unknown parameter {name!r}")
+        return checked(cls, spec, value)
+
+    def check_persona_count(self, method: str, count: int) -> None:
+        """Raise :class:`UserError` when these settings cannot work on ``count`` selected personas.
+
+        Nothing to check by default; settings that cluster personas override it.
+        """
 
     def to_dict(self) -> dict[str, Any]:
         return {s.name: getattr(self, s.name) for s in self.specs()}
@@ -154,6 +145,36 @@ class Params:
                 f"known: {', '.join(s.name for s in cls.specs())}"
             )
         return coerce(spec, text)
+
+
+def checked(cls: type[Params], spec: ParamSpec, value: Any) -> Any:
+    """``value`` of field ``spec`` of ``cls`` (an int made float for a float field), or :class:`ParamError`."""
+    where = cls.title or cls.__name__
+    if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if spec.type in (int, float) and not isinstance(value, (int, float)) or (
+        spec.type is int and isinstance(value, float)
+    ):
+        raise ParamError(f"{where}: {spec.name} must be {spec.type.__name__}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ParamError(f"{where}: {spec.name}={value!r} must be a finite number")
+    if isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:
+        # The run store keeps integers as SQLite INTEGER (64-bit).
+        raise ParamError(f"{where}: {spec.name}={value!r} is too large (at most {INT_MAX})")
+    if spec.type is list and not value and spec.default:
+        raise ParamError(f"{where}: {spec.name} is empty; give at least one value")
+    if spec.choices is not None:
+        items = value if isinstance(value, list) else [value]
+        bad = [v for v in items if v not in spec.choices]
+        if bad:
+            raise ParamError(f"{where}: {spec.name}={bad[0]!r} is not one of {', '.join(map(str, spec.choices))}")
+    if spec.min is not None and isinstance(value, (int, float)):
+        if value < spec.min or (spec.min_exclusive and value == spec.min):
+            op = ">" if spec.min_exclusive else ">="
+            raise ParamError(f"{where}: {spec.name}={value!r} must be {op} {spec.min}")
+    if spec.max is not None and isinstance(value, (int, float)) and value > spec.max:
+        raise ParamError(f"{where}: {spec.name}={value!r} must be <= {spec.max}")
+    return value
 
 
 def coerce(spec: ParamSpec, text: Any) -> Any:

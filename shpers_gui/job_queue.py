@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from PySide6.QtCore import QObject, Signal
 
 from shpers_core.jobs.spec import JobSpec
+from shpers_core.store import CANCELLED, FAILED, FINISHED, INTERRUPTED, RUNNING  # noqa: F401 - the app's statuses
 from shpers_gui.workers.job_worker import JobWorker
 
-WAITING, RUNNING, FINISHED, FAILED, CANCELLED, INTERRUPTED = (
-    "waiting", "running", "finished", "failed", "cancelled", "interrupted")
+WAITING = "waiting"
+"""The app's own status: queued in this window, not yet a run in the store."""
 ACTIVE = (WAITING, RUNNING)
 
 _keys = itertools.count(1)

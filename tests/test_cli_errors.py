@@ -103,11 +103,11 @@ def test_k_is_only_checked_where_it_is_used():
     """A per-persona soft prompt has a k (for scope=cluster) that must not refuse a small selection."""
     from shpers_core.errors import UserError
     from shpers_core.jobs.runner import check_cluster_count
-    from shpers_core.jobs.spec import build_spec, resolved
+    from shpers_core.jobs.spec import build_spec
 
-    per_persona = resolved(build_spec("soft_prompt", {"scope": "persona", "k": 5}))[0]
+    per_persona = build_spec("soft_prompt", {"scope": "persona", "k": 5}).method_params
     check_cluster_count("soft_prompt", per_persona, ["a", "b"])
-    clustered = resolved(build_spec("soft_prompt", {"scope": "cluster", "k": 5}))[0]
+    clustered = build_spec("soft_prompt", {"scope": "cluster", "k": 5}).method_params
     with pytest.raises(UserError, match="k=5 is larger than the 2 selected personas"):
         check_cluster_count("soft_prompt", clustered, ["a", "b"])
 

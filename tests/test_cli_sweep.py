@@ -35,12 +35,12 @@ def shpers(root: Path, *argv: str) -> tuple[int, str, str]:
 def test_sweep_specs_are_typed_named_and_keep_the_other_parameters():
     specs = sweep_specs("unified_lora", "learning_rate", ["1e-4", "1e-3"], {"train.num_epochs": "2"},
                         name="lr", base_model="tiny-qwen2")
-    assert [s.train["learning_rate"] for s in specs] == [1e-4, 1e-3]
-    assert [s.train["num_epochs"] for s in specs] == [2, 2]
+    assert [s.train.learning_rate for s in specs] == [1e-4, 1e-3]
+    assert [s.train.num_epochs for s in specs] == [2, 2]
     assert [s.name for s in specs] == ["lr learning_rate=0.0001", "lr learning_rate=0.001"]
     # The swept value wins over the same key among the others (the app passes every form field).
     (spec,) = sweep_specs("unified_lora", "lora.rank", [4], {"lora.rank": 8}, base_model="tiny-qwen2")
-    assert spec.lora["rank"] == 4 and spec.name == "unified_lora rank=4"
+    assert spec.lora.rank == 4 and spec.name == "unified_lora rank=4"
 
 
 @pytest.mark.parametrize("key, values, message", [

@@ -152,8 +152,9 @@ def ray_unified(root: Path, reporter, retries: int) -> str:
     from shpers_core.jobs.spec import build_spec
     from shpers_core.workspace import Workspace
 
-    # Enough work after the first checkpoint (more epochs, longer replies) that the kill lands mid-job.
-    spec = build_spec("unified_lora", {"train.num_epochs": 3, "train.checkpoint_every": 1, "train.warmup_ratio": 0,
+    # Enough work after the first checkpoint that the kill lands mid-job: the tiny model trains a step
+    # in well under 0.1 s and the driver sees a checkpoint only after the watcher's next scan (1 s).
+    spec = build_spec("unified_lora", {"train.num_epochs": 40, "train.checkpoint_every": 1, "train.warmup_ratio": 0,
                                        "eval.max_train_dialogues": 4, "eval.max_test_dialogues": 3,
                                        "eval.max_new_tokens": 64}, base_model="tiny-qwen2")
     return run_on_ray(spec, Workspace.open(root), reporter, options=RayOptions(max_retries=retries))

@@ -6,8 +6,9 @@ from test_evaluation_generation import random_adapter
 
 from shpers_core.data import generate_dataset
 from shpers_core.evaluation.evaluate import generate_dialogues_for_plan
-from shpers_core.methods.base import Adapter, EvalPlan
+from shpers_core.evaluation.plan import EvalPlan
 from shpers_core.models import load_base
+from shpers_core.training.adapter_types import Adapter
 
 
 @pytest.fixture(scope="module", params=["float32", "bfloat16"])

@@ -7,7 +7,7 @@ from shpers_core.events import CollectingReporter
 from shpers_core.models import load_base
 from shpers_core.training.config import LoraParams
 from shpers_core.training.fit import lora_config
-from shpers_core.training.multi_lora import MultiLoraModel
+from shpers_core.training.multi import MultiLoraModel
 
 LORA = LoraParams(lora_dropout=0.0)
 

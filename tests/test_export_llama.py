@@ -61,8 +61,8 @@ def test_llama_cpp_applies_the_exported_adapter_as_the_tool_does(smollm2_base, t
     import shpers_core.export as export
     import shpers_core.export.gguf_lora as gguf_lora
     from shpers_core.export.merged import merged_model
-    from shpers_core.methods.base import Adapter
     from shpers_core.models import DEFAULT_MODEL
+    from shpers_core.training.adapter_types import Adapter
     from shpers_core.training.adapters import save_lora_adapter
 
     base = smollm2_base

@@ -207,7 +207,7 @@ def test_sweep_and_study_queue_one_job_each(window, monkeypatch):
     launcher.sweep_param.setCurrentIndex(launcher.sweep_param.findData("train.learning_rate"))
     launcher.sweep_values.setText("1e-4, 1e-3")
     jobs = launcher.queue_sweep()
-    assert [j.spec.train["learning_rate"] for j in jobs] == [1e-4, 1e-3]
+    assert [j.spec.train.learning_rate for j in jobs] == [1e-4, 1e-3]
     assert all(j.status == "waiting" for j in jobs)
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
     from shpers_core.jobs.study import STUDY_STEPS

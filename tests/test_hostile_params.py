@@ -86,7 +86,7 @@ def test_int_and_float_parameters_reject_what_sqlite_and_torch_cannot_take():
                        ("seed", 2**31), ("split_seed", -1)):
         with pytest.raises(ParamError, match=key):
             build_spec("unified_lora", {key: value})
-    assert build_spec("unified_lora", {"seed": 2**31 - 1}).train["seed"] == 2**31 - 1
+    assert build_spec("unified_lora", {"seed": 2**31 - 1}).train.seed == 2**31 - 1
 
 
 def test_newline_in_a_run_name_is_refused(workspace, capsys):

@@ -22,8 +22,8 @@ def test_streamed_pieces_join_to_the_stripped_reply(pieces):
 def test_rows_streamed_together_read_as_each_alone(tiny_base):
     from shpers_core.data.schema import Message
     from shpers_core.evaluation.evaluate import generate_for_plan
+    from shpers_core.evaluation.plan import EvalPlan
     from shpers_core.evaluation.streaming import stream_rows
-    from shpers_core.methods.base import EvalPlan
 
     history = [Message("user", "Turn on the kitchen lights, please.")]
     plans = [EvalPlan(system={"p": "You are terse."}), EvalPlan(system={"p": "You like long answers about lamps."})]

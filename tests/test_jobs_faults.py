@@ -312,7 +312,7 @@ def test_read_only_workspace_is_one_line_and_leaves_the_database_whole(workspace
 HALF_WRITE = textwrap.dedent("""
     import sys, threading, time
     from pathlib import Path
-    from shpers_core.training.checkpoint import atomic_write_dir
+    from shpers_core.atomic import atomic_write_dir
 
     lock = threading.Lock()
 
@@ -332,7 +332,7 @@ HALF_WRITE = textwrap.dedent("""
 
 
 def test_a_crash_mid_write_never_leaves_a_half_adapter_that_looks_complete(tmp_path):
-    from shpers_core.jobs.context import MethodContext
+    from shpers_core.methods.context import MethodContext
     from shpers_core.training.adapters import AdapterError, load_lora_adapter, save_lora_adapter
 
     adapters = tmp_path / "runs" / "r1" / "adapters"
@@ -367,7 +367,7 @@ def test_a_crash_mid_write_never_leaves_a_half_adapter_that_looks_complete(tmp_p
 
 
 def test_a_crash_between_the_renames_puts_the_old_adapter_back(tmp_path):
-    from shpers_core.jobs.context import MethodContext
+    from shpers_core.methods.context import MethodContext
     from shpers_core.training.adapters import save_lora_adapter
 
     adapters = tmp_path / "runs" / "r1" / "adapters"

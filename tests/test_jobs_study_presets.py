@@ -1,6 +1,6 @@
 """The study presets as jobs: what ``quick`` runs, and that its rows say where epochs were cut."""
 
-from shpers_core.jobs.spec import defaults_for, resolved
+from shpers_core.jobs.spec import defaults_for
 from shpers_core.jobs.study import PRESETS, STUDY_STEPS, study_specs
 
 
@@ -12,7 +12,7 @@ def test_quick_runs_every_row_on_20_personas_with_3_test_dialogues_and_names_its
     assert len(specs) == len(STUDY_STEPS)
     cut = 0
     for (label, method, _), spec in zip(STUDY_STEPS, specs):
-        _, _, train, ev = resolved(spec)
+        train, ev = spec.train, spec.eval
         assert spec.personas == ids and spec.base_model == preset.base_model
         assert ev.max_test_dialogues >= 3 and ev.max_train_dialogues == 0  # all training dialogues
         if "train" in defaults_for(method) and train.num_epochs < defaults_for(method)["train"]["num_epochs"]:
@@ -28,5 +28,5 @@ def test_smoke_and_seed_rows_keep_their_plain_names():
         specs = study_specs(PRESETS[name], ["a", "b", "c", "d", "e"])
         assert [s.name for s in specs] == [label for label, _, _ in STUDY_STEPS]
     seed = study_specs(PRESETS["seed"], ["a"])
-    assert all(resolved(s)[2].num_epochs == defaults_for(s.method).get("train", {}).get("num_epochs", 0) or
+    assert all(s.train.num_epochs == defaults_for(s.method).get("train", {}).get("num_epochs", 0) or
                "train" not in defaults_for(s.method) for s in seed)

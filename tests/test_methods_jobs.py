@@ -103,7 +103,7 @@ def test_persona_adapter_loads_in_plain_peft_with_the_tools_logits(study, tiny_b
     from peft import PeftModel
 
     from shpers_core.training.config import LoraParams
-    from shpers_core.training.multi_lora import MultiLoraModel
+    from shpers_core.training.multi import MultiLoraModel
 
     run = study.runs_by_label()["Per-persona LoRA"]
     with study.store() as store:

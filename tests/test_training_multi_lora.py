@@ -9,7 +9,7 @@ from shpers_core.events import CollectingReporter, JobCancelled
 from shpers_core.training.batching import batches_for, collate, token_loss_sum
 from shpers_core.training.config import LoraParams, TrainParams, learning_rate_at
 from shpers_core.training.fit import lora_config
-from shpers_core.training.multi_lora import MultiLoraModel, micro_batches, train_many
+from shpers_core.training.multi import MultiLoraModel, micro_batches, train_many
 
 LORA = LoraParams(lora_dropout=0.0)
 TRAIN = TrainParams(num_epochs=2, batch_size=2, learning_rate=5e-3)

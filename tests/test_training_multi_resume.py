@@ -19,7 +19,7 @@ from shpers_core.jobs.spec import build_spec
 from shpers_core.store import RunStore
 from shpers_core.training.checkpoint import load_checkpoint
 from shpers_core.training.config import LoraParams, TrainParams
-from shpers_core.training.multi_lora import train_many
+from shpers_core.training.multi import train_many
 from shpers_core.workspace import Workspace
 
 LORA = LoraParams(lora_dropout=0.1)  # dropout on: a resume must restore the RNG it draws from

@@ -265,8 +265,8 @@ def export_runs(args) -> int:
 
 def write_text_file(path: Path, text: str) -> None:
     """Write ``path`` whole (temporary file, rename) or raise a one-line :class:`UserError`."""
+    from shpers_core.atomic import atomic_write_text
     from shpers_core.export.folder import describe_os_error
-    from shpers_core.training.checkpoint import atomic_write_text
 
     if path.is_dir():
         raise UserError(f"{path}: is a folder; give a file name")

@@ -7,12 +7,10 @@ exported or resumed on the data it used (runs record the hash).
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from shpers_core.atomic import atomic_copy
 from shpers_core.data.errors import DatasetError
 from shpers_core.data.loader import load_dataset
 from shpers_core.data.schema import Dataset
@@ -53,7 +51,7 @@ def install_dataset(ws: Workspace, dataset: Dataset) -> Installed:
         except DatasetError:
             # A current file that no longer validates is still the user's: keep its bytes aside.
             previous = archive_dir(ws) / f"unreadable-{int(current.stat().st_mtime)}.jsonl"
-            _copy(current, previous)
+            atomic_copy(current, previous)
     remember(ws, dataset)
     write_jsonl(dataset, current)
     return Installed(current, dataset.content_hash(), previous)
@@ -65,15 +63,3 @@ def history(ws: Workspace) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True)
-
-
-def _copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

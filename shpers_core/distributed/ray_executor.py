@@ -137,7 +137,7 @@ def load_executor_choice(workspace: Workspace) -> tuple[str, str]:
 def save_executor_choice(workspace: Workspace, kind: str, address: str = "") -> None:
     import json
 
-    from shpers_core.training.checkpoint import atomic_write_text
+    from shpers_core.atomic import atomic_write_text
 
     atomic_write_text(workspace.root / EXECUTOR_FILE, json.dumps({"executor": kind, "ray_address": address.strip()}))
 
@@ -368,11 +368,10 @@ def run_on_ray(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, optio
         load_dataset_for,
         select_personas,
     )
-    from shpers_core.jobs.spec import resolved
     from shpers_core.store import RunStore, StoreSink
 
     options = options or RayOptions()
-    mp, _lora, train, _ev = resolved(spec)
+    mp, train = spec.method_params, spec.train
     with RunStore(workspace.db_path) as store:
         if dataset is None:
             dataset = load_dataset_for(spec, workspace, store.get_run(run_id).dataset_hash if run_id else "")

@@ -47,7 +47,7 @@ def train_shard(shard: int, base_name: str, device: str | None, dtype: str | Non
     from shpers_core.distributed.channel import RemoteReporter
     from shpers_core.third_party import hide_third_party_deprecations
     from shpers_core.threads import computing
-    from shpers_core.training.multi_lora import train_many
+    from shpers_core.training.multi import train_many
 
     hide_third_party_deprecations()
     reporter = RemoteReporter(channel)
@@ -78,7 +78,7 @@ def train_sharded(ctx, ids: list[str], shards: int, micro_batch_rows: int | None
 
     from shpers_core.distributed.channel import new_channel
     from shpers_core.events import JobCancelled
-    from shpers_core.training.multi_lora import MultiFitResult
+    from shpers_core.training.multi import MultiFitResult
 
     if not ray.is_initialized():
         from shpers_core.distributed.ray_executor import connect

@@ -7,7 +7,6 @@ read and returns its copy whole, from which the driver takes the rows of the run
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -55,8 +54,8 @@ def units(files: Files) -> dict[str, Files]:
 def write_files(root: Path, files: Files) -> None:
     """Write ``files`` under ``root``: each adapter or checkpoint folder replaced as a whole (a reader
     sees the old folder or the new one), each other file renamed into place."""
+    from shpers_core.atomic import atomic_write_bytes, atomic_write_dir
     from shpers_core.names import inside
-    from shpers_core.training.checkpoint import atomic_write_dir
 
     root = Path(root)
     for unit, members in units(files).items():
@@ -66,10 +65,7 @@ def write_files(root: Path, files: Files) -> None:
                 raise ValueError(f"refusing to write {rel!r} outside {root}")
             inside(root, root / rel)
         if list(members) == [unit]:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = final.with_name(f".{final.name}.tmp")
-            tmp.write_bytes(members[unit])
-            os.replace(tmp, final)
+            atomic_write_bytes(final, members[unit])
             continue
 
         def write(tmp: Path, members=members, unit=unit) -> None:

@@ -43,7 +43,8 @@ def _load(device: str):
                 if bar_was_on:
                     hf_logging.enable_progress_bar()
             model.eval()
-            # The same rule as the base models: bf16 where the hardware computes in it.
+            # The same rule as the base models: bf16 where the hardware computes in it. Lazy for
+            # start-up: evaluation/__init__ imports this module, and the CLI's table commands need no torch.
             from shpers_core.models.device import pick_dtype, torch_dtype
 
             dtype = torch_dtype(pick_dtype(device))

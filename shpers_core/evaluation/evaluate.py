@@ -14,8 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from shpers_core.methods.base import Adapter, EvalPlan
+from shpers_core.evaluation import generation
+from shpers_core.evaluation.embedding import EmbeddingScorer
+from shpers_core.evaluation.metrics import score_reply
+from shpers_core.evaluation.plan import EvalPlan
+from shpers_core.models import decode_reply, encode_prompt_within
+from shpers_core.training.adapter_types import Adapter
 from shpers_core.training.config import LoraParams
+from shpers_core.training.multi import MultiLoraModel
 
 SUBSETS = ("all", "persona_dependent", "other")
 
@@ -82,8 +88,6 @@ def _prompt_for(base, plan: EvalPlan, persona_id: str, history: list, system_pro
     """The token ids that ask ``persona_id``'s next reply to ``history`` under ``plan``, cut (oldest turns
     first) so that they, the persona's soft prompt or KV prefix and the reply fit the model's context;
     and whether anything was cut."""
-    from shpers_core.models import encode_prompt_within
-
     system = plan.system.get(persona_id, system_prompt)
     if plan.system_for_turn is not None:
         system = plan.system_for_turn(persona_id, history) or system
@@ -114,8 +118,6 @@ class AdapterSlots:
 
 def _install(base, adapters: list[Adapter]):
     """``adapters`` stacked into ``base.model`` (slot i holds adapter i), or None without any."""
-    from shpers_core.training.multi_lora import MultiLoraModel
-
     if not adapters:
         return None
     factors, rank = _stack_factors(adapters)
@@ -144,9 +146,6 @@ def generate_dialogues_for_plan(base, plan: EvalPlan, dialogues: list[tuple[str,
     (:func:`~shpers_core.evaluation.generation.generate_dialogues`); without, every turn's prompt is
     encoded whole (the same greedy replies, slower).
     """
-    from shpers_core.evaluation.generation import generate_dialogues, generate_replies
-    from shpers_core.models import decode_reply
-
     prompts, slots, prefixes, kv_prefixes = [], [], [], []
     truncated = 0
     stack = AdapterSlots()
@@ -165,13 +164,13 @@ def generate_dialogues_for_plan(base, plan: EvalPlan, dialogues: list[tuple[str,
     try:
         model = multi.model if multi is not None else base.model
         if reuse_cache and any(len(turns) > 1 for turns in prompts):  # one-turn requests have nothing to reuse
-            outputs = generate_dialogues(
+            outputs = generation.generate_dialogues(
                 model, base.tokenizer, prompts, slots=slots if multi else None, multi=multi,
                 prefix_embeds=prefixes if any(p is not None for p in prefixes) else None,
                 kv_prefixes=kv_prefixes if any(p is not None for p in kv_prefixes) else None, **options)
         else:
             rows = [(i, k) for i, turns in enumerate(prompts) for k in range(len(turns))]
-            flat = generate_replies(
+            flat = generation.generate_replies(
                 model, base.tokenizer, [prompts[i][k] for i, k in rows],
                 slots=[slots[i] for i, _ in rows] if multi else None, multi=multi,
                 prefix_embeds=[prefixes[i] for i, _ in rows] if any(p is not None for p in prefixes) else None,
@@ -210,9 +209,6 @@ def embedding_skipped() -> bool:
 
 def evaluate_plan(ctx, plan: EvalPlan, *, reuse_cache: bool = True) -> EvalResult:
     """Generate and score every test turn of the context's personas."""
-    from shpers_core.evaluation.embedding import EmbeddingScorer
-    from shpers_core.evaluation.metrics import score_reply
-
     items, dialogues = test_requests(ctx)
     ctx.reporter.log(f"evaluating {len(items)} turns of {len(ctx.personas)} personas")
     started = time.perf_counter()
@@ -268,15 +264,13 @@ def aggregate(items: list[TurnResult], personas: list[str]) -> EvalResult:
 def stream_for_plan(base, plan: EvalPlan, persona_id: str, history: list, system_prompt: str | None,
                     max_new_tokens: int):
     """The reply to one persona's ``history`` under ``plan``, yielded in pieces as generated."""
-    from shpers_core.evaluation.generation import generate_stream
-
     prompt, _ = _prompt_for(base, plan, persona_id, history, system_prompt, max_new_tokens)
     adapter = plan.adapters.get(persona_id)
     multi = _install(base, [adapter] if adapter is not None else [])
     soft = plan.soft_prompts.get(persona_id)
     try:
         model = multi.model if multi is not None else base.model
-        yield from generate_stream(model, base.tokenizer, prompt, slot=0 if multi else -1, multi=multi,
+        yield from generation.generate_stream(model, base.tokenizer, prompt, slot=0 if multi else -1, multi=multi,
                                    max_new_tokens=max_new_tokens, prefix_embeds=soft,
                                    kv_prefix=plan.kv_prefixes.get(persona_id))
     finally:

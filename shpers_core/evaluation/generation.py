@@ -20,13 +20,12 @@ from transformers import DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from shpers_core.events import Reporter
-from shpers_core.training.multi_lora import NO_ADAPTER, MultiLoraModel
+from shpers_core.models.chat import end_of_turn_ids
+from shpers_core.training.multi import NO_ADAPTER, MultiLoraModel
 
 
 def stop_token_ids(model: torch.nn.Module, tokenizer) -> set[int]:
     """EOS and end-of-turn ids of the tokenizer, plus the model's own ``generation_config`` EOS."""
-    from shpers_core.models.chat import end_of_turn_ids
-
     ids = set(end_of_turn_ids(tokenizer))
     eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     if isinstance(eos, int):

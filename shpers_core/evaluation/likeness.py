@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from shpers_core.evaluation.config import EvalParams
+
 # The evaluation settings that change what a score means; the others (batch size) do not.
 EVAL_SETTINGS = {"max_test_dialogues": "test dialogues per persona", "max_new_tokens": "max new tokens",
                  "split_seed": "split seed"}
@@ -12,8 +14,6 @@ EVAL_SETTINGS = {"max_test_dialogues": "test dialogues per persona", "max_new_to
 
 def eval_setting(run: Any, name: str) -> Any:
     """A run's evaluation setting ``name``, the engine's default where the run did not record it."""
-    from shpers_core.jobs.spec import EvalParams
-
     default = {s.name: s.default for s in EvalParams.specs()}[name]
     return ((run.params or {}).get("eval") or {}).get(name, default)
 

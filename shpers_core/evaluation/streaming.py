@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from shpers_core.evaluation.evaluate import AdapterSlots, _install, _prompt_for
+from shpers_core.evaluation.generation import _device, _greedy, _left_padded, _pad_id, stop_token_ids
+
 
 @dataclass(frozen=True)
 class Piece:
@@ -25,9 +28,6 @@ class Piece:
 def stream_rows(base, rows: list[tuple], max_new_tokens: int) -> Iterator[Piece]:
     """Greedy replies for ``rows`` of ``(plan, persona_id, history, system_prompt)`` in one batch."""
     import torch
-
-    from shpers_core.evaluation.evaluate import AdapterSlots, _install, _prompt_for
-    from shpers_core.evaluation.generation import _device, _greedy, _left_padded, _pad_id, stop_token_ids
 
     prompts, slots, softs, kvs = [], [], [], []
     stack = AdapterSlots()

@@ -49,7 +49,7 @@ def _default_system(tokenizer) -> str:
 def export_persona(ws: Workspace, run_id: str, persona_id: str, fmt: str, out: str | Path) -> ExportResult:
     """Export ``persona_id``'s answer in run ``run_id`` as ``fmt`` into the new or empty folder ``out``."""
     from shpers_core.jobs.runner import load_base_cached
-    from shpers_core.jobs.spec import JobSpec, resolved
+    from shpers_core.jobs.spec import JobSpec
     from shpers_core.store import RunStore
     from shpers_core.training.adapters import load_lora_adapter, read_config
 
@@ -70,7 +70,7 @@ def export_persona(ws: Workspace, run_id: str, persona_id: str, fmt: str, out: s
     adapter_dir = _resolve(ws, recipe.get("adapter"))
     soft_dir = _resolve(ws, recipe.get("soft_prompt"))
     kv_dir = _resolve(ws, recipe.get("kv_prefix"))
-    system = recipe.get("system") or resolved(spec)[3].system_prompt or ""
+    system = recipe.get("system") or spec.eval.system_prompt or ""
     result = ExportResult(out, fmt)
     lora = load_lora_adapter(adapter_dir) if adapter_dir else None
     if lora is not None:

@@ -5,9 +5,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+from shpers_core.data import split_dataset
 from shpers_core.data.schema import Dialogue, Message
 from shpers_core.errors import UserError
-from shpers_core.methods.base import EvalPlan
+from shpers_core.evaluation import streaming
+from shpers_core.evaluation.embedding import EmbeddingScorer
+from shpers_core.evaluation.evaluate import generate_for_plan, stream_for_plan
+from shpers_core.evaluation.plan import EvalPlan
+from shpers_core.jobs.runner import load_base_cached, load_dataset_for
+from shpers_core.jobs.spec import JobSpec, build_spec
+from shpers_core.methods.retrieval import retriever
+from shpers_core.models import DEFAULT_MODEL
+from shpers_core.store import RunStore
+from shpers_core.threads import computing
+from shpers_core.training.adapters import load_lora_adapter, load_prefix_tuning, load_soft_prompt
 from shpers_core.workspace import Workspace
 
 
@@ -17,11 +28,6 @@ class ChatSession:
 
     def __init__(self, workspace: Workspace, run_id: str | None, persona_id: str, *, base_model: str | None = None,
                  max_new_tokens: int = 64):
-        from shpers_core.jobs.runner import load_base_cached, load_dataset_for
-        from shpers_core.jobs.spec import JobSpec, build_spec
-        from shpers_core.models import DEFAULT_MODEL
-        from shpers_core.store import RunStore
-
         self.workspace = workspace
         self.persona_id = persona_id
         self.max_new_tokens = max_new_tokens
@@ -50,9 +56,6 @@ class ChatSession:
         self.plan = self._plan()
 
     def _plan(self) -> EvalPlan:
-        from shpers_core.jobs.spec import resolved
-        from shpers_core.training.adapters import load_lora_adapter, load_prefix_tuning, load_soft_prompt
-
         pid, r = self.persona_id, self.recipe
         where = self.workspace.resolve  # plan.json paths are relative to the workspace (absolute before v2)
         plan = EvalPlan()
@@ -63,38 +66,25 @@ class ChatSession:
             plan.soft_prompts[pid] = load_soft_prompt(where(r["soft_prompt"]))
         if r.get("kv_prefix"):
             plan.kv_prefixes[pid] = load_prefix_tuning(where(r["kv_prefix"]))
-        self.system_prompt = resolved(self.spec)[3].system_prompt or None
+        self.system_prompt = self.spec.eval.system_prompt or None
         if r.get("retrieval_examples"):
-            from shpers_core.data import split_dataset
-            from shpers_core.evaluation.embedding import EmbeddingScorer
-            from shpers_core.methods.retrieval import retriever
-
-            split = split_dataset(self.dataset, seed=resolved(self.spec)[3].split_seed)[pid]
+            split = split_dataset(self.dataset, seed=self.spec.eval.split_seed)[pid]
             plan.system_for_turn = retriever({pid: split.train}, EmbeddingScorer().embed, r["retrieval_examples"],
                                              self.system_prompt)
         return plan
 
     def test_dialogues(self) -> list[Dialogue]:
         """The persona's test dialogues, whose replies the run never saw."""
-        from shpers_core.data import split_dataset
-        from shpers_core.jobs.spec import resolved
-
-        return split_dataset(self.dataset, seed=resolved(self.spec)[3].split_seed)[self.persona_id].test
+        return split_dataset(self.dataset, seed=self.spec.eval.split_seed)[self.persona_id].test
 
     def reply(self, history: list[Message]) -> str:
         """The whole reply to the last user message of ``history``."""
-        from shpers_core.evaluation.evaluate import generate_for_plan
-        from shpers_core.threads import computing
-
         with computing(register=False):  # one thread while a job trains beside the chat
             return generate_for_plan(self.base, self.plan, [(self.persona_id, history)], self.system_prompt,
                                      self.max_new_tokens, 1)[0]
 
     def stream_reply(self, history: list[Message]) -> Iterator[str]:
         """The reply in pieces as they are generated (greedy, so the same text as :meth:`reply`)."""
-        from shpers_core.evaluation.evaluate import stream_for_plan
-        from shpers_core.threads import computing
-
         with computing(register=False):  # one thread while a job trains beside the chat
             yield from trimmed(stream_for_plan(self.base, self.plan, self.persona_id, history, self.system_prompt,
                                                self.max_new_tokens))
@@ -128,8 +118,6 @@ def stream_together(sessions: list[ChatSession], histories: list[list[Message]])
     """
     from dataclasses import replace
 
-    from shpers_core.evaluation.streaming import stream_rows
-
     groups: dict[int, list[int]] = {}
     for i, s in enumerate(sessions):
         groups.setdefault(id(s.base), []).append(i)
@@ -138,7 +126,7 @@ def stream_together(sessions: list[ChatSession], histories: list[list[Message]])
         limit = max(sessions[i].max_new_tokens for i in rows)
         started = dict.fromkeys(rows, False)
         batch = [(sessions[i].plan, sessions[i].persona_id, list(histories[i]), sessions[i].system_prompt) for i in rows]
-        for piece in stream_rows(base, batch, limit):
+        for piece in streaming.stream_rows(base, batch, limit):
             row = rows[piece.row]
             text = piece.text
             if not started[row]:

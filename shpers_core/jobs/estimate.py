@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from shpers_core.data import split_dataset
+from shpers_core.methods.registry import get_method
+
 CHARS_PER_TOKEN = 4.0
 # Methods that train one adapter per persona: their steps add up persona by persona.
 PER_PERSONA_METHODS = ("per_persona_lora",)
@@ -85,12 +88,8 @@ _last_split: dict = {}
 
 def estimate_job(spec, dataset, store) -> JobEstimate:
     """The cost of running ``spec`` on ``dataset``, timed with the speeds recorded in ``store``."""
-    from shpers_core.data import split_dataset
-    from shpers_core.jobs.spec import resolved
-    from shpers_core.methods.registry import get_method
-
     method = get_method(spec.method)
-    _mp, lora, train, ev = resolved(spec)
+    train, ev = spec.train, spec.eval
     ids = list(spec.personas) or list(dataset.persona_ids)
     # The app asks again after every edit of the form: split each dataset once per seed.
     key = (id(dataset), ev.split_seed)

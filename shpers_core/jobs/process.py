@@ -10,8 +10,10 @@ import traceback
 from dataclasses import dataclass, field
 
 from shpers_core.errors import UserError
-from shpers_core.events import Cancelled, Event, Failed, Reporter
+from shpers_core.events import Cancelled, Event, Failed, JobCancelled, Reporter
 from shpers_core.jobs.spec import JobSpec
+from shpers_core.third_party import hide_third_party_deprecations
+from shpers_core.workspace import Workspace
 
 _CTX = mp.get_context("spawn")
 
@@ -25,10 +27,9 @@ class ProcessEnded(Event):
 
 
 def _child(spec_dict: dict, workspace_root: str, events, stop, run_id: str | None, runner=None) -> None:
-    from shpers_core.events import JobCancelled
+    # Lazy for start-up: only the child runs jobs, so the app's process never loads the training
+    # and evaluation stack (torch, transformers, peft) by importing this module.
     from shpers_core.jobs.runner import explain_failure, run_job
-    from shpers_core.third_party import hide_third_party_deprecations
-    from shpers_core.workspace import Workspace
 
     ended: list[Event] = []
 

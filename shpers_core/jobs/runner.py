@@ -8,10 +8,26 @@ import time
 import traceback
 from pathlib import Path
 
+import torch
+
+from shpers_core.atomic import atomic_write_text, write_fault
+from shpers_core.data import load_dataset, split_dataset
+from shpers_core.data.library import archive_path, remember
 from shpers_core.data.schema import Dataset
 from shpers_core.errors import UserError
+from shpers_core.evaluation.evaluate import evaluate_plan
 from shpers_core.events import Cancelled, Failed, Finished, JobCancelled, Reporter, Started
-from shpers_core.jobs.spec import JobSpec, resolved
+from shpers_core.jobs.spec import JobSpec, source_spec
+from shpers_core.methods.base import MethodSpec
+from shpers_core.methods.context import MethodContext
+from shpers_core.methods.registry import get_method
+from shpers_core.models import MODEL_NAMES, ModelError, load_base
+from shpers_core.models.device import check_device, torch_dtype
+from shpers_core.models.pretrained import check_local_folder, is_hub_id, looks_like_path
+from shpers_core.params import ParamError, Params
+from shpers_core.store import RunStore, StoreSink
+from shpers_core.threads import computing
+from shpers_core.training.adapters import AdapterError, check_adapter_fits, load_lora_adapter
 from shpers_core.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -21,9 +37,6 @@ _BASE_CACHE: dict[tuple, object] = {}
 
 def load_dataset_for(spec: JobSpec, workspace: Workspace, dataset_hash: str = "") -> Dataset:
     """The spec's dataset; with ``dataset_hash`` (a stored run's) the one it used, even after an import."""
-    from shpers_core.data import load_dataset
-    from shpers_core.data.library import archive_path
-
     if dataset_hash and not spec.dataset_path and archive_path(workspace, dataset_hash).exists():
         return load_dataset(archive_path(workspace, dataset_hash))
     path = Path(spec.dataset_path) if spec.dataset_path else workspace.dataset_path
@@ -38,8 +51,6 @@ def load_dataset_for(spec: JobSpec, workspace: Workspace, dataset_hash: str = ""
 
 def load_base_cached(name: str, device: str | None, dtype: str | None):
     """Base models are loaded once per process; methods restore them after use."""
-    from shpers_core.models import load_base
-
     key = (name, device, dtype)
     if key not in _BASE_CACHE:
         _BASE_CACHE.clear()  # one base model in memory at a time
@@ -62,9 +73,6 @@ def check_base_model(name: str) -> None:
 
     Only what needs no loading: a hub id is tried when the model loads.
     """
-    from shpers_core.models import MODEL_NAMES, ModelError
-    from shpers_core.models.pretrained import check_local_folder, is_hub_id, looks_like_path
-
     name = name.strip()
     if name in MODEL_NAMES:
         return
@@ -76,18 +84,14 @@ def check_base_model(name: str) -> None:
                          "(org/name)")
 
 
-def check_cluster_count(method: str, params, personas: list[str]) -> None:
-    """A ``k`` larger than the persona count fails now, not after a source run has been trained."""
-    k = getattr(params, "k", None)
-    if isinstance(k, int) and getattr(params, "scope", "cluster") == "cluster" and k > len(personas):
-        raise UserError(f"{method}: k={k} is larger than the {len(personas)} selected personas; "
-                        "lower k or select more personas")
+def check_cluster_count(method: str, params: Params, personas: list[str]) -> None:
+    """Settings that cannot work on this selection (a ``k`` above the persona count) fail now, not
+    after a source run has been trained; each parameter class says what it needs."""
+    params.check_persona_count(method, len(personas))
 
 
 def check_device_and_dtype(device: str | None, dtype: str | None) -> None:
     """:class:`ModelError` now for a device this machine lacks or an unknown dtype."""
-    from shpers_core.models.device import check_device, torch_dtype
-
     if device:
         check_device(device)
     if dtype:
@@ -96,8 +100,6 @@ def check_device_and_dtype(device: str | None, dtype: str | None) -> None:
 
 def lora_module_names(model) -> list[str]:
     """Names LoRA can target in ``model``: the leaf names of its linear layers but the output head."""
-    import torch
-
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
                    if isinstance(module, torch.nn.Linear) and module is not head})
@@ -105,8 +107,6 @@ def lora_module_names(model) -> list[str]:
 
 def check_target_modules(target_modules, model) -> None:
     """A ``target_modules`` entry that names no linear layer of the model's blocks fails now, listing valid ones."""
-    from shpers_core.params import ParamError
-
     valid = lora_module_names(model)
     if not target_modules:
         raise ParamError(f"LoRA: target_modules is empty; give one or more of {', '.join(valid)}")
@@ -123,8 +123,6 @@ def check_persona_adapters(store, run_id: str, personas: list[str]) -> None:
     Raises :class:`AdapterError` otherwise, so the run is failed, not finished with some personas
     silently answered by another's adapter or none.
     """
-    from shpers_core.training.adapters import AdapterError, load_lora_adapter
-
     arts = [a for a in store.artefacts(run_id, kind="adapter") if a.persona_id is not None]
     if not arts:
         return
@@ -147,13 +145,28 @@ def check_persona_adapters(store, run_id: str, personas: list[str]) -> None:
 
 def check_adapters_fit(plan, model) -> None:
     """:class:`AdapterError` naming the folder when an adapter of ``plan`` was made for another base model."""
-    from shpers_core.training.adapters import check_adapter_fits
-
     seen = set()
     for adapter in plan.adapters.values():
         if adapter is not None and id(adapter) not in seen:
             seen.add(id(adapter))
             check_adapter_fits(adapter, model)
+
+
+def resolve_sources(ctx: MethodContext, method: MethodSpec, params: Params) -> None:
+    """Find or train the run of each method ``method`` builds on (``MethodSpec.requires``), into ``ctx.sources``.
+
+    A source run found in the store is reused: the newest finished one on this base model, data
+    and personas. Otherwise one is trained first, with this run's LoRA and evaluation settings.
+    """
+    for source in method.sources(params):
+        found = find_matching_run(ctx.store, source, ctx.base.name, ctx.dataset.content_hash(), ctx.personas)
+        if found:
+            ctx.reporter.log(f"using {source} run {found}")
+        else:
+            ctx.reporter.log(f"no finished {source} run for these personas: training one first")
+            sub = source_spec(ctx.spec, source, ctx.personas)
+            found = run_job(sub, ctx.workspace, ctx.reporter, store=ctx.store, base=ctx.base, dataset=ctx.dataset)
+        ctx.sources[source] = found
 
 
 def find_matching_run(store, method: str, base_model: str, dataset_hash: str, personas: list[str]) -> str | None:
@@ -171,25 +184,15 @@ def run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=No
     User mistakes raise :class:`UserError` before anything is written to the store. The job uses
     every physical core, or one thread when another process computes already (see ``threads.py``).
     """
-    from shpers_core.threads import computing
-
     with computing():
         return _run_job(spec, workspace, reporter, store=store, base=base, dataset=dataset, run_id=run_id)
 
 
 def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=None, base=None,
              dataset: Dataset | None = None, run_id: str | None = None) -> str:
-    from shpers_core.data import split_dataset
-    from shpers_core.evaluation.evaluate import evaluate_plan
-    from shpers_core.jobs.context import MethodContext
-    from shpers_core.methods.registry import get_method
-    from shpers_core.store import RunStore, StoreSink
-
     method = get_method(spec.method)
-    mp, lora, train, ev = resolved(spec)
+    mp, lora, train, ev = spec.method_params, spec.lora, spec.train, spec.eval
     if dataset is None and run_id is not None:
-        from shpers_core.store import RunStore
-
         with RunStore(workspace.db_path) as s:
             dataset = load_dataset_for(spec, workspace, s.get_run(run_id).dataset_hash)
     dataset = dataset or load_dataset_for(spec, workspace)
@@ -206,13 +209,11 @@ def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=N
             if out_of_memory(exc):
                 raise ResourceError(explain_failure(exc)) from exc
             raise
-    if method.uses_lora:
+    if method.shows_lora_form:
         check_target_modules(lora.target_modules, base.model)
     own_store = store is None
     store = store or RunStore(workspace.db_path)
     if run_id is None and not spec.dataset_path:
-        from shpers_core.data.library import remember
-
         remember(workspace, dataset)  # a later import must not take a run's data away
     if run_id is None:
         run_id = store.create_run(
@@ -230,6 +231,7 @@ def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=N
         ctx = MethodContext(spec=spec, workspace=workspace, store=store, run_id=run_id, reporter=job_reporter,
                             base=base, dataset=dataset, splits=split_dataset(dataset, seed=ev.split_seed),
                             personas=personas, lora=lora, train=train, eval=ev)
+        resolve_sources(ctx, method, mp)
         plan = method.run(ctx, mp)
         check_adapters_fit(plan, base.model)
         check_persona_adapters(store, run_id, personas)
@@ -262,8 +264,6 @@ def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=N
         job_reporter.emit(Failed(run_id, str(exc)))
         raise
     except Exception as exc:
-        from shpers_core.training.checkpoint import write_fault
-
         tb = traceback.format_exc()
         message = explain_failure(exc)
         # Memory or disk the user can lower or free is not a bug: one line, not a traceback.
@@ -305,8 +305,6 @@ def write_recipes(run_dir: Path, recipes: dict, workspace: Workspace | None = No
     ``names`` (folder -> name as written) adds ``<key>_name`` beside each path, so what is shown is
     the persona id or cluster name, not its derived folder name.
     """
-    from shpers_core.training.checkpoint import atomic_write_text
-
     if names:
         recipes = {pid: {**recipe, **{f"{k}_name": names[str(recipe[k])] for k in RECIPE_PATHS
                                       if recipe.get(k) and str(recipe[k]) in names}}
@@ -333,8 +331,6 @@ def out_of_memory(exc: BaseException) -> bool:
 
 def explain_failure(exc: BaseException) -> str:
     """The one line a failed run shows: the error, and for a lack of memory or disk what to do."""
-    from shpers_core.training.checkpoint import write_fault
-
     lines = str(exc).strip().splitlines()
     if out_of_memory(exc):
         return (f"{type(exc).__name__}: {lines[0] if lines else ''} — out of memory: lower train.batch_size or "

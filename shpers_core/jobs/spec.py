@@ -1,37 +1,68 @@
-"""A job: a method, its parameters, a base model and a persona selection.
+"""A job: a method, its typed parameters, a base model and a persona selection.
 
-A :class:`JobSpec` is everything needed to re-run a run exactly; the store records it whole.
+A :class:`JobSpec` is everything needed to re-run a run exactly. Its parameter groups are the
+typed :class:`~shpers_core.params.Params` objects themselves, validated when they are built.
+Dicts appear only at the edges, each in one place here:
+
+- ``"group.name"`` overrides (the CLI's ``--param``, study presets, the app's forms) go through
+  :func:`build_spec` / :meth:`JobSpec.with_overrides`;
+- the run store and the child processes get :meth:`JobSpec.to_dict` and give back
+  :meth:`JobSpec.from_dict` (the stored shape is unchanged: a method without LoRA settings of its
+  own stores ``"lora": {}``, one that does not train ``"train": {}``).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 from shpers_core.errors import UserError
-from shpers_core.params import ParamError, Params, param
+from shpers_core.evaluation.config import EvalParams
+from shpers_core.methods.registry import get_method
+from shpers_core.models import DEFAULT_MODEL
+from shpers_core.params import ParamError, Params
 from shpers_core.training.config import LoraParams, TrainParams
 
-
-@dataclass
-class EvalParams(Params):
-    title = "Data and evaluation"
-    split_seed: int = param(0, "Seed of the per-persona train/validation/test split.", min=0, max=2**31 - 1)
-    max_train_dialogues: int = param(0, "Use at most this many training dialogues per persona (0: all).", min=0)
-    max_test_dialogues: int = param(0, "Score at most this many test dialogues per persona (0: all).", min=0)
-    max_new_tokens: int = param(64, "Longest generated reply, in tokens.", min=1, max=4096)
-    eval_batch_size: int = param(16, "Replies generated at once (rows may use different adapters).", min=1)
-    system_prompt: str = param("", "System prompt for training and replies (empty: the chat template's own).")
+GROUPS: dict[str, type[Params] | None] = {
+    "method_params": None, "lora": LoraParams, "train": TrainParams, "eval": EvalParams}
+"""Every parameter group, in the order forms and ``--help`` show them (None: the method's own class)."""
+GROUP_ALIASES = {"method": "method_params", "params": "method_params"}
 
 
-@dataclass
+def parameter_groups(method: str) -> dict[str, type[Params]]:
+    """The parameter dataclasses ``method`` shows: its own, then LoRA, training and evaluation."""
+    spec = get_method(method)
+    groups: dict[str, type[Params]] = {"method_params": spec.params}
+    if spec.shows_lora_form:
+        groups["lora"] = LoraParams
+    if spec.trains:
+        groups["train"] = TrainParams
+    groups["eval"] = EvalParams
+    return groups
+
+
+def default_params(method: str, group: str) -> Params:
+    """The defaults of one group for ``method`` (its Appendix-A training deviations applied)."""
+    spec = get_method(method)
+    cls = GROUPS[group] or spec.params
+    return cls(**(spec.train_defaults if group == "train" else {}))
+
+
+def defaults_for(method: str) -> dict[str, dict[str, Any]]:
+    """Default values of every group ``method`` shows, as plain values (for forms and listings)."""
+    return {group: default_params(method, group).to_dict() for group in parameter_groups(method)}
+
+
+@dataclass(frozen=True)
 class JobSpec:
     method: str
-    method_params: dict[str, Any] = field(default_factory=dict)
-    lora: dict[str, Any] = field(default_factory=dict)
-    train: dict[str, Any] = field(default_factory=dict)
-    eval: dict[str, Any] = field(default_factory=dict)
-    base_model: str = "smollm2-135m-instruct"
+    method_params: Params
+    lora: LoraParams
+    """The method's LoRA settings; the defaults where it shows none (merges save with them)."""
+    train: TrainParams
+    eval: EvalParams
+    base_model: str = DEFAULT_MODEL
     personas: list[str] = field(default_factory=list)
     """Persona ids; empty means every persona of the dataset."""
     dataset_path: str = ""
@@ -40,83 +71,102 @@ class JobSpec:
     device: str | None = None
     dtype: str | None = None
 
+    @classmethod
+    def for_method(cls, method: str, **fields: Any) -> JobSpec:
+        """``method`` with every parameter at its default."""
+        return cls(method=method, **{g: default_params(method, g) for g in GROUPS}, **fields)
+
+    def replace(self, **changes: Any) -> JobSpec:
+        return dataclasses.replace(self, **changes)
+
+    def groups(self) -> dict[str, Params]:
+        """The parameter groups the method shows, by group name."""
+        return {group: getattr(self, group) for group in parameter_groups(self.method)}
+
+    def with_overrides(self, overrides: dict[str, Any] | None) -> JobSpec:
+        """This spec with ``"group.name"`` (or bare ``name``) overrides; values may be text to parse.
+
+        A bare name must belong to one group only of those the method shows. Unknown names and
+        out-of-range values raise :class:`ParamError` naming the field.
+        """
+        shown = parameter_groups(self.method)
+        changes: dict[str, dict[str, Any]] = {}
+        for key, raw in (overrides or {}).items():
+            group, name = resolve_key(self.method, key, shown)
+            changes.setdefault(group, {})[name] = shown[group].parse_value(name, raw)
+        return self.replace(**{group: getattr(self, group).replace(**changes[group])
+                               for group in shown if group in changes})
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The store's and the child processes' shape (groups the method does not show are empty)."""
+        shown = parameter_groups(self.method)
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for group in GROUPS:
+            out[group] = out[group].to_dict() if group in shown else {}
+        out["personas"] = list(self.personas)
+        return out
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> JobSpec:
-        return cls(**values)
+        """A spec from :meth:`to_dict`'s shape; missing groups and fields take today's defaults."""
+        values = dict(values)
+        method = values.pop("method")
+        try:
+            groups = {group: default_params(method, group).replace(**(values.pop(group, None) or {}))
+                      for group in GROUPS}
+            return cls(method=method, **groups, **values)
+        except TypeError as exc:
+            raise UserError(f"{method}: {exc}") from None
 
 
-def parameter_groups(method: str) -> dict[str, type[Params]]:
-    """The parameter dataclasses of ``method``: its own, then LoRA, training and evaluation."""
-    from shpers_core.methods.registry import get_method
+def resolve_key(method: str, key: str, shown: dict[str, type[Params]] | None = None) -> tuple[str, str]:
+    """The group and field a ``"group.name"`` or bare ``"name"`` override means for ``method``.
 
-    spec = get_method(method)
-    groups: dict[str, type[Params]] = {"method_params": spec.params}
-    if spec.uses_lora:
-        groups["lora"] = LoraParams
-    if spec.trains:
-        groups["train"] = TrainParams
-    groups["eval"] = EvalParams
-    return groups
+    The one parser of that format: the CLI, study presets, sweeps and the app's forms all use it.
+    """
+    shown = shown if shown is not None else parameter_groups(method)
+    if "." in key:
+        group, name = key.split(".", 1)
+        group = GROUP_ALIASES.get(group, group)
+        if group not in shown:
+            raise ParamError(f"{method}: unknown parameter group {key.split('.')[0]!r}")
+        return group, name
+    owners = [g for g, cls in shown.items() if any(s.name == key for s in cls.specs())]
+    if not owners:
+        known = sorted(s.name for cls in shown.values() for s in cls.specs())
+        raise ParamError(f"{method}: unknown parameter {key!r}; known: {', '.join(known)}")
+    return owners[0], key
 
 
-def defaults_for(method: str) -> dict[str, dict[str, Any]]:
-    """Default values of every group for ``method`` (the method's Appendix-A deviations applied)."""
-    from shpers_core.methods.registry import get_method
-
-    spec = get_method(method)
+def applicable(method: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The overrides that name a field ``method`` shows (a preset's shared settings skip the others)."""
+    shown = parameter_groups(method)
     out = {}
-    for group, cls in parameter_groups(method).items():
-        values = {s.name: s.default for s in cls.specs()}
-        if group == "train":
-            values.update(spec.train_defaults)
-        out[group] = values
+    for key, value in overrides.items():
+        try:
+            group, name = resolve_key(method, key if "." in key else f"method_params.{key}", shown)
+        except ParamError:
+            continue
+        if any(s.name == name for s in shown[group].specs()):
+            out[f"{group}.{name}"] = value
     return out
 
 
 def build_spec(method: str, overrides: dict[str, Any] | None = None, **fields: Any) -> JobSpec:
-    """A validated :class:`JobSpec` from flat ``key=value`` overrides.
+    """A validated :class:`JobSpec` from ``"group.name"`` overrides and the job's other fields.
 
     A key may be bare (``learning_rate``) when only one group has it, or qualified
     (``train.learning_rate``). Unknown keys and out-of-range values raise :class:`ParamError`.
     """
-    groups = parameter_groups(method)
-    values = defaults_for(method)
-    for key, raw in (overrides or {}).items():
-        if "." in key:
-            group, name = key.split(".", 1)
-            group = {"method": "method_params", "params": "method_params"}.get(group, group)
-            if group not in groups:
-                raise ParamError(f"{method}: unknown parameter group {key.split('.')[0]!r}")
-        else:
-            owners = [g for g, cls in groups.items() if any(s.name == key for s in cls.specs())]
-            if not owners:
-                known = sorted(s.name for cls in groups.values() for s in cls.specs())
-                raise ParamError(f"{method}: unknown parameter {key!r}; known: {', '.join(known)}")
-            group, name = owners[0], key
-        values[group][name] = groups[group].parse_value(name, raw)
-    for group, cls in groups.items():
-        cls.from_dict(values[group])  # validates ranges; raises ParamError naming the field
-    name = fields.get("name") or ""
-    if any(not ch.isprintable() for ch in name):
+    spec = JobSpec.for_method(method, **fields).with_overrides(overrides)
+    if any(not ch.isprintable() for ch in spec.name):
         # A newline in a name could fake a row in `runs list` or a CSV export.
-        raise ParamError(f"run name {name!r} contains a newline or another control character")
-    return JobSpec(method=method, **values, **fields)
+        raise ParamError(f"run name {spec.name!r} contains a newline or another control character")
+    return spec
 
 
-def resolved(spec: JobSpec) -> tuple[Params, LoraParams, TrainParams, EvalParams]:
-    """The typed parameter objects of a spec (validated)."""
-    from shpers_core.methods.registry import get_method
-
-    method = get_method(spec.method)
-    defaults = defaults_for(spec.method)
-    try:
-        mp = method.params.from_dict({**defaults["method_params"], **spec.method_params})
-        lora = LoraParams.from_dict({**defaults.get("lora", {}), **spec.lora})
-        train = TrainParams.from_dict({**defaults.get("train", {}), **spec.train})
-        ev = EvalParams.from_dict({**defaults["eval"], **spec.eval})
-    except TypeError as exc:
-        raise UserError(f"{spec.method}: {exc}") from None
-    return mp, lora, train, ev
+def source_spec(spec: JobSpec, method: str, personas: list[str]) -> JobSpec:
+    """The job of a source run ``spec`` builds on: ``method`` with this job's LoRA and evaluation settings."""
+    return JobSpec.for_method(method, base_model=spec.base_model, personas=list(personas),
+                              dataset_path=spec.dataset_path, device=spec.device,
+                              dtype=spec.dtype).replace(lora=spec.lora, eval=spec.eval)

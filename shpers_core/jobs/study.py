@@ -12,7 +12,9 @@ from typing import Any
 
 from shpers_core.errors import UserError
 from shpers_core.events import Reporter
-from shpers_core.jobs.spec import JobSpec, build_spec
+from shpers_core.jobs.runner import load_dataset_for, run_job
+from shpers_core.jobs.spec import JobSpec, applicable, build_spec, default_params, parameter_groups
+from shpers_core.models import DEFAULT_MODEL
 
 # (row label, method, method overrides). Dependencies come first: merges reuse the per-persona
 # run, prefixes the unified one.
@@ -57,7 +59,7 @@ class StudyPreset:
 PRESETS: dict[str, StudyPreset] = {
     "smoke": StudyPreset(
         "smoke", "4 personas, one short epoch, 1 test dialogue each: the pipeline end to end in minutes on a CPU.",
-        "smollm2-135m-instruct", 4,
+        DEFAULT_MODEL, 4,
         # No warm-up: with two or three steps per adapter it would spend one at learning rate 0.
         {"train.num_epochs": 1, "train.warmup_ratio": 0.0, "eval.max_train_dialogues": 6,
          "eval.max_test_dialogues": 1, "eval.max_new_tokens": 24, "eval.eval_batch_size": 32,
@@ -69,7 +71,7 @@ PRESETS: dict[str, StudyPreset] = {
         # epochs do not fit: LoRA rows train 1 of 3 epochs, learned prefixes 1 of 10; the rows say so.
         "quick", "20 personas, all their training dialogues, 3 test dialogues each, every row, on the embedded "
                  "model; epochs cut to 1 (the table says so): about 45-55 minutes on a 2-core CPU.",
-        "smollm2-135m-instruct", 20,
+        DEFAULT_MODEL, 20,
         {"train.num_epochs": 1, "eval.max_test_dialogues": 3, "eval.max_new_tokens": 24,
          "eval.eval_batch_size": 64, "k": 4},
         note_cuts=True,
@@ -88,35 +90,20 @@ def get_preset(name: str) -> StudyPreset:
         raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
 
 
-def _applicable(method: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    from shpers_core.jobs.spec import parameter_groups
-
-    groups = parameter_groups(method)
-    out = {}
-    for key, value in overrides.items():
-        group, _, name = key.rpartition(".")
-        names = groups.get(group or "method_params")
-        if names is not None and any(s.name == name for s in names.specs()):
-            out[key if group else f"method_params.{name}"] = value
-    return out
-
-
 def study_specs(preset: str | StudyPreset, persona_ids: list[str], *, base_model: str | None = None,
                 extra: dict[str, Any] | None = None, dtype: str | None = None) -> list[JobSpec]:
     """One job per study row for ``preset`` over ``persona_ids`` (already chosen)."""
     p = get_preset(preset) if isinstance(preset, str) else preset
-    from shpers_core.jobs.spec import defaults_for, resolved
-
     specs = []
     for label, method, own in STUDY_STEPS:
-        overrides = _applicable(method, {**p.overrides, **p.method_overrides.get(method, {}), **(extra or {})})
+        overrides = applicable(method, {**p.overrides, **p.method_overrides.get(method, {}), **(extra or {})})
         overrides.update({f"method_params.{k}": v for k, v in own.items()})
         spec = build_spec(method, overrides, base_model=base_model or p.base_model,
                           personas=list(persona_ids), name=label, dtype=dtype)
-        if p.note_cuts and "train" in defaults_for(method):
-            full, used = defaults_for(method)["train"]["num_epochs"], resolved(spec)[2].num_epochs
+        if p.note_cuts and "train" in parameter_groups(method):
+            full, used = default_params(method, "train").num_epochs, spec.train.num_epochs
             if used < full:
-                spec.name = f"{label} ({used} of {full} epochs)"
+                spec = spec.replace(name=f"{label} ({used} of {full} epochs)")
         specs.append(spec)
     return specs
 
@@ -129,8 +116,6 @@ def preset_personas(preset: StudyPreset, all_ids: list[str]) -> list[str]:
 def run_study(preset: str, workspace, reporter: Reporter, *, base_model: str | None = None,
               personas: list[str] | None = None, dtype: str | None = None) -> list[str]:
     """Run every study row in one process (the base model is loaded once); returns run ids."""
-    from shpers_core.jobs.runner import load_dataset_for, run_job
-
     p = get_preset(preset)
     first = build_spec("base_model", base_model=base_model or p.base_model)
     dataset = load_dataset_for(first, workspace)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shpers_core.jobs.spec import JobSpec, build_spec, parameter_groups
+from shpers_core.jobs.spec import JobSpec, build_spec, parameter_groups, resolve_key
 from shpers_core.params import ParamError, ParamSpec, coerce
 
 SWEEPABLE = (int, float, str, bool)
@@ -18,12 +18,11 @@ SWEEPABLE = (int, float, str, bool)
 def sweep_parameter(method: str, key: str) -> tuple[str, ParamSpec]:
     """``(qualified name, spec)`` of the swept parameter; ``key`` bare or ``group.name``."""
     groups = parameter_groups(method)
-    if "." in key:
-        group, name = key.split(".", 1)
-        group = {"method": "method_params", "params": "method_params"}.get(group, group)
-        found = [(group, s) for s in groups[group].specs() if s.name == name] if group in groups else []
-    else:
-        found = [(g, s) for g, cls in groups.items() for s in cls.specs() if s.name == key]
+    try:
+        group, name = resolve_key(method, key, groups)
+    except ParamError:
+        group, name = "", key
+    found = [(group, s) for s in groups[group].specs() if s.name == name] if group in groups else []
     if not found:
         known = sorted(f"{g}.{s.name}" for g, cls in groups.items() for s in cls.specs() if s.type in SWEEPABLE)
         raise ParamError(f"{method}: cannot sweep {key!r}, not one of its parameters; known: {', '.join(known)}")

@@ -6,27 +6,25 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from shpers_core.methods.base import Adapter
-from shpers_core.methods.cluster_lora import FEATURES
-from shpers_core.methods.merging import MERGE_MODES
-from shpers_core.params import Params, param
+from shpers_core.atomic import atomic_write_text
+from shpers_core.errors import UserError
+from shpers_core.methods.cluster_lora import ClusterParams
+from shpers_core.methods.merging import MERGE_MODE_HELP, MERGE_MODES, merge_lora
+from shpers_core.params import param
+from shpers_core.training.adapter_types import Adapter
+from shpers_core.training.adapters import check_adapter_fits
 
 
 @dataclass
-class MergeParams(Params):
+class MergeParams(ClusterParams):
     title = "Merge"
-    k: int = param(5, "Number of k-means clusters of personas.", min=2)
-    features: str = param("description", "Cluster on the character description or on the persona's dialogues.",
-                          choices=FEATURES)
-    cluster_seed: int = param(0, "Seed of k-means.", min=0, max=2**31 - 1)
     merge_mode: str = param(
         "factor_average",
-        "factor_average: average A and B separately (the study's formula, PEFT 'linear'; cross terms appear); "
-        "exact: the weighted sum of the updates B·A (PEFT 'cat'); svd: exact then truncated to the inputs' rank; "
-        "ties / dare_linear / dare_ties: PEFT's TIES and DARE merges.",
+        "; ".join(f"{mode}: {text}" for mode, text in MERGE_MODE_HELP.items()),
         choices=MERGE_MODES,
     )
     density: float = param(0.5, "Share of weights kept by TIES and DARE.", min=0.0, max=1.0, min_exclusive=True)
+    dare_seed: int = param(0, "Seed of DARE's random drop (dare_linear, dare_ties).", min=0, max=2**31 - 1)
 
 
 def per_persona_adapters(ctx) -> tuple[str, dict[str, Adapter]]:
@@ -35,11 +33,7 @@ def per_persona_adapters(ctx) -> tuple[str, dict[str, Adapter]]:
     adapters = ctx.adapters_of(source)
     missing = [p for p in ctx.personas if p not in adapters]
     if missing:
-        from shpers_core.errors import UserError
-
         raise UserError(f"run {source} has no adapter for persona {missing[0]}")
-    from shpers_core.training.adapters import check_adapter_fits
-
     for pid in ctx.personas:
         # Checked here so a wrong shape names the source adapter, not the merge made from it.
         check_adapter_fits(adapters[pid], ctx.base.model)
@@ -54,12 +48,10 @@ def merge_and_save(ctx, name: str, members: list[tuple[str, float]], sources: di
     Which adapters went in, with which weights, is written to the run's ``merges.json`` so a
     user can see what a merged adapter is made of.
     """
-    from shpers_core.methods.merging import merge_lora
-
     inputs = [sources[pid] for pid, _ in members]
     weights = [float(w) for _, w in members]
     merged = merge_lora([a.state_dict for a in inputs], weights, params.merge_mode,
-                        scalings=[a.scaling for a in inputs], density=params.density, seed=params.cluster_seed)
+                        scalings=[a.scaling for a in inputs], density=params.density, seed=params.dare_seed)
     adapter = ctx.save_lora(name, merged.state_dict, persona_id=persona_id, rank=merged.rank,
                             lora_alpha=merged.lora_alpha, kind="adapter" if persona_id else "merged_adapter")
     _record_merge(ctx.run_dir / "merges.json", name, params.merge_mode, members,
@@ -68,8 +60,6 @@ def merge_and_save(ctx, name: str, members: list[tuple[str, float]], sources: di
 
 
 def _record_merge(path: Path, name: str, mode: str, members: list[tuple[str, float]], folder: str) -> None:
-    from shpers_core.training.checkpoint import atomic_write_text
-
     merges = json.loads(path.read_text()) if path.exists() else {}
     merges[name] = {"mode": mode, "adapter": folder, "inputs": [{"persona_id": pid, "weight": float(w)} for pid, w in members]}
     atomic_write_text(path, json.dumps(merges, indent=1))

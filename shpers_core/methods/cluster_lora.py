@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shpers_core.methods.base import EvalPlan, MethodSpec
+from shpers_core.errors import UserError
+from shpers_core.evaluation.plan import EvalPlan
+from shpers_core.methods.base import MethodSpec
+from shpers_core.methods.clustering import cluster_personas
 from shpers_core.params import Params, param
 
 FEATURES = ("description", "behaviour")
@@ -12,18 +15,27 @@ FEATURES = ("description", "behaviour")
 
 @dataclass
 class ClusterParams(Params):
+    """How personas are clustered; soft prompts (scope cluster) and the merges share these fields."""
+
     title = "Clusters"
     k: int = param(5, "Number of k-means clusters of personas.", min=2)
     features: str = param("description", "Cluster on the character description (the study's choice) or on "
                           "embeddings of each persona's own training dialogues.", choices=FEATURES)
     cluster_seed: int = param(0, "Seed of k-means.", min=0, max=2**31 - 1)
 
+    def clusters(self) -> bool:
+        """Whether these settings cluster the personas at all."""
+        return True
 
-def cluster(ctx, params) -> list[int]:
+    def check_persona_count(self, method: str, count: int) -> None:
+        # Checked before the run is recorded, not after a source run has been trained.
+        if self.clusters() and self.k > count:
+            raise UserError(f"{method}: k={self.k} is larger than the {count} selected personas; "
+                            "lower k or select more personas")
+
+
+def cluster(ctx, params: ClusterParams) -> list[int]:
     """Cluster the selected personas, record the silhouette and each persona's cluster."""
-    from shpers_core.errors import UserError
-    from shpers_core.methods.clustering import cluster_personas
-
     if params.k > len(ctx.personas):
         raise UserError(f"k={params.k} is larger than the {len(ctx.personas)} selected personas")
     vectors = ctx.persona_vectors(params.features)

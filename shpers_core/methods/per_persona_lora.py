@@ -9,8 +9,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from shpers_core.methods.base import EvalPlan, MethodSpec
+from shpers_core.distributed.shards import train_sharded
+from shpers_core.evaluation.plan import EvalPlan
+from shpers_core.methods.base import MethodSpec
 from shpers_core.params import Params, param
+from shpers_core.training.multi import checkpointed_adapters, train_many
 
 
 @dataclass
@@ -43,9 +46,6 @@ def run(ctx, params: PerPersonaParams) -> EvalPlan:
                 val_losses[pid] = result.val_curve[-1][1]
             ctx.reporter.progress("personas", len(adapters), len(ctx.personas))
     elif todo:
-        from shpers_core.training.multi import checkpointed_adapters
-        from shpers_core.training.multi_lora import train_many
-
         checkpoints = ctx.checkpoint_dir("batched")
         batch = todo
         if len(todo) < len(ctx.personas) and checkpointed_adapters(checkpoints) == list(ctx.personas):
@@ -53,8 +53,6 @@ def run(ctx, params: PerPersonaParams) -> EvalPlan:
             # share dropout draws) rather than train the rest again as another batch.
             batch = list(ctx.personas)
         if params.shards > 1 and len(batch) > 1:
-            from shpers_core.distributed.shards import train_sharded
-
             result = train_sharded(ctx, batch, params.shards, params.micro_batch_rows or None)
         else:
             result = train_many(

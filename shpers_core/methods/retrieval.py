@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shpers_core.methods.base import EvalPlan, MethodSpec
+from shpers_core.evaluation.plan import EvalPlan
+from shpers_core.methods.base import MethodSpec
 from shpers_core.params import Params, param
 
 
@@ -57,5 +58,7 @@ METHOD = MethodSpec(
     params=RetrievalParams,
     run=run,
     trains=False,
-    uses_lora=False,
+    shows_lora_form=False,
+    requires=("unified_lora",),
+    requires_when=lambda params: params.on_unified,
 )

@@ -15,14 +15,27 @@ from dataclasses import dataclass
 
 import torch
 
-from shpers_core.methods.base import EvalPlan, MethodSpec
-from shpers_core.methods.cluster_lora import FEATURES
+from shpers_core.evaluation.generation import _CACHE, _cache_layers
+from shpers_core.evaluation.plan import EvalPlan
+from shpers_core.methods.base import MethodSpec
+from shpers_core.methods.cluster_lora import ClusterParams, cluster
 from shpers_core.methods.prompting import persona_system_prompts
-from shpers_core.params import Params, param
+from shpers_core.models.chat import _render, _tokenize
+from shpers_core.params import param
+from shpers_core.training.adapters import (
+    load_prefix_tuning,
+    load_soft_prompt,
+    prefix_key_values,
+    save_prefix_tuning,
+    save_soft_prompt,
+)
+from shpers_core.training.fit import fit
 
 
 @dataclass
-class SoftPromptParams(Params):
+class SoftPromptParams(ClusterParams):
+    """The cluster fields (k, features, cluster_seed) apply when scope is cluster."""
+
     title = "Soft prompt"
     scope: str = param("persona", "Learn one prompt per persona, or one per cluster of personas.",
                        choices=("persona", "cluster"))
@@ -33,9 +46,9 @@ class SoftPromptParams(Params):
     prefix_init: str = param("description", "How a KV prefix starts: the model's own keys and values of the "
                              "persona description as a system message (where the static text prefix starts), or "
                              "PEFT's random initialisation.", choices=("description", "random"))
-    k: int = param(5, "Clusters, when scope is cluster.", min=2)
-    features: str = param("description", "Cluster features, when scope is cluster.", choices=FEATURES)
-    cluster_seed: int = param(0, "Seed of k-means, when scope is cluster.", min=0, max=2**31 - 1)
+
+    def clusters(self) -> bool:
+        return self.scope == "cluster"
 
 
 def merged_unified(ctx, unified) -> torch.nn.Module:
@@ -50,9 +63,6 @@ def merged_unified(ctx, unified) -> torch.nn.Module:
 def description_key_values(model: torch.nn.Module, tokenizer, text: str) -> torch.Tensor:
     """The keys and values ``model`` computes for ``text`` as a system message, [layers, 2, kv heads, tokens,
     head dim]: a KV prefix that answers exactly as if the text stood before the prompt."""
-    from shpers_core.evaluation.generation import _CACHE, _cache_layers
-    from shpers_core.models.chat import _render, _tokenize
-
     ids = _tokenize(tokenizer, _render(tokenizer, [{"role": "system", "content": text}], False))[0]
     device = next(model.parameters()).device
     with torch.no_grad():
@@ -78,8 +88,6 @@ def _peft_config(kind: str, num_virtual_tokens: int):
 
 def _save(folder, peft_model, kind: str, base_model: str) -> torch.Tensor:
     """Write the trained prompt or prefix as a PEFT folder; returns what the evaluator takes."""
-    from shpers_core.training.adapters import prefix_key_values, save_prefix_tuning, save_soft_prompt
-
     config = peft_model.peft_config["default"]  # token_dim and heads as PEFT resolved them (KV heads for prefixes)
     embeddings = peft_model.get_prompt_embedding_to_save("default").detach().cpu()
     save = save_prefix_tuning if kind == "prefix" else save_soft_prompt
@@ -92,10 +100,6 @@ def _save(folder, peft_model, kind: str, base_model: str) -> torch.Tensor:
 
 def run(ctx, params: SoftPromptParams) -> EvalPlan:
     from peft import get_peft_model
-
-    from shpers_core.methods.cluster_lora import cluster
-    from shpers_core.training.adapters import load_prefix_tuning, load_soft_prompt
-    from shpers_core.training.fit import fit
 
     source = ctx.source_run("unified_lora")
     ctx.store.update_run(ctx.run_id, parent_run_id=source)
@@ -151,7 +155,7 @@ METHOD = MethodSpec(
             "on the merged unified model.",
     params=SoftPromptParams,
     run=run,
-    uses_lora=False,
+    shows_lora_form=False,
     # Appendix A, "Prefix Tuning".
     train_defaults={"learning_rate": 1e-3, "num_epochs": 10, "batch_size": 2},
     requires=("unified_lora",),

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shpers_core.evaluation.plan import EvalPlan
 from shpers_core.methods.adapter_merge import MergeParams, merge_and_save, per_persona_adapters
-from shpers_core.methods.base import EvalPlan, MethodSpec
+from shpers_core.methods.base import MethodSpec
 from shpers_core.methods.cluster_lora import cluster
+from shpers_core.methods.merging import sparse_moe_weights
 from shpers_core.params import param
 
 
@@ -18,8 +20,6 @@ class SparseMoeParams(MergeParams):
 
 
 def run(ctx, params: SparseMoeParams) -> EvalPlan:
-    from shpers_core.methods.merging import sparse_moe_weights
-
     _, sources = per_persona_adapters(ctx)
     labels = cluster(ctx, params)
     vectors = ctx.persona_vectors(params.features)
@@ -39,6 +39,6 @@ METHOD = MethodSpec(
     params=SparseMoeParams,
     run=run,
     trains=False,
-    uses_lora=False,
+    shows_lora_form=False,
     requires=("per_persona_lora",),
 )

@@ -3,7 +3,8 @@ description given as text in the system prompt. No training of its own."""
 
 from __future__ import annotations
 
-from shpers_core.methods.base import EvalPlan, MethodSpec, NoParams
+from shpers_core.evaluation.plan import EvalPlan
+from shpers_core.methods.base import MethodSpec, NoParams
 from shpers_core.methods.prompting import persona_system_prompts
 
 
@@ -24,6 +25,6 @@ METHOD = MethodSpec(
     params=NoParams,
     run=run,
     trains=False,
-    uses_lora=False,
+    shows_lora_form=False,
     requires=("unified_lora",),
 )

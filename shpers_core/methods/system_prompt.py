@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from shpers_core.methods.base import EvalPlan, MethodSpec, NoParams
+from shpers_core.evaluation.plan import EvalPlan
+from shpers_core.methods.base import MethodSpec, NoParams
 from shpers_core.methods.prompting import persona_system_prompts
 
 
@@ -20,5 +21,5 @@ METHOD = MethodSpec(
     params=NoParams,
     run=run,
     trains=False,
-    uses_lora=False,
+    shows_lora_form=False,
 )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shpers_core.methods.base import EvalPlan, MethodSpec
+from shpers_core.evaluation.plan import EvalPlan
+from shpers_core.methods.base import MethodSpec
 from shpers_core.params import Params, param
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from shpers_core.evaluation.plan import EvalPlan
 from shpers_core.methods.adapter_merge import MergeParams, merge_and_save, per_persona_adapters
-from shpers_core.methods.base import EvalPlan, MethodSpec
+from shpers_core.methods.base import MethodSpec
 from shpers_core.methods.cluster_lora import cluster
+from shpers_core.methods.merging import weighted_merge_weights
 
 
 def run(ctx, params: MergeParams) -> EvalPlan:
-    from shpers_core.methods.merging import weighted_merge_weights
-
     source, sources = per_persona_adapters(ctx)
     val = ctx.store.persona_scores(source, metric="val_score", subset="validation")
     scores = np.array([val.get(pid, 1.0) for pid in ctx.personas])
@@ -38,6 +38,6 @@ METHOD = MethodSpec(
     params=MergeParams,
     run=run,
     trains=False,
-    uses_lora=False,
+    shows_lora_form=False,
     requires=("per_persona_lora",),
 )

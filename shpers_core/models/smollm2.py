@@ -13,7 +13,9 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from .cache import atomic_dir, models_dir, replace_dir
+from shpers_core.atomic import atomic_dir
+
+from .cache import models_dir, replace_dir
 from .errors import ModelError
 from .quiet import no_progress_bars
 from .templates import SMOLLM2_CHATML_TEMPLATE

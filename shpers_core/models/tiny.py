@@ -16,7 +16,9 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
-from .cache import atomic_dir, models_dir
+from shpers_core.atomic import atomic_dir
+
+from .cache import models_dir
 from .errors import ModelError
 from .quiet import no_progress_bars
 from .templates import QWEN_CHATML_TEMPLATE, QWEN_DEFAULT_SYSTEM

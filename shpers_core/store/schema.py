@@ -20,8 +20,12 @@ from shpers_core.store.errors import StoreError
 APPLICATION_ID = 0x73687072
 
 # "deleting": its files are being removed; its rows go last, so a delete cut short is finished later.
-STATUSES = ("queued", "running", "finished", "failed", "cancelled", "interrupted", "deleting")
-TERMINAL_STATUSES = ("finished", "failed", "cancelled", "interrupted")
+QUEUED, RUNNING, FINISHED, FAILED, CANCELLED, INTERRUPTED, DELETING = (
+    "queued", "running", "finished", "failed", "cancelled", "interrupted", "deleting")
+STATUSES = (QUEUED, RUNNING, FINISHED, FAILED, CANCELLED, INTERRUPTED, DELETING)
+TERMINAL_STATUSES = (FINISHED, FAILED, CANCELLED, INTERRUPTED)
+RESUMABLE_STATUSES = (INTERRUPTED, CANCELLED, FAILED)
+"""A run in one of these can be resumed (``shpers runs resume``, the app's Resume)."""
 CURVE_KINDS = ("train", "val")
 # Test-turn subsets, then "validation" (scores on validation data, e.g. an adapter's validation
 # loss) and "info" (facts about a run that are not scores: silhouette, a persona's cluster).

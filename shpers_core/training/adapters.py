@@ -14,9 +14,9 @@ from peft import LoraConfig, PromptTuningConfig
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from shpers_core.atomic import atomic_write_dir
 from shpers_core.errors import UserError
-from shpers_core.methods.base import Adapter
-from shpers_core.training.checkpoint import atomic_write_dir
+from shpers_core.training.adapter_types import Adapter
 
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"

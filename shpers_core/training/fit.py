@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
 
 from shpers_core.events import JobCancelled, Reporter, Step, Validation
 from shpers_core.training.batching import Example, batches_for, collate
@@ -286,6 +286,3 @@ def fit_adapter(
         peft_model.unload()
     return result
 
-
-def load_adapter_weights(peft_model: PeftModel, state_dict: dict[str, torch.Tensor], adapter_name: str = "default") -> None:
-    set_peft_model_state_dict(peft_model, state_dict, adapter_name=adapter_name)

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from shpers_core.data import Message
-from shpers_core.jobs.spec import EvalParams
+from shpers_core.evaluation.config import EvalParams
 from shpers_core.methods.registry import METHODS
 from shpers_gui import engine
 from shpers_gui.workers import run_call

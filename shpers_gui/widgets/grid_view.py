@@ -20,10 +20,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from shpers_core.evaluation.metrics import METRIC_NAMES
 from shpers_gui import engine
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
-METRICS = ("embedding_similarity", "device_precision", "parameter_f1", "numerical_precision")
 
 
 def score_colour(value: float, lo: float, hi: float) -> QColor:
@@ -42,7 +42,7 @@ class PersonaGridModel(QAbstractTableModel):
     def __init__(self, session, parent=None):
         super().__init__(parent)
         self.session = session
-        self.metric = METRICS[0]
+        self.metric = METRIC_NAMES[0]
         self.runs = []
         self.personas: list[str] = []
         self.scores: dict[str, dict[str, float]] = {}
@@ -115,7 +115,7 @@ class PersonaGridView(QWidget):
         self.proxy.setSourceModel(self.model)
         self.proxy.setSortRole(SORT_ROLE)
         self.metric = QComboBox()
-        for m in METRICS:
+        for m in METRIC_NAMES:
             self.metric.addItem(m.replace("_", " "), m)
         self.metric.currentIndexChanged.connect(self._metric_changed)
         self.table = QTableView()

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from shpers_core.jobs.spec import JobSpec
+from shpers_core.store import RESUMABLE_STATUSES
 from shpers_gui import engine
 from shpers_gui.job_queue import ACTIVE, CANCELLED, FAILED, FINISHED, INTERRUPTED, RUNNING, WAITING, Job
 from shpers_gui.widgets.loss_plot import LossPlot
@@ -30,7 +31,6 @@ from shpers_gui.widgets.plot_export import add_export_button
 
 STATUS_COLOURS = {RUNNING: "#1f6fb2", FINISHED: "#2e7d32", FAILED: "#c62828", CANCELLED: "#8d6e63",
                   INTERRUPTED: "#ef6c00"}
-RESUMABLE = ("cancelled", "interrupted", "failed")
 
 
 def format_eta(seconds: float | None, complete: bool = True) -> str:
@@ -281,7 +281,7 @@ class JobsView(QWidget):
     def _update_buttons(self) -> None:
         job = self.selected_job()
         self.cancel_button.setEnabled(job is not None and job.status in ACTIVE)
-        self.resume_button.setEnabled(job is not None and job.status in RESUMABLE and bool(job.run_id))
+        self.resume_button.setEnabled(job is not None and job.status in RESUMABLE_STATUSES and bool(job.run_id))
 
     def cancel_selected(self) -> None:
         job = self.selected_job()

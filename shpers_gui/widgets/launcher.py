@@ -386,7 +386,7 @@ class LauncherView(QWidget):
         name = self._free_name(spec.name)
         if name is None or not self._confirm_cost([estimate]):
             return []
-        spec.name = name
+        spec = spec.replace(name=name)
         return self._submit([spec], [estimate])
 
     def queue_sweep(self) -> list:
@@ -407,8 +407,8 @@ class LauncherView(QWidget):
         if not self._confirm_cost(estimates):
             return []
         taken = self._taken_names()
-        for s in specs:  # the store would add " (2)" anyway; naming it here keeps job and run alike
-            s.name = self.session.store().unique_name(s.name) if s.name in taken else s.name
+        # The store would add " (2)" anyway; naming it here keeps job and run alike.
+        specs = [s.replace(name=self.session.store().unique_name(s.name)) if s.name in taken else s for s in specs]
         return self._submit(specs, estimates)
 
     def queue_study(self) -> list:
@@ -425,8 +425,7 @@ class LauncherView(QWidget):
                 ids = preset_personas(self._presets[preset], self.session.dataset.persona_ids)
             specs = engine.get("study_specs")(preset, ids, base_model=self.base_model.currentText().strip() or None)
             path = self.session.job_dataset_path()
-            for s in specs:
-                s.dataset_path = path
+            specs = [s.replace(dataset_path=path) for s in specs]
         except UserError as exc:
             self._error("Cannot queue the study", exc)
             return []

@@ -1,7 +1,8 @@
 """A method's parameter form, built from the engine's parameter dataclasses.
 
 Fields, defaults, ranges, choices and tooltips all come from ``parameter_groups`` /
-``defaults_for`` / ``Params.specs()``; the app holds no copy of them.
+``default_params`` / ``Params.specs()``, and each field is checked with ``Params.check_value``,
+the rules the engine validates with; the app holds no copy of them.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from shpers_core.jobs.spec import defaults_for, parameter_groups
-from shpers_core.params import ParamError, ParamSpec, coerce
+from shpers_core.jobs.spec import default_params, parameter_groups, resolve_key
+from shpers_core.params import ParamError, Params, ParamSpec, coerce
 
 _INT_LIMIT = 2**31 - 1
 
@@ -47,8 +48,8 @@ def _text(value: Any) -> str:
 class _Field:
     """One editor and how to read, write and check its value."""
 
-    def __init__(self, group: str, spec: ParamSpec, default: Any):
-        self.group, self.spec, self.default = group, spec, default
+    def __init__(self, group: str, cls: type[Params], spec: ParamSpec, default: Any):
+        self.group, self.cls, self.spec, self.default = group, cls, spec, default
         if spec.choices and spec.type is not list:
             w = QComboBox()
             for c in spec.choices:
@@ -95,26 +96,16 @@ class _Field:
         """The typed value; raises :class:`ParamError` naming the field when it is not valid."""
         w = self.widget
         if isinstance(w, QComboBox):
-            return w.currentData()
-        if isinstance(w, QCheckBox):
-            return w.isChecked()
-        if isinstance(w, QSpinBox):
-            return w.value()
-        value = coerce(self.spec, w.text())
-        # An empty field is an error, never the default in disguise: a list with a default has no
-        # empty meaning, and an emptied number field does not parse above.
-        if self.spec.type is list and not value and self.spec.default:
-            raise ParamError(f"{self.key} is empty: give at least one value")
-        if self.spec.type is float:
-            lo, hi = self.spec.min, self.spec.max
-            if (lo is not None and (value < lo or (self.spec.min_exclusive and value == lo))) or (
-                    hi is not None and value > hi):
-                raise ParamError(f"{self.key}={value!r} is out of range ({_tooltip(self.spec, self.default).splitlines()[1]})")
-        if self.spec.type is list and self.spec.choices:
-            bad = [v for v in value if v not in self.spec.choices]
-            if bad:
-                raise ParamError(f"{self.key}: {bad[0]!r} is not one of {', '.join(map(str, self.spec.choices))}")
-        return value
+            value = w.currentData()
+        elif isinstance(w, QCheckBox):
+            value = w.isChecked()
+        elif isinstance(w, QSpinBox):
+            value = w.value()
+        else:
+            # An empty field is an error, never the default in disguise: an emptied number does not
+            # parse, and an empty list with a default fails the engine's check.
+            value = coerce(self.spec, w.text())
+        return self.cls.check_value(self.spec.name, value)
 
     def _changed(self) -> None:
         ok = True
@@ -151,8 +142,8 @@ class ParamForm(QWidget):
                 w.deleteLater()
         self.fields = {}
         self.method = method
-        defaults = defaults_for(method)
         for group, cls in parameter_groups(method).items():
+            defaults = default_params(method, group)
             specs = cls.specs()
             if not specs:
                 continue
@@ -160,7 +151,7 @@ class ParamForm(QWidget):
             box.setObjectName(group)
             form = QFormLayout(box)
             for spec in specs:
-                f = _Field(group, spec, defaults[group][spec.name])
+                f = _Field(group, cls, spec, getattr(defaults, spec.name))
                 f.on_change = self.changed.emit
                 self.fields[f.key] = f
                 form.addRow(spec.name.replace("_", " "), f.widget)
@@ -184,9 +175,13 @@ class ParamForm(QWidget):
     def set_values(self, values: dict[str, Any]) -> None:
         """Set fields from ``{"group.name" or bare name: value}``; unknown names are ignored."""
         for key, value in values.items():
-            matches = [f for k, f in self.fields.items() if k == key or k.split(".", 1)[1] == key]
-            if matches:
-                matches[0].set(value)
+            try:
+                group, name = resolve_key(self.method, key)
+            except ParamError:
+                continue
+            field = self.fields.get(f"{group}.{name}")
+            if field is not None:
+                field.set(value)
 
     def reset(self) -> None:
         for f in self.fields.values():

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from shpers_core.jobs.spec import defaults_for
 from shpers_core.methods.registry import METHODS
+from shpers_core.store import RUNNING, TERMINAL_STATUSES
 from shpers_gui import engine
 from shpers_gui.widgets.compare_view import CompareView
 from shpers_gui.widgets.jobs_view import STATUS_COLOURS
@@ -207,7 +208,7 @@ class ResultsView(QWidget):
         self.filter.textChanged.connect(self.proxy.setFilterFixedString)
         self.status_filter = QComboBox()
         self.status_filter.addItem("all statuses", "")
-        for s in ("finished", "running", "failed", "cancelled", "interrupted"):
+        for s in (RUNNING, *TERMINAL_STATUSES):
             self.status_filter.addItem(s, s)
         self.status_filter.currentIndexChanged.connect(
             lambda _i: self.proxy.set_status(self.status_filter.currentData()))

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from peft import LoraConfig
 from torch import nn
 
+from shpers_core.training.adapters import write_peft_folder
 from shpers_core.training.config import LoraParams
 
 NO_ADAPTER = -1
@@ -201,8 +202,6 @@ class MultiLoraModel:
 
     def save_peft_adapter(self, slot: int, out_dir: Path | str, base_model_name: str | None = None) -> Path:
         """Write slot ``slot`` as a folder ``PeftModel.from_pretrained`` loads; atomic (temp dir, rename)."""
-        from shpers_core.training.adapters import write_peft_folder
-
         return write_peft_folder(out_dir, self.peft_config(base_model_name), self.adapter_state_dict(slot))
 
     def remove(self) -> nn.Module:

@@ -30,6 +30,7 @@ from peft import get_peft_model_state_dict
 from shpers_core.events import Reporter
 from shpers_core.training.batching import Example
 from shpers_core.training.config import LoraParams, TrainParams
+from shpers_core.training.fit import add_lora
 from shpers_core.training.multi.fingerprint import matching_checkpoint, training_fingerprint
 from shpers_core.training.multi.loop import MultiFitResult, MultiLoop
 from shpers_core.training.multi.lora import MultiLoraModel
@@ -38,8 +39,6 @@ from shpers_core.training.multi.packing import DEFAULT_MICRO_BATCH_TOKENS
 
 def peft_init_state(base_model: torch.nn.Module, lora: LoraParams, seed: int) -> dict[str, torch.Tensor]:
     """The fresh adapter a lone PEFT run with ``seed`` starts from (made by PEFT itself, then unloaded)."""
-    from shpers_core.training.fit import add_lora
-
     peft_model = add_lora(base_model, lora, seed)
     try:
         return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(peft_model).items()}

@@ -1,23 +1,35 @@
-"""Everything a method needs while it runs: data, the base model, training, saving, lookups."""
+"""Everything a method needs while it runs: data, the base model, training, saving, lookups.
+
+The runner (``jobs/runner.py``) builds one per run; methods only read it and call it, so
+``methods/`` imports nothing from ``jobs/``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from shpers_core.atomic import recover_dir
 from shpers_core.data.schema import Dataset, PersonaSplit
+from shpers_core.evaluation.config import EvalParams
+from shpers_core.evaluation.embedding import EmbeddingScorer
 from shpers_core.events import Reporter
-from shpers_core.methods.base import Adapter
+from shpers_core.methods.clustering import persona_features
+from shpers_core.models import encode_dialogue
+from shpers_core.names import child
+from shpers_core.training.adapter_types import Adapter
 from shpers_core.training.adapters import load_lora_adapter, save_lora_adapter
 from shpers_core.training.batching import Example
 from shpers_core.training.config import LoraParams, TrainParams
+from shpers_core.training.fit import fit_adapter
 from shpers_core.workspace import Workspace
 
 if TYPE_CHECKING:
-    from shpers_core.jobs.spec import EvalParams, JobSpec
+    # Type only: jobs/ builds the context and sits above methods/.
+    from shpers_core.jobs.spec import JobSpec
     from shpers_core.models import BaseModel
     from shpers_core.store import RunStore
 
@@ -46,6 +58,8 @@ class MethodContext:
     _examples: dict[tuple[str, str], list[Example]] = field(default_factory=dict, repr=False)
     folder_names: dict[str, str] = field(default_factory=dict, repr=False)
     """Each adapter or checkpoint folder this run named, with the name as written (a persona id...)."""
+    sources: dict[str, str] = field(default_factory=dict)
+    """Run id of each method this one declared in ``MethodSpec.requires`` (resolved by the runner)."""
 
     @property
     def run_dir(self) -> Path:
@@ -59,8 +73,6 @@ class MethodContext:
         return self._named_dir("checkpoints", name)
 
     def _named_dir(self, kind: str, name: str) -> Path:
-        from shpers_core.names import child
-
         # Our own run-wide names stay readable; a derived name always ends in "-<hash>", so no
         # user id can take them.
         path = self.run_dir / kind / name if name in FIXED_NAMES else child(self.run_dir / kind, name)
@@ -86,8 +98,6 @@ class MethodContext:
 
     def examples(self, persona_id: str, split: str) -> list[Example]:
         """Tokenised dialogues of one persona's split (cached)."""
-        from shpers_core.models import encode_dialogue
-
         key = (persona_id, split)
         if key not in self._examples:
             self._examples[key] = [
@@ -103,8 +113,6 @@ class MethodContext:
     def fit_lora(self, train: list[Example], val: list[Example] | None, name: str,
                  train_params: TrainParams | None = None, series: str = "train"):
         """Train one LoRA adapter with checkpoints under this run's folder."""
-        from shpers_core.training.fit import fit_adapter
-
         result = fit_adapter(self.base.model, self.pad_id, train, val, self.lora, train_params or self.train,
                              self.reporter, checkpoint_dir=self.checkpoint_dir(name), series=series)
         self.note_training(result)
@@ -132,21 +140,15 @@ class MethodContext:
 
     def saved_adapter(self, name: str) -> Adapter | None:
         """An adapter this run saved before it was interrupted, if any (lets a resume skip it)."""
-        from shpers_core.training.checkpoint import recover_dir
-
         path = self.adapter_dir(name)
         recover_dir(path)
         return load_lora_adapter(path) if (path / "adapter_config.json").exists() else None
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        from shpers_core.evaluation.embedding import EmbeddingScorer
-
         return EmbeddingScorer().embed(texts)
 
     def persona_vectors(self, kind: str) -> np.ndarray:
         """Embeddings of the selected personas: their description, or their own training dialogues."""
-        from shpers_core.methods.clustering import persona_features
-
         personas = [self.dataset.personas[p] for p in self.personas]
         by_persona = {p: self.dialogues(p, "train") for p in self.personas}
         return persona_features(personas, kind, self.embed, by_persona)
@@ -154,21 +156,13 @@ class MethodContext:
     def record_metric(self, name: str, value: float) -> None:
         self.store.set_metrics(self.run_id, {name: float(value)}, subset="info")
 
-    def source_run(self, method: str, overrides: dict[str, Any] | None = None) -> str:
-        """The newest finished ``method`` run on this base model, data and personas; trains one if none."""
-        from shpers_core.jobs.runner import find_matching_run, run_job
-        from shpers_core.jobs.spec import build_spec
-
-        found = find_matching_run(self.store, method, self.base.name, self.dataset.content_hash(), self.personas)
-        if found:
-            self.reporter.log(f"using {method} run {found}")
-            return found
-        self.reporter.log(f"no finished {method} run for these personas: training one first")
-        sub = build_spec(method, {**(overrides or {}), **{f"eval.{k}": v for k, v in self.eval.to_dict().items()},
-                                  **{f"lora.{k}": v for k, v in self.lora.to_dict().items()}},
-                         base_model=self.spec.base_model, personas=list(self.personas),
-                         dataset_path=self.spec.dataset_path, device=self.spec.device, dtype=self.spec.dtype)
-        return run_job(sub, self.workspace, self.reporter, store=self.store, base=self.base, dataset=self.dataset)
+    def source_run(self, method: str) -> str:
+        """The run of ``method`` this one builds on, found or trained by the runner before ``run``."""
+        try:
+            return self.sources[method]
+        except KeyError:
+            raise RuntimeError(f"{self.spec.method} uses a {method} run but does not list it in "
+                               "MethodSpec.requires") from None
 
     def adapters_of(self, run_id: str) -> dict[str | None, Adapter]:
         """The LoRA adapters a run saved, by persona id (None for a run-wide adapter)."""

@@ -1,0 +1,164 @@
+"""The engine's import graph, read statically: no cycles, no Qt, and training/evaluation below methods/jobs.
+
+Imports inside functions count too: a function-level import that only dodges a cycle still
+ties the two modules together, and it hides the tie from a reader. Imports under
+``if TYPE_CHECKING:`` do not count: they never run.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGINE = ROOT / "shpers_core"
+GUI_PACKAGES = ("PySide6", "pyqtgraph", "shpers_gui")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def engine_modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(ENGINE.rglob("*.py"))}
+
+
+def is_type_checking(node: ast.AST) -> bool:
+    test = getattr(node, "test", None)
+    return isinstance(node, ast.If) and (
+        isinstance(test, ast.Name) and test.id == "TYPE_CHECKING"
+        or isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def runtime_nodes(tree: ast.AST):
+    """Every node that can run, functions included; ``if TYPE_CHECKING:`` blocks never run, so no cycle."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(child for child in ast.iter_child_nodes(node) if not is_type_checking(child))
+
+
+def imported_names(path: Path, module: str) -> set[str]:
+    """Every module name ``path`` imports, anywhere in the file (absolute, relative made absolute)."""
+    is_package = path.name == "__init__.py"
+    package = module if is_package else module.rpartition(".")[0]
+    out: set[str] = set()
+    for node in runtime_nodes(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            else:
+                prefix = node.module or ""
+            # ``from pkg import sub`` imports the submodule ``pkg.sub`` when there is one, else a
+            # name of ``pkg`` itself: :func:`resolve` takes the longest prefix that is a module.
+            out.update(f"{prefix}.{alias.name}" for alias in node.names)
+    return out
+
+
+def resolve(name: str, modules: dict[str, Path]) -> str | None:
+    """The engine module ``name`` refers to (its longest known prefix), or None for outside ones."""
+    parts = name.split(".")
+    while parts:
+        candidate = ".".join(parts)
+        if candidate in modules:
+            return candidate
+        parts.pop()
+    return None
+
+
+def import_graph() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """Engine module -> engine modules it imports, and engine module -> every name it imports."""
+    modules = engine_modules()
+    graph: dict[str, set[str]] = {}
+    raw: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        names = imported_names(path, module)
+        raw[module] = names
+        targets = {resolve(n, modules) for n in names}
+        graph[module] = {t for t in targets if t is not None and t != module}
+    return graph, raw
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_engine_has_no_import_cycle():
+    graph, _ = import_graph()
+    found = cycles(graph)
+    assert not found, "import cycles in shpers_core:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_engine_imports_no_gui():
+    _, raw = import_graph()
+    bad = sorted(f"{module} imports {name}" for module, names in raw.items() for name in names
+                 if name.split(".")[0] in GUI_PACKAGES)
+    assert not bad, "the engine must run without Qt:\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize("lower", ["shpers_core.training", "shpers_core.evaluation"])
+def test_training_and_evaluation_sit_below_methods_and_jobs(lower):
+    graph, _ = import_graph()
+    upper = ("shpers_core.methods", "shpers_core.jobs")
+    bad = sorted(f"{module} imports {target}" for module, targets in graph.items()
+                 if module == lower or module.startswith(lower + ".")
+                 for target in targets if any(target == u or target.startswith(u + ".") for u in upper))
+    assert not bad, f"{lower} must not import methods/ or jobs/:\n" + "\n".join(bad)
+
+
+def test_the_graph_sees_function_level_imports(tmp_path, monkeypatch):
+    """The walker counts an import inside a function, so a lazy import cannot hide a cycle; a type-only one is no edge."""
+    src = tmp_path / "shpers_core"
+    src.mkdir()
+    (src / "__init__.py").write_text("")
+    (src / "a.py").write_text("def f():\n    from shpers_core import b\n")
+    (src / "b.py").write_text("from typing import TYPE_CHECKING\nfrom shpers_core.a import f\n"
+                              "if TYPE_CHECKING:\n    from shpers_core import c\n")
+    (src / "c.py").write_text("from shpers_core import b\n")
+    monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
+    monkeypatch.setattr(f"{__name__}.ENGINE", src)
+    graph, _ = import_graph()
+    assert cycles(graph) == [["shpers_core.a", "shpers_core.b"]]
