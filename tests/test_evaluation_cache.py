@@ -57,12 +57,12 @@ def test_reused_cache_gives_the_replies_of_whole_prompts(base, dialogues):
 
 
 def test_reuse_with_system_prompts_soft_prompts_and_kv_prefixes(base, dialogues):
-    from shpers_core.evaluation.generation import _kv_shape
+    from shpers_core.evaluation.generation import kv_shape
 
     pids = sorted({pid for pid, _ in dialogues})
     g = torch.Generator().manual_seed(0)
     hidden = base.model.get_input_embeddings().weight.shape[1]
-    layers, heads, head_dim = _kv_shape(base.model)
+    layers, heads, head_dim = kv_shape(base.model)
     plan = EvalPlan(system={pids[0]: "You are a careful assistant for a quiet home."},
                     soft_prompts={pids[1]: torch.randn(3, hidden, generator=g)},
                     kv_prefixes={pids[2]: torch.randn(layers, 2, heads, 4, head_dim, generator=g)})

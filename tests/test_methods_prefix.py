@@ -137,7 +137,7 @@ def test_trained_soft_prompt_changes_the_reply_as_peft_decodes_it(lively):
 
 
 def test_saved_prefix_loads_in_plain_peft_with_the_generators_logits(lively, trained_prefix, tmp_path):
-    from shpers_core.evaluation.generation import _CACHE, _left_padded
+    from shpers_core.evaluation.generation import CACHE_ARG, left_padded
 
     config = trained_prefix.peft_config["default"]
     folder = save_prefix_tuning(tmp_path / "p", trained_prefix.get_prompt_embedding_to_save("default"),
@@ -150,12 +150,12 @@ def test_saved_prefix_loads_in_plain_peft_with_the_generators_logits(lively, tra
     loaded = PeftModel.from_pretrained(copy.deepcopy(lively.model), str(folder)).eval()
     long, short = _prompts(lively.tokenizer)[1], _prompts(lively.tokenizer)[0]
     assert len(long) > len(short)
-    inputs = _left_padded(lively.model, [long, short], [None, None], lively.tokenizer.pad_token_id,
+    inputs = left_padded(lively.model, [long, short], [None, None], lively.tokenizer.pad_token_id,
                           torch.device("cpu"), [kv, kv])
     with torch.no_grad():
         ours = lively.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                                position_ids=inputs["position_ids"], use_cache=True,
-                               **{_CACHE: inputs[_CACHE]}).logits
+                               **{CACHE_ARG: inputs[CACHE_ARG]}).logits
         for row, prompt in enumerate((long, short)):
             ref = loaded(input_ids=torch.tensor([prompt])).logits[0]
             torch.testing.assert_close(ours[row, -len(prompt):], ref, atol=1e-4, rtol=1e-4)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from shpers_core.evaluation import dialogues as dialogues_module
 from shpers_core.evaluation import generation
 from shpers_core.evaluation.embedding import EmbeddingScorer
 from shpers_core.evaluation.metrics import score_reply
@@ -143,7 +144,7 @@ def generate_dialogues_for_plan(base, plan: EvalPlan, dialogues: list[tuple[str,
     ``plan``, and how many turns' prompts were cut to fit the context.
 
     With ``reuse_cache`` each dialogue is prefilled once and its cache extended turn by turn
-    (:func:`~shpers_core.evaluation.generation.generate_dialogues`); without, every turn's prompt is
+    (:func:`~shpers_core.evaluation.dialogues.generate_dialogues`); without, every turn's prompt is
     encoded whole (the same greedy replies, slower).
     """
     prompts, slots, prefixes, kv_prefixes = [], [], [], []
@@ -164,7 +165,7 @@ def generate_dialogues_for_plan(base, plan: EvalPlan, dialogues: list[tuple[str,
     try:
         model = multi.model if multi is not None else base.model
         if reuse_cache and any(len(turns) > 1 for turns in prompts):  # one-turn requests have nothing to reuse
-            outputs = generation.generate_dialogues(
+            outputs = dialogues_module.generate_dialogues(
                 model, base.tokenizer, prompts, slots=slots if multi else None, multi=multi,
                 prefix_embeds=prefixes if any(p is not None for p in prefixes) else None,
                 kv_prefixes=kv_prefixes if any(p is not None for p in kv_prefixes) else None, **options)

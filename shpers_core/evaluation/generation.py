@@ -36,17 +36,17 @@ def stop_token_ids(model: torch.nn.Module, tokenizer) -> set[int]:
 
 
 # transformers 5.x renamed ``past_key_values`` to ``cache`` (the old name warns, then goes in 5.40).
-_CACHE = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+CACHE_ARG = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
-def _pad_id(tokenizer, stops: set[int]) -> int:
+def pad_id_for(tokenizer, stops: set[int]) -> int:
     pad = getattr(tokenizer, "pad_token_id", None)
     if pad is not None:
         return int(pad)
     return min(stops) if stops else 0
 
 
-def _kv_shape(model: torch.nn.Module) -> tuple[int, int, int]:
+def kv_shape(model: torch.nn.Module) -> tuple[int, int, int]:
     """(layers, key/value heads, head dim) of ``model``'s attention, from its config."""
     config = model.config.get_text_config(decoder=True)
     heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
@@ -60,7 +60,7 @@ def _kv_prefix_cache(model: torch.nn.Module, kv_prefixes: Sequence[torch.Tensor 
 
     Prefixes are right-aligned in a block as wide as the longest; the rest is zeros, masked out.
     """
-    layers, heads, head_dim = _kv_shape(model)
+    layers, heads, head_dim = kv_shape(model)
     sizes = [0 if p is None else int(p.shape[3]) for p in kv_prefixes]
     for p in kv_prefixes:
         if p is not None and (p.dim() != 5 or (*p.shape[:3], p.shape[4]) != (layers, 2, heads, head_dim)):
@@ -78,7 +78,7 @@ def _kv_prefix_cache(model: torch.nn.Module, kv_prefixes: Sequence[torch.Tensor 
     return cache, mask, torch.tensor(sizes, dtype=torch.long, device=device)
 
 
-def _left_padded(model: torch.nn.Module, prompts: Sequence[Sequence[int]], prefixes: Sequence[torch.Tensor | None],
+def left_padded(model: torch.nn.Module, prompts: Sequence[Sequence[int]], prefixes: Sequence[torch.Tensor | None],
                  pad_id: int, device: torch.device,
                  kv_prefixes: Sequence[torch.Tensor | None] | None = None) -> dict[str, torch.Tensor]:
     """Model inputs for one batch: ``input_ids`` or, with soft prompts, ``inputs_embeds``; the mask and
@@ -90,7 +90,7 @@ def _left_padded(model: torch.nn.Module, prompts: Sequence[Sequence[int]], prefi
         cache, prefix_mask, sizes = _kv_prefix_cache(model, kv_prefixes, device)
         inputs["position_ids"] = inputs["position_ids"] + sizes[:, None]
         inputs["attention_mask"] = torch.cat([prefix_mask, mask], dim=1)
-        inputs[_CACHE] = cache
+        inputs[CACHE_ARG] = cache
     return inputs
 
 
@@ -116,7 +116,7 @@ def _padded_prompts(model: torch.nn.Module, prompts: Sequence[Sequence[int]], pr
     return {"inputs_embeds": embeds, "attention_mask": mask}
 
 
-def _greedy(model: torch.nn.Module, inputs: dict[str, torch.Tensor], slots: list[int] | None,
+def greedy_tokens(model: torch.nn.Module, inputs: dict[str, torch.Tensor], slots: list[int] | None,
             multi: MultiLoraModel | None, max_new_tokens: int, stops: set[int], pad_id: int,
             final: dict | None = None) -> Iterator[torch.Tensor]:
     """Yield each step's next token per row; rows that have stopped get ``pad_id``.
@@ -126,13 +126,13 @@ def _greedy(model: torch.nn.Module, inputs: dict[str, torch.Tensor], slots: list
     inputs = dict(inputs)
     mask = inputs.pop("attention_mask")
     positions = inputs.pop("position_ids")
-    cache = inputs.pop(_CACHE, None)
+    cache = inputs.pop(CACHE_ARG, None)
     rows = mask.shape[0]
     stop_t = torch.tensor(sorted(stops), dtype=torch.long, device=mask.device)
     finished = torch.zeros(rows, dtype=torch.bool, device=mask.device)
     for _ in range(max_new_tokens):
         # Routing is set per call, so a paused stream never leaves it set for someone else.
-        kwargs = {**inputs, "attention_mask": mask, "position_ids": positions, _CACHE: cache,
+        kwargs = {**inputs, "attention_mask": mask, "position_ids": positions, CACHE_ARG: cache,
                   "use_cache": True, "logits_to_keep": 1}
         with torch.no_grad():
             if multi is not None:
@@ -140,7 +140,7 @@ def _greedy(model: torch.nn.Module, inputs: dict[str, torch.Tensor], slots: list
                     out = model(**kwargs)
             else:
                 out = model(**kwargs)
-        cache = getattr(out, _CACHE)
+        cache = getattr(out, CACHE_ARG)
         if final is not None:
             final["cache"] = cache
         nxt = out.logits[:, -1, :].argmax(-1)
@@ -154,11 +154,11 @@ def _greedy(model: torch.nn.Module, inputs: dict[str, torch.Tensor], slots: list
         positions = positions[:, -1:] + 1
 
 
-def _device(model: torch.nn.Module) -> torch.device:
+def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _check_slots(slots, multi, n: int) -> None:
+def check_slots(slots, multi, n: int) -> None:
     if slots is None:
         return
     if len(slots) != n:
@@ -187,7 +187,7 @@ def generate_replies(
     and values ``kv_prefixes[i]`` ([num_layers, 2, num_kv_heads, n_virtual, head_dim]) in every layer.
     """
     n = len(prompts)
-    _check_slots(slots, multi, n)
+    check_slots(slots, multi, n)
     if prefix_embeds is not None and len(prefix_embeds) != n:
         raise ValueError(f"{len(prefix_embeds)} soft prompts for {n} prompts")
     if kv_prefixes is not None and len(kv_prefixes) != n:
@@ -195,8 +195,8 @@ def generate_replies(
     prefixes = list(prefix_embeds) if prefix_embeds is not None else [None] * n
     kvs = list(kv_prefixes) if kv_prefixes is not None else [None] * n
     stops = stop_token_ids(model, tokenizer)
-    pad_id = _pad_id(tokenizer, stops)
-    device = _device(model)
+    pad_id = pad_id_for(tokenizer, stops)
+    device = model_device(model)
     # Longest first: similar lengths share a batch (less padding) and running out of memory shows at once.
     order = sorted(range(n), key=lambda i: -(len(prompts[i]) + (0 if prefixes[i] is None else prefixes[i].shape[0])))
     replies: list[list[int]] = [[] for _ in range(n)]
@@ -207,10 +207,10 @@ def generate_replies(
             if reporter is not None:
                 reporter.check()
             rows = order[start:start + batch_size]
-            inputs = _left_padded(model, [prompts[i] for i in rows], [prefixes[i] for i in rows], pad_id, device,
+            inputs = left_padded(model, [prompts[i] for i in rows], [prefixes[i] for i in rows], pad_id, device,
                                   [kvs[i] for i in rows])
             row_slots = [slots[i] for i in rows] if slots is not None else None
-            steps = [t.cpu() for t in _greedy(model, inputs, row_slots, multi, max_new_tokens, stops, pad_id)]
+            steps = [t.cpu() for t in greedy_tokens(model, inputs, row_slots, multi, max_new_tokens, stops, pad_id)]
             tokens = torch.stack(steps, dim=1).tolist() if steps else [[] for _ in rows]
             for i, seq in zip(rows, tokens):
                 cut = next((j for j, t in enumerate(seq) if t in stops), len(seq))
@@ -222,150 +222,11 @@ def generate_replies(
     return replies
 
 
-def _cache_layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def cache_layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Each layer's (keys, values), [rows, kv heads, columns, head dim]."""
     if hasattr(cache, "layers"):
         return [(layer.keys, layer.values) for layer in cache.layers]
     return list(zip(cache.key_cache, cache.value_cache))  # transformers before the per-layer caches
-
-
-def _compacted(model: torch.nn.Module, cache, mask: torch.Tensor, keep_rows: torch.Tensor,
-               width: int) -> tuple[DynamicCache, torch.Tensor]:
-    """The cache's first ``width`` columns for ``keep_rows``, each row's real columns moved to the right
-    end in order (so columns hidden by the mask take no room); the new cache and its mask.
-
-    Keys carry their rotary position already, so moving a column changes nothing it computes.
-    """
-    mask = mask[keep_rows, :width]
-    counts = mask.sum(dim=1)
-    new_width = int(counts.max()) if counts.numel() else 0
-    order = torch.argsort(mask, dim=1, stable=True)  # masked columns first, real ones in their order
-    index = order[:, width - new_width:]
-    new_mask = (torch.arange(new_width, device=mask.device)[None, :] >= (new_width - counts)[:, None]).long()
-    layers = []
-    for keys, values in _cache_layers(cache):
-        keys, values = keys[keep_rows], values[keep_rows]
-        idx = index[:, None, :, None].expand(-1, keys.shape[1], -1, keys.shape[3])
-        layers.append((keys.gather(2, idx), values.gather(2, idx)))
-    return DynamicCache(layers, config=model.config), new_mask
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-def generate_dialogues(
-    model: torch.nn.Module,
-    tokenizer,
-    dialogues: list[list[list[int]]],
-    *,
-    slots: list[int] | None = None,
-    multi: MultiLoraModel | None = None,
-    max_new_tokens: int = 64,
-    batch_size: int = 16,
-    reporter: Reporter | None = None,
-    prefix_embeds: list[torch.Tensor | None] | None = None,
-    kv_prefixes: list[torch.Tensor | None] | None = None,
-) -> list[list[list[int]]]:
-    """Greedy replies to every turn of every dialogue; ``dialogues[i][k]`` is the prompt of turn ``k``.
-
-    The same replies as :func:`generate_replies` on each turn's prompt, with each dialogue's cache
-    kept from turn to turn: turn k+1's prompt usually extends turn k's (reference reply plus the next
-    user message), so only the new tokens are computed. Where a prompt does not extend the last one
-    (a retrieved system prompt that changed, a history cut to fit the context), the row's cache is
-    kept up to the tokens both share and the rest recomputed. Rows (dialogue ``i`` with adapter
-    ``slots[i]``, soft prompt and KV prefix as in :func:`generate_replies`) are batched across personas.
-    """
-    n = len(dialogues)
-    _check_slots(slots, multi, n)
-    prefixes = list(prefix_embeds) if prefix_embeds is not None else [None] * n
-    kvs = list(kv_prefixes) if kv_prefixes is not None else [None] * n
-    stops = stop_token_ids(model, tokenizer)
-    pad_id = _pad_id(tokenizer, stops)
-    device = _device(model)
-    # Dialogues with as many turns and similar lengths share a batch, so rows rarely leave it early.
-    order = sorted((i for i in range(n) if dialogues[i]),
-                   key=lambda i: (-len(dialogues[i]), -len(dialogues[i][-1])))
-    replies: list[list[list[int]]] = [[[] for _ in d] for d in dialogues]
-    total_turns, done_turns = sum(len(d) for d in dialogues), 0
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(order), batch_size):
-            if reporter is not None:
-                reporter.check()
-            rows = order[start:start + batch_size]
-            done_turns += _dialogue_batch(model, [dialogues[i] for i in rows], [prefixes[i] for i in rows],
-                                          [kvs[i] for i in rows], [slots[i] for i in rows] if slots else None,
-                                          multi, max_new_tokens, stops, pad_id, device,
-                                          [replies[i] for i in rows], reporter)
-            if reporter is not None:
-                reporter.progress("generate", done_turns, total_turns)
-    finally:
-        model.train(was_training)
-    return replies
-
-
-def _cut(seq: list[int], stops: set[int]) -> list[int]:
-    cut = next((j for j, t in enumerate(seq) if t in stops), len(seq))
-    return seq[:cut]
-
-
-def _dialogue_batch(model, turns, prefixes, kvs, slots, multi, max_new_tokens, stops, pad_id, device,
-                    out: list[list[list[int]]], reporter) -> int:
-    """Generate every turn of one batch of dialogues into ``out``; returns the number of turns."""
-    # Logical tokens before each row's prompt: its KV prefix and its soft prompt.
-    base = [(0 if kv is None else int(kv.shape[3])) + (0 if p is None else int(p.shape[0])) for kv, p in zip(kvs, prefixes)]
-    live = list(range(len(turns)))  # batch rows still in the cache, in cache row order
-    held: list[list[int]] = [turns[r][0] for r in live]
-    inputs = _left_padded(model, held, prefixes, pad_id, device, kvs)
-    count = 0
-    k = 0
-    while True:
-        final: dict = {}
-        row_slots = [slots[r] for r in live] if slots is not None else None
-        steps = [t.cpu() for t in _greedy(model, inputs, row_slots, multi, max_new_tokens, stops, pad_id, final)]
-        tokens = torch.stack(steps, dim=1).tolist() if steps else [[] for _ in live]
-        for r, seq in zip(live, tokens):
-            out[r][k] = _cut(seq, stops)
-        count += len(live)
-        if reporter is not None:
-            reporter.check()
-        k += 1
-        keep = [j for j, r in enumerate(live) if k < len(turns[r])]
-        if not keep:
-            return count
-        # Drop what was generated (the next prompt has the reference reply instead) and finished rows.
-        width = inputs["attention_mask"].shape[1]
-        cache, mask = _compacted(model, final["cache"], inputs["attention_mask"],
-                                 torch.tensor(keep, device=device), width)
-        live = [live[j] for j in keep]
-        held = [held[j] for j in keep]
-        news, positions = [], []
-        for j, r in enumerate(live):
-            prompt = turns[r][k]
-            # At least the last token is fed again: its logits start the reply.
-            c = min(_common_prefix(held[j], prompt), len(prompt) - 1)
-            drop = len(held[j]) - c
-            if drop:  # the row's cached tokens past the shared part (the right end) leave its prompt
-                mask[j, mask.shape[1] - drop:] = 0
-            news.append(prompt[c:])
-            positions.append(base[r] + c)
-            held[j] = list(prompt)
-        block = max(len(x) for x in news)
-        ids = torch.full((len(live), block), pad_id, dtype=torch.long)
-        block_mask = torch.zeros((len(live), block), dtype=torch.long)
-        pos = torch.zeros((len(live), block), dtype=torch.long)
-        for j, (new, p0) in enumerate(zip(news, positions)):
-            ids[j, block - len(new):] = torch.tensor(new, dtype=torch.long)
-            block_mask[j, block - len(new):] = 1
-            pos[j, block - len(new):] = torch.arange(p0, p0 + len(new))
-        inputs = {"input_ids": ids.to(device), "attention_mask": torch.cat([mask, block_mask.to(device)], dim=1),
-                  "position_ids": pos.to(device), _CACHE: cache}
 
 
 def generate_stream(
@@ -380,16 +241,16 @@ def generate_stream(
     kv_prefix: torch.Tensor | None = None,
 ) -> Iterator[str]:
     """Yield the greedy reply to ``prompt`` as text pieces, token by token, until a stop token."""
-    _check_slots([slot], multi, 1)
+    check_slots([slot], multi, 1)
     stops = stop_token_ids(model, tokenizer)
-    pad_id = _pad_id(tokenizer, stops)
-    inputs = _left_padded(model, [prompt], [prefix_embeds], pad_id, _device(model), [kv_prefix])
+    pad_id = pad_id_for(tokenizer, stops)
+    inputs = left_padded(model, [prompt], [prefix_embeds], pad_id, model_device(model), [kv_prefix])
     was_training = model.training
     model.eval()
     ids: list[int] = []
     sent = ""
     try:
-        for nxt in _greedy(model, inputs, [slot], multi, max_new_tokens, stops, pad_id):
+        for nxt in greedy_tokens(model, inputs, [slot], multi, max_new_tokens, stops, pad_id):
             token = int(nxt[0])
             if token in stops:
                 break

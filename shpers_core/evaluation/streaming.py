@@ -11,7 +11,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from shpers_core.evaluation.evaluate import AdapterSlots, _install, _prompt_for
-from shpers_core.evaluation.generation import _device, _greedy, _left_padded, _pad_id, stop_token_ids
+from shpers_core.evaluation.generation import (
+    greedy_tokens,
+    left_padded,
+    model_device,
+    pad_id_for,
+    stop_token_ids,
+)
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ def stream_rows(base, rows: list[tuple], max_new_tokens: int) -> Iterator[Piece]
     multi = _install(base, stack.adapters)
     model = multi.model if multi is not None else base.model
     stops = stop_token_ids(model, tokenizer)
-    pad_id = _pad_id(tokenizer, stops)
+    pad_id = pad_id_for(tokenizer, stops)
     was_training = model.training
     model.eval()
     n = len(rows)
@@ -49,8 +55,8 @@ def stream_rows(base, rows: list[tuple], max_new_tokens: int) -> Iterator[Piece]
     sent = [""] * n
     done = [False] * n
     try:
-        inputs = _left_padded(model, prompts, softs, pad_id, _device(model), kvs)
-        for nxt in _greedy(model, inputs, slots if multi is not None else None, multi, max_new_tokens, stops, pad_id):
+        inputs = left_padded(model, prompts, softs, pad_id, model_device(model), kvs)
+        for nxt in greedy_tokens(model, inputs, slots if multi is not None else None, multi, max_new_tokens, stops, pad_id):
             for row, token in enumerate(torch.as_tensor(nxt).tolist()):
                 if done[row]:
                     continue

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from shpers_core.evaluation.generation import _CACHE, _cache_layers
+from shpers_core.evaluation.generation import CACHE_ARG, cache_layers
 from shpers_core.evaluation.plan import EvalPlan
 from shpers_core.methods.base import MethodSpec
 from shpers_core.methods.cluster_lora import ClusterParams, cluster
@@ -67,7 +67,7 @@ def description_key_values(model: torch.nn.Module, tokenizer, text: str) -> torc
     device = next(model.parameters()).device
     with torch.no_grad():
         out = model(input_ids=torch.tensor([ids], device=device), use_cache=True)
-    layers = _cache_layers(getattr(out, _CACHE))
+    layers = cache_layers(getattr(out, CACHE_ARG))
     return torch.stack([torch.stack([k[0], v[0]]) for k, v in layers]).float().cpu()
 
 
