@@ -450,3 +450,57 @@ def test_a_data_parallel_run_cancelled_mid_training_resumes_to_the_one_process_a
     with RunStore(root / "shpers.sqlite") as store:
         assert any(line.message.startswith("resumed train at step ") for line in store.logs(dp.id))
     assert_same_adapters(adapter(root, one), adapter(root, dp.id), tol=1e-5)
+
+
+QUICK = {"train.num_epochs": 1, "train.warmup_ratio": 0, "eval.max_train_dialogues": 2, "eval.max_test_dialogues": 1,
+         "eval.max_new_tokens": 4}
+
+
+def log_lines(root: Path, run_id: str) -> list[str]:
+    with RunStore(root / "shpers.sqlite") as store:
+        return [line.message for line in store.logs(run_id)]
+
+
+def test_a_worker_with_an_empty_cache_gets_the_model_shipped_once_per_node(tmp_path, shpers_cache, cluster):
+    from shpers_core.distributed.ray_executor import RayOptions, run_on_ray
+    from shpers_core.events import CollectingReporter
+    from shpers_core.jobs.spec import build_spec
+    from shpers_core.workspace import Workspace
+
+    root = make_workspace(tmp_path / "ws")
+    empty = tmp_path / "worker-cache"
+    empty.mkdir()
+    # The worker's own cache folder holds nothing: it cannot build or find tiny-qwen2 by itself.
+    options = RayOptions(worker_env={"SHPERS_CACHE": str(empty)})
+    ids = [run_on_ray(build_spec("unified_lora", QUICK, base_model="tiny-qwen2", name=name), Workspace.open(root),
+                      CollectingReporter(), options=options) for name in ("first", "second")]
+    assert [r.status for r in runs(root)] == ["finished", "finished"]
+    first, second = (log_lines(root, rid) for rid in ids)
+    assert any(m.startswith("model tiny-qwen2 shipped to this node (") for m in first), first
+    assert not any("shipped" in m for m in second), second
+    assert any(m.startswith("model tiny-qwen2 in the node's cache") for m in second), second
+    (folder,) = (empty / "models" / "by-hash").iterdir()
+    assert (folder / "config.json").is_file()
+    assert not list((empty / "models").glob("tiny-qwen2-*"))  # shipped, not rebuilt there
+
+
+def test_a_shared_folder_carries_checkpoints_and_adapters_instead_of_the_object_store(tmp_path, shpers_cache,
+                                                                                        cluster):
+    root = make_workspace(tmp_path / "ws")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    rc, out, err = shpers(root, "run", "unified_lora", "--model", "tiny-qwen2", "-q", "--executor", "ray",
+                          "--shared-folder", str(shared), "--param", "train.checkpoint_every=1", *FAST)
+    assert rc == 0, err
+    (run,) = runs(root)
+    assert run.status == "finished" and out.strip() == run.id
+    assert adapter(root, run.id)  # the finished adapter, written into the workspace from the shared folder
+    assert list(root.glob(f"runs/{run.id}/checkpoints/unified/*"))
+    assert f"checkpoints and adapters go through the shared folder {shared / f'shpers-run-{run.id}'}" in \
+        log_lines(root, run.id)
+    assert list(shared.iterdir()) == []  # the driver took every batch and removed the run's folder
+    rc, _, err = shpers(root, "run", "unified_lora", "--model", "tiny-qwen2", "--shared-folder", str(shared))
+    assert rc == 2 and "--shared-folder needs --executor ray" in err
+    rc, _, err = shpers(root, "run", "unified_lora", "--model", "tiny-qwen2", "--executor", "ray",
+                        "--shared-folder", str(tmp_path / "nowhere"))
+    assert rc == 2 and "is not a folder" in err and len(runs(root)) == 1
