@@ -504,3 +504,29 @@ def test_a_shared_folder_carries_checkpoints_and_adapters_instead_of_the_object_
     rc, _, err = shpers(root, "run", "unified_lora", "--model", "tiny-qwen2", "--executor", "ray",
                         "--shared-folder", str(tmp_path / "nowhere"))
     assert rc == 2 and "is not a folder" in err and len(runs(root)) == 1
+
+
+def cluster_adapters(root: Path, run_id: str) -> dict[str, dict[str, torch.Tensor]]:
+    with RunStore(root / "shpers.sqlite") as store:
+        arts = store.artefacts(run_id, kind="cluster_adapter")
+    return {Path(a.path).name.split("-")[0]: load_lora_adapter(a.path).state_dict for a in arts}
+
+
+@pytest.mark.slow
+def test_cluster_lora_data_parallel_on_two_workers_equals_the_one_process_run(tmp_path, shpers_cache, cluster):
+    root = make_workspace(tmp_path)
+    common = ["--model", "tiny-qwen2", "-q", *FAST, *SAME, "--param", "train.batch_size=3", "--param", "k=2"]
+    rc, _, err = shpers(root, "run", "cluster_lora", "--name", "one", *common)
+    assert rc == 0, err
+    rc, _, err = shpers(root, "run", "cluster_lora", "--name", "two workers", "--param", "workers=2", *common)
+    assert rc == 0, err
+    by_name = {r.name: r for r in runs(root)}
+    one, ddp = cluster_adapters(root, by_name["one"].id), cluster_adapters(root, by_name["two workers"].id)
+    assert sorted(one) == sorted(ddp) == ["cluster_0", "cluster_1"]
+    for name in one:
+        assert_same_adapters(one[name], ddp[name], tol=1e-5)
+    lines = log_lines(root, by_name["two workers"].id)
+    assert sum("data-parallel on 2 Ray Train workers" in m for m in lines) == 2, lines
+    with RunStore(root / "shpers.sqlite") as store:
+        assert store.metrics(by_name["two workers"].id, subset="all") == pytest.approx(
+            store.metrics(by_name["one"].id, subset="all"), abs=1e-4)
