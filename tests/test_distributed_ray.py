@@ -530,3 +530,57 @@ def test_cluster_lora_data_parallel_on_two_workers_equals_the_one_process_run(tm
     with RunStore(root / "shpers.sqlite") as store:
         assert store.metrics(by_name["two workers"].id, subset="all") == pytest.approx(
             store.metrics(by_name["one"].id, subset="all"), abs=1e-4)
+
+
+@pytest.mark.slow
+def test_a_lost_ray_train_worker_restarts_the_group_from_the_checkpoint_the_job_holds(tmp_path, shpers_cache,
+                                                                                       cluster):
+    """A cancel leaves the job a checkpoint (deterministically, at step 2); the resumed run's worker 0 is
+    then killed as soon as it reports its process, and the group starts again from that checkpoint."""
+    from shpers_core.distributed import data_parallel
+    from shpers_core.events import CollectingReporter, JobCancelled
+    from shpers_core.jobs.runner import run_job
+    from shpers_core.jobs.spec import build_spec
+    from shpers_core.workspace import Workspace
+
+    root = make_workspace(tmp_path)
+    params = {"train.num_epochs": 3, "train.checkpoint_every": 1, "train.warmup_ratio": 0, "train.batch_size": 3,
+              "lora.lora_dropout": 0, "eval.max_train_dialogues": 4, "eval.max_test_dialogues": 1,
+              "eval.max_new_tokens": 4}
+    one = run_job(build_spec("unified_lora", params, base_model="tiny-qwen2", dtype="float32", name="one"),
+                  Workspace.open(root), CollectingReporter())
+    reporter = CollectingReporter()
+    reporter.add_sink(lambda e: reporter.request_stop() if e.kind == "step" and e.step >= 2 else None)
+    spec = build_spec("unified_lora", {**params, "workers": 2}, base_model="tiny-qwen2", dtype="float32", name="dp")
+    with pytest.raises(JobCancelled):
+        run_job(spec, Workspace.open(root), reporter)
+    dp = {r.name: r for r in runs(root)}["dp"]
+    # Stopped while training: a checkpoint, no adapter yet.
+    assert list(root.glob(f"runs/{dp.id}/checkpoints/unified/*"))
+    assert not list(root.glob(f"runs/{dp.id}/adapters/*"))
+
+    seen = len(data_parallel._WORKER_PIDS)
+    killed: list[int] = []
+    done = threading.Event()
+
+    def kill_first_worker() -> None:
+        while not done.wait(0.01):
+            if len(data_parallel._WORKER_PIDS) > seen:
+                killed.append(data_parallel._WORKER_PIDS[seen])
+                os.kill(killed[0], signal.SIGKILL)
+                return
+
+    killer = threading.Thread(target=kill_first_worker, daemon=True)
+    killer.start()
+    try:
+        run_job(spec, Workspace.open(root), CollectingReporter(), run_id=dp.id)
+    finally:
+        done.set()
+        killer.join()
+    assert killed
+    assert {r.name: r for r in runs(root)}["dp"].status == "finished"
+    lines = log_lines(root, dp.id)
+    lost = [i for i, m in enumerate(lines) if m.startswith("a Ray Train worker was lost on attempt 1 of 3")]
+    assert lost, lines
+    assert any(m.startswith("resumed train at step ") for m in lines[lost[0]:]), lines
+    assert_same_adapters(adapter(root, one), adapter(root, dp.id), tol=1e-5)

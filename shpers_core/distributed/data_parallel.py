@@ -134,9 +134,11 @@ def _lost(exc: BaseException) -> bool:
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
-        if isinstance(e, kinds):
+        # Ray Train 2 reports a dead worker as a failed health check inside a WorkerGroupError.
+        if isinstance(e, kinds) or type(e).__name__ == "WorkerHealthCheckFailedError":
             return True
-        todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
+        todo += [e.__cause__, e.__context__, getattr(e, "cause", None), getattr(e, "health_check_failure", None),
+                 *getattr(e, "worker_failures", {}).values()]
     return False
 
 
