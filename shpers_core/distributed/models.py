@@ -107,6 +107,7 @@ def model_ref(name: str) -> ModelRef:
     key = (ray.get_runtime_context().gcs_address, digest)
     files = _files(folder)
     if key not in _PUT:
+        _PUT.clear()  # one model pinned in the object store per driver (a study or sweep shares it)
         _PUT[key] = ray.put({p.relative_to(folder).as_posix(): p.read_bytes() for p in files})
     in_cache = folder.is_relative_to(cache_dir().resolve()) or folder.is_relative_to(cache_dir())
     return ModelRef(name, digest, _PUT[key], sum(p.stat().st_size for p in files), str(folder),

@@ -417,6 +417,9 @@ def run_on_ray(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, optio
     if options.shared_folder and not Path(options.shared_folder).expanduser().is_dir():
         raise ClusterError(f"the shared folder {options.shared_folder} is not a folder on this machine "
                            "(every node must mount it at that path)")
+    from shpers_core.distributed.models import model_ref
+
+    model = model_ref(spec.base_model)  # before the run is recorded: a model this machine cannot read fails here
     with RunStore(workspace.db_path) as store:
         if run_id is None:
             if not spec.dataset_path:
@@ -431,7 +434,7 @@ def run_on_ray(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, optio
         job_reporter = Reporter(sink, reporter.should_stop)
         job_reporter.add_sink(reporter.emit)
         try:
-            result = _drive(spec, workspace, store, run_id, sources, dataset, resources, options, job_reporter)
+            result = _drive(spec, workspace, store, run_id, sources, dataset, model, resources, options, job_reporter)
         finally:
             sink.close()
         if result is None:
@@ -445,18 +448,16 @@ def run_on_ray(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, optio
     return run_id
 
 
-def _drive(spec, workspace, store, run_id, sources, dataset, resources, options, reporter) -> dict | None:
+def _drive(spec, workspace, store, run_id, sources, dataset, model, resources, options, reporter) -> dict | None:
     """The job's result, or None when its worker was lost more often than the retries allow."""
     import ray
 
     from shpers_core.distributed.channel import new_channel
-    from shpers_core.distributed.models import model_ref
     from shpers_core.distributed.transfer import put_shared, read_tree, snapshot, unpack, write_files
 
     task = ray.remote(run_on_worker)
     channel = new_channel()
     data = _dataset_ref(dataset)
-    model = model_ref(spec.base_model)
     attempts = options.max_retries + 1
     extra = {"runtime_env": {"env_vars": dict(options.worker_env)}} if options.worker_env else {}
     shared = shared_path(options, run_id)
