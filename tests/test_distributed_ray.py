@@ -451,3 +451,137 @@ def test_a_data_parallel_run_cancelled_mid_training_resumes_to_the_one_process_a
     with RunStore(root / "shpers.sqlite") as store:
         assert any(line.message.startswith("resumed train at step ") for line in store.logs(dp.id))
     assert_same_adapters(adapter(root, one), adapter(root, dp.id), tol=1e-5)
+
+
+QUICK = {"train.num_epochs": 1, "train.warmup_ratio": 0, "eval.max_train_dialogues": 2, "eval.max_test_dialogues": 1,
+         "eval.max_new_tokens": 4}
+
+
+def log_lines(root: Path, run_id: str) -> list[str]:
+    with RunStore(root / "shpers.sqlite") as store:
+        return [line.message for line in store.logs(run_id)]
+
+
+def test_a_worker_with_an_empty_cache_gets_the_model_shipped_once_per_node(tmp_path, shpers_cache, cluster):
+    from shpers_core.distributed.ray_executor import RayOptions, run_on_ray
+    from shpers_core.events import CollectingReporter
+    from shpers_core.jobs.spec import build_spec
+    from shpers_core.workspace import Workspace
+
+    root = make_workspace(tmp_path / "ws")
+    empty = tmp_path / "worker-cache"
+    empty.mkdir()
+    # The worker's own cache folder holds nothing: it cannot build or find tiny-qwen2 by itself.
+    options = RayOptions(worker_env={"SHPERS_CACHE": str(empty)})
+    ids = [run_on_ray(build_spec("unified_lora", QUICK, base_model="tiny-qwen2", name=name), Workspace.open(root),
+                      CollectingReporter(), options=options) for name in ("first", "second")]
+    assert [r.status for r in runs(root)] == ["finished", "finished"]
+    first, second = (log_lines(root, rid) for rid in ids)
+    assert any(m.startswith("model tiny-qwen2 shipped to this node (") for m in first), first
+    assert not any("shipped" in m for m in second), second
+    assert any(m.startswith("model tiny-qwen2 in the node's cache") for m in second), second
+    (folder,) = (empty / "models" / "by-hash").iterdir()
+    assert (folder / "config.json").is_file()
+    assert not list((empty / "models").glob("tiny-qwen2-*"))  # shipped, not rebuilt there
+
+
+def test_a_shared_folder_carries_checkpoints_and_adapters_instead_of_the_object_store(tmp_path, shpers_cache,
+                                                                                        cluster):
+    root = make_workspace(tmp_path / "ws")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    rc, out, err = shpers(root, "run", "unified_lora", "--model", "tiny-qwen2", "-q", "--executor", "ray",
+                          "--shared-folder", str(shared), "--param", "train.checkpoint_every=1", *FAST)
+    assert rc == 0, err
+    (run,) = runs(root)
+    assert run.status == "finished" and out.strip() == run.id
+    assert adapter(root, run.id)  # the finished adapter, written into the workspace from the shared folder
+    assert list(root.glob(f"runs/{run.id}/checkpoints/unified/*"))
+    assert f"checkpoints and adapters go through the shared folder {shared / f'shpers-run-{run.id}'}" in \
+        log_lines(root, run.id)
+    assert list(shared.iterdir()) == []  # the driver took every batch and removed the run's folder
+    rc, _, err = shpers(root, "run", "unified_lora", "--model", "tiny-qwen2", "--shared-folder", str(shared))
+    assert rc == 2 and "--shared-folder needs --executor ray" in err
+    rc, _, err = shpers(root, "run", "unified_lora", "--model", "tiny-qwen2", "--executor", "ray",
+                        "--shared-folder", str(tmp_path / "nowhere"))
+    assert rc == 2 and "is not a folder" in err and len(runs(root)) == 1
+
+
+def cluster_adapters(root: Path, run_id: str) -> dict[str, dict[str, torch.Tensor]]:
+    with RunStore(root / "shpers.sqlite") as store:
+        arts = store.artefacts(run_id, kind="cluster_adapter")
+    return {Path(a.path).name.split("-")[0]: load_lora_adapter(a.path).state_dict for a in arts}
+
+
+@pytest.mark.slow
+def test_cluster_lora_data_parallel_on_two_workers_equals_the_one_process_run(tmp_path, shpers_cache, cluster):
+    root = make_workspace(tmp_path)
+    common = ["--model", "tiny-qwen2", "-q", *FAST, *SAME, "--param", "train.batch_size=3", "--param", "k=2"]
+    rc, _, err = shpers(root, "run", "cluster_lora", "--name", "one", *common)
+    assert rc == 0, err
+    rc, _, err = shpers(root, "run", "cluster_lora", "--name", "two workers", "--param", "workers=2", *common)
+    assert rc == 0, err
+    by_name = {r.name: r for r in runs(root)}
+    one, ddp = cluster_adapters(root, by_name["one"].id), cluster_adapters(root, by_name["two workers"].id)
+    assert sorted(one) == sorted(ddp) == ["cluster_0", "cluster_1"]
+    for name in one:
+        assert_same_adapters(one[name], ddp[name], tol=1e-5)
+    lines = log_lines(root, by_name["two workers"].id)
+    assert sum("data-parallel on 2 Ray Train workers" in m for m in lines) == 2, lines
+    with RunStore(root / "shpers.sqlite") as store:
+        assert store.metrics(by_name["two workers"].id, subset="all") == pytest.approx(
+            store.metrics(by_name["one"].id, subset="all"), abs=1e-4)
+
+
+@pytest.mark.slow
+def test_a_lost_ray_train_worker_restarts_the_group_from_the_checkpoint_the_job_holds(tmp_path, shpers_cache,
+                                                                                       cluster):
+    """A cancel leaves the job a checkpoint (deterministically, at step 2); the resumed run's worker 0 is
+    then killed as soon as it reports its process, and the group starts again from that checkpoint."""
+    from shpers_core.distributed import data_parallel
+    from shpers_core.events import CollectingReporter, JobCancelled
+    from shpers_core.jobs.runner import run_job
+    from shpers_core.jobs.spec import build_spec
+    from shpers_core.workspace import Workspace
+
+    root = make_workspace(tmp_path)
+    params = {"train.num_epochs": 3, "train.checkpoint_every": 1, "train.warmup_ratio": 0, "train.batch_size": 3,
+              "lora.lora_dropout": 0, "eval.max_train_dialogues": 4, "eval.max_test_dialogues": 1,
+              "eval.max_new_tokens": 4}
+    one = run_job(build_spec("unified_lora", params, base_model="tiny-qwen2", dtype="float32", name="one"),
+                  Workspace.open(root), CollectingReporter())
+    reporter = CollectingReporter()
+    reporter.add_sink(lambda e: reporter.request_stop() if e.kind == "step" and e.step >= 2 else None)
+    spec = build_spec("unified_lora", {**params, "workers": 2}, base_model="tiny-qwen2", dtype="float32", name="dp")
+    with pytest.raises(JobCancelled):
+        run_job(spec, Workspace.open(root), reporter)
+    dp = {r.name: r for r in runs(root)}["dp"]
+    # Stopped while training: a checkpoint, no adapter yet.
+    assert list(root.glob(f"runs/{dp.id}/checkpoints/unified/*"))
+    assert not list(root.glob(f"runs/{dp.id}/adapters/*"))
+
+    seen = len(data_parallel._WORKER_PIDS)
+    killed: list[int] = []
+    done = threading.Event()
+
+    def kill_first_worker() -> None:
+        while not done.wait(0.01):
+            if len(data_parallel._WORKER_PIDS) > seen:
+                killed.append(data_parallel._WORKER_PIDS[seen])
+                os.kill(killed[0], signal.SIGKILL)
+                return
+
+    killer = threading.Thread(target=kill_first_worker, daemon=True)
+    killer.start()
+    try:
+        run_job(spec, Workspace.open(root), CollectingReporter(), run_id=dp.id)
+    finally:
+        done.set()
+        killer.join()
+    assert killed
+    assert {r.name: r for r in runs(root)}["dp"].status == "finished"
+    lines = log_lines(root, dp.id)
+    lost = [i for i, m in enumerate(lines) if m.startswith("a Ray Train worker was lost on attempt 1 of 3")]
+    assert lost, lines
+    assert any(m.startswith("resumed train at step ") for m in lines[lost[0]:]), lines
+    assert_same_adapters(adapter(root, one), adapter(root, dp.id), tol=1e-5)

@@ -11,6 +11,9 @@ def add_executor_args(p) -> None:
                    help="local: on this machine (default); ray: on a Ray cluster")
     g.add_argument("--ray-address", default=None, metavar="HOST:PORT",
                    help="head of the Ray cluster (`ray start --head` prints it); default: start a local Ray instance")
+    g.add_argument("--shared-folder", default=None, metavar="PATH",
+                   help="a folder every Ray node mounts at PATH: checkpoints and finished adapters go through it "
+                        "instead of Ray's object store (for large models); default: the object store")
     g.add_argument("--gpus", type=float, default=None,
                    help="GPUs per job on Ray (default: 1 for training jobs where the cluster has GPUs, else 0)")
     g.add_argument("--cpus", type=float, default=1.0, help="CPUs per job on Ray (default 1)")
@@ -24,8 +27,9 @@ def ray_options(args):
     from shpers_core.errors import UserError
 
     if args.executor == "local":
-        if args.ray_address:
-            raise UserError("--ray-address needs --executor ray")
+        for name in ("ray_address", "shared_folder"):
+            if getattr(args, name, None):
+                raise UserError(f"--{name.replace('_', '-')} needs --executor ray")
         return None
     from shpers_core.distributed.ray_executor import RayOptions
 
@@ -34,7 +38,7 @@ def ray_options(args):
         if value is not None and value < 0:
             raise UserError(f"--{name.replace('_', '-')} must not be negative (got {value:g})")
     return RayOptions(address=args.ray_address, gpus=args.gpus, cpus=args.cpus, memory_gb=args.memory_gb,
-                      max_retries=args.retries)
+                      max_retries=args.retries, shared_folder=args.shared_folder)
 
 
 def job_runner(args):

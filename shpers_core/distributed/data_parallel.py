@@ -65,8 +65,8 @@ def _train_worker(config: dict) -> None:
     import ray.train
 
     from shpers_core.distributed.channel import RemoteReporter
+    from shpers_core.distributed.models import load_on_worker
     from shpers_core.distributed.ray_executor import _CheckpointWatcher
-    from shpers_core.distributed.shards import _base
     from shpers_core.distributed.transfer import write_files
     from shpers_core.events import JobCancelled, Reporter
     from shpers_core.third_party import hide_third_party_deprecations
@@ -79,15 +79,20 @@ def _train_worker(config: dict) -> None:
     # Worker 0 speaks for all (events, checkpoints, the result); a stop it hears reaches the rest
     # through DataParallel.any_stop at the next step.
     reporter = RemoteReporter(channel) if rank == 0 else Reporter()
+    if rank == 0:
+        import os
+
+        # The driver learns worker 0's process (a test kills it, as a crashed node would).
+        reporter.send(("worker", os.getpid()))
     scratch = Path(tempfile.mkdtemp(prefix="shpers-ddp-"))
     watcher = None
     try:
         write_files(scratch, config["checkpoint_files"])
         checkpoint_dir = scratch / config["checkpoint_rel"]
         if rank == 0:
-            watcher = _CheckpointWatcher(scratch, config["run_id"], reporter.send)
+            watcher = _CheckpointWatcher(scratch, config["run_id"], reporter.send, shared=config["shared"])
             watcher.start()
-        base = _base(config["base_model"], config["device"], config["dtype"])
+        base = load_on_worker(config["model"], config["device"], config["dtype"], reporter.log)
         outcome = "finished"
         try:
             result = fit_adapter(base.model, config["pad_id"], config["train"], config["val"], config["lora"],
@@ -115,26 +120,89 @@ def _train_worker(config: dict) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _lost(exc: BaseException) -> bool:
+    """Whether Ray Train's failure is a worker process or node that went away (not an error of the loop)."""
+    from ray import exceptions as rx
+
+    kinds = tuple(getattr(rx, name) for name in ("RayActorError", "ActorDiedError", "WorkerCrashedError",
+                                                 "NodeDiedError", "OwnerDiedError", "LocalRayletDiedError")
+                  if hasattr(rx, name))
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        # Ray Train 2 reports a dead worker as a failed health check inside a WorkerGroupError.
+        if isinstance(e, kinds) or type(e).__name__ == "WorkerHealthCheckFailedError":
+            return True
+        todo += [e.__cause__, e.__context__, getattr(e, "cause", None), getattr(e, "health_check_failure", None),
+                 *getattr(e, "worker_failures", {}).values()]
+    return False
+
+
 def fit_data_parallel(ctx, train, val, name: str, workers: int, series: str = "train"):
-    """Train the adapter ``name`` of the job ``ctx`` on ``workers`` Ray Train workers; a ``FitResult``."""
+    """Train the adapter ``name`` of the job ``ctx`` on ``workers`` Ray Train workers; a ``FitResult``.
+
+    A worker lost mid-training (its process or node gone) starts the whole group again from the last
+    checkpoint the job holds, up to the Ray job's ``--retries`` (2 in a local job).
+    """
+    import ray
+
+    from shpers_core.distributed.models import model_ref
+    from shpers_core.distributed.ray_executor import connect, shared_path, worker_options
+    from shpers_core.events import Log
+
+    if not ray.is_initialized():
+        connect(None)
+    options = worker_options()
+    attempts = options.max_retries + 1
+    model = model_ref(ctx.spec.base_model)
+    shared = shared_path(options, ctx.run_id)
+    for attempt in range(1, attempts + 1):
+        outcome, failure = _fit_once(ctx, train, val, name, workers, series, model, shared, attempt)
+        if failure is not None and outcome is None and _lost(failure) and attempt < attempts:
+            first = (str(failure).strip().splitlines() or [type(failure).__name__])[0]
+            ctx.reporter.emit(Log(f"a Ray Train worker was lost on attempt {attempt} of {attempts} ({first}); "
+                                  "restarting the group from the last checkpoint the job holds", "warning"))
+            continue
+        return _result(ctx, name, outcome, failure)
+    raise AssertionError("unreachable")
+
+
+def _result(ctx, name: str, outcome: dict | None, failure: BaseException | None):
+    from shpers_core.events import JobCancelled
+
+    if outcome is not None and outcome["outcome"] == "failed":
+        raise outcome["error"]
+    if failure is not None and outcome is None:
+        first = (str(failure).strip().splitlines() or [type(failure).__name__])[0]
+        raise RuntimeError(f"data-parallel training of {name} failed on Ray Train: {first}") from failure
+    if outcome is None or outcome["outcome"] == "cancelled":
+        raise JobCancelled()
+    result = outcome["result"]
+    ctx.note_training(result)
+    return result
+
+
+def _fit_once(ctx, train, val, name, workers, series, model, shared, attempt):
+    """One Ray Train run from the checkpoint the job holds now: (worker 0's outcome or None, Ray Train's
+    failure or None)."""
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from shpers_core.distributed.channel import new_channel
-    from shpers_core.distributed.ray_executor import connect
-    from shpers_core.distributed.transfer import read_tree, write_files
-    from shpers_core.events import JobCancelled
+    from shpers_core.distributed.transfer import read_tree, unpack, write_files
 
-    if not ray.is_initialized():
-        connect(None)
     use_gpu = ray.cluster_resources().get("GPU", 0) >= workers
     checkpoint_dir = ctx.checkpoint_dir(name)
     root = ctx.workspace.root
     checkpoint_rel = checkpoint_dir.relative_to(root)
     channel = new_channel()
     config = {"channel": channel, "run_id": ctx.run_id, "checkpoint_rel": str(checkpoint_rel),
-              "checkpoint_files": read_tree(root, checkpoint_rel), "base_model": ctx.spec.base_model,
+              "checkpoint_files": read_tree(root, checkpoint_rel), "model": model, "shared": shared,
               "device": "cuda" if use_gpu else "cpu", "dtype": ctx.base.dtype, "pad_id": ctx.pad_id,
               "train": train, "val": val, "lora": ctx.lora, "train_params": ctx.train, "series": series}
     scratch = Path(tempfile.mkdtemp(prefix="shpers-ray-train-"))
@@ -142,10 +210,10 @@ def fit_data_parallel(ctx, train, val, name: str, workers: int, series: str = "t
         _train_worker, train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker={"CPU": 1}),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        run_config=RunConfig(name=f"shpers-{ctx.run_id}-{name}", storage_path=str(scratch)))
+        run_config=RunConfig(name=f"shpers-{ctx.run_id}-{name}-{attempt}", storage_path=str(scratch)))
     ctx.reporter.log(f"training {name} data-parallel on {workers} Ray Train workers "
                      f"({'GPUs, NCCL' if use_gpu else 'CPUs, gloo'}; {len(train)} examples, global batch "
-                     f"{ctx.train.batch_size})")
+                     f"{ctx.train.batch_size}){'' if attempt == 1 else f', attempt {attempt}'}")
     failure: list[BaseException] = []
 
     def run() -> None:
@@ -157,36 +225,34 @@ def fit_data_parallel(ctx, train, val, name: str, workers: int, series: str = "t
     thread = threading.Thread(target=run, daemon=True, name="ray-train")
     thread.start()
     outcome, stop_sent = None, False
+
+    def relay(items) -> None:
+        nonlocal outcome
+        for kind, payload in items:
+            if kind == "event":
+                ctx.reporter.emit(payload)
+            elif kind in ("files", "shared"):
+                write_files(root, unpack((kind, payload), shared))
+            elif kind == "result":
+                outcome = payload
+            elif kind == "worker":
+                _WORKER_PIDS.append(payload)
+
     try:
         while True:
             thread.join(timeout=0.25)
-            for kind, payload in ray.get(channel.take.remote(), timeout=120):
-                if kind == "event":
-                    ctx.reporter.emit(payload)
-                elif kind == "files":
-                    write_files(root, payload)
-                elif kind == "result":
-                    outcome = payload
+            relay(ray.get(channel.take.remote(), timeout=120))
             if not stop_sent and ctx.reporter.should_stop():
                 channel.request_stop.remote()
                 stop_sent = True
             if not thread.is_alive():
                 break
-        for kind, payload in ray.get(channel.take.remote(), timeout=120):
-            if kind == "files":
-                write_files(root, payload)
-            elif kind == "result":
-                outcome = payload
+        relay(ray.get(channel.take.remote(), timeout=120))
     finally:
         ray.kill(channel)
         shutil.rmtree(scratch, ignore_errors=True)
-    if outcome is not None and outcome["outcome"] == "failed":
-        raise outcome["error"]
-    if failure and outcome is None:
-        first = (str(failure[0]).strip().splitlines() or [type(failure[0]).__name__])[0]
-        raise RuntimeError(f"data-parallel training of {name} failed on Ray Train: {first}") from failure[0]
-    if outcome is None or outcome["outcome"] == "cancelled":
-        raise JobCancelled()
-    result = outcome["result"]
-    ctx.note_training(result)
-    return result
+    return outcome, (failure[0] if failure else None)
+
+
+_WORKER_PIDS: list[int] = []
+"""Worker 0's process ids in this process's data-parallel runs, newest last (for tests)."""

@@ -105,6 +105,25 @@ class RayOptions:
     memory_gb: float = 0.0
     max_retries: int = 2
     """Times a job is started again after its worker was lost, from the last checkpoint."""
+    shared_folder: str | None = None
+    """A folder every node mounts at this path: checkpoints and finished adapters (and the run folders a
+    job reads) go through it instead of Ray's object store, for large models."""
+    worker_env: dict[str, str] = field(default_factory=dict)
+    """Environment variables of the job's worker process (e.g. ``SHPERS_CACHE``, ``HF_TOKEN``)."""
+
+
+# The options of the Ray job this worker process runs, for the data-parallel workers it starts.
+_WORKER_OPTIONS: RayOptions | None = None
+
+
+def worker_options() -> RayOptions:
+    """The options of the Ray job this process runs; the defaults in a local job."""
+    return _WORKER_OPTIONS or RayOptions()
+
+
+def shared_path(options: RayOptions, run_id: str) -> Path | None:
+    """The run's own folder in the shared folder (the driver removes it when the job ends); None without one."""
+    return Path(options.shared_folder).expanduser() / f"shpers-run-{run_id}" if options.shared_folder else None
 
 
 @dataclass(frozen=True)
@@ -112,10 +131,11 @@ class RayRunner:
     """:func:`run_on_ray` with :func:`run_job`'s signature; pickles, so a job's child process can take it."""
 
     address: str | None = None
+    shared_folder: str | None = None
 
     def __call__(self, spec, workspace, reporter, *, run_id: str | None = None, dataset=None, **_ignored) -> str:
-        return run_on_ray(spec, workspace, reporter, options=RayOptions(address=self.address or None), dataset=dataset,
-                          run_id=run_id)
+        options = RayOptions(address=self.address or None, shared_folder=self.shared_folder or None)
+        return run_on_ray(spec, workspace, reporter, options=options, dataset=dataset, run_id=run_id)
 
 
 # Where the app runs its jobs: remembered per workspace (a cluster belongs to a project, not a window).
@@ -228,9 +248,9 @@ def check_resources(resources: dict[str, float]) -> None:
 class _CheckpointWatcher(threading.Thread):
     """Sends each checkpoint or adapter folder of a run to the driver once it is complete and new."""
 
-    def __init__(self, root: Path, run_id: str, send, every_s: float = 1.0):
+    def __init__(self, root: Path, run_id: str, send, every_s: float = 1.0, shared: Path | None = None):
         super().__init__(daemon=True)
-        self.root, self.run_id, self.send, self.every_s = root, run_id, send, every_s
+        self.root, self.run_id, self.send, self.every_s, self.shared = root, run_id, send, every_s, shared
         self._sent: dict[str, tuple] = {}
         self._done = threading.Event()
 
@@ -239,7 +259,7 @@ class _CheckpointWatcher(threading.Thread):
                             for p in folder.rglob("*") if p.is_file()))
 
     def scan(self) -> None:
-        from shpers_core.distributed.transfer import read_tree
+        from shpers_core.distributed.transfer import pack, read_tree
 
         for part in ("checkpoints", "adapters"):
             base = self.root / "runs" / self.run_id / part
@@ -257,7 +277,7 @@ class _CheckpointWatcher(threading.Thread):
                         continue  # replaced while read: the next scan takes the new one
                 except OSError:
                     continue  # renamed away mid-scan by an atomic write
-                self.send(("files", files))
+                self.send(pack(files, self.shared))
                 self._sent[folder.name + part] = sig
 
     def run(self) -> None:
@@ -283,35 +303,44 @@ def _db_bytes(path: Path) -> bytes:
         return out.read_bytes()
 
 
-def run_on_worker(spec_dict: dict, run_id: str, seed_db: bytes, files: dict, dataset, channel,
-                  attempt: int) -> dict:
+def run_on_worker(spec_dict: dict, run_id: str, seed_db: bytes, files: dict | str, dataset, channel,
+                  attempt: int, model=None, options: RayOptions | None = None) -> dict:
     """The Ray task: the job in a scratch workspace on the worker, events sent as they happen.
 
+    ``files`` are the run folders the job reads, or the name of their batch in the shared folder.
+    ``model`` (a :class:`~shpers_core.distributed.models.ModelRef`) says how the base model gets here.
     Never raises for the job's own errors: they come back as the outcome, with the store rows that
     say so, and the driver re-raises them. Only a lost worker ends the task without a result.
     """
     import ray
 
     from shpers_core.distributed.channel import RemoteReporter
-    from shpers_core.distributed.transfer import read_tree, run_ids, write_files
+    from shpers_core.distributed.models import ModelRef, load_on_worker
+    from shpers_core.distributed.transfer import put_shared, read_shared, read_tree, run_ids, write_files
     from shpers_core.jobs.runner import explain_failure, run_job
     from shpers_core.third_party import hide_third_party_deprecations
 
+    global _WORKER_OPTIONS
     hide_third_party_deprecations()
+    options = options or RayOptions()
+    _WORKER_OPTIONS = options
+    shared = shared_path(options, run_id)
     scratch = Path(tempfile.mkdtemp(prefix="shpers-ray-"))
     reporter = RemoteReporter(channel)
     try:
         ws = Workspace.open(scratch)
         ws.db_path.write_bytes(seed_db)
-        write_files(ws.root, files)
+        write_files(ws.root, read_shared(shared, files) if isinstance(files, str) else files)
         ctx = ray.get_runtime_context()
         reporter.emit(Placed(ctx.get_node_id()[:12], os.getpid(), tuple(str(g) for g in ray.get_gpu_ids()), attempt,
                              ip=ray.util.get_node_ip_address()))
-        watcher = _CheckpointWatcher(ws.root, run_id, reporter.send)
+        watcher = _CheckpointWatcher(ws.root, run_id, reporter.send, shared=shared)
         watcher.start()
         outcome, message, tb = "finished", "", ""
+        spec = JobSpec.from_dict(spec_dict)
         try:
-            run_job(JobSpec.from_dict(spec_dict), ws, reporter, dataset=dataset, run_id=run_id)
+            base = load_on_worker(model or ModelRef(spec.base_model), spec.device, spec.dtype, reporter.log)
+            run_job(spec, ws, reporter, dataset=dataset, run_id=run_id, base=base)
         except JobCancelled:
             outcome = "cancelled"
         except UserError as exc:
@@ -325,9 +354,12 @@ def run_on_worker(spec_dict: dict, run_id: str, seed_db: bytes, files: dict, dat
         out_files = {}
         for rid in [run_id, *mine]:
             out_files.update(read_tree(ws.root, Path("runs") / rid))
+        if shared is not None:
+            out_files = put_shared(shared, out_files)
         return {"outcome": outcome, "message": message, "traceback": tb, "db": db, "files": out_files,
                 "new_runs": mine}
     finally:
+        _WORKER_OPTIONS = None
         reporter.close()
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -381,6 +413,12 @@ def run_on_ray(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, optio
     connect(options.address)
     resources = job_resources(spec.method, options)
     check_resources(resources)
+    if options.shared_folder and not Path(options.shared_folder).expanduser().is_dir():
+        raise ClusterError(f"the shared folder {options.shared_folder} is not a folder on this machine "
+                           "(every node must mount it at that path)")
+    from shpers_core.distributed.models import model_ref
+
+    model = model_ref(spec.base_model)  # before the run is recorded: a model this machine cannot read fails here
     with RunStore(workspace.db_path) as store:
         if run_id is None:
             if not spec.dataset_path:
@@ -395,7 +433,7 @@ def run_on_ray(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, optio
         job_reporter = Reporter(sink, reporter.should_stop)
         job_reporter.add_sink(reporter.emit)
         try:
-            result = _drive(spec, workspace, store, run_id, sources, dataset, resources, options, job_reporter)
+            result = _drive(spec, workspace, store, run_id, sources, dataset, model, resources, options, job_reporter)
         finally:
             sink.close()
         if result is None:
@@ -409,25 +447,30 @@ def run_on_ray(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, optio
     return run_id
 
 
-def _drive(spec, workspace, store, run_id, sources, dataset, resources, options, reporter) -> dict | None:
+def _drive(spec, workspace, store, run_id, sources, dataset, model, resources, options, reporter) -> dict | None:
     """The job's result, or None when its worker was lost more often than the retries allow."""
     import ray
 
     from shpers_core.distributed.channel import new_channel
-    from shpers_core.distributed.transfer import read_tree, snapshot, write_files
+    from shpers_core.distributed.transfer import put_shared, read_tree, snapshot, unpack, write_files
 
     task = ray.remote(run_on_worker)
     channel = new_channel()
     data = _dataset_ref(dataset)
     attempts = options.max_retries + 1
+    extra = {"runtime_env": {"env_vars": dict(options.worker_env)}} if options.worker_env else {}
+    shared = shared_path(options, run_id)
+    if shared is not None:
+        reporter.log(f"checkpoints and adapters go through the shared folder {shared}")
     try:
         for attempt in range(1, attempts + 1):
             seed = snapshot(workspace.db_path, [run_id, *sources])
             files = read_tree(workspace.root, Path("runs") / run_id)
             for src in sources:
                 files.update(read_tree(workspace.root, Path("runs") / src / "adapters"))
-            ref = task.options(max_retries=0, **resources).remote(spec.to_dict(), run_id, seed, files, data,
-                                                                   channel, attempt)
+            sent = files if shared is None else put_shared(shared, files)
+            ref = task.options(max_retries=0, **resources, **extra).remote(spec.to_dict(), run_id, seed, sent, data,
+                                                                            channel, attempt, model, options)
             stop_sent, beat = False, time.monotonic()
 
             def relay(items) -> None:
@@ -436,8 +479,8 @@ def _drive(spec, workspace, store, run_id, sources, dataset, resources, options,
                         if isinstance(payload, Placed):
                             reporter.log(placement_line(payload))
                         reporter.emit(payload)
-                    elif kind == "files":
-                        write_files(workspace.root, payload)
+                    elif kind in ("files", "shared"):
+                        write_files(workspace.root, unpack((kind, payload), shared))
 
             while True:
                 ready, _ = ray.wait([ref], timeout=0.25)
@@ -455,7 +498,10 @@ def _drive(spec, workspace, store, run_id, sources, dataset, resources, options,
                     break
             relay(ray.get(channel.take.remote(), timeout=120))
             try:
-                return ray.get(ref)
+                result = ray.get(ref)
+                if isinstance(result["files"], str):
+                    result["files"] = unpack(("shared", result["files"]), shared)
+                return result
             except _lost_worker_errors() as exc:
                 first = (str(exc).strip().splitlines() or [""])[0]
                 more = "retrying from the last checkpoint the driver holds" if attempt < attempts else "no retries left"
@@ -463,6 +509,10 @@ def _drive(spec, workspace, store, run_id, sources, dataset, resources, options,
                                   f"{more}", "warning"))
     finally:
         ray.kill(channel)
+        if shared is not None:
+            # The batches the driver took are gone already; what is left (the files sent to the
+            # worker, a lost worker's last batches) is read no more.
+            shutil.rmtree(shared, ignore_errors=True)
     return None
 
 

@@ -16,9 +16,6 @@ from shpers_core.events import Event, Step, Validation
 
 log = logging.getLogger(__name__)
 
-_BASES: dict[tuple, object] = {}
-
-
 def split(ids: list[str], k: int) -> list[list[str]]:
     """``ids`` in ``k`` contiguous slices as even as can be (none empty)."""
     k = max(1, min(k, len(ids)))
@@ -31,20 +28,11 @@ def split(ids: list[str], k: int) -> list[list[str]]:
     return out
 
 
-def _base(name: str, device: str | None, dtype: str | None):
-    from shpers_core.models import load_base
-
-    key = (name, device, dtype)
-    if key not in _BASES:
-        _BASES.clear()  # one base model per worker process
-        _BASES[key] = load_base(name, device=device, dtype=dtype)
-    return _BASES[key]
-
-
-def train_shard(shard: int, base_name: str, device: str | None, dtype: str | None, pad_id: int,
+def train_shard(shard: int, model, device: str | None, dtype: str | None, pad_id: int,
                 train_by: dict, val_by: dict, lora, train, micro_batch_rows: int | None, channel) -> dict:
     """The Ray task of one shard: load the base model (once per worker), train, return the adapters."""
     from shpers_core.distributed.channel import RemoteReporter
+    from shpers_core.distributed.models import load_on_worker
     from shpers_core.third_party import hide_third_party_deprecations
     from shpers_core.threads import computing
     from shpers_core.training.multi import train_many
@@ -52,7 +40,7 @@ def train_shard(shard: int, base_name: str, device: str | None, dtype: str | Non
     hide_third_party_deprecations()
     reporter = RemoteReporter(channel)
     try:
-        base = _base(base_name, device, dtype)
+        base = load_on_worker(model, device, dtype, reporter.log)
         with computing():
             result = train_many(base.model, pad_id, train_by, lora, train, reporter, val_by_adapter=val_by,
                                 micro_batch_rows=micro_batch_rows)
@@ -77,6 +65,7 @@ def train_sharded(ctx, ids: list[str], shards: int, micro_batch_rows: int | None
     import ray
 
     from shpers_core.distributed.channel import new_channel
+    from shpers_core.distributed.models import model_ref
     from shpers_core.events import JobCancelled
     from shpers_core.training.multi import MultiFitResult
 
@@ -90,7 +79,8 @@ def train_sharded(ctx, ids: list[str], shards: int, micro_batch_rows: int | None
     channels = [new_channel() for _ in slices]
     ctx.reporter.log(f"training {len(ids)} adapters in {len(slices)} shards on Ray "
                      f"({', '.join(str(len(s)) for s in slices)} personas)")
-    refs = [task.remote(i, ctx.spec.base_model, ctx.spec.device, ctx.base.dtype, ctx.pad_id,
+    model = model_ref(ctx.spec.base_model)
+    refs = [task.remote(i, model, ctx.spec.device, ctx.base.dtype, ctx.pad_id,
                         {pid: ctx.examples(pid, "train") for pid in part},
                         {pid: ctx.examples(pid, "val") for pid in part}, ctx.lora, ctx.train, micro_batch_rows, ch)
             for i, (part, ch) in enumerate(zip(slices, channels))]

@@ -143,3 +143,49 @@ def merge_back(store, db_bytes: bytes, run_id: str, new_runs: list[str]) -> None
                                    "WHERE run_id = ?", [rid])
         finally:
             db.execute("DETACH DATABASE w")
+
+
+# --- a shared folder (--shared-folder), instead of the object store -----------------------------
+
+def put_shared(shared: Path, files: Files) -> str:
+    """Write ``files`` into a new batch folder of ``shared`` (renamed into place when complete, and never
+    written again, so a reader on another node sees all of it or nothing); its name."""
+    shared.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".batch-", dir=shared))
+    for rel, data in files.items():
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise ValueError(f"refusing to write {rel!r} outside {shared}")
+        target = tmp / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    final = shared / tmp.name[1:]
+    os.rename(tmp, final)
+    return final.name
+
+
+def read_shared(shared: Path, batch: str) -> Files:
+    """The files of a batch :func:`put_shared` wrote, keyed as they were given."""
+    base = Path(shared) / batch
+    if batch.startswith(".") or "/" in batch or not base.is_dir():
+        raise ValueError(f"no batch {batch!r} in the shared folder {shared}")
+    return {p.relative_to(base).as_posix(): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
+
+
+def take_shared(shared: Path, batch: str) -> Files:
+    """:func:`read_shared`, then the batch is removed (the driver has it now)."""
+    import shutil
+
+    files = read_shared(shared, batch)
+    shutil.rmtree(Path(shared) / batch, ignore_errors=True)
+    return files
+
+
+def pack(files: Files, shared: Path | None) -> tuple:
+    """The channel item that carries ``files`` to the driver: the bytes (through the object store), or
+    the name of the batch written into the shared folder."""
+    return ("files", files) if shared is None else ("shared", put_shared(shared, files))
+
+
+def unpack(item: tuple, shared: Path | None) -> Files:
+    kind, payload = item
+    return payload if kind == "files" else take_shared(shared, payload)

@@ -22,6 +22,9 @@ class ClusterParams(Params):
     features: str = param("description", "Cluster on the character description (the study's choice) or on "
                           "embeddings of each persona's own training dialogues.", choices=FEATURES)
     cluster_seed: int = param(0, "Seed of k-means.", min=0, max=2**31 - 1)
+    workers: int = param(1, "Train each cluster's adapter data-parallel on this many Ray Train workers (1: in this "
+                            "process), as unified_lora's workers: train.batch_size stays the global batch and the "
+                            "adapters equal the one-process run's.", min=1, max=1024)
 
     def clusters(self) -> bool:
         """Whether these settings cluster the personas at all."""
@@ -56,8 +59,13 @@ def run(ctx, params: ClusterParams) -> EvalPlan:
         name = f"cluster_{c}"
         adapter = ctx.saved_adapter(name)
         if adapter is None:
-            result = ctx.fit_lora(ctx.pooled_examples(members, "train"), ctx.pooled_examples(members, "val"),
-                                  name=name, series=f"{name}/train")
+            train, val = ctx.pooled_examples(members, "train"), ctx.pooled_examples(members, "val")
+            if params.workers > 1:
+                from shpers_core.distributed.data_parallel import fit_data_parallel
+
+                result = fit_data_parallel(ctx, train, val, name, params.workers, series=f"{name}/train")
+            else:
+                result = ctx.fit_lora(train, val, name=name, series=f"{name}/train")
             adapter = ctx.save_lora(name, result.state_dict, kind="cluster_adapter")
         for pid in members:
             adapters[pid] = adapter
