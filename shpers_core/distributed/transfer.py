@@ -7,6 +7,7 @@ read and returns its copy whole, from which the driver takes the rows of the run
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import tempfile
 from pathlib import Path

@@ -22,9 +22,7 @@ class ClusterParams(Params):
     features: str = param("description", "Cluster on the character description (the study's choice) or on "
                           "embeddings of each persona's own training dialogues.", choices=FEATURES)
     cluster_seed: int = param(0, "Seed of k-means.", min=0, max=2**31 - 1)
-    workers: int = param(1, "Train each cluster's adapter data-parallel on this many Ray Train workers (1: in this "
-                            "process), as unified_lora's workers: train.batch_size stays the global batch and the "
-                            "adapters equal the one-process run's.", min=1, max=1024)
+
 
     def clusters(self) -> bool:
         """Whether these settings cluster the personas at all."""
@@ -35,6 +33,15 @@ class ClusterParams(Params):
         if self.clusters() and self.k > count:
             raise UserError(f"{method}: k={self.k} is larger than the {count} selected personas; "
                             "lower k or select more personas")
+
+
+@dataclass
+class ClusterLoraParams(ClusterParams):
+    """Cluster LoRA's own settings beside the shared clustering ones (merges and soft prompts train no LoRA)."""
+
+    workers: int = param(1, "Train each cluster's adapter data-parallel on this many Ray Train workers (1: in this "
+                            "process), as unified_lora's workers: train.batch_size stays the global batch and the "
+                            "adapters equal the one-process run's.", min=1, max=1024)
 
 
 def cluster(ctx, params: ClusterParams) -> list[int]:
@@ -51,7 +58,7 @@ def cluster(ctx, params: ClusterParams) -> list[int]:
     return labels
 
 
-def run(ctx, params: ClusterParams) -> EvalPlan:
+def run(ctx, params: ClusterLoraParams) -> EvalPlan:
     labels = cluster(ctx, params)
     adapters = {}
     for c in sorted(set(labels)):
@@ -76,7 +83,7 @@ METHOD = MethodSpec(
     name="cluster_lora",
     title="Cluster LoRA",
     summary="k-means on persona embeddings; one LoRA adapter per cluster on its pooled dialogues.",
-    params=ClusterParams,
+    params=ClusterLoraParams,
     run=run,
     # Appendix A, "Cluster LoRA (optimized)".
     train_defaults={"learning_rate": 2e-4, "num_epochs": 5, "batch_size": 2},
