@@ -7,7 +7,6 @@ readers run beside a writer, and writers wait up to :data:`BUSY_TIMEOUT_S` for e
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import sqlite3
@@ -19,27 +18,21 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from shpers_core.names import from_stored, to_stored
+from shpers_core.names import from_stored
 from shpers_core.store import schema
 from shpers_core.store.errors import StoreError, translate
 from shpers_core.store.host import code_version, host_name, now_iso, parse_iso, pid_alive
+from shpers_core.store.reads import RunReads
 from shpers_core.store.records import (
-    Artefact,
-    Curve,
-    LogLine,
-    Prediction,
     RunRecord,
-    from_real,
     to_json,
-    to_real,
 )
+from shpers_core.store.results import ResultWrites, check_status
 
 BUSY_TIMEOUT_S = 30.0
 
 _RUN_COLUMNS = tuple(f for f in RunRecord.__dataclass_fields__)
 _EDITABLE = frozenset(_RUN_COLUMNS) - {"id", "created_at"}
-_PREDICTION_KEYS = frozenset({"persona_id", "dialogue_id", "turn", "history", "prediction", "reference",
-                              "persona_dependent", "scores"})
 
 
 def new_run_id(when: datetime | None = None) -> str:
@@ -48,7 +41,7 @@ def new_run_id(when: datetime | None = None) -> str:
     return f"r{when:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-class RunStore:
+class RunStore(ResultWrites, RunReads):
     """The run database of one workspace.
 
     Opening creates or upgrades the file (see :mod:`shpers_core.store.schema`) and, unless
@@ -197,7 +190,7 @@ class RunStore:
                    personas: Iterable[str], *, seed: int = 0, dataset_path: str | Path = "", name: str = "",
                    parent_run_id: str | None = None, status: str = "queued", notes: str = "") -> str:
         """Record a new run; returns its id. ``params`` is a dict (or has ``to_dict()``) of every setting."""
-        _check_status(status)
+        check_status(status)
         when = datetime.now(timezone.utc)
         params = params.to_dict() if hasattr(params, "to_dict") else dict(params)
         record = {
@@ -250,7 +243,7 @@ class RunStore:
 
     def set_status(self, run_id: str, status: str) -> None:
         """Set the status alone; a final status also stamps ``finished_at`` if it is empty."""
-        _check_status(status)
+        check_status(status)
         with self.transaction():
             rid = self.resolve_id(run_id)
             self.db["runs"].update(rid, {"status": status})
@@ -263,7 +256,7 @@ class RunStore:
         if unknown:
             raise ValueError(f"cannot update run column(s) {', '.join(unknown)}; editable: {', '.join(sorted(_EDITABLE))}")
         if "status" in fields:
-            _check_status(fields["status"])
+            check_status(fields["status"])
         self._update(run_id, **fields)
 
     def unique_name(self, name: str, exclude_run: str | None = None) -> str:
@@ -362,183 +355,3 @@ class RunStore:
                 self.db.execute(f"DELETE FROM {table} WHERE run_id = ?", [rid])
             self.db.execute("DELETE FROM runs WHERE id = ?", [rid])
         return paths
-
-    # -- results ----------------------------------------------------------------------------
-
-    def add_curve_points(self, run_id: str, rows: Iterable[tuple[str, str, int, float]]) -> None:
-        """Append (series, kind, step, value) points; a step logged again (after a resume) replaces the old point."""
-        rows = list(rows)
-        for row in rows:
-            if row[1] not in schema.CURVE_KINDS:
-                raise ValueError(f"curve kind must be one of {schema.CURVE_KINDS}, not {row[1]!r}")
-        if not rows:
-            return
-        with self.transaction():
-            rid = self.resolve_id(run_id)
-            self.db["curves"].insert_all(
-                ({"run_id": rid, "series": str(s), "kind": k, "step": int(step), "value": to_real(v)}
-                 for s, k, step, v in rows), replace=True, batch_size=500)
-
-    def set_metrics(self, run_id: str, values: Mapping[str, float], subset: str = "all") -> None:
-        """Set run-level metrics of one subset, replacing earlier values of the same names."""
-        _check_subset(subset)
-        with self.transaction():
-            rid = self.resolve_id(run_id)
-            self.db["metrics"].insert_all(
-                ({"run_id": rid, "subset": subset, "name": str(n), "value": to_real(v)} for n, v in values.items()),
-                replace=True)
-
-    def add_persona_scores(self, run_id: str, rows: Iterable[Mapping[str, Any] | tuple[str, str, str, float]]) -> None:
-        """Per-persona scores: ``(persona_id, metric, subset, value)`` tuples or dicts with those keys
-        (``subset`` defaults to "all"). Scoring the same persona and metric again replaces the value."""
-        records = []
-        for row in rows:
-            if isinstance(row, Mapping):
-                pid, metric, subset, value = row["persona_id"], row["metric"], row.get("subset", "all"), row["value"]
-            else:
-                pid, metric, subset, value = row
-            _check_subset(subset)
-            records.append({"persona_id": str(pid), "metric": metric, "subset": subset, "value": to_real(value)})
-        if not records:
-            return
-        with self.transaction():
-            rid = self.resolve_id(run_id)
-            self.db["persona_scores"].insert_all(({"run_id": rid, **r} for r in records), replace=True, batch_size=500)
-
-    def add_predictions(self, run_id: str, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Generated replies, one dict per turn: persona_id, dialogue_id, turn, history, prediction,
-        reference, persona_dependent (optional), scores (optional dict). Other keys are per-turn
-        metric values and join ``scores``. A (persona, dialogue, turn) stored again is replaced."""
-        records = []
-        for row in rows:
-            scores = dict(row.get("scores") or {})
-            scores.update({k: v for k, v in row.items() if k not in _PREDICTION_KEYS})
-            dependent = row.get("persona_dependent")
-            records.append({
-                "persona_id": str(row["persona_id"]), "dialogue_id": str(row["dialogue_id"]), "turn": int(row["turn"]),
-                "history": to_json(list(row.get("history") or [])), "prediction": row.get("prediction", ""),
-                "reference": row.get("reference", ""), "persona_dependent": None if dependent is None else int(bool(dependent)),
-                "scores": to_json(scores),
-            })
-        if not records:
-            return
-        with self.transaction():
-            rid = self.resolve_id(run_id)
-            self.db["predictions"].insert_all(({"run_id": rid, **r} for r in records), replace=True, batch_size=200)
-
-    def add_artefact(self, run_id: str, kind: str, path: str | Path, persona_id: str | None = None) -> int:
-        """Record a file or folder the run made; the same (kind, path) again replaces the entry. Returns its id."""
-        with self.transaction():
-            rid = self.resolve_id(run_id)
-            table = self.db["artefacts"]
-            table.insert({"run_id": rid, "kind": kind, "path": to_stored(self.root, path), "persona_id": persona_id,
-                          "created_at": now_iso()}, replace=True)
-            return int(table.last_pk)
-
-    def log(self, run_id: str, message: str, level: str = "info") -> None:
-        self.add_log_lines(run_id, [(now_iso(), level, message)])
-
-    def add_log_lines(self, run_id: str, lines: Iterable[tuple[str, str, str]]) -> None:
-        """Append (ts, level, message) job log lines."""
-        lines = list(lines)
-        if not lines:
-            return
-        with self.transaction():
-            rid = self.resolve_id(run_id)
-            self.db["events_log"].insert_all(
-                {"run_id": rid, "ts": ts, "level": level, "message": str(msg)} for ts, level, msg in lines)
-
-    # -- reads ------------------------------------------------------------------------------
-
-    def get_run(self, run_id: str) -> RunRecord:
-        rid = self.resolve_id(run_id)
-        return RunRecord.from_row(self._select(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE id = ?", [rid])[0])
-
-    def list_runs(self, status: str | Iterable[str] | None = None, method: str | None = None) -> list[RunRecord]:
-        """Runs, newest first, optionally only those with the given status(es) and method."""
-        where, args = [], []
-        if status is not None:
-            statuses = [status] if isinstance(status, str) else list(status)
-            for s in statuses:
-                if s not in schema.STATUSES:
-                    raise StoreError(f"unknown run status '{s}'; one of {', '.join(schema.STATUSES)}")
-            where.append(f"status IN ({', '.join('?' * len(statuses))})")
-            args += statuses
-        if method is not None:
-            where.append("method = ?")
-            args.append(method)
-        sql = f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return [RunRecord.from_row(r) for r in self._select(sql + " ORDER BY created_at DESC, rowid DESC", args)]
-
-    def curves(self, run_id: str, kind: str | None = None) -> dict[str, Curve]:
-        """Each series' points in step order, keyed by series name.
-
-        A series name used for both kinds (a trainer naming train and val curves alike) comes
-        back as two keys, ``"<series>/train"`` and ``"<series>/val"``.
-        """
-        rid = self.resolve_id(run_id)
-        sql, args = "SELECT series, kind, step, value FROM curves WHERE run_id = ?", [rid]
-        if kind is not None:
-            sql, args = sql + " AND kind = ?", args + [kind]
-        grouped: dict[tuple[str, str], list[tuple[int, float]]] = {}
-        for r in self._select(sql + " ORDER BY series, kind, step", args):
-            grouped.setdefault((r["series"], r["kind"]), []).append((r["step"], from_real(r["value"])))
-        names = [series for series, _ in grouped]
-        return {(f"{series}/{k}" if names.count(series) > 1 else series): Curve(k, points)
-                for (series, k), points in grouped.items()}
-
-    def metrics(self, run_id: str, subset: str | None = None) -> dict[str, Any]:
-        """``{name: value}`` of one subset, or ``{subset: {name: value}}`` when ``subset`` is None."""
-        rid = self.resolve_id(run_id)
-        rows = self._select("SELECT subset, name, value FROM metrics WHERE run_id = ? ORDER BY subset, name", [rid])
-        if subset is not None:
-            return {r["name"]: from_real(r["value"]) for r in rows if r["subset"] == subset}
-        out: dict[str, dict[str, float]] = {}
-        for r in rows:
-            out.setdefault(r["subset"], {})[r["name"]] = from_real(r["value"])
-        return out
-
-    def persona_scores(self, run_id: str, metric: str = "embedding_similarity", subset: str = "all") -> dict[str, float]:
-        rid = self.resolve_id(run_id)
-        rows = self._select("SELECT persona_id, value FROM persona_scores WHERE run_id = ? AND metric = ? AND subset = ? "
-                            "ORDER BY persona_id", [rid, metric, subset])
-        return {r["persona_id"]: from_real(r["value"]) for r in rows}
-
-    def predictions(self, run_id: str, persona_id: str | None = None) -> list[Prediction]:
-        rid = self.resolve_id(run_id)
-        sql, args = "SELECT * FROM predictions WHERE run_id = ?", [rid]
-        if persona_id is not None:
-            sql, args = sql + " AND persona_id = ?", args + [persona_id]
-        out = []
-        for r in self._select(sql + " ORDER BY persona_id, dialogue_id, turn", args):
-            dep = r["persona_dependent"]
-            out.append(Prediction(r["persona_id"], r["dialogue_id"], r["turn"], json.loads(r["history"] or "[]"),
-                                  r["prediction"] or "", r["reference"] or "", None if dep is None else bool(dep),
-                                  json.loads(r["scores"] or "{}")))
-        return out
-
-    def artefacts(self, run_id: str, kind: str | None = None) -> list[Artefact]:
-        rid = self.resolve_id(run_id)
-        sql, args = "SELECT id, kind, path, persona_id, created_at FROM artefacts WHERE run_id = ?", [rid]
-        if kind is not None:
-            sql, args = sql + " AND kind = ?", args + [kind]
-        return [Artefact(r["id"], r["kind"], from_stored(self.root, r["path"]), r["persona_id"], r["created_at"])
-                for r in self._select(sql + " ORDER BY id", args)]
-
-    def logs(self, run_id: str, after_id: int = 0) -> list[LogLine]:
-        """The run's log lines in order; ``after_id`` (a previous line's id) reads only newer ones."""
-        rid = self.resolve_id(run_id)
-        return [LogLine(r["id"], r["ts"], r["level"], r["message"]) for r in self._select(
-            "SELECT id, ts, level, message FROM events_log WHERE run_id = ? AND id > ? ORDER BY id", [rid, after_id])]
-
-
-def _check_status(status: str) -> None:
-    if status not in schema.STATUSES:
-        raise ValueError(f"run status must be one of {schema.STATUSES}, not {status!r}")
-
-
-def _check_subset(subset: str) -> None:
-    if subset not in schema.SUBSETS:
-        raise ValueError(f"metric subset must be one of {schema.SUBSETS}, not {subset!r}")
