@@ -113,7 +113,7 @@ def test_a_ray_run_stores_what_a_local_run_stores(tmp_path, shpers_cache, cluste
         assert any("running on Ray node" in line.message for line in rs.logs(rrun.id))
         assert rs.get_run(rrun.id).pid == os.getpid()
         # What the Jobs tab shows, kept in the store: the worker's node and device.
-        from shpers_core.distributed.ray_executor import stored_placement
+        from shpers_core.distributed.placement import stored_placement
 
         assert stored_placement(rs, rrun.id) == f"Ray node {ray.util.get_node_ip_address()} (CPU)"
         assert stored_placement(ls, lrun.id) == "this machine"
@@ -148,7 +148,8 @@ class WorkerKiller:
 
 
 def ray_unified(root: Path, reporter, retries: int) -> str:
-    from shpers_core.distributed.ray_executor import RayOptions, run_on_ray
+    from shpers_core.distributed.options import RayOptions
+    from shpers_core.distributed.ray_executor import run_on_ray
     from shpers_core.jobs.spec import build_spec
     from shpers_core.workspace import Workspace
 
@@ -463,7 +464,8 @@ def log_lines(root: Path, run_id: str) -> list[str]:
 
 
 def test_a_worker_with_an_empty_cache_gets_the_model_shipped_once_per_node(tmp_path, shpers_cache, cluster):
-    from shpers_core.distributed.ray_executor import RayOptions, run_on_ray
+    from shpers_core.distributed.options import RayOptions
+    from shpers_core.distributed.ray_executor import run_on_ray
     from shpers_core.events import CollectingReporter
     from shpers_core.jobs.spec import build_spec
     from shpers_core.workspace import Workspace

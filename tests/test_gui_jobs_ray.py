@@ -13,7 +13,7 @@ pytest.importorskip("pytestqt")
 from app_window import generated_workspace, open_window  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
-from shpers_core.distributed.ray_executor import Placed, placement_line  # noqa: E402
+from shpers_core.distributed.placement import Placed, placement_line  # noqa: E402
 from shpers_core.jobs.spec import build_spec  # noqa: E402
 from shpers_core.store.host import now_iso  # noqa: E402
 from shpers_gui.job_queue import FINISHED, RUNNING, Job  # noqa: E402

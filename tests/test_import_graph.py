@@ -162,3 +162,25 @@ def test_the_graph_sees_function_level_imports(tmp_path, monkeypatch):
     monkeypatch.setattr(f"{__name__}.ENGINE", src)
     graph, _ = import_graph()
     assert cycles(graph) == [["shpers_core.a", "shpers_core.b"]]
+
+
+def test_every_import_of_our_own_names_resolves():
+    """A function-level import runs only when its function does: a name that moved (in a merge, a
+    refactor) fails there, mid-job, not at start-up. Check each ``from shpers_core/shpers_gui ... import``."""
+    import importlib
+
+    missing = []
+    for path in sorted(ENGINE.rglob("*.py")) + sorted((ROOT / "shpers_gui").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                    and node.module.split(".")[0] in ("shpers_core", "shpers_gui")):
+                continue
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                if alias.name == "*" or hasattr(module, alias.name):
+                    continue
+                try:
+                    importlib.import_module(f"{node.module}.{alias.name}")
+                except ImportError:
+                    missing.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.module} has no {alias.name}")
+    assert not missing, "\n".join(missing)

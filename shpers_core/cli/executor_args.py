@@ -31,7 +31,7 @@ def ray_options(args):
             if getattr(args, name, None):
                 raise UserError(f"--{name.replace('_', '-')} needs --executor ray")
         return None
-    from shpers_core.distributed.ray_executor import RayOptions
+    from shpers_core.distributed.options import RayOptions
 
     for name in ("gpus", "cpus", "memory_gb", "retries"):
         value = getattr(args, name)

@@ -41,7 +41,8 @@ class RayOverhead:
 def ray_overhead(model: str, personas: int = 2, repeats: int = 1, address: str | None = None) -> RayOverhead:
     """Time the same job with :func:`run_job` and :func:`run_on_ray` in a throw-away workspace."""
     from shpers_core.data import generate_dataset, write_jsonl
-    from shpers_core.distributed.ray_executor import RayOptions, connect, run_on_ray
+    from shpers_core.distributed.options import RayOptions
+    from shpers_core.distributed.ray_executor import connect, run_on_ray
     from shpers_core.events import Reporter
     from shpers_core.jobs.runner import run_job
     from shpers_core.jobs.spec import build_spec

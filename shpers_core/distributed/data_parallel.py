@@ -66,8 +66,8 @@ def _train_worker(config: dict) -> None:
 
     from shpers_core.distributed.channel import RemoteReporter
     from shpers_core.distributed.models import load_on_worker
-    from shpers_core.distributed.ray_executor import _CheckpointWatcher
     from shpers_core.distributed.transfer import write_files
+    from shpers_core.distributed.worker import CheckpointWatcher
     from shpers_core.events import JobCancelled, Reporter
     from shpers_core.third_party import hide_third_party_deprecations
     from shpers_core.training.fit import fit_adapter
@@ -90,7 +90,7 @@ def _train_worker(config: dict) -> None:
         write_files(scratch, config["checkpoint_files"])
         checkpoint_dir = scratch / config["checkpoint_rel"]
         if rank == 0:
-            watcher = _CheckpointWatcher(scratch, config["run_id"], reporter.send, shared=config["shared"])
+            watcher = CheckpointWatcher(scratch, config["run_id"], reporter.send, shared=config["shared"])
             watcher.start()
         base = load_on_worker(config["model"], config["device"], config["dtype"], reporter.log)
         outcome = "finished"
@@ -151,7 +151,8 @@ def fit_data_parallel(ctx, train, val, name: str, workers: int, series: str = "t
     import ray
 
     from shpers_core.distributed.models import model_ref
-    from shpers_core.distributed.ray_executor import connect, shared_path, worker_options
+    from shpers_core.distributed.options import shared_path, worker_options
+    from shpers_core.distributed.ray_executor import connect
     from shpers_core.events import Log
 
     if not ray.is_initialized():

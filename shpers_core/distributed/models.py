@@ -119,7 +119,8 @@ def worker_folder(ref: ModelRef, say) -> Path | None:
     not there yet; ``say`` takes a log line. None: load by name."""
     import ray
 
-    from shpers_core.models.cache import atomic_dir, models_dir
+    from shpers_core.atomic import atomic_dir
+    from shpers_core.models.cache import models_dir
     from shpers_core.workspace import cache_dir
 
     if not ref.content_hash:

@@ -10,20 +10,19 @@ and rows come back at the end and the driver writes them into the workspace.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import signal
 import socket
-import sqlite3
-import tempfile
 import threading
 import time
-import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from shpers_core.distributed.options import RayOptions, shared_path
+from shpers_core.distributed.placement import Placed, placement_line
+from shpers_core.distributed.worker import run_on_worker
 from shpers_core.errors import UserError
-from shpers_core.events import Event, JobCancelled, Log, Reporter
+from shpers_core.events import JobCancelled, Log, Reporter
 from shpers_core.jobs.spec import JobSpec
 from shpers_core.workspace import Workspace
 
@@ -43,87 +42,6 @@ class RemoteJobError(RuntimeError):
 
 class JobInterrupted(UserError):
     """The worker was lost more often than the retries allow; the run is interrupted and resumable."""
-
-
-@dataclass(frozen=True)
-class Placed(Event):
-    """Where a job runs: the Ray node (id and address), the worker's process id and the GPUs Ray gave it."""
-
-    node: str
-    pid: int
-    gpus: tuple = ()
-    attempt: int = 1
-    ip: str = ""
-    kind: str = field(init=False, default="placed")
-
-    @property
-    def where(self) -> str:
-        """"Ray node 10.0.0.5 (GPU 0)" or "... (CPU)": what the Jobs tab shows."""
-        n = len(self.gpus)
-        device = f"GPU{'s' if n > 1 else ''} {', '.join(self.gpus)}" if n else "CPU"
-        return f"Ray node {self.ip or self.node} ({device})"
-
-
-THIS_MACHINE = "this machine"
-PLACED_PREFIX = "running on "
-"""The driver logs each attempt's placement as "running on WHERE; node ..."; the store keeps it."""
-
-
-def placement_line(placed: Placed) -> str:
-    return (f"{PLACED_PREFIX}{placed.where}; node {placed.node}, worker process {placed.pid}, "
-            f"attempt {placed.attempt}")
-
-
-def placement_in(message: str) -> str | None:
-    """The WHERE of a :func:`placement_line`, or None for any other log line."""
-    if not message.startswith(PLACED_PREFIX + "Ray node ") or "; node " not in message:
-        return None
-    return message[len(PLACED_PREFIX):].split("; node ", 1)[0]
-
-
-def stored_placement(store, run_id: str) -> str:
-    """Where the run ran last, from its log: a Ray node, or :data:`THIS_MACHINE`.
-
-    A placement logged before the run's latest start belongs to an earlier attempt (a Ray run
-    resumed here), so it does not count.
-    """
-    run = store.get_run(run_id)
-    for line in reversed(store.logs(run.id)):
-        where = placement_in(line.message)
-        if where is not None:
-            return where if not run.started_at or line.ts >= run.started_at else THIS_MACHINE
-    return THIS_MACHINE
-
-
-@dataclass
-class RayOptions:
-    """How to run on Ray. ``gpus`` None: one per training job where the cluster has GPUs, none else."""
-
-    address: str | None = None
-    gpus: float | None = None
-    cpus: float = 1.0
-    memory_gb: float = 0.0
-    max_retries: int = 2
-    """Times a job is started again after its worker was lost, from the last checkpoint."""
-    shared_folder: str | None = None
-    """A folder every node mounts at this path: checkpoints and finished adapters (and the run folders a
-    job reads) go through it instead of Ray's object store, for large models."""
-    worker_env: dict[str, str] = field(default_factory=dict)
-    """Environment variables of the job's worker process (e.g. ``SHPERS_CACHE``, ``HF_TOKEN``)."""
-
-
-# The options of the Ray job this worker process runs, for the data-parallel workers it starts.
-_WORKER_OPTIONS: RayOptions | None = None
-
-
-def worker_options() -> RayOptions:
-    """The options of the Ray job this process runs; the defaults in a local job."""
-    return _WORKER_OPTIONS or RayOptions()
-
-
-def shared_path(options: RayOptions, run_id: str) -> Path | None:
-    """The run's own folder in the shared folder (the driver removes it when the job ends); None without one."""
-    return Path(options.shared_folder).expanduser() / f"shpers-run-{run_id}" if options.shared_folder else None
 
 
 @dataclass(frozen=True)
@@ -244,125 +162,6 @@ def check_resources(resources: dict[str, float]) -> None:
 
 
 # --- the worker ---------------------------------------------------------------------------------
-
-class _CheckpointWatcher(threading.Thread):
-    """Sends each checkpoint or adapter folder of a run to the driver once it is complete and new."""
-
-    def __init__(self, root: Path, run_id: str, send, every_s: float = 1.0, shared: Path | None = None):
-        super().__init__(daemon=True)
-        self.root, self.run_id, self.send, self.every_s, self.shared = root, run_id, send, every_s, shared
-        self._sent: dict[str, tuple] = {}
-        self._done = threading.Event()
-
-    def _signature(self, folder: Path) -> tuple:
-        return tuple(sorted((p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
-                            for p in folder.rglob("*") if p.is_file()))
-
-    def scan(self) -> None:
-        from shpers_core.distributed.transfer import pack, read_tree
-
-        for part in ("checkpoints", "adapters"):
-            base = self.root / "runs" / self.run_id / part
-            if not base.is_dir():
-                continue
-            for folder in base.iterdir():
-                if folder.name.startswith(".") or not folder.is_dir():
-                    continue
-                try:
-                    sig = self._signature(folder)
-                    if not sig or self._sent.get(folder.name + part) == sig:
-                        continue
-                    files = read_tree(self.root, folder.relative_to(self.root))
-                    if self._signature(folder) != sig:
-                        continue  # replaced while read: the next scan takes the new one
-                except OSError:
-                    continue  # renamed away mid-scan by an atomic write
-                self.send(pack(files, self.shared))
-                self._sent[folder.name + part] = sig
-
-    def run(self) -> None:
-        while not self._done.wait(self.every_s):
-            self.scan()
-
-    def stop(self) -> None:
-        self._done.set()
-        self.join(timeout=60)
-
-
-def _db_bytes(path: Path) -> bytes:
-    """The store file with its write-ahead log folded in."""
-    with tempfile.TemporaryDirectory(prefix="shpers-out-") as tmp:
-        out = Path(tmp) / "out.sqlite"
-        src, dst = sqlite3.connect(path), sqlite3.connect(out)
-        try:
-            src.backup(dst)
-            dst.execute("PRAGMA journal_mode=DELETE")
-        finally:
-            src.close()
-            dst.close()
-        return out.read_bytes()
-
-
-def run_on_worker(spec_dict: dict, run_id: str, seed_db: bytes, files: dict | str, dataset, channel,
-                  attempt: int, model=None, options: RayOptions | None = None) -> dict:
-    """The Ray task: the job in a scratch workspace on the worker, events sent as they happen.
-
-    ``files`` are the run folders the job reads, or the name of their batch in the shared folder.
-    ``model`` (a :class:`~shpers_core.distributed.models.ModelRef`) says how the base model gets here.
-    Never raises for the job's own errors: they come back as the outcome, with the store rows that
-    say so, and the driver re-raises them. Only a lost worker ends the task without a result.
-    """
-    import ray
-
-    from shpers_core.distributed.channel import RemoteReporter
-    from shpers_core.distributed.models import ModelRef, load_on_worker
-    from shpers_core.distributed.transfer import put_shared, read_shared, read_tree, run_ids, write_files
-    from shpers_core.jobs.runner import explain_failure, run_job
-    from shpers_core.third_party import hide_third_party_deprecations
-
-    global _WORKER_OPTIONS
-    hide_third_party_deprecations()
-    options = options or RayOptions()
-    _WORKER_OPTIONS = options
-    shared = shared_path(options, run_id)
-    scratch = Path(tempfile.mkdtemp(prefix="shpers-ray-"))
-    reporter = RemoteReporter(channel)
-    try:
-        ws = Workspace.open(scratch)
-        ws.db_path.write_bytes(seed_db)
-        write_files(ws.root, read_shared(shared, files) if isinstance(files, str) else files)
-        ctx = ray.get_runtime_context()
-        reporter.emit(Placed(ctx.get_node_id()[:12], os.getpid(), tuple(str(g) for g in ray.get_gpu_ids()), attempt,
-                             ip=ray.util.get_node_ip_address()))
-        watcher = _CheckpointWatcher(ws.root, run_id, reporter.send, shared=shared)
-        watcher.start()
-        outcome, message, tb = "finished", "", ""
-        spec = JobSpec.from_dict(spec_dict)
-        try:
-            base = load_on_worker(model or ModelRef(spec.base_model), spec.device, spec.dtype, reporter.log)
-            run_job(spec, ws, reporter, dataset=dataset, run_id=run_id, base=base)
-        except JobCancelled:
-            outcome = "cancelled"
-        except UserError as exc:
-            outcome, message = "user_error", str(exc)
-        except Exception as exc:  # noqa: BLE001 - sent to the driver, which raises it
-            outcome, message, tb = "failed", explain_failure(exc), traceback.format_exc()
-        watcher.stop()
-        db = _db_bytes(ws.db_path)
-        seeded = set(run_ids(seed_db))
-        mine = [rid for rid in run_ids(db) if rid not in seeded]
-        out_files = {}
-        for rid in [run_id, *mine]:
-            out_files.update(read_tree(ws.root, Path("runs") / rid))
-        if shared is not None:
-            out_files = put_shared(shared, out_files)
-        return {"outcome": outcome, "message": message, "traceback": tb, "db": db, "files": out_files,
-                "new_runs": mine}
-    finally:
-        _WORKER_OPTIONS = None
-        reporter.close()
-        shutil.rmtree(scratch, ignore_errors=True)
-
 
 # --- the driver ---------------------------------------------------------------------------------
 

@@ -112,7 +112,7 @@ class JobsModel(QAbstractTableModel):
         Live from the job's log; for an ended job whose placement was not seen here (its row was made
         for a stored run), from the run's stored log, which the driver wrote.
         """
-        from shpers_core.distributed.ray_executor import THIS_MACHINE, stored_placement
+        from shpers_core.distributed.placement import THIS_MACHINE, stored_placement
 
         if job.key in self._where:
             return self._where[job.key]
@@ -129,7 +129,7 @@ class JobsModel(QAbstractTableModel):
         return THIS_MACHINE
 
     def _logged(self, job: Job, line: str) -> None:
-        from shpers_core.distributed.ray_executor import placement_in
+        from shpers_core.distributed.placement import placement_in
 
         # The queue logs "[level] message"; the driver's line for each attempt names the node.
         where = placement_in(line.split("] ", 1)[-1])
