@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -87,7 +88,7 @@ class RunStore(ResultWrites, RunReads):
         try:
             version = schema.check_version(db, self.path, writable=not self.read_only)
             if not self.read_only:
-                db.enable_wal()
+                _enable_wal(db)
                 if version < schema.latest_version():
                     schema.migrate(db)
             conn.execute("PRAGMA foreign_keys = ON")
@@ -355,3 +356,23 @@ class RunStore(ResultWrites, RunReads):
                 self.db.execute(f"DELETE FROM {table} WHERE run_id = ?", [rid])
             self.db.execute("DELETE FROM runs WHERE id = ?", [rid])
         return paths
+
+
+def _enable_wal(db: Database) -> None:
+    """Put the file in WAL mode, waiting for other openers as a write would.
+
+    Changing the journal mode needs the file to itself, and SQLite answers "database is locked" at
+    once, without its busy handler, while another process opening the same fresh file holds a read
+    lock for a moment (seen with three processes opening one new workspace at once).
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            if db.journal_mode != "wal":
+                db.enable_wal()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+

@@ -119,16 +119,13 @@ def latest_version() -> int:
 
 def check_version(db: Database, path: Path, *, writable: bool) -> int:
     """The file's schema version; :class:`StoreError` if it is not ours or cannot be used as is."""
-    # One read transaction: read one by one, another process's first migration could commit
-    # between the reads and make a fresh file look like tables without our application id.
-    conn = db.conn
-    conn.execute("BEGIN")
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        fresh = version == 0 and not db.table_names()
-    finally:
-        conn.execute("COMMIT")
+    # No transaction (it would hold a lock other openers wait on): the order of the reads makes them
+    # safe. Another process's first migration commits tables and application id together, so tables
+    # read before the id imply the id is already there; read the other way round, a commit between the
+    # reads made a fresh file look like someone else's (seen in CI).
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    fresh = version == 0 and not db.table_names()
+    app_id = db.execute("PRAGMA application_id").fetchone()[0]
     if not fresh and app_id != APPLICATION_ID:
         raise StoreError(f"{path} is not a shpers run database")
     if version > latest_version():
