@@ -433,7 +433,9 @@ def test_a_data_parallel_run_cancelled_mid_training_resumes_to_the_one_process_a
     from shpers_core.workspace import Workspace
 
     root = make_workspace(tmp_path)
-    params = {"train.num_epochs": 2, "train.checkpoint_every": 1, "train.warmup_ratio": 0, "train.batch_size": 3,
+    # Enough steps that the stop asked at step 2 reaches the workers while they still train: the tiny
+    # model takes a few milliseconds a step, and the request travels driver -> channel -> workers.
+    params = {"train.num_epochs": 30, "train.checkpoint_every": 1, "train.warmup_ratio": 0, "train.batch_size": 3,
               "lora.lora_dropout": 0, "eval.max_train_dialogues": 4, "eval.max_test_dialogues": 1,
               "eval.max_new_tokens": 4}
     one = run_job(build_spec("unified_lora", params, base_model="tiny-qwen2", dtype="float32", name="one"),
@@ -547,7 +549,9 @@ def test_a_lost_ray_train_worker_restarts_the_group_from_the_checkpoint_the_job_
     from shpers_core.workspace import Workspace
 
     root = make_workspace(tmp_path)
-    params = {"train.num_epochs": 3, "train.checkpoint_every": 1, "train.warmup_ratio": 0, "train.batch_size": 3,
+    # Enough steps that the stop asked at step 2 reaches the workers while they still train: the tiny
+    # model takes a few milliseconds a step, and the request travels driver -> channel -> workers.
+    params = {"train.num_epochs": 30, "train.checkpoint_every": 1, "train.warmup_ratio": 0, "train.batch_size": 3,
               "lora.lora_dropout": 0, "eval.max_train_dialogues": 4, "eval.max_test_dialogues": 1,
               "eval.max_new_tokens": 4}
     one = run_job(build_spec("unified_lora", params, base_model="tiny-qwen2", dtype="float32", name="one"),
