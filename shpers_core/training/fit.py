@@ -21,6 +21,7 @@ from shpers_core.training.config import LoraParams, TrainParams, learning_rate_a
 from shpers_core.training.diverged import check_loss
 from shpers_core.training.loss import Throughput, labelled_loss_sum, padding_share
 from shpers_core.training.precision import LossScaler
+from shpers_core.training.sanity import SANITY_BATCHES, check_before_training
 
 
 @dataclass
@@ -162,6 +163,10 @@ def fit(
             save_checkpoint(checkpoint_dir, current, optimizer.state_dict(), state, best_weights, device)
 
     scaler = LossScaler.for_model(model)
+    if state["step"] == 0:
+        first = (val or train)[:SANITY_BATCHES * params.batch_size]
+        reporter.log(check_before_training(validation_loss(model, pad_id, first, params.batch_size), len(first),
+                                           series))
     model.train()
     started = time.perf_counter() - state["seconds"]
     try:

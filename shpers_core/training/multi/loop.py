@@ -21,6 +21,7 @@ from shpers_core.training.multi.adamw import StackedAdamW, clip_grad_norm_per_ad
 from shpers_core.training.multi.lora import MultiLoraModel
 from shpers_core.training.multi.packing import micro_batches, scored_tokens
 from shpers_core.training.precision import LossScaler
+from shpers_core.training.sanity import SANITY_BATCHES, check_before_training
 
 PER_ADAPTER_EVENTS_MAX = 32
 
@@ -91,6 +92,8 @@ class MultiLoop:
         if self.resumed:
             self.reporter.log(f"resumed train at step {self.g} of {self.total_global}")
             self._replay_curves()
+        else:
+            self._sanity_check()
         self.model.train()
         started = time.perf_counter() - self.seconds
         try:
@@ -243,6 +246,28 @@ class MultiLoop:
             self.scaler.scaled((s * inv_norm[dev_slots]).sum()).backward()
             loss_sum.index_add_(0, slots, s.detach().to("cpu", torch.float64))
         return loss_sum / norm
+
+    def _sanity_check(self) -> None:
+        """The first examples' loss before any step (see :mod:`~shpers_core.training.sanity`)."""
+        per_adapter = [ex if ex else self.train_ex[a] for a, ex in enumerate(self.val_ex)]
+        rows = [(a, e) for a, ex in enumerate(per_adapter) for e in ex[:1]][:SANITY_BATCHES * self.params.batch_size]
+        loss = self._mean_loss(rows)
+        self.reporter.log(check_before_training(loss, len(rows), "train"))
+
+    @torch.no_grad()
+    def _mean_loss(self, rows: list[tuple[int, Example]]) -> float:
+        total, count = 0.0, 0
+        self.model.eval()
+        try:
+            for group in micro_batches([len(e) for _, e in rows], self.max_rows, self.max_tokens):
+                slots = torch.tensor([rows[i][0] for i in group])
+                batch = {k: v.to(self.device) for k, v in collate([rows[i][1] for i in group], self.pad_id).items()}
+                with self.multi.use_slots(slots):
+                    s, c = labelled_loss_sum(self.model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+                total, count = total + float(s.sum()), count + int(c.sum())
+        finally:
+            self.model.train()
+        return total / max(1, count)
 
     @torch.no_grad()
     def _val_losses(self, adapters: list[int]) -> dict[int, float]:
