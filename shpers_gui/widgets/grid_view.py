@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import math
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtCore import QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QComboBox,
@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from shpers_core.evaluation.metrics import METRIC_NAMES
 from shpers_gui import engine
+from shpers_gui.widgets.table_model import RowTableModel
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 
@@ -36,7 +37,7 @@ def score_colour(value: float, lo: float, hi: float) -> QColor:
     return QColor(*(round(x + (y - x) * u) for x, y in zip(a, b)))
 
 
-class PersonaGridModel(QAbstractTableModel):
+class PersonaGridModel(RowTableModel):
     """Rows: personas; column 0 the persona id, then one column per finished run."""
 
     def __init__(self, session, parent=None):
@@ -50,34 +51,33 @@ class PersonaGridModel(QAbstractTableModel):
 
     def refresh(self) -> None:
         store = self.session.store()
-        self.beginResetModel()
-        self.runs = list(reversed(store.list_runs(status="finished")))
-        self.scores = {r.id: store.persona_scores(r.id, self.metric) for r in self.runs}
-        self.runs = [r for r in self.runs if self.scores[r.id]]
-        pids = sorted({p for s in self.scores.values() for p in s})
-        self.personas = pids
-        values = [v for s in self.scores.values() for v in s.values() if not math.isnan(v)]
-        self.lo, self.hi = (min(values), max(values)) if values else (0.0, 1.0)
-        self.endResetModel()
+        runs = list(reversed(store.list_runs(status="finished")))
+        scores = {r.id: store.persona_scores(r.id, self.metric) for r in runs}
+        values = [v for s in scores.values() for v in s.values() if not math.isnan(v)]
 
-    def rowCount(self, parent=QModelIndex()):
-        return 0 if parent.isValid() else len(self.personas)
+        def update() -> None:
+            self.scores = scores
+            self.runs = [r for r in runs if scores[r.id]]
+            self.personas = sorted({p for s in scores.values() for p in s})
+            self.lo, self.hi = (min(values), max(values)) if values else (0.0, 1.0)
 
-    def columnCount(self, parent=QModelIndex()):
-        return 0 if parent.isValid() else 1 + len(self.runs)
+        self.reset_with(update)
 
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
-        if orientation == Qt.Orientation.Vertical:
-            # Persona ids as row heads: they stay in view while the run columns scroll.
-            if role == Qt.ItemDataRole.DisplayRole and section < len(self.personas):
-                return self.personas[section]
+    def row_count(self) -> int:
+        return len(self.personas)
+
+    def columns(self) -> list[str]:
+        return ["Persona", *(r.label for r in self.runs)]
+
+    def row_header(self, section: int) -> str | None:
+        # Persona ids as row heads: they stay in view while the run columns scroll.
+        return self.personas[section] if section < len(self.personas) else None
+
+    def column_tooltip(self, section: int) -> str | None:
+        if section == 0:
             return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return "Persona" if section == 0 else self.runs[section - 1].label
-        if role == Qt.ItemDataRole.ToolTipRole and section > 0:
-            r = self.runs[section - 1]
-            return f"{r.label}\n{r.method} on {r.base_model}\n{r.id}"
-        return None
+        r = self.runs[section - 1]
+        return f"{r.label}\n{r.method} on {r.base_model}\n{r.id}"
 
     def value(self, row: int, col: int) -> float | None:
         return self.scores[self.runs[col - 1].id].get(self.personas[row])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QApplication,
@@ -28,6 +28,7 @@ from shpers_gui import engine
 from shpers_gui.job_queue import ACTIVE, CANCELLED, FAILED, FINISHED, INTERRUPTED, RUNNING, WAITING, Job
 from shpers_gui.widgets.loss_plot import LossPlot
 from shpers_gui.widgets.plot_export import add_export_button
+from shpers_gui.widgets.table_model import RowTableModel
 
 STATUS_COLOURS = {RUNNING: "#1f6fb2", FINISHED: "#2e7d32", FAILED: "#c62828", CANCELLED: "#8d6e63",
                   INTERRUPTED: "#ef6c00"}
@@ -44,7 +45,7 @@ def format_eta(seconds: float | None, complete: bool = True) -> str:
     return text if complete else f"≥ {text}"
 
 
-class JobsModel(QAbstractTableModel):
+class JobsModel(RowTableModel):
     """Rows are the queue's jobs, in submission order."""
 
     COLUMNS = ["Job", "Method", "Status", "Progress", "ETA", "Run", "Where"]
@@ -59,16 +60,8 @@ class JobsModel(QAbstractTableModel):
         queue.job_changed.connect(self._changed)
         queue.job_log.connect(self._logged)
 
-    def rowCount(self, parent=QModelIndex()):
-        return 0 if parent.isValid() else len(self.queue.jobs)
-
-    def columnCount(self, parent=QModelIndex()):
-        return len(self.COLUMNS)
-
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.COLUMNS[section]
-        return None
+    def row_count(self) -> int:
+        return len(self.queue.jobs)
 
     def job(self, row: int) -> Job:
         return self.queue.jobs[row]
@@ -151,8 +144,7 @@ class JobsModel(QAbstractTableModel):
             self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.COLUMNS) - 1))
 
     def refresh(self) -> None:
-        self.beginResetModel()
-        self.endResetModel()
+        self.reset_with(lambda: None)
 
 
 class ProgressDelegate(QStyledItemDelegate):

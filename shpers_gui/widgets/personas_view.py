@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from PySide6.QtCore import QAbstractTableModel, QItemSelectionModel, QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtCore import QItemSelectionModel, QSortFilterProxyModel, Qt
 from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
@@ -18,11 +18,12 @@ from PySide6.QtWidgets import (
 
 from shpers_gui.widgets.meta_text import dialogue_meta_text, meta_html
 from shpers_gui.widgets.persona_map import PersonaMap
+from shpers_gui.widgets.table_model import RowTableModel
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
-class PersonasModel(QAbstractTableModel):
+class PersonasModel(RowTableModel):
     COLUMNS = ["Persona", "Archetype", "Cluster", "Dialogues", "Character"]
 
     def __init__(self, session, parent=None):
@@ -34,25 +35,15 @@ class PersonasModel(QAbstractTableModel):
         self.refresh()
 
     def refresh(self) -> None:
-        self.beginResetModel()
         ds = self.session.dataset
-        self.ids = ds.persona_ids if ds is not None else []
-        self.endResetModel()
+        self.reset_with(lambda: setattr(self, "ids", ds.persona_ids if ds is not None else []))
 
     def _clusters_changed(self) -> None:
         if self.ids:
             self.dataChanged.emit(self.index(0, 2), self.index(len(self.ids) - 1, 2))
 
-    def rowCount(self, parent=QModelIndex()):
-        return 0 if parent.isValid() else len(self.ids)
-
-    def columnCount(self, parent=QModelIndex()):
-        return len(self.COLUMNS)
-
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.COLUMNS[section]
-        return None
+    def row_count(self) -> int:
+        return len(self.ids)
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         pid = self.ids[index.row()]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtCore import QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QComboBox,
@@ -31,6 +31,7 @@ from shpers_gui import engine
 from shpers_gui.widgets.compare_view import CompareView
 from shpers_gui.widgets.jobs_view import STATUS_COLOURS
 from shpers_gui.widgets.study_table import StudyTableDialog, save_table_text
+from shpers_gui.widgets.table_model import RowTableModel
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 RUN_ID_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -61,7 +62,7 @@ def _duration(s):
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
-class RunsModel(QAbstractTableModel):
+class RunsModel(RowTableModel):
     """One row per run: the study table's numbers plus model, parameters and status."""
 
     COLUMNS = ["Name", "Method", "Model", "Dataset", "Score % (mean ± std)", "Device P", "Param F1", "Num. P",
@@ -77,20 +78,10 @@ class RunsModel(QAbstractTableModel):
         store = self.session.store()
         runs = {r.id: r for r in store.list_runs()}
         table = engine.get("study_rows")(store, list(runs)) if runs else []
-        self.beginResetModel()
-        self.rows = [(runs[t.run_id], t) for t in table]
-        self.endResetModel()
+        self.reset_with(lambda: setattr(self, "rows", [(runs[t.run_id], t) for t in table]))
 
-    def rowCount(self, parent=QModelIndex()):
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent=QModelIndex()):
-        return len(self.COLUMNS)
-
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.COLUMNS[section]
-        return None
+    def row_count(self) -> int:
+        return len(self.rows)
 
     def _values(self, run, t) -> list[tuple[str, object]]:
         """(display, sort key) per column."""

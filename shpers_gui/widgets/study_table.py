@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtCore import QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor, QGuiApplication
 from PySide6.QtWidgets import (
     QDialog,
@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from shpers_gui import engine
+from shpers_gui.widgets.table_model import RowTableModel
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 VERDICT_COLOURS = {"better": "#2e7d32", "worse": "#c62828", "baseline": "#1f4e79"}
@@ -29,7 +30,7 @@ _SORT_FIELDS = [None, None, None, None, "mean", "diff_vs_unified", "p_holm", Non
 _WIDTHS = {0: 160, 1: 170, 2: 190, 3: 120, 4: 185, 7: 140}
 
 
-class StudyTableModel(QAbstractTableModel):
+class StudyTableModel(RowTableModel):
     """The engine's :class:`TableRow` list; cells are the Markdown export's, sorting is numeric."""
 
     def __init__(self, rows=None, parent=None):
@@ -38,28 +39,28 @@ class StudyTableModel(QAbstractTableModel):
         self.set_rows(rows or [])
 
     def set_rows(self, rows) -> None:
-        self.beginResetModel()
-        self.rows = list(rows)
-        self._cells = [engine.get("row_cells")(r) for r in self.rows]
+        rows = list(rows)
         groups: dict = {}
-        self._group = [groups.setdefault(r.group, len(groups)) for r in self.rows]
-        self.endResetModel()
 
-    def rowCount(self, parent=QModelIndex()):
-        return 0 if parent.isValid() else len(self.rows)
+        def update() -> None:
+            self.rows = rows
+            self._cells = [engine.get("row_cells")(r) for r in rows]
+            self._group = [groups.setdefault(r.group, len(groups)) for r in rows]
 
-    def columnCount(self, parent=QModelIndex()):
-        return 0 if parent.isValid() else len(self.headers)
+        self.reset_with(update)
 
-    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.headers[section]
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
-            head = self.headers[section]
-            if "p (Holm)" in head:
-                return "Paired two-sided Wilcoxon against the group's unified LoRA run, Holm-corrected over the rows"
-            if head == "Verdict":
-                return "better / worse: corrected p < 0.05 and the sign of the difference; otherwise no difference shown"
+    def row_count(self) -> int:
+        return len(self.rows)
+
+    def columns(self) -> list[str]:
+        return self.headers
+
+    def column_tooltip(self, section: int) -> str | None:
+        head = self.headers[section]
+        if "p (Holm)" in head:
+            return "Paired two-sided Wilcoxon against the group's unified LoRA run, Holm-corrected over the rows"
+        if head == "Verdict":
+            return "better / worse: corrected p < 0.05 and the sign of the difference; otherwise no difference shown"
         return None
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
