@@ -98,8 +98,8 @@ def test_newline_in_a_run_name_is_refused(workspace, capsys):
 def test_a_loss_that_becomes_nan_fails_the_run_at_that_step_and_saves_no_adapter(workspace, tiny_base):
     broken = copy.copy(tiny_base)
     broken.model = copy.deepcopy(tiny_base.model)
-    with torch.no_grad():
-        broken.model.model.norm.weight.fill_(float("nan"))
+    # NaN in training mode only: the check before training (in eval mode) passes, the first step does not.
+    broken.model.model.norm.register_forward_hook(lambda m, _a, out: out * float("nan") if m.training else None)
     for method in ("unified_lora", "per_persona_lora"):
         spec = build_spec(method, {"num_epochs": 1, "max_length": 64, "max_test_dialogues": 1, "max_new_tokens": 2},
                           base_model="tiny-qwen2", device="cpu")
@@ -113,6 +113,25 @@ def test_a_loss_that_becomes_nan_fails_the_run_at_that_step_and_saves_no_adapter
             assert store.artefacts(run_id) == [] and store.metrics(run_id, subset="all") == {}
         assert not (workspace.run_dir(run_id) / "adapters").exists()
 
+
+
+def test_a_model_broken_from_the_start_fails_before_training_and_saves_no_adapter(workspace, tiny_base):
+    broken = copy.copy(tiny_base)
+    broken.model = copy.deepcopy(tiny_base.model)
+    with torch.no_grad():
+        broken.model.model.norm.weight.fill_(float("nan"))
+    spec = build_spec("unified_lora", {"num_epochs": 1, "max_length": 64, "max_test_dialogues": 1, "max_new_tokens": 2},
+                      base_model="tiny-qwen2", device="cpu")
+    reporter = CollectingReporter()
+    with pytest.raises(Exception, match="before any training the loss on the first .* examples is nan"):
+        run_job(spec, workspace, reporter, base=broken)
+    assert reporter.of_kind("step") == []
+    run_id = reporter.of_kind("failed")[0].run_id
+    with RunStore(workspace.db_path) as store:
+        run = store.get_run(run_id)
+        assert run.status == "failed" and "--dtype float32" in run.error
+        assert store.artefacts(run_id) == []
+    assert not (workspace.run_dir(run_id) / "adapters").exists()
 
 def test_an_adapter_with_nan_weights_is_never_written(tmp_path):
     from shpers_core.training.adapters import AdapterError, save_lora_adapter

@@ -251,27 +251,13 @@ class MultiLoop:
         """The first examples' loss before any step (see :mod:`~shpers_core.training.sanity`)."""
         per_adapter = [ex if ex else self.train_ex[a] for a, ex in enumerate(self.val_ex)]
         rows = [(a, e) for a, ex in enumerate(per_adapter) for e in ex[:1]][:SANITY_BATCHES * self.params.batch_size]
-        loss = self._mean_loss(rows)
+        sums, counts = self._loss_sums(rows)
+        loss = float(sums.sum() / counts.sum().clamp(min=1))
         self.reporter.log(check_before_training(loss, len(rows), "train"))
 
     @torch.no_grad()
-    def _mean_loss(self, rows: list[tuple[int, Example]]) -> float:
-        total, count = 0.0, 0
-        self.model.eval()
-        try:
-            for group in micro_batches([len(e) for _, e in rows], self.max_rows, self.max_tokens):
-                slots = torch.tensor([rows[i][0] for i in group])
-                batch = {k: v.to(self.device) for k, v in collate([rows[i][1] for i in group], self.pad_id).items()}
-                with self.multi.use_slots(slots):
-                    s, c = labelled_loss_sum(self.model, batch["input_ids"], batch["attention_mask"], batch["labels"])
-                total, count = total + float(s.sum()), count + int(c.sum())
-        finally:
-            self.model.train()
-        return total / max(1, count)
-
-    @torch.no_grad()
-    def _val_losses(self, adapters: list[int]) -> dict[int, float]:
-        rows = [(a, e) for a in adapters for e in self.val_ex[a]]
+    def _loss_sums(self, rows: list[tuple[int, Example]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed token loss and scored tokens per adapter [N] over ``rows``, in eval mode."""
         n = len(self.ids)
         sums = torch.zeros(n, dtype=torch.float64)
         counts = torch.zeros(n, dtype=torch.float64)
@@ -286,6 +272,10 @@ class MultiLoop:
                 counts.index_add_(0, slots, c.to("cpu", torch.float64))
         finally:
             self.model.train()
+        return sums, counts
+
+    def _val_losses(self, adapters: list[int]) -> dict[int, float]:
+        sums, counts = self._loss_sums([(a, e) for a in adapters for e in self.val_ex[a]])
         return {a: float(sums[a] / counts[a].clamp(min=1)) for a in adapters}
 
     def _validate(self, adapters: list[int], g: int) -> None:
