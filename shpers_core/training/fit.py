@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
@@ -39,30 +40,30 @@ class FitResult(Throughput):
     """Padding positions the forward passes computed beside them."""
 
 
-class DataParallel:
+class DataParallel(Protocol):
     """How one of several processes takes part in a data-parallel :func:`fit` (None there: the only one).
 
     Each process takes its share of every global batch; the loss is normalised by the labelled
     tokens of the whole batch and the gradients are summed over the processes, so each process
-    steps with the gradient one process would have computed on the whole batch. Subclasses
-    implement the collectives (``shpers_core.distributed.data_parallel``).
+    steps with the gradient one process would have computed on the whole batch. An interface:
+    ``TorchDataParallel`` implements the collectives (``shpers_core.distributed.data_parallel``).
     """
 
     def share(self, rows: list) -> list:
         """This process's rows of a global batch (possibly none)."""
-        raise NotImplementedError
+        ...
 
     def all_sum(self, value: torch.Tensor) -> torch.Tensor:
         """``value`` summed over the processes."""
-        raise NotImplementedError
+        ...
 
     def sum_gradients(self, weights: list[torch.nn.Parameter]) -> None:
         """Replace each weight's gradient (zero where this process had no rows) by its sum over the processes."""
-        raise NotImplementedError
+        ...
 
     def any_stop(self, stop: bool) -> bool:
         """Whether any process was asked to stop: all stop at the same step, or the collectives would hang."""
-        raise NotImplementedError
+        ...
 
 
 def lora_config(lora: LoraParams) -> LoraConfig:

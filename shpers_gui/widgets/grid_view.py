@@ -41,7 +41,7 @@ class PersonaGridModel(RowTableModel):
     """Rows: personas; column 0 the persona id, then one column per finished run."""
 
     def __init__(self, session, parent=None):
-        super().__init__(parent)
+        super().__init__(lambda: len(self.personas), parent)
         self.session = session
         self.metric = METRIC_NAMES[0]
         self.runs = []
@@ -63,8 +63,6 @@ class PersonaGridModel(RowTableModel):
 
         self.reset_with(update)
 
-    def row_count(self) -> int:
-        return len(self.personas)
 
     def columns(self) -> list[str]:
         return ["Persona", *(r.label for r in self.runs)]

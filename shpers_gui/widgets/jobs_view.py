@@ -53,15 +53,13 @@ class JobsModel(RowTableModel):
     WHERE = 6
 
     def __init__(self, queue, parent=None):
-        super().__init__(parent)
+        super().__init__(lambda: len(self.queue.jobs), parent)
         self.queue = queue
         self._where: dict[int, str] = {}  # job key -> where it runs (or ran), once known
         queue.job_added.connect(self._added)
         queue.job_changed.connect(self._changed)
         queue.job_log.connect(self._logged)
 
-    def row_count(self) -> int:
-        return len(self.queue.jobs)
 
     def job(self, row: int) -> Job:
         return self.queue.jobs[row]

@@ -27,7 +27,7 @@ class PersonasModel(RowTableModel):
     COLUMNS = ["Persona", "Archetype", "Cluster", "Dialogues", "Character"]
 
     def __init__(self, session, parent=None):
-        super().__init__(parent)
+        super().__init__(lambda: len(self.ids), parent)
         self.session = session
         self.ids: list[str] = []
         session.dataset_changed.connect(self.refresh)
@@ -42,8 +42,6 @@ class PersonasModel(RowTableModel):
         if self.ids:
             self.dataChanged.emit(self.index(0, 2), self.index(len(self.ids) - 1, 2))
 
-    def row_count(self) -> int:
-        return len(self.ids)
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         pid = self.ids[index.row()]

@@ -70,7 +70,7 @@ class RunsModel(RowTableModel):
     NAME, SCORE, PARAMS, STATUS, CREATED, TAGS = 0, 4, 9, 12, 13, 14
 
     def __init__(self, session, parent=None):
-        super().__init__(parent)
+        super().__init__(lambda: len(self.rows), parent)
         self.session = session
         self.rows: list[tuple] = []
 
@@ -80,8 +80,6 @@ class RunsModel(RowTableModel):
         table = engine.get("study_rows")(store, list(runs)) if runs else []
         self.reset_with(lambda: setattr(self, "rows", [(runs[t.run_id], t) for t in table]))
 
-    def row_count(self) -> int:
-        return len(self.rows)
 
     def _values(self, run, t) -> list[tuple[str, object]]:
         """(display, sort key) per column."""

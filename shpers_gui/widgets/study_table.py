@@ -34,7 +34,7 @@ class StudyTableModel(RowTableModel):
     """The engine's :class:`TableRow` list; cells are the Markdown export's, sorting is numeric."""
 
     def __init__(self, rows=None, parent=None):
-        super().__init__(parent)
+        super().__init__(lambda: len(self.rows), parent)
         self.headers = list(engine.get("HEADERS"))
         self.set_rows(rows or [])
 
@@ -49,8 +49,6 @@ class StudyTableModel(RowTableModel):
 
         self.reset_with(update)
 
-    def row_count(self) -> int:
-        return len(self.rows)
 
     def columns(self) -> list[str]:
         return self.headers

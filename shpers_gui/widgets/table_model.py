@@ -1,6 +1,6 @@
 """The base of the app's read-only tables (Jobs, Personas, Results, Grid): rows under column titles.
 
-A subclass says how many rows there are (:meth:`row_count`), its column titles (``COLUMNS`` or
+A subclass passes a function that counts its rows, gives its column titles (``COLUMNS`` or
 :meth:`columns` when they change) and what a cell shows (``data``); headers, counts and resets
 are the same for all of them.
 """
@@ -15,8 +15,9 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 class RowTableModel(QAbstractTableModel):
     COLUMNS: list[str] = []
 
-    def row_count(self) -> int:
-        raise NotImplementedError
+    def __init__(self, row_count: Callable[[], int], parent=None):
+        super().__init__(parent)
+        self._row_count = row_count
 
     def columns(self) -> list[str]:
         return self.COLUMNS
@@ -29,7 +30,7 @@ class RowTableModel(QAbstractTableModel):
         return None
 
     def rowCount(self, parent=QModelIndex()):
-        return 0 if parent.isValid() else self.row_count()
+        return 0 if parent.isValid() else self._row_count()
 
     def columnCount(self, parent=QModelIndex()):
         return 0 if parent.isValid() else len(self.columns())
