@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-from contextlib import redirect_stderr, redirect_stdout
-from io import StringIO
-from pathlib import Path
-
 import pytest
+from cli_workspace import make_workspace, shpers
 
-from shpers_core.cli.main import main
 from shpers_core.jobs.sweep import sweep_specs
 from shpers_core.params import ParamError
 from shpers_core.store import RunStore
 
 FAST = ["--param", "train.num_epochs=1", "--param", "eval.max_test_dialogues=1", "--param", "eval.max_new_tokens=4",
         "--param", "eval.max_train_dialogues=4", "--param", "train.warmup_ratio=0"]
-
-
-def make_workspace(root: Path, personas: int = 2) -> Path:
-    from shpers_core.data import generate_dataset, write_jsonl
-    from shpers_core.workspace import Workspace
-
-    write_jsonl(generate_dataset(personas, 9, seed=1), Workspace.open(root).dataset_path)
-    return root
-
-
-def shpers(root: Path, *argv: str) -> tuple[int, str, str]:
-    out, err = StringIO(), StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        rc = main(["--workspace", str(root), *argv])
-    return rc, out.getvalue(), err.getvalue()
 
 
 def test_sweep_specs_are_typed_named_and_keep_the_other_parameters():
@@ -55,7 +36,7 @@ def test_a_bad_sweep_is_refused_naming_what_is_wrong(key, values, message):
 
 
 def test_a_bad_sweep_on_the_command_line_is_one_line_and_records_nothing(tmp_path):
-    root = make_workspace(tmp_path)
+    root = make_workspace(tmp_path, personas=2)
     rc, _, err = shpers(root, "sweep", "unified_lora", "train.learning_rate", "1e-4", "oops", "--model", "tiny-qwen2")
     assert rc == 2 and err.count("\n") == 1 and "'oops' is not a valid float" in err
     with RunStore(root / "shpers.sqlite") as store:
@@ -63,7 +44,7 @@ def test_a_bad_sweep_on_the_command_line_is_one_line_and_records_nothing(tmp_pat
 
 
 def test_a_local_sweep_stores_one_finished_run_per_value(tmp_path, shpers_cache):
-    root = make_workspace(tmp_path)
+    root = make_workspace(tmp_path, personas=2)
     rc, out, err = shpers(root, "sweep", "unified_lora", "lora.rank", "2", "4", "--model", "tiny-qwen2", "-q", *FAST)
     assert rc == 0, err
     with RunStore(root / "shpers.sqlite") as store:

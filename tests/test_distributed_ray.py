@@ -10,16 +10,15 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import closing, redirect_stderr, redirect_stdout
-from io import StringIO
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 import torch
+from cli_workspace import make_workspace, shpers
 
 ray = pytest.importorskip("ray")
 
-from shpers_core.cli.main import main  # noqa: E402
 from shpers_core.store import RunStore  # noqa: E402
 from shpers_core.training.adapters import load_lora_adapter  # noqa: E402
 
@@ -42,21 +41,6 @@ def cluster(models_cache):
             yield ray.get_runtime_context().gcs_address
         finally:
             ray.shutdown()
-
-
-def make_workspace(root: Path, personas: int = 3) -> Path:
-    from shpers_core.data import generate_dataset, write_jsonl
-    from shpers_core.workspace import Workspace
-
-    write_jsonl(generate_dataset(personas, 9, seed=1), Workspace.open(root).dataset_path)
-    return root
-
-
-def shpers(root: Path, *argv: str) -> tuple[int, str, str]:
-    out, err = StringIO(), StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        rc = main(["--workspace", str(root), *argv])
-    return rc, out.getvalue(), err.getvalue()
 
 
 def runs(root: Path) -> list:
