@@ -176,6 +176,16 @@ def test_mixed_slots_match_peft_and_round_trip(tmp_path, dtype, atol):
     torch.testing.assert_close(mixed[2], adapters[0]["_logits"][2], **tol)
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=ids).logits, base_logits)  # no slots set: base model
+    # One new token per row, as in decoding, takes the path through all adapters at once.
+    with torch.no_grad(), multi.use_slots([1, -1, 0]):
+        first = model(input_ids=ids[:, :1]).logits
+    torch.testing.assert_close(first[0], adapters[1]["_logits"][0, :1], **tol)
+    torch.testing.assert_close(first[1], base_logits[1, :1], **tol)
+    torch.testing.assert_close(first[2], adapters[0]["_logits"][2, :1], **tol)
+    multi.load_adapter(0, {k: v for k, v in adapters[1].items() if k != "_logits"})
+    with torch.no_grad(), multi.use_slots([1, -1, 0]):  # a slot loaded anew is seen at once
+        torch.testing.assert_close(model(input_ids=ids[:, :1]).logits[2], adapters[1]["_logits"][2, :1], **tol)
+    multi.load_adapter(0, {k: v for k, v in adapters[0].items() if k != "_logits"})
 
     out = multi.save_peft_adapter(1, tmp_path / "adapter", "tiny")
     assert json.loads((out / "adapter_config.json").read_text())["r"] == LORA.rank

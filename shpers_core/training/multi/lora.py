@@ -22,6 +22,9 @@ from shpers_core.training.adapters import write_peft_folder
 from shpers_core.training.config import LoraParams
 
 NO_ADAPTER = -1
+# Decoding with mixed adapters multiplies each token by every adapter's A (N * r columns); past
+# this many columns, gathering each row's own A and B is cheaper.
+ALL_RANKS_MAX = 1024
 PEFT_PREFIX = "base_model.model."
 # PEFT's raw module state has ``lora_A.<adapter>.weight``; its saved files drop the adapter name.
 _KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
@@ -35,8 +38,10 @@ class SlotRouter:
         self.slot = NO_ADAPTER
         self.index: torch.Tensor | None = None  # [rows] slot per row, -1 clamped to 0
         self.keep: torch.Tensor | None = None  # [rows, 1, 1] 0 where a row has no adapter, else None
+        self._blocks: tuple[tuple, torch.Tensor] | None = None  # row_blocks' last answer, per routing
 
     def set(self, slots: Sequence[int] | torch.Tensor | int | None, n_adapters: int, device: torch.device) -> None:
+        self._blocks = None
         if slots is None:
             self.mode, self.index, self.keep = "base", None, None
             return
@@ -55,6 +60,22 @@ class SlotRouter:
         none = t == NO_ADAPTER
         self.keep = (~none).to(device).view(-1, 1, 1) if bool(none.any()) else None
 
+    def saved(self) -> tuple:
+        return self.mode, self.slot, self.index, self.keep, self._blocks
+
+    def restore(self, saved: tuple) -> None:
+        self.mode, self.slot, self.index, self.keep, self._blocks = saved
+
+    def row_blocks(self, n_adapters: int, rank: int, dtype: torch.dtype) -> torch.Tensor:
+        """[rows, N*r]: 1 over the r columns of each row's own adapter, 0 elsewhere (all 0 without one)."""
+        key = (n_adapters, rank, dtype)
+        if self._blocks is None or self._blocks[0] != key:
+            onehot = F.one_hot(self.index, n_adapters).to(dtype)
+            if self.keep is not None:
+                onehot = onehot * self.keep.view(-1, 1).to(dtype)
+            self._blocks = (key, onehot.repeat_interleave(rank, dim=1))
+        return self._blocks[1]
+
 
 class StackedLoraLinear(nn.Module):
     """A frozen ``nn.Linear`` plus ``N`` LoRA adapters; ``forward`` applies each row's own one."""
@@ -71,6 +92,8 @@ class StackedLoraLinear(nn.Module):
         self.scaling = scaling
         self.dropout = dropout
         self.router = router
+        self._b_all_key: tuple[int, int] | None = None
+        self._b_all_cache: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         result = self.base_layer(x)
@@ -82,6 +105,8 @@ class StackedLoraLinear(nn.Module):
             xa = F.dropout(xa, self.dropout, self.training)
         if r.mode == "single":
             delta = F.linear(F.linear(xa, self.lora_A[r.slot]), self.lora_B[r.slot]) * self.scaling
+        elif xa.dim() == 3 and xa.shape[1] == 1 and not torch.is_grad_enabled() and self._all_ranks() <= ALL_RANKS_MAX:
+            delta = self._decode_delta(xa, r)
         else:
             rows = r.index.numel()
             shape = xa.shape
@@ -93,6 +118,33 @@ class StackedLoraLinear(nn.Module):
             delta = delta.reshape(*shape[:-1], delta.shape[-1])
         # Added in the adapter's float32, then rounded once to the base dtype, as PEFT does.
         return (result + delta).to(result.dtype)
+
+
+    def _all_ranks(self) -> int:
+        """Columns of all adapters' A together (N * r)."""
+        return self.lora_A.shape[0] * self.lora_A.shape[1]
+
+    def _decode_delta(self, xa: torch.Tensor, r: SlotRouter) -> torch.Tensor:
+        """Mixed rows of one new token each, through every adapter's A at once: ``x @ [A_0; ...; A_N-1]``,
+        then each row's own block kept (the rest zeroed) and multiplied by ``[B_0 ... B_N-1]``.
+
+        Gathering each row's A and B, as the general path does, copies ``rows * (in + out) * r``
+        weights per layer and token; here each adapter's weights are read once, in two matrix products.
+        """
+        n, rank, _ = self.lora_A.shape
+        b_all = self._b_all()
+        h = F.linear(xa, self.lora_A.reshape(n * rank, -1))  # [rows, 1, N*r]
+        h = h * r.row_blocks(n, rank, h.dtype).unsqueeze(1)
+        return F.linear(h, b_all) * self.scaling
+
+    def _b_all(self) -> torch.Tensor:
+        """``[B_0 ... B_N-1]`` as one ``[out, N*r]`` matrix, rebuilt only when B changes."""
+        key = (self.lora_B._version, self.lora_B.data_ptr())
+        if self._b_all_key != key:
+            n, out, rank = self.lora_B.shape
+            self._b_all_cache = self.lora_B.detach().permute(1, 0, 2).reshape(out, n * rank)
+            self._b_all_key = key
+        return self._b_all_cache
 
 
 def _matches(name: str, targets: Sequence[str]) -> bool:
@@ -144,12 +196,12 @@ class MultiLoraModel:
 
     @contextmanager
     def use_slots(self, slots: Sequence[int] | torch.Tensor | int | None) -> Iterator[None]:
-        saved = (self.router.mode, self.router.slot, self.router.index, self.router.keep)
+        saved = self.router.saved()
         self.set_slots(slots)
         try:
             yield
         finally:
-            self.router.mode, self.router.slot, self.router.index, self.router.keep = saved
+            self.router.restore(saved)
 
     def _check_slot(self, slot: int) -> None:
         if not 0 <= slot < self.n_adapters:
