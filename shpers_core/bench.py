@@ -21,10 +21,18 @@ from dataclasses import dataclass, field
 
 import torch
 
+from shpers_core.data import generate_dataset, load_dataset, split_dataset
+from shpers_core.evaluation.evaluate import generate_dialogues_for_plan
+from shpers_core.evaluation.plan import EvalPlan
 from shpers_core.events import Reporter
-from shpers_core.models import DEFAULT_MODEL
+from shpers_core.models import DEFAULT_MODEL, encode_dialogue, load_base, pick_device, pick_dtype
+from shpers_core.models.device import check_device, torch_dtype
+from shpers_core.threads import computing
+from shpers_core.training.adapter_types import Adapter
 from shpers_core.training.batching import IGNORE_INDEX
 from shpers_core.training.config import LoraParams, TrainParams
+from shpers_core.training.fit import fit_adapter
+from shpers_core.training.multi import train_many
 
 # Phases per dtype; "sequential" and "eval_sequential" run in the last dtype only (the slow ones).
 PHASES = ("unified", "batched", "sequential", "eval_cached", "eval_whole", "eval_sequential")
@@ -217,8 +225,6 @@ def training_flops_per_token(model: torch.nn.Module, labelled_share: float, mean
 
 def bench_dataset(personas: int, workspace=None):
     """The workspace's dataset if there is one, else the default dataset's first ``personas`` personas."""
-    from shpers_core.data import generate_dataset, load_dataset
-
     if workspace is not None and workspace.dataset_path.exists():
         dataset = load_dataset(workspace.dataset_path)
         if len(dataset.personas) >= personas:
@@ -243,11 +249,6 @@ def run_bench(
 ) -> BenchResult:
     """Measure the roofline and time the phases of :data:`PHASES` in each of ``dtypes`` (default float32,
     then the dtype runs pick here if it differs); see the module docstring."""
-    from shpers_core.data import split_dataset
-    from shpers_core.models import pick_device, pick_dtype
-    from shpers_core.models.device import check_device
-    from shpers_core.threads import computing
-
     if personas < 1 or train_dialogues < 1 or test_dialogues < 1 or repeats < 1:
         raise ValueError("personas, dialogues and repeats must be at least 1")
     reporter = reporter or Reporter()
@@ -281,14 +282,6 @@ def _bench_dtype(result: BenchResult, model: str, device: str, dtype: str, split
                  lora: LoraParams, train: TrainParams, quiet: Reporter, reporter: Reporter,
                  tick: Callable[[], None], *, slow: bool, slow_eval: bool = True) -> None:
     """Load ``model`` in ``dtype`` and time its phases into ``result.dtypes``; ``slow`` adds the one-at-a-time ones."""
-    from shpers_core.evaluation.evaluate import generate_dialogues_for_plan
-    from shpers_core.evaluation.plan import EvalPlan
-    from shpers_core.models import encode_dialogue, load_base
-    from shpers_core.models.device import torch_dtype
-    from shpers_core.training.adapter_types import Adapter
-    from shpers_core.training.fit import fit_adapter
-    from shpers_core.training.multi import train_many
-
     repeats = result.repeats
     base = load_base(model, device=device, dtype=dtype)
     tok = base.tokenizer

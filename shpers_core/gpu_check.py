@@ -22,6 +22,17 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from shpers_core.bench import run_bench
+from shpers_core.cli.bench_cmd import format_result
+from shpers_core.data import generate_dataset, write_jsonl
+from shpers_core.events import Reporter
+from shpers_core.jobs.runner import run_job
+from shpers_core.jobs.spec import build_spec
+from shpers_core.store import RunStore
+from shpers_core.workspace import Workspace
+
 
 def _say(line: str) -> None:
     print(line, flush=True)
@@ -29,9 +40,6 @@ def _say(line: str) -> None:
 
 def _bench_section(model: str, personas: int, dtypes: tuple[str, ...], eval_one_at_a_time: bool,
                    train_dialogues: int = 2) -> tuple[dict, str]:
-    from shpers_core.bench import run_bench
-    from shpers_core.cli.bench_cmd import format_result
-
     started = time.perf_counter()
     r = run_bench(model, personas, train_dialogues, 1, None, test_dialogues=1, max_new_tokens=24, dtypes=dtypes,
                   eval_one_at_a_time=eval_one_at_a_time)
@@ -53,13 +61,6 @@ def _bench_section(model: str, personas: int, dtypes: tuple[str, ...], eval_one_
 
 def _runs_section(model: str, personas: int, steps_dialogues: int) -> tuple[dict, str]:
     """A unified LoRA and a per-persona run on the default dataset's first personas, in a scratch workspace."""
-    from shpers_core.data import generate_dataset, write_jsonl
-    from shpers_core.events import Reporter
-    from shpers_core.jobs.runner import run_job
-    from shpers_core.jobs.spec import build_spec
-    from shpers_core.store import RunStore
-    from shpers_core.workspace import Workspace
-
     out, lines = {}, []
     with tempfile.TemporaryDirectory(prefix="shpers-gpu-check-") as root:
         ws = Workspace.open(root)
@@ -91,7 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", help="folder for report.md and report.json")
     parser.add_argument("--model", default="qwen2.5-0.5b-shape")
     args = parser.parse_args(argv)
-    import torch
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from shpers_core.store.host import pid_alive
+from shpers_core.workspace import cache_dir
 
 
 def physical_cores() -> int:
@@ -52,8 +53,6 @@ def set_passive_wait() -> None:
 
 
 def _busy_dir() -> Path:
-    from shpers_core.workspace import cache_dir
-
     path = cache_dir() / "busy"
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -96,6 +95,7 @@ def computing(threads: int | None = None, *, register: bool = True) -> Iterator[
 
     Re-entrant: a job inside a study, or a source run inside a job, keeps the outer setting.
     """
+    # lazy: torch; threads.py is imported at start-up by the CLI and the app
     import torch
 
     global _depth

@@ -9,6 +9,7 @@ from pathlib import Path
 import platformdirs
 
 from shpers_core.errors import UserError
+from shpers_core.names import UnsafePathError, from_stored, inside, to_stored
 
 
 class WorkspaceError(UserError):
@@ -55,14 +56,10 @@ class Workspace:
 
     def stored(self, path: str | Path) -> str:
         """``path`` as written into ``plan.json``: relative to the workspace when inside it."""
-        from shpers_core.names import to_stored
-
         return to_stored(self.root, path)
 
     def resolve(self, stored: str | Path) -> Path:
         """The file a path from ``plan.json`` or the store names in this workspace."""
-        from shpers_core.names import from_stored
-
         return from_stored(self.root, stored)
 
     @property
@@ -71,8 +68,6 @@ class Workspace:
 
     def run_dir(self, run_id: str) -> Path:
         """``runs/RUN_ID``; a run id that would name anything else (``..``, a separator) is refused."""
-        from shpers_core.names import UnsafePathError, inside
-
         if run_id in ("", ".", "..") or any(c in run_id for c in "/\\\0") or Path(run_id).is_absolute():
             raise UnsafePathError(f"run id {run_id!r} cannot name a run folder")
         path = self.runs_dir / run_id

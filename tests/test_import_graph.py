@@ -184,3 +184,97 @@ def test_every_import_of_our_own_names_resolves():
                 except ImportError:
                     missing.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.module} has no {alias.name}")
     assert not missing, "\n".join(missing)
+
+
+# Function-level imports of engine modules kept for start-up time, each with its ``# lazy:`` comment:
+# the importing module is read on a start-up path (the app's forms, the CLI's table and export
+# commands) and the imported one loads torch or transformers. Anything else imports at the top.
+LAZY_ENGINE_IMPORTS = {
+    "shpers_core.evaluation.embedding": {"shpers_core.models.device"},
+    "shpers_core.export": {"shpers_core.jobs.runner", "shpers_core.jobs.spec", "shpers_core.training.adapters",
+                           "shpers_core.export.merged", "shpers_core.export.gguf_lora", "shpers_core.models",
+                           "shpers_core.models.smollm2"},
+    "shpers_core.jobs.process": {"shpers_core.jobs.runner"},
+    "shpers_core.models": {"shpers_core.models.tiny"},
+    "shpers_core.models.registry": {"shpers_core.models.smollm2", "shpers_core.models.tiny",
+                                    "shpers_core.models.pretrained", "shpers_core.models.quiet"},
+}
+
+
+def function_level_imports(path: Path):
+    """(import node, is it the first of a run of imports, the file's lines) for each import inside a function."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+
+    def walk(node: ast.AST, in_function: bool):
+        for attr in ("body", "orelse", "finalbody", "handlers"):
+            block = getattr(node, attr, None)
+            if not isinstance(block, list):
+                continue
+            for i, child in enumerate(block):
+                if is_type_checking(child):
+                    continue
+                if in_function and isinstance(child, (ast.Import, ast.ImportFrom)):
+                    yield child, i == 0 or not isinstance(block[i - 1], (ast.Import, ast.ImportFrom))
+                yield from walk(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)))
+
+    tree = ast.parse("\n".join(lines), filename=str(path))
+    for node, first in walk(tree, False):
+        yield node, first, lines
+
+
+def has_lazy_comment(node: ast.stmt, lines: list[str], block_start: dict[int, int]) -> bool:
+    """``# lazy:`` on the import's own lines, or in the comment lines right above its run of imports."""
+    if any("# lazy:" in lines[i] for i in range(node.lineno - 1, node.end_lineno)):
+        return True
+    i = block_start[node.lineno] - 2
+    while i >= 0 and lines[i].strip().startswith("#"):
+        if lines[i].strip().startswith("# lazy:"):
+            return True
+        i -= 1
+    return False
+
+
+def lazy_import_problems() -> tuple[list[str], dict[str, set[str]]]:
+    """Engine imports inside functions without a ``# lazy:`` comment, and every engine module imported inside a function."""
+    modules = engine_modules()
+    bad: list[str] = []
+    engine_targets: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        block_start: dict[int, int] = {}
+        start = 0
+        for node, first, lines in function_level_imports(path):
+            start = node.lineno if first else start
+            block_start[node.lineno] = start
+            single = ast.Module(body=[node], type_ignores=[])
+            names = imported_names_of(single, path, module)
+            targets = {t for t in (resolve(n, modules) for n in names) if t is not None}
+            if not targets:
+                continue  # a third-party package: lazy where its start-up cost matters, with a comment saying so
+            engine_targets.setdefault(module, set()).update(targets)
+            if not has_lazy_comment(node, lines, block_start):
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    return bad, engine_targets
+
+
+def imported_names_of(tree: ast.AST, path: Path, module: str) -> set[str]:
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - (node.level - 1)] if node.level else []
+            prefix = ".".join(base + ([node.module] if node.module else [])) if node.level else node.module or ""
+            out.update(f"{prefix}.{alias.name}" for alias in node.names)
+    return out
+
+
+def test_function_level_imports_of_the_engine_are_only_the_lazy_ones():
+    """An engine module imported inside a function only dodges a cycle or hides a layering mistake,
+    unless it keeps torch or transformers off a start-up path: those few are listed and commented."""
+    bad, engine_targets = lazy_import_problems()
+    assert not bad, "function-level imports of engine modules need a `# lazy:` comment saying why:\n" + "\n".join(bad)
+    extra = sorted(f"{module} imports {target} inside a function" for module, targets in engine_targets.items()
+                   for target in targets - LAZY_ENGINE_IMPORTS.get(module, set()))
+    assert not extra, ("import these at the top of the module (a cycle it makes is a layering mistake to fix), "
+                       "or add them to LAZY_ENGINE_IMPORTS with the start-up reason:\n" + "\n".join(extra))

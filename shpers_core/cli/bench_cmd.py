@@ -6,8 +6,10 @@ import argparse
 import sys
 
 from shpers_core.bench import TARGETS, BenchResult, run_bench
+from shpers_core.distributed.bench import ray_overhead
 from shpers_core.errors import UserError
 from shpers_core.events import Event, Reporter
+from shpers_core.workspace import Workspace
 
 
 def add_parser(subparsers) -> None:
@@ -47,14 +49,10 @@ def _progress(event: Event) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from shpers_core.workspace import Workspace
-
     for name in ("personas", "train_dialogues", "test_dialogues", "batch_size", "max_new_tokens", "repeats"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if args.executor == "ray":
-        from shpers_core.distributed.bench import ray_overhead
-
         print(ray_overhead(args.model, args.personas, args.repeats, args.ray_address).summary())
         return 0
     workspace = Workspace.open(args.workspace) if getattr(args, "workspace", None) else None

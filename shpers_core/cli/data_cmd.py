@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 from shpers_core.data import dataset_stats, generate_dataset, load_dataset, write_jsonl
-from shpers_core.data.importers import FORMATS
-from shpers_core.data.validate import MAX_MESSAGE_CHARS, dataset_warnings
+from shpers_core.data.importers import FORMATS, import_dataset
+from shpers_core.data.library import install_dataset
+from shpers_core.data.validate import MAX_MESSAGE_CHARS, dataset_warnings, why_not_a_file
+from shpers_core.errors import UserError
 from shpers_core.workspace import Workspace
 
 WARNINGS_SHOWN = 20
@@ -73,9 +75,6 @@ def _generate(args: argparse.Namespace) -> int:
 
 def check_output(out: Path, *, force: bool) -> None:
     """Refuse to replace anything but a regular file; ask before replacing one unless ``force``."""
-    from shpers_core.data.validate import why_not_a_file
-    from shpers_core.errors import UserError
-
     if not os.path.lexists(out):
         return
     if os.path.islink(out) or not out.is_file():
@@ -104,9 +103,6 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from shpers_core.data.importers import import_dataset
-    from shpers_core.data.library import install_dataset
-
     result = import_dataset(args.source, args.format, persona_field=args.persona_field,
                             character_field=args.character_field, strict=args.strict)
     ws = Workspace.open(args.workspace)

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import functools
 
+from shpers_core.distributed.options import RayOptions
+from shpers_core.distributed.ray_executor import run_on_ray
+from shpers_core.errors import UserError
+from shpers_core.jobs.runner import run_job
+
 
 def add_executor_args(p) -> None:
     g = p.add_argument_group("where jobs run")
@@ -24,14 +29,11 @@ def add_executor_args(p) -> None:
 
 def ray_options(args):
     """The :class:`RayOptions` of ``args``; None for ``--executor local``."""
-    from shpers_core.errors import UserError
-
     if args.executor == "local":
         for name in ("ray_address", "shared_folder"):
             if getattr(args, name, None):
                 raise UserError(f"--{name.replace('_', '-')} needs --executor ray")
         return None
-    from shpers_core.distributed.options import RayOptions
 
     for name in ("gpus", "cpus", "memory_gb", "retries"):
         value = getattr(args, name)
@@ -43,12 +45,9 @@ def ray_options(args):
 
 def job_runner(args):
     """A callable with :func:`run_job`'s signature that runs where ``args`` says."""
-    from shpers_core.jobs.runner import run_job
-
     options = ray_options(args)
     if options is None:
         return run_job
-    from shpers_core.distributed.ray_executor import run_on_ray
 
     @functools.wraps(run_on_ray)
     def run(spec, workspace, reporter, **kwargs):

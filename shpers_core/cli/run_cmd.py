@@ -8,13 +8,14 @@ import signal
 from shpers_core.cli.executor_args import add_executor_args, job_runner
 from shpers_core.cli.progress import ProgressPrinter
 from shpers_core.events import JobCancelled, Reporter
+from shpers_core.jobs.spec import build_spec, defaults_for, parameter_groups
+from shpers_core.methods.registry import METHODS, get_method
+from shpers_core.models import DEFAULT_MODEL
 from shpers_core.params import parse_overrides
 from shpers_core.workspace import Workspace
 
 
 def add_parser(sub) -> None:
-    from shpers_core.methods.registry import METHODS
-
     lines = "\n".join(f"  {name:18} {spec.summary}" for name, spec in METHODS.items())
     p = sub.add_parser("run", help="train and evaluate one method", formatter_class=argparse.RawDescriptionHelpFormatter,
                        description=f"Run one method and store the run.\n\nmethods:\n{lines}\n\n"
@@ -40,9 +41,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from shpers_core.jobs.spec import build_spec
-    from shpers_core.models import DEFAULT_MODEL
-
     spec = build_spec(args.method, parse_overrides(args.param), base_model=args.model or DEFAULT_MODEL,
                       personas=args.personas, dataset_path=args.dataset, name=args.name, device=args.device,
                       dtype=args.dtype)
@@ -61,9 +59,6 @@ def run(args) -> int:
 
 
 def methods(args) -> int:
-    from shpers_core.jobs.spec import defaults_for, parameter_groups
-    from shpers_core.methods.registry import METHODS, get_method
-
     if not args.method:
         for name, spec in METHODS.items():
             print(f"{name:18} {spec.summary}")

@@ -4,12 +4,34 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
+from shpers_core.atomic import atomic_write_text
 from shpers_core.cli.executor_args import add_executor_args, job_runner
+from shpers_core.cli.progress import ProgressPrinter
 from shpers_core.errors import UserError
+from shpers_core.evaluation.likeness import unlike_settings
 from shpers_core.evaluation.metrics import METRIC_NAMES
+from shpers_core.evaluation.stats import paired_comparison
+from shpers_core.evaluation.table import study_rows, to_csv, to_markdown
+from shpers_core.events import JobCancelled, Reporter
+from shpers_core.export import export_persona
+from shpers_core.export.folder import describe_os_error
+from shpers_core.jobs.delete import delete_run as delete
+from shpers_core.jobs.delete import (
+    discard_progress,
+    finish_pending_deletes,
+    human_size,
+    plan_delete,
+    resolve_run_id,
+)
+from shpers_core.jobs.spec import JobSpec
+from shpers_core.store import RunStore, StoreError
+from shpers_core.store.host import host_name, pid_alive
 from shpers_core.workspace import Workspace
 
 EXPORT_FORMATS = ("merged", "gguf", "peft")  # shpers_core.export.FORMATS, without importing torch for --help
@@ -93,9 +115,6 @@ def add_parser(sub) -> None:
 
 
 def _store(args):
-    from shpers_core.jobs.delete import finish_pending_deletes
-    from shpers_core.store import RunStore, StoreError
-
     ws = Workspace.open(args.workspace)
     store = RunStore(ws.db_path)
     try:
@@ -210,8 +229,6 @@ def show_run(args) -> int:
 
 def _print_metrics(by_subset: dict[str, dict[str, float]]) -> None:
     """Mean ± std across personas, in percent: one row per metric, one column per subset of turns."""
-    from shpers_core.evaluation.metrics import METRIC_NAMES
-
     if not by_subset.get("all"):
         return
     heads = {"all": "all turns", "persona_dependent": "persona-dependent", "other": "other turns"}
@@ -225,9 +242,6 @@ def _print_metrics(by_subset: dict[str, dict[str, float]]) -> None:
 
 
 def compare_runs(args) -> int:
-    from shpers_core.evaluation.likeness import unlike_settings
-    from shpers_core.evaluation.stats import paired_comparison
-
     with _store(args) as store:
         a = store.persona_scores(args.run_a, metric=args.metric, subset=args.subset)
         b = store.persona_scores(args.run_b, metric=args.metric, subset=args.subset)
@@ -248,8 +262,6 @@ def compare_runs(args) -> int:
 
 
 def export_runs(args) -> int:
-    from shpers_core.evaluation.table import study_rows, to_csv, to_markdown
-
     if args.to or args.persona:
         return export_persona_model(args)
     with _store(args) as store:
@@ -265,9 +277,6 @@ def export_runs(args) -> int:
 
 def write_text_file(path: Path, text: str) -> None:
     """Write ``path`` whole (temporary file, rename) or raise a one-line :class:`UserError`."""
-    from shpers_core.atomic import atomic_write_text
-    from shpers_core.export.folder import describe_os_error
-
     if path.is_dir():
         raise UserError(f"{path}: is a folder; give a file name")
     if not path.absolute().parent.is_dir():
@@ -279,8 +288,6 @@ def write_text_file(path: Path, text: str) -> None:
 
 
 def export_persona_model(args) -> int:
-    from shpers_core.export import export_persona
-
     usage = "shpers runs export RUN --persona ID --to FORMAT DIR"
     if not args.to or not args.persona:
         raise UserError(f"exporting a persona's model needs both --persona and --to: {usage}")
@@ -296,12 +303,6 @@ def export_persona_model(args) -> int:
 
 
 def resume_run(args) -> int:
-    import signal
-
-    from shpers_core.cli.progress import ProgressPrinter
-    from shpers_core.events import JobCancelled, Reporter
-    from shpers_core.jobs.spec import JobSpec
-
     run_job = job_runner(args)  # --ray-address without --executor ray is refused before anything changes
     ws = Workspace.open(args.workspace)
     with _store(args) as store:
@@ -309,8 +310,6 @@ def resume_run(args) -> int:
     if run.status not in ("interrupted", "cancelled", "failed"):
         raise UserError(f"run {run.id} is {run.status}; only interrupted, cancelled or failed runs resume")
     if args.restart:
-        from shpers_core.jobs.delete import discard_progress
-
         discard_progress(ws, run.id)
     reporter = Reporter(ProgressPrinter())
     # `shpers runs cancel` sends SIGTERM: stop at the next step with a checkpoint, as `shpers run` does.
@@ -334,9 +333,6 @@ def _confirm(question: str) -> bool:
 
 
 def delete_run(args) -> int:
-    from shpers_core.jobs.delete import delete_run as delete
-    from shpers_core.jobs.delete import human_size, plan_delete, resolve_run_id
-
     ws = Workspace.open(args.workspace)
     with _store(args) as store:
         run_id = resolve_run_id(store, args.run_id, confirmed=args.yes)
@@ -352,12 +348,6 @@ def delete_run(args) -> int:
 
 def cancel_run(args) -> int:
     """Queued: cancelled at once. Running here: asked to stop (SIGTERM), which checkpoints and marks it cancelled."""
-    import os
-    import signal
-    import time
-
-    from shpers_core.store.host import host_name, pid_alive
-
     with _store(args) as store:
         run = store.get_run(args.run_id)
         if run.status == "queued":

@@ -7,13 +7,16 @@ from pathlib import Path
 
 from shpers_core.cli.executor_args import add_executor_args, ray_options
 from shpers_core.cli.progress import ProgressPrinter
+from shpers_core.data import generate_dataset, write_jsonl
+from shpers_core.distributed.study import run_study_on_ray
+from shpers_core.evaluation.table import study_rows, to_csv, to_markdown
 from shpers_core.events import JobCancelled, Reporter
+from shpers_core.jobs.study import PRESETS, run_study
+from shpers_core.store import RunStore
 from shpers_core.workspace import Workspace
 
 
 def add_parser(sub) -> None:
-    from shpers_core.jobs.study import PRESETS
-
     p = sub.add_parser("study", help="run the whole study and print its results table",
                        description="Presets: " + "; ".join(f"{n}: {p.description}" for n, p in PRESETS.items()))
     p.add_argument("--preset", default="smoke", choices=list(PRESETS))
@@ -30,11 +33,6 @@ def add_parser(sub) -> None:
 
 
 def study(args) -> int:
-    from shpers_core.data import generate_dataset, write_jsonl
-    from shpers_core.evaluation.table import study_rows, to_csv, to_markdown
-    from shpers_core.jobs.study import run_study
-    from shpers_core.store import RunStore
-
     ws = Workspace.open(args.workspace)
     options = ray_options(args)
     if not ws.dataset_path.exists():
@@ -48,8 +46,6 @@ def study(args) -> int:
             run_ids = run_study(args.preset, ws, reporter, base_model=args.model, personas=args.personas,
                                 dtype=args.dtype)
         else:
-            from shpers_core.distributed.study import run_study_on_ray
-
             run_ids = run_study_on_ray(args.preset, ws, reporter, options=options, base_model=args.model,
                                        personas=args.personas, dtype=args.dtype)
     except JobCancelled:

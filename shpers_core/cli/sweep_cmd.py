@@ -6,8 +6,14 @@ import signal
 
 from shpers_core.cli.executor_args import add_executor_args, ray_options
 from shpers_core.cli.progress import ProgressPrinter
+from shpers_core.distributed.study import run_specs_on_ray
+from shpers_core.evaluation.table import study_rows, to_markdown
 from shpers_core.events import JobCancelled, Reporter
+from shpers_core.jobs.runner import load_dataset_for, run_job
+from shpers_core.jobs.sweep import sweep_specs
+from shpers_core.models import DEFAULT_MODEL
 from shpers_core.params import parse_overrides
+from shpers_core.store import RunStore
 from shpers_core.workspace import Workspace
 
 
@@ -35,12 +41,6 @@ def add_parser(sub) -> None:
 
 
 def sweep(args) -> int:
-    from shpers_core.evaluation.table import study_rows, to_markdown
-    from shpers_core.jobs.runner import load_dataset_for, run_job
-    from shpers_core.jobs.sweep import sweep_specs
-    from shpers_core.models import DEFAULT_MODEL
-    from shpers_core.store import RunStore
-
     options = ray_options(args)  # --ray-address without --executor ray is refused before any work
     specs = sweep_specs(args.method, args.parameter, args.values, parse_overrides(args.param), name=args.name,
                         base_model=args.model or DEFAULT_MODEL, personas=args.personas, dataset_path=args.dataset,
@@ -61,8 +61,6 @@ def sweep(args) -> int:
                 run_ids.append(run_job(spec, ws, reporter, dataset=dataset))
             reporter.progress("sweep", len(specs), len(specs))
         else:
-            from shpers_core.distributed.study import run_specs_on_ray
-
             run_ids = run_specs_on_ray(specs, ws, reporter, options=options, label="sweep")
     except JobCancelled:
         return 130

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from shpers_core.jobs.delete import clean_workspace as clean
+from shpers_core.jobs.delete import human_size
+from shpers_core.store import RunStore
 from shpers_core.workspace import Workspace
 
 
@@ -17,10 +20,6 @@ def add_parser(sub) -> None:
 
 
 def clean_workspace(args) -> int:
-    from shpers_core.jobs.delete import clean_workspace as clean
-    from shpers_core.jobs.delete import human_size
-    from shpers_core.store import RunStore
-
     ws = Workspace.open(args.workspace)
     with RunStore(ws.db_path) as store:
         finished, orphans, size = clean(ws, store, remove_orphans=args.remove)

@@ -12,6 +12,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from shpers_core.data import generate_dataset, write_jsonl
+from shpers_core.distributed.options import RayOptions
+from shpers_core.distributed.ray_executor import connect, run_on_ray
+from shpers_core.events import Reporter
+from shpers_core.jobs.runner import run_job
+from shpers_core.jobs.spec import build_spec
+from shpers_core.workspace import Workspace
+
 
 @dataclass(frozen=True)
 class RayOverhead:
@@ -40,14 +48,6 @@ class RayOverhead:
 
 def ray_overhead(model: str, personas: int = 2, repeats: int = 1, address: str | None = None) -> RayOverhead:
     """Time the same job with :func:`run_job` and :func:`run_on_ray` in a throw-away workspace."""
-    from shpers_core.data import generate_dataset, write_jsonl
-    from shpers_core.distributed.options import RayOptions
-    from shpers_core.distributed.ray_executor import connect, run_on_ray
-    from shpers_core.events import Reporter
-    from shpers_core.jobs.runner import run_job
-    from shpers_core.jobs.spec import build_spec
-    from shpers_core.workspace import Workspace
-
     connect(address)  # Ray's start-up is paid once per session, not per job: kept out of the timings
     spec = build_spec("unified_lora", {"train.num_epochs": 1, "train.warmup_ratio": 0.0,
                                        "eval.max_train_dialogues": 2, "eval.max_test_dialogues": 1,

@@ -39,6 +39,7 @@ class _Channel:
 
 def new_channel():
     """A channel actor; it holds no CPU, so it never keeps a job from being scheduled."""
+    # lazy: Ray is optional (pip install 'shpers[ray]') and slow to import
     import ray
 
     return ray.remote(num_cpus=0, max_restarts=0)(_Channel).remote()
@@ -67,6 +68,7 @@ class RemoteReporter(Reporter):
         self._channel.put.remote(item)
 
     def _poll(self, poll_s: float) -> None:
+        # lazy: Ray is optional (pip install 'shpers[ray]') and slow to import
         import ray
 
         while not self._closed.wait(poll_s):
@@ -81,6 +83,7 @@ class RemoteReporter(Reporter):
 
     def close(self) -> None:
         """Wait until everything sent has reached the channel, then stop polling."""
+        # lazy: Ray is optional (pip install 'shpers[ray]') and slow to import
         import ray
 
         self._closed.set()

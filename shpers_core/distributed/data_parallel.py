@@ -15,14 +15,24 @@ a lost job resumes from them, and every worker starts from the one the job holds
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
-from shpers_core.training.fit import DataParallel
+from shpers_core.distributed.channel import RemoteReporter, new_channel
+from shpers_core.distributed.connection import connect
+from shpers_core.distributed.models import load_on_worker, model_ref
+from shpers_core.distributed.options import shared_path, worker_options
+from shpers_core.distributed.transfer import read_tree, unpack, write_files
+from shpers_core.distributed.watcher import CheckpointWatcher
+from shpers_core.events import JobCancelled, Log, Reporter
+from shpers_core.third_party import hide_third_party_deprecations
+from shpers_core.training.fit import DataParallel, fit_adapter
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +47,11 @@ class TorchDataParallel(DataParallel):
         return rows[self.rank::self.world]
 
     def all_sum(self, value: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
-
         out = value.detach().clone()
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
         return out
 
     def sum_gradients(self, weights: list[torch.nn.Parameter]) -> None:
-        import torch.distributed as dist
-
         # One flat buffer, one collective: per-tensor all-reduces cost a round trip each.
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in weights]
         flat = torch.cat([g.reshape(-1) for g in grads])
@@ -62,15 +68,9 @@ class TorchDataParallel(DataParallel):
 
 def _train_worker(config: dict) -> None:
     """Ray Train's loop on each worker: the shared fit with this worker's share of every batch."""
+    # lazy: Ray is optional (pip install 'shpers[ray]') and slow to import
     import ray.train
 
-    from shpers_core.distributed.channel import RemoteReporter
-    from shpers_core.distributed.models import load_on_worker
-    from shpers_core.distributed.transfer import write_files
-    from shpers_core.distributed.worker import CheckpointWatcher
-    from shpers_core.events import JobCancelled, Reporter
-    from shpers_core.third_party import hide_third_party_deprecations
-    from shpers_core.training.fit import fit_adapter
 
     hide_third_party_deprecations()
     context = ray.train.get_context()
@@ -80,8 +80,6 @@ def _train_worker(config: dict) -> None:
     # through DataParallel.any_stop at the next step.
     reporter = RemoteReporter(channel) if rank == 0 else Reporter()
     if rank == 0:
-        import os
-
         # The driver learns worker 0's process (a test kills it, as a crashed node would).
         reporter.send(("worker", os.getpid()))
     scratch = Path(tempfile.mkdtemp(prefix="shpers-ddp-"))
@@ -122,6 +120,7 @@ def _train_worker(config: dict) -> None:
 
 def _lost(exc: BaseException) -> bool:
     """Whether Ray Train's failure is a worker process or node that went away (not an error of the loop)."""
+    # lazy: Ray is optional (pip install 'shpers[ray]') and slow to import
     from ray import exceptions as rx
 
     kinds = tuple(getattr(rx, name) for name in ("RayActorError", "ActorDiedError", "WorkerCrashedError",
@@ -148,12 +147,9 @@ def fit_data_parallel(ctx, train, val, name: str, workers: int, series: str = "t
     A worker lost mid-training (its process or node gone) starts the whole group again from the last
     checkpoint the job holds, up to the Ray job's ``--retries`` (2 in a local job).
     """
+    # lazy: Ray is optional (pip install 'shpers[ray]') and slow to import
     import ray
 
-    from shpers_core.distributed.models import model_ref
-    from shpers_core.distributed.options import shared_path, worker_options
-    from shpers_core.distributed.ray_executor import connect
-    from shpers_core.events import Log
 
     if not ray.is_initialized():
         connect(None)
@@ -173,8 +169,6 @@ def fit_data_parallel(ctx, train, val, name: str, workers: int, series: str = "t
 
 
 def _result(ctx, name: str, outcome: dict | None, failure: BaseException | None):
-    from shpers_core.events import JobCancelled
-
     if outcome is not None and outcome["outcome"] == "failed":
         raise outcome["error"]
     if failure is not None and outcome is None:
@@ -190,12 +184,11 @@ def _result(ctx, name: str, outcome: dict | None, failure: BaseException | None)
 def _fit_once(ctx, train, val, name, workers, series, model, shared, attempt):
     """One Ray Train run from the checkpoint the job holds now: (worker 0's outcome or None, Ray Train's
     failure or None)."""
+    # lazy: Ray is optional (pip install 'shpers[ray]') and slow to import
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from shpers_core.distributed.channel import new_channel
-    from shpers_core.distributed.transfer import read_tree, unpack, write_files
 
     use_gpu = ray.cluster_resources().get("GPU", 0) >= workers
     checkpoint_dir = ctx.checkpoint_dir(name)

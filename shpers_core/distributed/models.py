@@ -15,6 +15,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from shpers_core.atomic import atomic_dir
+from shpers_core.models import load_base, registry
+from shpers_core.models.cache import models_dir
+from shpers_core.models.pretrained import is_hub_id, looks_like_path
+from shpers_core.models.smollm2 import smollm2_dir
+from shpers_core.models.tiny import tiny_qwen2_dir
+from shpers_core.workspace import cache_dir
+
 log = logging.getLogger(__name__)
 
 BY_HASH = "by-hash"
@@ -48,19 +56,12 @@ class ModelRef:
 
 def driver_folder(name: str) -> Path | None:
     """The folder the model ``name`` loads from on this machine; None for one loaded by name on any machine."""
-    from shpers_core.models import registry
-    from shpers_core.models.pretrained import is_hub_id, looks_like_path
-
     name = name.strip()
     if name in _FOLDERS:
         return _FOLDERS[name]
     if name == registry.DEFAULT_MODEL:
-        from shpers_core.models.smollm2 import smollm2_dir
-
         return smollm2_dir()
     if name == "tiny-qwen2":
-        from shpers_core.models.tiny import tiny_qwen2_dir
-
         return tiny_qwen2_dir()
     if name in ("qwen2.5-0.5b-shape", "qwen2.5-0.5b-instruct"):
         return None
@@ -96,9 +97,9 @@ def content_hash(folder: Path) -> str:
 
 def model_ref(name: str) -> ModelRef:
     """What a worker needs to load ``name`` (the driver side; Ray connected)."""
+    # lazy: Ray is optional (pip install 'shpers[ray]') and slow to import
     import ray
 
-    from shpers_core.workspace import cache_dir
 
     folder = driver_folder(name)
     if folder is None:
@@ -117,11 +118,9 @@ def model_ref(name: str) -> ModelRef:
 def worker_folder(ref: ModelRef, say) -> Path | None:
     """The folder this worker loads ``ref`` from, shipping its files into the node's cache when they are
     not there yet; ``say`` takes a log line. None: load by name."""
+    # lazy: Ray is optional (pip install 'shpers[ray]') and slow to import
     import ray
 
-    from shpers_core.atomic import atomic_dir
-    from shpers_core.models.cache import models_dir
-    from shpers_core.workspace import cache_dir
 
     if not ref.content_hash:
         return None
@@ -148,8 +147,6 @@ def worker_folder(ref: ModelRef, say) -> Path | None:
 
 def load_on_worker(ref: ModelRef, device: str | None, dtype: str | None, say=lambda line: None):
     """The base model of ``ref`` on this worker, loaded once per process; named as the job names it."""
-    from shpers_core.models import load_base
-
     folder = worker_folder(ref, say)
     key = (ref.name, ref.content_hash, device, dtype)
     if key not in _LOADED:

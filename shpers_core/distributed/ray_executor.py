@@ -9,31 +9,40 @@ and rows come back at the end and the driver writes them into the workspace.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
-import signal
-import socket
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from shpers_core.atomic import atomic_write_text
+from shpers_core.data.library import remember
+from shpers_core.distributed.channel import new_channel
+from shpers_core.distributed.connection import ClusterError, connect
+from shpers_core.distributed.models import model_ref
 from shpers_core.distributed.options import RayOptions, shared_path
 from shpers_core.distributed.placement import Placed, placement_line
+from shpers_core.distributed.transfer import merge_back, put_shared, read_tree, snapshot, unpack, write_files
 from shpers_core.distributed.worker import run_on_worker
 from shpers_core.errors import UserError
 from shpers_core.events import JobCancelled, Log, Reporter
+from shpers_core.jobs.runner import (
+    check_base_model,
+    check_cluster_count,
+    find_matching_run,
+    load_dataset_for,
+    select_personas,
+)
 from shpers_core.jobs.spec import JobSpec
+from shpers_core.methods.registry import get_method
+from shpers_core.store import RunStore, StoreSink
 from shpers_core.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 # Methods whose finished runs other methods build on (merges on per-persona, prefixes on unified).
 SOURCE_METHODS = ("per_persona_lora", "unified_lora")
-
-
-class ClusterError(UserError):
-    """The Ray cluster cannot be reached or lacks what a job asks for."""
 
 
 class RemoteJobError(RuntimeError):
@@ -62,8 +71,6 @@ EXECUTOR_FILE = "executor.json"
 
 def load_executor_choice(workspace: Workspace) -> tuple[str, str]:
     """``("local", "")`` or ``("ray", address)``; the local choice when nothing valid is saved."""
-    import json
-
     try:
         saved = json.loads((workspace.root / EXECUTOR_FILE).read_text())
         kind, address = str(saved.get("executor", "local")), str(saved.get("ray_address", ""))
@@ -73,10 +80,6 @@ def load_executor_choice(workspace: Workspace) -> tuple[str, str]:
 
 
 def save_executor_choice(workspace: Workspace, kind: str, address: str = "") -> None:
-    import json
-
-    from shpers_core.atomic import atomic_write_text
-
     atomic_write_text(workspace.root / EXECUTOR_FILE, json.dumps({"executor": kind, "ray_address": address.strip()}))
 
 
@@ -87,54 +90,11 @@ def runner_for(kind: str, address: str = ""):
 
 # --- the cluster -------------------------------------------------------------------------------
 
-def _check_reachable(address: str) -> None:
-    """Fail in seconds, not after Ray's minute of retries, when nothing listens at ``host:port``."""
-    target = address.split("://", 1)[-1]
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
-        raise ClusterError(f"Ray address {address!r} is not host:port (e.g. 10.0.0.5:6379)")
-    try:
-        with socket.create_connection((host, int(port)), timeout=5):
-            pass
-    except OSError as exc:
-        raise ClusterError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
-
-
-def connect(address: str | None = None) -> None:
-    """Join the Ray cluster at ``address`` (host:port of its head), or start a local one without it.
-
-    A process stays connected; a second call reuses the connection.
-    """
-    try:
-        import ray
-    except ImportError:
-        raise ClusterError("Ray is not installed: pip install 'shpers[ray]' (or 'ray[train]')") from None
-    if address and address != "auto":
-        _check_reachable(address)
-    if ray.is_initialized():
-        return
-    # ray.init replaces the SIGTERM handler with one that exits the process; the caller's handler
-    # (`shpers runs cancel` sends SIGTERM) stops the job with a checkpoint instead, so it is put back.
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
-    try:
-        if address:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-        else:
-            ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ClusterError(f"cannot reach the Ray cluster at {address or 'a new local instance'}: {first}") from None
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
 def job_resources(method: str, options: RayOptions) -> dict[str, float]:
     """Ray resources for one job of ``method``: a GPU for a training job where the cluster has one."""
+    # lazy: Ray is optional (pip install 'shpers[ray]') and slow to import
     import ray
 
-    from shpers_core.methods.registry import get_method
 
     gpus = options.gpus
     if gpus is None:
@@ -147,6 +107,7 @@ def job_resources(method: str, options: RayOptions) -> dict[str, float]:
 
 def check_resources(resources: dict[str, float]) -> None:
     """:class:`ClusterError` naming what is missing when no node of the cluster could take the job."""
+    # lazy: Ray is optional (pip install 'shpers[ray]') and slow to import
     import ray
 
     names = {"num_cpus": ("CPU", "CPUs", 1), "num_gpus": ("GPU", "GPUs", 1), "memory": ("memory", "GiB of memory", 2**30)}
@@ -170,6 +131,7 @@ _DATASETS: dict[str, object] = {}
 
 def _dataset_ref(dataset):
     """The dataset in the object store, put once per content hash (a study's jobs share it)."""
+    # lazy: Ray is optional (pip install 'shpers[ray]') and slow to import
     import ray
 
     key = dataset.content_hash()
@@ -180,6 +142,7 @@ def _dataset_ref(dataset):
 
 
 def _lost_worker_errors() -> tuple[type[BaseException], ...]:
+    # lazy: Ray is optional (pip install 'shpers[ray]') and slow to import
     from ray import exceptions as rx
 
     return tuple(getattr(rx, name) for name in ("WorkerCrashedError", "NodeDiedError", "ObjectLostError",
@@ -191,16 +154,6 @@ def run_on_ray(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, optio
                dataset=None, run_id: str | None = None) -> str:
     """Run ``spec`` on Ray and return its run id; ``run_id`` resumes a stored run. Same contract as
     :func:`shpers_core.jobs.runner.run_job`: mistakes found before the run is recorded write nothing."""
-    from shpers_core.data.library import remember
-    from shpers_core.jobs.runner import (
-        check_base_model,
-        check_cluster_count,
-        find_matching_run,
-        load_dataset_for,
-        select_personas,
-    )
-    from shpers_core.store import RunStore, StoreSink
-
     options = options or RayOptions()
     mp, train = spec.method_params, spec.train
     with RunStore(workspace.db_path) as store:
@@ -215,7 +168,6 @@ def run_on_ray(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, optio
     if options.shared_folder and not Path(options.shared_folder).expanduser().is_dir():
         raise ClusterError(f"the shared folder {options.shared_folder} is not a folder on this machine "
                            "(every node must mount it at that path)")
-    from shpers_core.distributed.models import model_ref
 
     model = model_ref(spec.base_model)  # before the run is recorded: a model this machine cannot read fails here
     with RunStore(workspace.db_path) as store:
@@ -248,10 +200,9 @@ def run_on_ray(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, optio
 
 def _drive(spec, workspace, store, run_id, sources, dataset, model, resources, options, reporter) -> dict | None:
     """The job's result, or None when its worker was lost more often than the retries allow."""
+    # lazy: Ray is optional (pip install 'shpers[ray]') and slow to import
     import ray
 
-    from shpers_core.distributed.channel import new_channel
-    from shpers_core.distributed.transfer import put_shared, read_tree, snapshot, unpack, write_files
 
     task = ray.remote(run_on_worker)
     channel = new_channel()
@@ -316,8 +267,6 @@ def _drive(spec, workspace, store, run_id, sources, dataset, model, resources, o
 
 
 def _finish(workspace, store, run_id: str, result: dict, reporter: Reporter) -> None:
-    from shpers_core.distributed.transfer import merge_back, write_files
-
     write_files(workspace.root, result["files"])
     merge_back(store, result["db"], run_id, result["new_runs"])
     status = store.get_run(run_id).status

@@ -12,7 +12,13 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from shpers_core.events import Event, Step, Validation
+from shpers_core.distributed.channel import RemoteReporter, new_channel
+from shpers_core.distributed.connection import connect
+from shpers_core.distributed.models import load_on_worker, model_ref
+from shpers_core.events import Event, JobCancelled, Step, Validation
+from shpers_core.third_party import hide_third_party_deprecations
+from shpers_core.threads import computing
+from shpers_core.training.multi import MultiFitResult, train_many
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +37,6 @@ def split(ids: list[str], k: int) -> list[list[str]]:
 def train_shard(shard: int, model, device: str | None, dtype: str | None, pad_id: int,
                 train_by: dict, val_by: dict, lora, train, micro_batch_rows: int | None, channel) -> dict:
     """The Ray task of one shard: load the base model (once per worker), train, return the adapters."""
-    from shpers_core.distributed.channel import RemoteReporter
-    from shpers_core.distributed.models import load_on_worker
-    from shpers_core.third_party import hide_third_party_deprecations
-    from shpers_core.threads import computing
-    from shpers_core.training.multi import train_many
-
     hide_third_party_deprecations()
     reporter = RemoteReporter(channel)
     try:
@@ -62,16 +62,11 @@ def _per_shard(event: Event, shard: int) -> Event:
 
 def train_sharded(ctx, ids: list[str], shards: int, micro_batch_rows: int | None = None):
     """Train the adapters of ``ids`` in ``shards`` Ray tasks; a :class:`MultiFitResult` of them all."""
+    # lazy: Ray is optional (pip install 'shpers[ray]') and slow to import
     import ray
 
-    from shpers_core.distributed.channel import new_channel
-    from shpers_core.distributed.models import model_ref
-    from shpers_core.events import JobCancelled
-    from shpers_core.training.multi import MultiFitResult
 
     if not ray.is_initialized():
-        from shpers_core.distributed.ray_executor import connect
-
         connect(None)  # a local instance, keeping this process's SIGTERM handler
     gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
     task = ray.remote(train_shard).options(num_cpus=1, num_gpus=gpus, max_retries=0)

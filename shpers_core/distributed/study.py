@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from shpers_core.distributed.ray_executor import connect, run_on_ray
 from shpers_core.events import Reporter
+from shpers_core.jobs.runner import load_dataset_for
+from shpers_core.jobs.spec import build_spec
+from shpers_core.jobs.study import get_preset, preset_personas, study_specs
 
 # Method -> the method whose finished run it builds on (see ``MethodContext.source_run``).
 BUILDS_ON = {"sparse_moe": "per_persona_lora", "weighted_merge": "per_persona_lora",
@@ -29,10 +33,6 @@ def waves(specs: list) -> list[list[int]]:
 def run_study_on_ray(preset: str, workspace, reporter: Reporter, *, options, base_model: str | None = None,
                      personas: list[str] | None = None, dtype: str | None = None) -> list[str]:
     """Every study row as a Ray job, a wave at a time; returns run ids in the study's row order."""
-    from shpers_core.jobs.runner import load_dataset_for
-    from shpers_core.jobs.spec import build_spec
-    from shpers_core.jobs.study import get_preset, preset_personas, study_specs
-
     p = get_preset(preset)
     dataset = load_dataset_for(build_spec("base_model", base_model=base_model or p.base_model), workspace)
     ids = personas or preset_personas(p, dataset.persona_ids)
@@ -46,9 +46,6 @@ def run_specs_on_ray(specs: list, workspace, reporter: Reporter, *, options, dat
 
     A failure stops the jobs still running (each at a checkpoint) and is raised once they have stopped.
     """
-    from shpers_core.distributed.ray_executor import connect, run_on_ray
-    from shpers_core.jobs.runner import load_dataset_for
-
     if not specs:
         return []
     if dataset is None:

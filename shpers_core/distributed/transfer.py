@@ -8,9 +8,13 @@ read and returns its copy whole, from which the driver takes the rows of the run
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import tempfile
 from pathlib import Path
+
+from shpers_core.atomic import atomic_write_bytes, atomic_write_dir
+from shpers_core.names import inside
 
 Files = dict[str, bytes]
 """Relative path (posix) -> content."""
@@ -55,9 +59,6 @@ def units(files: Files) -> dict[str, Files]:
 def write_files(root: Path, files: Files) -> None:
     """Write ``files`` under ``root``: each adapter or checkpoint folder replaced as a whole (a reader
     sees the old folder or the new one), each other file renamed into place."""
-    from shpers_core.atomic import atomic_write_bytes, atomic_write_dir
-    from shpers_core.names import inside
-
     root = Path(root)
     for unit, members in units(files).items():
         final = root / unit
@@ -174,8 +175,6 @@ def read_shared(shared: Path, batch: str) -> Files:
 
 def take_shared(shared: Path, batch: str) -> Files:
     """:func:`read_shared`, then the batch is removed (the driver has it now)."""
-    import shutil
-
     files = read_shared(shared, batch)
     shutil.rmtree(Path(shared) / batch, ignore_errors=True)
     return files

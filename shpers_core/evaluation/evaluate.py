@@ -8,6 +8,7 @@ rest) and across personas.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -203,8 +204,6 @@ def test_requests(ctx) -> tuple[list[TurnResult], list[tuple[str, list[list]]]]:
 
 def embedding_skipped() -> bool:
     """Whether ``SHPERS_SKIP_EMBEDDING`` is set: ``make gpu-check`` on a machine without the MiniLM package."""
-    import os
-
     return os.environ.get("SHPERS_SKIP_EMBEDDING", "") not in ("", "0")
 
 

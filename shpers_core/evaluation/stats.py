@@ -88,6 +88,7 @@ def bootstrap_ci(diffs: np.ndarray, *, n_boot: int = 10000, seed: int = 0,
 
 def wilcoxon_p(diffs: np.ndarray) -> float:
     """Two-sided Wilcoxon signed-rank p-value; zero differences are dropped (Wilcoxon's method)."""
+    # lazy: scipy; evaluation/__init__ imports this module, and evaluation.config (the app's forms) needs no scipy
     from scipy.stats import wilcoxon
 
     nonzero = diffs[diffs != 0.0]

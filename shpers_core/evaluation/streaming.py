@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import torch
+
 from shpers_core.evaluation.evaluate import AdapterSlots, _install, _prompt_for
 from shpers_core.evaluation.generation import (
     greedy_tokens,
@@ -33,8 +35,6 @@ class Piece:
 
 def stream_rows(base, rows: list[tuple], max_new_tokens: int) -> Iterator[Piece]:
     """Greedy replies for ``rows`` of ``(plan, persona_id, history, system_prompt)`` in one batch."""
-    import torch
-
     prompts, slots, softs, kvs = [], [], [], []
     stack = AdapterSlots()
     for plan, pid, history, system in rows:

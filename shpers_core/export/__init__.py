@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shpers_core.export.folder import ExportError, check_target, staged
+from shpers_core.store import RunStore
 from shpers_core.workspace import Workspace
 
 FORMATS = ("merged", "gguf", "peft")
@@ -48,9 +49,9 @@ def _default_system(tokenizer) -> str:
 
 def export_persona(ws: Workspace, run_id: str, persona_id: str, fmt: str, out: str | Path) -> ExportResult:
     """Export ``persona_id``'s answer in run ``run_id`` as ``fmt`` into the new or empty folder ``out``."""
+    # lazy: torch, transformers; the app and the CLI import this package for its folder checks and FORMATS.
     from shpers_core.jobs.runner import load_base_cached
     from shpers_core.jobs.spec import JobSpec
-    from shpers_core.store import RunStore
     from shpers_core.training.adapters import load_lora_adapter, read_config
 
     if fmt not in FORMATS:
@@ -113,7 +114,7 @@ def export_persona(ws: Workspace, run_id: str, persona_id: str, fmt: str, out: s
             if kv_dir:
                 shutil.copytree(kv_dir, tmp / "kv_prefix")
         elif fmt == "merged":
-            from shpers_core.export.merged import save_merged
+            from shpers_core.export.merged import save_merged  # lazy: torch (see export_persona)
 
             save_merged(tmp, base, lora.state_dict if lora else None, lora.scaling if lora else 1.0)
         else:
@@ -128,6 +129,7 @@ def export_persona(ws: Workspace, run_id: str, persona_id: str, fmt: str, out: s
 
 def _write_gguf(tmp: Path, base, base_name: str, lora, adapter_dir: Path | None, system: str,
                 result: ExportResult) -> None:
+    # lazy: torch, transformers (see export_persona)
     from shpers_core.export.gguf_lora import gguf_arch, modelfile, write_gguf_lora
     from shpers_core.models import DEFAULT_MODEL
     from shpers_core.training.adapters import read_config
@@ -140,7 +142,7 @@ def _write_gguf(tmp: Path, base, base_name: str, lora, adapter_dir: Path | None,
                         base.model.config, f"shpers {adapter_dir.name}")
         result.contains.append(f"{adapter_file}: the LoRA in llama.cpp's GGUF adapter layout (float32)")
     if base_name == DEFAULT_MODEL:
-        from shpers_core.models.smollm2 import gguf_path
+        from shpers_core.models.smollm2 import gguf_path  # lazy: transformers (see export_persona)
 
         base_file = gguf_path().name
         shutil.copyfile(gguf_path(), tmp / base_file)

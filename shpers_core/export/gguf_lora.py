@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import gguf
 import torch
 
 from shpers_core.export.folder import ExportError
@@ -20,8 +21,6 @@ ARCHITECTURES = {"llama": "LLAMA", "qwen2": "QWEN2"}
 
 
 def gguf_arch(config) -> str:
-    import gguf
-
     name = ARCHITECTURES.get(getattr(config, "model_type", ""))
     if name is None:
         raise ExportError(f"GGUF export supports the {', '.join(ARCHITECTURES)} architectures, not "
@@ -36,8 +35,6 @@ def _llama_permute(rows: torch.Tensor, n_head: int) -> torch.Tensor:
 
 def lora_tensors(state: dict[str, torch.Tensor], config) -> dict[str, torch.Tensor]:
     """GGUF tensor name -> float32 tensor for every A and B of a PEFT LoRA state dict."""
-    import gguf
-
     arch = getattr(gguf.MODEL_ARCH, ARCHITECTURES[config.model_type])
     names = gguf.get_tensor_name_map(arch, config.num_hidden_layers)
     out = {}
@@ -63,8 +60,6 @@ def lora_tensors(state: dict[str, torch.Tensor], config) -> dict[str, torch.Tens
 
 def write_gguf_lora(path: Path, state: dict[str, torch.Tensor], lora_alpha: float, config, name: str) -> Path:
     """Write the adapter file at ``path``."""
-    import gguf
-
     arch = gguf_arch(config)
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_type(gguf.GGUFType.ADAPTER)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 
 from shpers_core.data import split_dataset
 from shpers_core.data.schema import Dialogue, Message
@@ -116,8 +117,6 @@ def stream_together(sessions: list[ChatSession], histories: list[list[Message]])
     ``sessions``; each row's last piece says whether the reply hit the token limit. Sessions on
     different base models cannot share a batch and are answered one after the other.
     """
-    from dataclasses import replace
-
     groups: dict[int, list[int]] = {}
     for i, s in enumerate(sessions):
         groups.setdefault(id(s.base), []).append(i)

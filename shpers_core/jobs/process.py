@@ -27,8 +27,8 @@ class ProcessEnded(Event):
 
 
 def _child(spec_dict: dict, workspace_root: str, events, stop, run_id: str | None, runner=None) -> None:
-    # Lazy for start-up: only the child runs jobs, so the app's process never loads the training
-    # and evaluation stack (torch, transformers, peft) by importing this module.
+    # lazy: only the child runs jobs, so the app's process never loads the training and evaluation
+    # stack (torch, transformers, peft) by importing this module.
     from shpers_core.jobs.runner import explain_failure, run_job
 
     ended: list[Event] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shpers_core.distributed.data_parallel import fit_data_parallel
 from shpers_core.errors import UserError
 from shpers_core.evaluation.plan import EvalPlan
 from shpers_core.methods.base import MethodSpec
@@ -68,8 +69,6 @@ def run(ctx, params: ClusterLoraParams) -> EvalPlan:
         if adapter is None:
             train, val = ctx.pooled_examples(members, "train"), ctx.pooled_examples(members, "val")
             if params.workers > 1:
-                from shpers_core.distributed.data_parallel import fit_data_parallel
-
                 result = fit_data_parallel(ctx, train, val, name, params.workers, series=f"{name}/train")
             else:
                 result = ctx.fit_lora(train, val, name=name, series=f"{name}/train")

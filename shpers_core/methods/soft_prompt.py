@@ -14,6 +14,7 @@ import copy
 from dataclasses import dataclass
 
 import torch
+from peft import PeftModel, PrefixTuningConfig, PromptTuningConfig, get_peft_model
 
 from shpers_core.evaluation.generation import CACHE_ARG, cache_layers
 from shpers_core.evaluation.plan import EvalPlan
@@ -53,8 +54,6 @@ class SoftPromptParams(ClusterParams):
 
 def merged_unified(ctx, unified) -> torch.nn.Module:
     """A copy of the base model with the unified adapter merged into its weights."""
-    from peft import PeftModel
-
     model = copy.deepcopy(ctx.base.model)
     peft_model = PeftModel.from_pretrained(model, unified.path)
     return peft_model.merge_and_unload().eval()
@@ -79,8 +78,6 @@ def flat_prefix(kv: torch.Tensor) -> torch.Tensor:
 
 
 def _peft_config(kind: str, num_virtual_tokens: int):
-    from peft import PrefixTuningConfig, PromptTuningConfig
-
     if kind == "prefix":
         return PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=num_virtual_tokens, prefix_projection=False)
     return PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=num_virtual_tokens)
@@ -99,8 +96,6 @@ def _save(folder, peft_model, kind: str, base_model: str) -> torch.Tensor:
 
 
 def run(ctx, params: SoftPromptParams) -> EvalPlan:
-    from peft import get_peft_model
-
     source = ctx.source_run("unified_lora")
     ctx.store.update_run(ctx.run_id, parent_run_id=source)
     unified = ctx.adapters_of(source)[None]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shpers_core.distributed.data_parallel import fit_data_parallel
 from shpers_core.evaluation.plan import EvalPlan
 from shpers_core.methods.base import MethodSpec
 from shpers_core.params import Params, param
@@ -23,8 +24,6 @@ def run(ctx, params: UnifiedParams) -> EvalPlan:
     adapter = ctx.saved_adapter("unified")
     if adapter is None:
         if params.workers > 1:
-            from shpers_core.distributed.data_parallel import fit_data_parallel
-
             result = fit_data_parallel(ctx, train, val, "unified", params.workers)
         else:
             result = ctx.fit_lora(train, val, name="unified")

@@ -13,8 +13,8 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # Lazy, like the loaders: building a model is the only reason to import transformers.
     if name == "build_tiny_qwen2":
+        # lazy: like the loaders; building a model is the only reason to import transformers.
         from .tiny import build_tiny_qwen2
 
         return build_tiny_qwen2

@@ -49,6 +49,7 @@ def describe_models() -> list[dict[str, str]]:
 
 
 def _from_folder(folder: Path, dtype: torch.dtype):
+    # lazy: transformers; the package is imported for its names and device checks (jobs.spec, the app's forms)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -58,6 +59,8 @@ def _from_folder(folder: Path, dtype: torch.dtype):
 
 def _resolve(name: str, dtype: torch.dtype, device: str):
     """(model, tokenizer, source) for any accepted name."""
+    # lazy: these import transformers; the package is imported for its names and device checks
+    # (jobs.spec, the app's forms), and only loading a model needs transformers.
     from . import smollm2, tiny
     from .pretrained import check_local_folder, is_hub_id, load_pretrained, looks_like_path
 
@@ -88,7 +91,7 @@ def load_base(name: str, device: str | None = None, dtype: str | None = None) ->
     ``device`` and ``dtype`` default to the best this machine has (see :func:`pick_device`,
     :func:`pick_dtype`). Raises :class:`ModelError` for anything the user can fix.
     """
-    from .quiet import no_progress_bars
+    from .quiet import no_progress_bars  # lazy: transformers, as in _resolve
 
     name = name.strip()
     device = check_device(device) if device else pick_device()

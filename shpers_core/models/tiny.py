@@ -13,7 +13,13 @@ from pathlib import Path
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import (
+    AutoTokenizer,
+    GenerationConfig,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
 from shpers_core.atomic import atomic_dir
@@ -137,6 +143,4 @@ def tiny_qwen2_dir(corpus_path: Path = SAMPLE_CORPUS, seed: int = 0) -> Path:
 
 def shape_tokenizer() -> PreTrainedTokenizerFast:
     """The tiny tokenizer, for models whose weights are random anyway."""
-    from transformers import AutoTokenizer
-
     return AutoTokenizer.from_pretrained(tiny_qwen2_dir())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -47,8 +48,8 @@ def _why_cannot_open(path: Path) -> str:
 
 def _likely_cause(path: Path) -> str:
     """SQLite reports a file-size limit or a full disk on a WAL write as a bare I/O error; name which it was."""
+    # lazy: Unix only
     import resource
-    import shutil
 
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
     if limit != resource.RLIM_INFINITY:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
+from shpers_core.names import relocated, to_stored
 from shpers_core.store.errors import StoreError
 
 # "shpr": marks the file as ours, so pointing the app at another program's database fails clearly.
@@ -93,8 +94,6 @@ def _v3_relative_paths(db: Database) -> None:
     """Artefact paths relative to the workspace (the database's folder), so a moved or copied
     workspace finds its own adapters. A path under ``runs/`` of another folder (the workspace was
     moved before this upgrade) becomes that ``runs/...`` part."""
-    from shpers_core.names import relocated, to_stored
-
     file = next((row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main"), "")
     if not file:
         return

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, PromptTuningConfig
+from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -157,8 +157,6 @@ def save_prefix_tuning(out_dir: Path, embeddings: torch.Tensor, *, base_model: s
 
     ``token_dim`` and ``num_attention_heads`` are those of the keys and values, as PEFT sets them.
     """
-    from peft import PrefixTuningConfig
-
     if embeddings.shape[1] != num_layers * 2 * token_dim:
         raise AdapterError(f"prefix of width {embeddings.shape[1]} is not {num_layers} layers x 2 x {token_dim}")
     config = PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=embeddings.shape[0], token_dim=token_dim,

@@ -20,6 +20,7 @@ from shpers_core.training.batching import Example, batches_for, collate
 from shpers_core.training.checkpoint import load_checkpoint, save_checkpoint
 from shpers_core.training.config import LoraParams, TrainParams, learning_rate_at
 from shpers_core.training.diverged import check_loss
+from shpers_core.training.loop_state import LoopState, Spent
 from shpers_core.training.loss import Throughput, labelled_loss_sum, padding_share
 from shpers_core.training.precision import LossScaler
 from shpers_core.training.sanity import SANITY_BATCHES, check_before_training
@@ -141,8 +142,7 @@ def fit(
     steps_per_epoch = len(plan) // params.num_epochs
     val_series = series.replace("train", "val") if "train" in series else f"{series}/val"
 
-    state = {"step": 0, "best_val": float("inf"), "bad_epochs": 0, "train_curve": [], "val_curve": [],
-             "seconds": 0.0, "stopped_early": False, "tokens": 0, "padded": 0}
+    state, spent = LoopState(), Spent()
     best_weights: dict[str, torch.Tensor] | None = None
     if checkpoint_dir is not None:
         resumed = load_checkpoint(checkpoint_dir)
@@ -152,37 +152,38 @@ def fit(
                     p.copy_(resumed.weights[n].to(p.device, p.dtype))
             optimizer.load_state_dict(resumed.optimizer)
             resumed.restore_rng(device)
-            state.update(resumed.state)
+            state, spent = LoopState.from_dict(resumed.state), Spent.from_dict(resumed.state)
             best_weights = resumed.best
-            reporter.log(f"resumed {series} at step {state['step']} of {total}")
-            replay_curve(reporter, state["train_curve"], state["val_curve"], total, warmup, params.learning_rate,
+            reporter.log(f"resumed {series} at step {state.step} of {total}")
+            replay_curve(reporter, state.train_curve, state.val_curve, total, warmup, params.learning_rate,
                          series, val_series)
 
     def checkpoint() -> None:
         if checkpoint_dir is not None:
             current = {n: p.detach().cpu().clone() for n, p in zip(names, weights)}
-            save_checkpoint(checkpoint_dir, current, optimizer.state_dict(), state, best_weights, device)
+            save_checkpoint(checkpoint_dir, current, optimizer.state_dict(), state.to_dict() | spent.to_dict(),
+                            best_weights, device)
 
     scaler = LossScaler.for_model(model)
-    if state["step"] == 0:
+    if state.step == 0:
         first = (val or train)[:SANITY_BATCHES * params.batch_size]
         reporter.log(check_before_training(validation_loss(model, pad_id, first, params.batch_size), len(first),
                                            series))
     model.train()
-    started = time.perf_counter() - state["seconds"]
+    started = time.perf_counter() - spent.seconds
     try:
-        while state["step"] < total and not state["stopped_early"]:
+        while state.step < total and not state.stopped_early:
             if dp is None:
                 reporter.check()
             elif dp.any_stop(reporter.should_stop()):
                 raise JobCancelled()
-            t = state["step"]
+            t = state.step
             rows = [train[i] for i in plan[t]]
             if dp is not None:
                 rows = dp.share(rows)
             padded, real = padding_share([len(e) for e in rows])
-            state["padded"] += padded
-            state["tokens"] += real
+            spent.padded += padded
+            spent.tokens += real
             if dp is None:
                 batch = {k: v.to(device) for k, v in collate(rows, pad_id).items()}
                 s, c = labelled_loss_sum(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
@@ -200,46 +201,41 @@ def fit(
                     group["lr"] = lr
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            state["step"] = t + 1
-            state["train_curve"].append((t + 1, loss.item()))
+            state.record_step(loss.item())
             elapsed = time.perf_counter() - started
-            reporter.emit(Step(t + 1, total, state["train_curve"][-1][1], lr, series,
-                               state["tokens"] / elapsed if elapsed > 0 else 0.0))
-            if state["step"] % steps_per_epoch == 0 and val:
+            reporter.emit(Step(state.step, total, state.train_curve[-1][1], lr, series,
+                               spent.tokens / elapsed if elapsed > 0 else 0.0))
+            if state.step % steps_per_epoch == 0 and val:
                 vloss = validation_loss(model, pad_id, val, params.batch_size)
-                state["val_curve"].append((state["step"], vloss))
-                reporter.emit(Validation(state["step"], vloss, val_series))
-                if vloss < state["best_val"] - 1e-6:
-                    state["best_val"], state["bad_epochs"] = vloss, 0
-                    if params.early_stopping_patience:
-                        best_weights = {n: p.detach().cpu().clone() for n, p in zip(names, weights)}
-                else:
-                    state["bad_epochs"] += 1
-                    if params.early_stopping_patience and state["bad_epochs"] >= params.early_stopping_patience:
-                        state["stopped_early"] = True
-                        reporter.log(f"{series}: early stop at step {state['step']} (best val {state['best_val']:.4f})")
-            state["seconds"] = time.perf_counter() - started
-            if state["step"] % every == 0 or state["step"] % steps_per_epoch == 0:
+                patience = params.early_stopping_patience
+                improved = state.record_validation(vloss, patience)
+                reporter.emit(Validation(state.step, vloss, val_series))
+                if improved and patience:
+                    best_weights = {n: p.detach().cpu().clone() for n, p in zip(names, weights)}
+                if state.stopped_early:
+                    reporter.log(f"{series}: early stop at step {state.step} (best val {state.best_val:.4f})")
+            spent.seconds = time.perf_counter() - started
+            if state.step % every == 0 or state.step % steps_per_epoch == 0:
                 checkpoint()
     except JobCancelled:
-        state["seconds"] = time.perf_counter() - started
+        spent.seconds = time.perf_counter() - started
         checkpoint()
         raise
-    if best_weights is not None and state["stopped_early"]:
+    if best_weights is not None and state.stopped_early:
         with torch.no_grad():
             for n, p in zip(names, weights):
                 p.copy_(best_weights[n].to(p.device, p.dtype))
     model.eval()
     return FitResult(
         state_dict={},
-        train_curve=[tuple(x) for x in state["train_curve"]],
-        val_curve=[tuple(x) for x in state["val_curve"]],
-        steps=state["step"],
-        seconds=state["seconds"],
+        train_curve=list(state.train_curve),
+        val_curve=list(state.val_curve),
+        steps=state.step,
+        seconds=spent.seconds,
         trainable_params=sum(p.numel() for p in weights),
-        stopped_early=state["stopped_early"],
-        tokens=state["tokens"],
-        padded=state["padded"],
+        stopped_early=state.stopped_early,
+        tokens=spent.tokens,
+        padded=spent.padded,
     )
 
 

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from shpers_core.data.errors import DatasetError
+from shpers_core.workspace import cache_dir
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 
@@ -16,9 +17,9 @@ def looks_like_hub_id(source: str) -> bool:
 
 def download(repo_id: str, revision: str | None = None) -> Path:
     """The local folder of ``repo_id``'s JSON/JSONL files; a one-line error when the hub cannot be reached."""
+    # lazy: huggingface_hub is slow to import and only `shpers data import` from the hub needs it
     from huggingface_hub import snapshot_download
 
-    from shpers_core.workspace import cache_dir
 
     try:
         folder = snapshot_download(repo_id, repo_type="dataset", revision=revision,

@@ -16,6 +16,7 @@ from shpers_core.training.checkpoint import Checkpoint, save_checkpoint
 from shpers_core.training.config import TrainParams, learning_rate_at
 from shpers_core.training.diverged import check_loss
 from shpers_core.training.fit import replay_curve
+from shpers_core.training.loop_state import LoopState, Spent
 from shpers_core.training.loss import Throughput, labelled_loss_sum, padding_share
 from shpers_core.training.multi.adamw import StackedAdamW, clip_grad_norm_per_adapter
 from shpers_core.training.multi.lora import MultiLoraModel
@@ -61,16 +62,9 @@ class MultiLoop:
         self.total_global = max(self.totals)
         self.global_per_epoch = self.total_global // p.num_epochs
         self.g = 0
-        self.tokens = 0
-        self.padded = 0
-        self.seconds = 0.0
-        self.t = [0] * n
-        self.stopped = [False] * n
-        self.best_val = [float("inf")] * n
-        self.bad_epochs = [0] * n
+        self.spent = Spent()
+        self.states = [LoopState() for _ in ids]
         self.best_weights: list[dict | None] = [None] * n
-        self.train_curves: list[list[tuple[int, float]]] = [[] for _ in ids]
-        self.val_curves: list[list[tuple[int, float]]] = [[] for _ in ids]
         self.epoch_vals: dict[int, dict[int, float]] = {}
         # The mean curves as sent: (global step, loss, learning rate) and (global step, loss).
         self.mean_train: list[tuple[int, float, float]] = []
@@ -95,21 +89,22 @@ class MultiLoop:
         else:
             self._sanity_check()
         self.model.train()
-        started = time.perf_counter() - self.seconds
+        states = self.states
+        started = time.perf_counter() - self.spent.seconds
         try:
             while True:
-                active = [a for a in range(n) if self.t[a] < self.totals[a] and not self.stopped[a]]
+                active = [a for a in range(n) if states[a].step < self.totals[a] and not states[a].stopped_early]
                 if not active:
                     break
                 self.reporter.check()
-                rows = [(a, self.train_ex[a][i]) for a in active for i in self.plans[a][self.t[a]]]
-                self.tokens += sum(len(e) for _, e in rows)
+                rows = [(a, self.train_ex[a][i]) for a in active for i in self.plans[a][states[a].step]]
+                self.spent.tokens += sum(len(e) for _, e in rows)
                 losses = self._train_step(rows, n)
                 for a in active:
-                    check_loss(float(losses[a]), self.t[a] + 1, f"{self.ids[a]}/train")
+                    check_loss(float(losses[a]), states[a].step + 1, f"{self.ids[a]}/train")
                 lr = torch.zeros(n, dtype=torch.float64)
                 for a in active:
-                    lr[a] = learning_rate_at(self.t[a], self.totals[a], self.warmups[a], p.learning_rate)
+                    lr[a] = learning_rate_at(states[a].step, self.totals[a], self.warmups[a], p.learning_rate)
                 if self.scaler.unscale(self.weights):  # float16 only: an overflowed step is skipped
                     if p.max_grad_norm > 0:
                         clip_grad_norm_per_adapter(self.weights, p.max_grad_norm)
@@ -120,43 +115,42 @@ class MultiLoop:
                 # The loop's state first, then the events: a sink that raises leaves no half-counted step.
                 self.g += 1
                 for a in active:
-                    self.t[a] += 1
-                    self.train_curves[a].append((self.t[a], float(losses[a])))
+                    states[a].record_step(float(losses[a]))
                 self.mean_train.append((self.g, float(losses[active].mean()), float(lr[active].mean())))
                 if self.verbose:
                     for a in active:
-                        self.reporter.emit(Step(self.t[a], self.totals[a], float(losses[a]), float(lr[a]),
+                        self.reporter.emit(Step(states[a].step, self.totals[a], float(losses[a]), float(lr[a]),
                                                 f"{self.ids[a]}/train"))
                 elapsed = time.perf_counter() - started
                 self.reporter.emit(Step(self.g, self.total_global, *self.mean_train[-1][1:], "train",
-                                        self.tokens / elapsed if elapsed > 0 else 0.0))
-                ending = [a for a in active if self.t[a] % self.per_epoch[a] == 0 and self.val_ex[a]]
+                                        self.spent.tokens / elapsed if elapsed > 0 else 0.0))
+                ending = [a for a in active if states[a].step % self.per_epoch[a] == 0 and self.val_ex[a]]
                 if ending:
                     self._validate(ending, self.g)
-                self.seconds = time.perf_counter() - started
+                self.spent.seconds = time.perf_counter() - started
                 if self.g % self.checkpoint_every == 0 or self.g % self.global_per_epoch == 0:
                     self._checkpoint()
         except JobCancelled:
-            self.seconds = time.perf_counter() - started
+            self.spent.seconds = time.perf_counter() - started
             self._checkpoint()
             raise
         if self.saved_at != self.g:
             self._checkpoint()  # the end (early stops can end a run between epochs of the longest adapter)
         for a in range(n):
-            if self.stopped[a] and self.best_weights[a] is not None:
+            if states[a].stopped_early and self.best_weights[a] is not None:
                 self.multi.load_adapter(a, self.best_weights[a])
         self.model.eval()
         return MultiFitResult(
             state_dicts={pid: self.multi.adapter_state_dict(a) for a, pid in enumerate(self.ids)},
-            train_losses={pid: self.train_curves[a] for a, pid in enumerate(self.ids)},
-            val_losses={pid: self.val_curves[a] for a, pid in enumerate(self.ids)},
-            steps={pid: self.t[a] for a, pid in enumerate(self.ids)},
+            train_losses={pid: states[a].train_curve for a, pid in enumerate(self.ids)},
+            val_losses={pid: states[a].val_curve for a, pid in enumerate(self.ids)},
+            steps={pid: states[a].step for a, pid in enumerate(self.ids)},
             global_steps=self.g,
-            seconds=self.seconds,
-            tokens=self.tokens,
-            padded=self.padded,
+            seconds=self.spent.seconds,
+            tokens=self.spent.tokens,
+            padded=self.spent.padded,
             trainable_params=n * self.multi.trainable_params_per_adapter(),
-            stopped_early=[pid for a, pid in enumerate(self.ids) if self.stopped[a]],
+            stopped_early=[pid for a, pid in enumerate(self.ids) if states[a].stopped_early],
         )
 
     def _checkpoint(self) -> None:
@@ -171,18 +165,11 @@ class MultiLoop:
         state = {
             "fingerprint": self.fingerprint,
             "global_step": self.g,
-            "steps": self.t,
-            "stopped": self.stopped,
-            "best_val": self.best_val,
-            "bad_epochs": self.bad_epochs,
-            "train_curves": self.train_curves,
-            "val_curves": self.val_curves,
+            **LoopState.to_columns(self.states),
             "epoch_vals": {str(e): {str(a): v for a, v in done.items()} for e, done in self.epoch_vals.items()},
             "mean_train": self.mean_train,
             "mean_val": self.mean_val,
-            "tokens": self.tokens,
-            "padded": self.padded,
-            "seconds": self.seconds,
+            **self.spent.to_dict(),
         }
         save_checkpoint(self.checkpoint_dir, weights, self.optimizer.state_dict(), state, best or None, self.device)
         self.saved_at = self.g
@@ -196,12 +183,7 @@ class MultiLoop:
         self.optimizer.load_state_dict(saved.optimizer)
         saved.restore_rng(self.device)
         s = saved.state
-        self.g, self.tokens, self.seconds = s["global_step"], s["tokens"], s["seconds"]
-        self.padded = s.get("padded", 0)
-        self.t, self.stopped = list(s["steps"]), list(s["stopped"])
-        self.best_val, self.bad_epochs = list(s["best_val"]), list(s["bad_epochs"])
-        self.train_curves = [[tuple(x) for x in curve] for curve in s["train_curves"]]
-        self.val_curves = [[tuple(x) for x in curve] for curve in s["val_curves"]]
+        self.g, self.spent, self.states = s["global_step"], Spent.from_dict(s), LoopState.from_columns(s)
         self.epoch_vals = {int(e): {int(a): v for a, v in done.items()} for e, done in s["epoch_vals"].items()}
         self.mean_train = [tuple(x) for x in s["mean_train"]]
         self.mean_val = [tuple(x) for x in s["mean_val"]]
@@ -218,7 +200,8 @@ class MultiLoop:
         """Send the checkpoint's curves again (see :func:`replay_curve`)."""
         if self.verbose:
             for a, pid in enumerate(self.ids):
-                replay_curve(self.reporter, self.train_curves[a], self.val_curves[a], self.totals[a], self.warmups[a],
+                replay_curve(self.reporter, self.states[a].train_curve, self.states[a].val_curve, self.totals[a],
+                             self.warmups[a],
                              self.params.learning_rate, f"{pid}/train", f"{pid}/val")
         # The mean curves keep the learning rate they were sent with.
         for step, loss, lr in self.mean_train:
@@ -238,7 +221,7 @@ class MultiLoop:
         for group in micro_batches([len(e) for _, e in rows], self.max_rows, self.max_tokens):
             slots = torch.tensor([rows[i][0] for i in group])
             padded, _ = padding_share([len(rows[i][1]) for i in group])
-            self.padded += padded
+            self.spent.padded += padded
             batch = {k: v.to(self.device) for k, v in collate([rows[i][1] for i in group], self.pad_id).items()}
             with self.multi.use_slots(slots):
                 s, _ = labelled_loss_sum(self.model, batch["input_ids"], batch["attention_mask"], batch["labels"])
@@ -281,26 +264,20 @@ class MultiLoop:
     def _validate(self, adapters: list[int], g: int) -> None:
         patience = self.params.early_stopping_patience
         for a, vloss in self._val_losses(adapters).items():
-            epoch = self.t[a] // self.per_epoch[a]
-            self.val_curves[a].append((self.t[a], vloss))
-            self.epoch_vals.setdefault(epoch, {})[a] = vloss
+            state = self.states[a]
+            self.epoch_vals.setdefault(state.step // self.per_epoch[a], {})[a] = vloss
+            improved = state.record_validation(vloss, patience)
             if self.verbose:
-                self.reporter.emit(Validation(self.t[a], vloss, f"{self.ids[a]}/val"))
-            if vloss < self.best_val[a] - 1e-6:
-                self.best_val[a], self.bad_epochs[a] = vloss, 0
-                if patience:
-                    self.best_weights[a] = self.multi.adapter_state_dict(a)
-            else:
-                self.bad_epochs[a] += 1
-                if patience and self.bad_epochs[a] >= patience:
-                    self.stopped[a] = True
-                    self.reporter.log(f"{self.ids[a]}: early stop at step {self.t[a]} "
-                                      f"(best val {self.best_val[a]:.4f})")
+                self.reporter.emit(Validation(state.step, vloss, f"{self.ids[a]}/val"))
+            if improved and patience:
+                self.best_weights[a] = self.multi.adapter_state_dict(a)
+            if state.stopped_early:
+                self.reporter.log(f"{self.ids[a]}: early stop at step {state.step} (best val {state.best_val:.4f})")
         # The mean curve gets epoch e once every adapter that will reach it has reported it.
         for epoch in sorted(self.epoch_vals):
             done = self.epoch_vals[epoch]
             waiting = [a for a in range(len(self.ids)) if self.val_ex[a] and a not in done
-                       and not (self.stopped[a] and self.t[a] // self.per_epoch[a] < epoch)]
+                       and not (self.states[a].stopped_early and self.states[a].step // self.per_epoch[a] < epoch)]
             if waiting:
                 break
             self.mean_val.append((g, sum(done.values()) / len(done)))
