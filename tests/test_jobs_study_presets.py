@@ -1,4 +1,4 @@
-"""The study presets as jobs: what ``quick`` runs, and that its rows say where epochs were cut."""
+"""The study presets as jobs: what ``quick`` runs, and that its rows say where epochs and data were cut."""
 
 from shpers_core.jobs.spec import defaults_for
 from shpers_core.jobs.study import PRESETS, STUDY_STEPS, study_specs
@@ -14,9 +14,11 @@ def test_quick_runs_every_row_on_20_personas_with_3_test_dialogues_and_names_its
     for (label, method, _), spec in zip(STUDY_STEPS, specs):
         train, ev = spec.train, spec.eval
         assert spec.personas == ids and spec.base_model == preset.base_model
-        assert ev.max_test_dialogues >= 3 and ev.max_train_dialogues == 0  # all training dialogues
+        assert ev.max_test_dialogues >= 3 and ev.max_train_dialogues >= 5
         if "train" in defaults_for(method) and train.num_epochs < defaults_for(method)["train"]["num_epochs"]:
-            assert spec.name == f"{label} ({train.num_epochs} of {defaults_for(method)['train']['num_epochs']} epochs)"
+            full = defaults_for(method)["train"]["num_epochs"]
+            assert spec.name == (f"{label} ({train.num_epochs} of {full} epochs, "
+                                 f"{ev.max_train_dialogues} training dialogues a persona)")
             cut += 1
         else:
             assert spec.name == label

@@ -1,7 +1,7 @@
 """The whole study as a list of jobs, at three sizes.
 
 ``smoke`` proves the pipeline end to end on a CPU in minutes; ``quick`` answers the study's questions
-on 20 personas in about 45 minutes on a 2-core CPU with bf16;
+on 20 personas in about 45 minutes on a 2-core CPU;
 ``seed`` is the study's own protocol (Qwen2.5-0.5B-Instruct, all personas, Appendix A) for a GPU.
 """
 
@@ -66,14 +66,16 @@ PRESETS: dict[str, StudyPreset] = {
          "train.max_length": 192, "k": 2, "experts": 2},
     ),
     "quick": StudyPreset(
-        # Sized from step and turn rates measured here with the bf16 engine: every
-        # row on 20 personas, all 20 training dialogues each, 3 test dialogues each. Appendix A's
-        # epochs do not fit: LoRA rows train 1 of 3 epochs, learned prefixes 1 of 10; the rows say so.
-        "quick", "20 personas, all their training dialogues, 3 test dialogues each, every row, on the embedded "
-                 "model; epochs cut to 1 (the table says so): about 45-55 minutes on a 2-core CPU.",
+        # Sized from rates measured on a 2-core AVX2 CPU in float32 (a unified row of 20 personas:
+        # 130 training tokens/s, 194 test turns in 45 s): every row on 20 personas, 3 test dialogues
+        # each. Appendix A's epochs and the 20 training dialogues a persona do not fit in 45 minutes:
+        # trained rows run 1 epoch (LoRA 1 of 3, learned prefixes 1 of 10) on 8 training dialogues a
+        # persona, and their names in the table say so.
+        "quick", "20 personas, 8 training and 3 test dialogues each, every row, on the embedded model; "
+                 "epochs cut to 1 (the table says so): about 40-45 minutes on a 2-core CPU.",
         DEFAULT_MODEL, 20,
-        {"train.num_epochs": 1, "eval.max_test_dialogues": 3, "eval.max_new_tokens": 24,
-         "eval.eval_batch_size": 64, "k": 4},
+        {"train.num_epochs": 1, "eval.max_train_dialogues": 8, "eval.max_test_dialogues": 3,
+         "eval.max_new_tokens": 24, "eval.eval_batch_size": 64, "k": 4},
         note_cuts=True,
     ),
     "seed": StudyPreset(
@@ -102,8 +104,11 @@ def study_specs(preset: str | StudyPreset, persona_ids: list[str], *, base_model
                           personas=list(persona_ids), name=label, dtype=dtype)
         if p.note_cuts and "train" in parameter_groups(method):
             full, used = default_params(method, "train").num_epochs, spec.train.num_epochs
-            if used < full:
-                spec = spec.replace(name=f"{label} ({used} of {full} epochs)")
+            cuts = [f"{used} of {full} epochs"] if used < full else []
+            if spec.eval.max_train_dialogues:
+                cuts.append(f"{spec.eval.max_train_dialogues} training dialogues a persona")
+            if cuts:
+                spec = spec.replace(name=f"{label} ({', '.join(cuts)})")
         specs.append(spec)
     return specs
 
