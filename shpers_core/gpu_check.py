@@ -3,7 +3,8 @@
 On CUDA: ``shpers bench`` on ``qwen2.5-0.5b-shape`` in bf16 at N = 16 personas (float32 beside it)
 and N = 200 (batched against one at a time and against unified, peak GPU memory), then a unified
 LoRA run and a per-persona run on the default dataset for a fixed number of steps, with training
-tokens/s and evaluation turns/s. Without a GPU it says so, runs the same on the tiny model as a
+tokens/s and evaluation turns/s, and the same unified run in float32 and bf16 side by side (final
+validation loss within 2 %, per-persona scores within the paired bootstrap interval). Without a GPU it says so, runs the same on the tiny model as a
 check of the path, and exits 0. Without the MiniLM package (too big to carry to an offline GPU
 machine) the runs skip the embedding metric and the report says so.
 
@@ -27,6 +28,7 @@ import torch
 from shpers_core.bench import run_bench
 from shpers_core.cli.bench_cmd import format_result
 from shpers_core.data import generate_dataset, write_jsonl
+from shpers_core.evaluation.stats import paired_comparison
 from shpers_core.events import Reporter
 from shpers_core.jobs.runner import run_job
 from shpers_core.jobs.spec import build_spec
@@ -59,32 +61,74 @@ def _bench_section(model: str, personas: int, dtypes: tuple[str, ...], eval_one_
     return data, text
 
 
+RUN_OVERRIDES = {"train.num_epochs": 1, "eval.max_test_dialogues": 1, "eval.max_new_tokens": 32,
+                 "eval.eval_batch_size": 64, "train.checkpoint_every": 1000}
+
+
+def _scratch_workspace(root: str, personas: int) -> tuple[Workspace, list[str]]:
+    ws = Workspace.open(root)
+    dataset = generate_dataset(personas, 30, seed=0)
+    write_jsonl(dataset, ws.dataset_path)
+    return ws, sorted(dataset.personas)
+
+
+def _run(ws: Workspace, method: str, model: str, ids: list[str], dialogues: int, dtype: str | None = None) -> dict:
+    """One run in ``ws``; its dtype, seconds, final validation loss, info metrics and per-persona scores."""
+    spec = build_spec(method, {**RUN_OVERRIDES, "eval.max_train_dialogues": dialogues}, base_model=model,
+                      personas=ids, name=f"gpu-check {method}", dtype=dtype)
+    started = time.perf_counter()
+    run_id = run_job(spec, ws, Reporter())
+    seconds = time.perf_counter() - started
+    with RunStore(ws.db_path) as store:
+        info = store.metrics(run_id, subset="info")
+        run = store.get_run(run_id)
+        val = [c.points[-1][1] for c in store.curves(run_id, kind="val").values() if c.points]
+        metric = "embedding_similarity" if os.environ.get("SHPERS_SKIP_EMBEDDING") != "1" else "device_precision"
+        scores = store.persona_scores(run_id, metric)
+    return {"seconds": seconds, "dtype": run.params.get("dtype"), "final_val_loss": val[-1] if val else None,
+            "metric": metric, "scores": scores,
+            **{k: info.get(k) for k in ("train_tokens", "train_tokens_per_s", "train_padding_share",
+                                        "eval_turns_per_s", "eval_turns_truncated")}}
+
+
 def _runs_section(model: str, personas: int, steps_dialogues: int) -> tuple[dict, str]:
     """A unified LoRA and a per-persona run on the default dataset's first personas, in a scratch workspace."""
     out, lines = {}, []
     with tempfile.TemporaryDirectory(prefix="shpers-gpu-check-") as root:
-        ws = Workspace.open(root)
-        dataset = generate_dataset(personas, 30, seed=0)
-        write_jsonl(dataset, ws.dataset_path)
-        ids = sorted(dataset.personas)
-        overrides = {"train.num_epochs": 1, "eval.max_train_dialogues": steps_dialogues, "eval.max_test_dialogues": 1,
-                     "eval.max_new_tokens": 32, "eval.eval_batch_size": 64, "train.checkpoint_every": 1000}
+        ws, ids = _scratch_workspace(root, personas)
         for method in ("unified_lora", "per_persona_lora"):
-            spec = build_spec(method, overrides, base_model=model, personas=ids, name=f"gpu-check {method}")
-            started = time.perf_counter()
-            run_id = run_job(spec, ws, Reporter())
-            with RunStore(ws.db_path) as store:
-                info = store.metrics(run_id, subset="info")
-                run = store.get_run(run_id)
-            out[method] = {"seconds": time.perf_counter() - started, "dtype": run.params.get("dtype"),
-                           **{k: info.get(k) for k in ("train_tokens", "train_tokens_per_s", "train_padding_share",
-                                                       "eval_turns_per_s", "eval_turns_truncated")}}
-            m = out[method]
+            out[method] = m = _run(ws, method, model, ids, steps_dialogues)
             lines.append(f"| {method} | {m['dtype']} | {m['train_tokens']:.0f} | {m['train_tokens_per_s']:.0f} | "
                          f"{m['train_padding_share'] * 100:.1f} % | {m['eval_turns_per_s']:.2f} | {m['seconds']:.0f} |")
     head = ("| run | dtype | tokens trained | tokens/s | padding | eval turns/s | seconds |\n"
             "|---|---|---:|---:|---:|---:|---:|")
     return out, head + "\n" + "\n".join(lines)
+
+
+def _quality_section(model: str, personas: int, dialogues: int, dtype: str) -> tuple[dict, str]:
+    """The same unified LoRA run (data, seed, steps) in float32 and in ``dtype``: the final validation
+    loss within 2 %, and the per-persona scores' paired difference with its bootstrap interval."""
+    with tempfile.TemporaryDirectory(prefix="shpers-gpu-check-") as root:
+        ws, ids = _scratch_workspace(root, personas)
+        full = _run(ws, "unified_lora", model, ids, dialogues, "float32")
+        half = _run(ws, "unified_lora", model, ids, dialogues, dtype)
+    out = {"dtype": dtype, "metric": full["metric"],
+           "val_loss": {"float32": full["final_val_loss"], dtype: half["final_val_loss"]}}
+    lines = []
+    if full["final_val_loss"] and half["final_val_loss"] is not None:
+        rel = abs(half["final_val_loss"] - full["final_val_loss"]) / full["final_val_loss"]
+        out["val_loss_relative_difference"] = rel
+        lines.append(f"final validation loss: float32 {full['final_val_loss']:.4f}, {dtype} "
+                     f"{half['final_val_loss']:.4f}: {rel * 100:.2f} % apart (target <= 2 %: "
+                     f"{'met' if rel <= 0.02 else 'NOT met'})")
+    if len(full["scores"]) >= 2:
+        stats = paired_comparison(full["scores"], half["scores"])
+        inside = stats.ci_low <= 0.0 <= stats.ci_high
+        out.update(mean_score_difference=stats.mean_diff, ci=[stats.ci_low, stats.ci_high], zero_inside_ci=inside)
+        lines.append(f"{full['metric']} per persona, {dtype} - float32: {stats.mean_diff:+.2f} points, 95 % "
+                     f"bootstrap interval [{stats.ci_low:+.2f}, {stats.ci_high:+.2f}] "
+                     f"({'holds 0: no difference shown' if inside else 'excludes 0'})")
+    return out, "\n".join(f"- {line}" for line in lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,12 +157,14 @@ def main(argv: list[str] | None = None) -> int:
         dtypes_small: tuple[str, ...] = ("float32", "bfloat16") if torch.cuda.is_bf16_supported() else ("float32",
                                                                                                         "float16")
         dtypes_large = dtypes_small[-1:]
+        quality_dtype = dtypes_small[-1]
     else:
         _say("No GPU is present on this machine: running the CPU part only (the tiny model, a few seconds).")
         md += ["**No GPU is present on this machine.** Only the CPU part ran, on the tiny model: it checks the "
                "path, not the speed.", ""]
         model, small, large, run_personas, dialogues = "tiny-qwen2", 3, 6, 3, 2
         dtypes_small, dtypes_large = ("float32",), ("float32",)
+        quality_dtype = "bfloat16"  # emulated where the CPU lacks it: the tiny model checks the path only
     started = time.perf_counter()
     for label, n, dtypes, one_at_a_time in (("small", small, dtypes_small, True),
                                             ("large", large, dtypes_large, False)):
@@ -126,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         data, text = _bench_section(model, n, dtypes, one_at_a_time)
         report[f"bench_{label}"] = data
         md += [f"## Bench, N = {n} ({', '.join(dtypes)})", "", "```", text, "```", ""]
+    _say(f"quality: unified LoRA in float32 and {quality_dtype}, {run_personas} personas")
+    data, text = _quality_section(model, run_personas, dialogues, quality_dtype)
+    report["quality"] = data
+    md += [f"## {quality_dtype} against float32: the same unified LoRA run (data, seed, steps)", "", text, ""]
     _say(f"runs: unified and per-persona LoRA, {run_personas} personas")
     data, table = _runs_section(model, run_personas, dialogues)
     report["runs"] = data

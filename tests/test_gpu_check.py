@@ -21,3 +21,7 @@ def test_gpu_check_without_a_gpu_runs_its_cpu_part(shpers_cache, tmp_path, monke
     assert data["runs"]["per_persona_lora"]["train_tokens_per_s"] > 0
     assert data["runs"]["unified_lora"]["eval_turns_per_s"] > 0
     assert data["bench_small"]["batched_vs_unified"] > 0
+    quality = data["quality"]  # the same unified run in float32 and bf16
+    assert quality["dtype"] == "bfloat16" and all(v > 0 for v in quality["val_loss"].values())
+    assert quality["val_loss_relative_difference"] >= 0 and len(quality["ci"]) == 2
+    assert "bfloat16 against float32" in md and "final validation loss" in md
