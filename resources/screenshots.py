@@ -24,6 +24,9 @@ CHAT_PERSONAS = ["persona_000", "persona_001", "persona_002", "persona_003", "pe
 # Runs shown side by side, first pair present wins: a `make study` workspace, then our own.
 PAIRS = [("Unified LoRA", "Unified + learned persona prefix"), ("Unified LoRA", "Per-persona LoRA"),
          ("Base SmolLM2", "SmolLM2 + persona prompt")]
+# Asked in the Chat tab of a study workspace: the input's own example, then everyday requests.
+EXAMPLE_REQUESTS = ["turn on the lights in the kitchen", "What is the weather like today?",
+                    "Set the thermostat to 21 degrees"]
 STORED_CURVES = ["Cluster LoRA (description)", "Unified LoRA", "Unified LoRA (tiny)"]
 
 
@@ -172,6 +175,18 @@ def main(argv: list[str] | None = None) -> int:
         window.chat.load_test_turn()
         wait(app, lambda: bool(done), 240)
     shot("6-chat")
+
+    # The example the input suggests, asked of the unified adapter beside the base model.
+    base_run = runs.get("Base model (no adaptation)")
+    if a is not None and base_run is not None:
+        window.chat.set_selection("persona_000", a.id, base_run.id)
+        window.chat.clear()
+        for request in EXAMPLE_REQUESTS:
+            done.clear()
+            window.chat.input.setText(request)
+            window.chat.send()
+            wait(app, lambda: bool(done), 240)
+        shot("7-chat-requests")
     window.close()
     return 0
 
