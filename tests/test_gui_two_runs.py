@@ -107,6 +107,19 @@ def test_a_persona_no_run_covers_says_why(chat):
     assert "No finished run covers persona_002" in chat.status.text()
 
 
+def test_a_study_row_named_after_its_method_says_the_method_once(window, workspace):
+    root, ids = workspace
+    with RunStore(Workspace.open(root).db_path) as store:
+        store.update_run(ids["unified"], name="Unified LoRA (1 of 3 epochs)")
+    try:
+        window.chat.set_selection("persona_000", ids["unified"])
+        title = window.chat.pane_a.title.text()
+        assert "Unified LoRA (1 of 3 epochs)" in title and title.count("Unified LoRA") == 1
+    finally:
+        with RunStore(Workspace.open(root).db_path) as store:
+            store.update_run(ids["unified"], name="unified")
+
+
 def test_grid_keeps_personas_in_view_and_drills_down_with_history(window, workspace):
     _, ids = workspace
     grid = window.grid

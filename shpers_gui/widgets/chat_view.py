@@ -266,7 +266,9 @@ class ChatView(QWidget):
             title = METHODS[run.method].title if run.method in METHODS else run.method
             score = store.persona_scores(run.id).get(pid)
             score_text = "" if score is None else f" · emb. sim. {score * 100:.1f} % on {pid}'s test turns"
-            pane.title.setText(f"{pane.role}: {run.label} — {title}{score_text}")
+            # A study row is named after its method ("Unified LoRA (1 of 3 epochs)"): say the method once.
+            method = "" if run.label.startswith(title) else f" — {title}"
+            pane.title.setText(f"{pane.role}: {run.label}{method}{score_text}")
             pane.title.setToolTip(f"run {run.id} ({run.method} on {run.base_model})")
             recipe = engine.get("run_recipes")(self.session.workspace, run.id).get(pid)
             pane.source.setText("answers with " + engine.get("describe_recipe")(recipe, run.id))

@@ -205,8 +205,9 @@ class ResultsView(QWidget):
         self.tag_filter.setToolTip("Only runs with this tag (tags: right-click a run ▸ Notes and tags…)")
         self.tag_filter.currentIndexChanged.connect(lambda _i: self.proxy.set_tag(self.tag_filter.currentData() or ""))
         self.table = QTableView()
-        # Run names differ at their ends ("... prefix" vs "... prefix (KV)"): keep both ends visible.
-        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        # Names start with the row and end with its cuts ("Unified + learned persona prefix (KV, random
+        # init) (1 of 10 epochs, ...)"): the start tells runs apart, so cut at the right.
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(RunsModel.CREATED, Qt.SortOrder.DescendingOrder)
@@ -216,7 +217,8 @@ class ResultsView(QWidget):
         self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        for col, w in ((0, 190), (1, 150), (2, 130), (3, 150), (4, 165), (9, 180), (13, 140)):
+        # The name column is the widest: a study row says its cuts after the method ("... (KV) (1 of 10 epochs, ...)").
+        for col, w in ((0, 330), (1, 150), (2, 130), (3, 150), (4, 165), (9, 180), (13, 140)):
             header.resizeSection(col, w)
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._selection_changed())
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
