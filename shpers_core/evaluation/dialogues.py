@@ -14,7 +14,6 @@ from transformers import DynamicCache
 
 from shpers_core.evaluation.generation import (
     CACHE_ARG,
-    cache_layers,
     check_slots,
     greedy_tokens,
     left_padded,
@@ -22,13 +21,14 @@ from shpers_core.evaluation.generation import (
     pad_id_for,
     stop_token_ids,
 )
+from shpers_core.evaluation.kv_cache import roomy_cache
 from shpers_core.events import Reporter
 from shpers_core.training.multi import MultiLoraModel
 
 
-def _compacted(model: torch.nn.Module, cache, mask: torch.Tensor, keep_rows: torch.Tensor,
-               width: int) -> tuple[DynamicCache, torch.Tensor]:
-    """The cache's first ``width`` columns for ``keep_rows``, each row's real columns moved to the right
+def _compacted(model: torch.nn.Module, prompt: list[tuple[torch.Tensor, torch.Tensor]], mask: torch.Tensor,
+               keep_rows: torch.Tensor, width: int) -> tuple[DynamicCache, torch.Tensor]:
+    """The first ``width`` columns of each layer's ``prompt`` keys and values, for ``keep_rows``, each row's real columns moved to the right
     end in order (so columns hidden by the mask take no room); the new cache and its mask.
 
     Keys carry their rotary position already, so moving a column changes nothing it computes.
@@ -40,11 +40,11 @@ def _compacted(model: torch.nn.Module, cache, mask: torch.Tensor, keep_rows: tor
     index = order[:, width - new_width:]
     new_mask = (torch.arange(new_width, device=mask.device)[None, :] >= (new_width - counts)[:, None]).long()
     layers = []
-    for keys, values in cache_layers(cache):
+    for keys, values in prompt:
         keys, values = keys[keep_rows], values[keep_rows]
         idx = index[:, None, :, None].expand(-1, keys.shape[1], -1, keys.shape[3])
         layers.append((keys.gather(2, idx), values.gather(2, idx)))
-    return DynamicCache(layers, config=model.config), new_mask
+    return roomy_cache(model, layers), new_mask
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -138,7 +138,7 @@ def _dialogue_batch(model, turns, prefixes, kvs, slots, multi, max_new_tokens, s
             return count
         # Drop what was generated (the next prompt has the reference reply instead) and finished rows.
         width = inputs["attention_mask"].shape[1]
-        cache, mask = _compacted(model, final["cache"], inputs["attention_mask"],
+        cache, mask = _compacted(model, final["prompt"], inputs["attention_mask"],
                                  torch.tensor(keep, device=device), width)
         live = [live[j] for j in keep]
         held = [held[j] for j in keep]

@@ -19,6 +19,7 @@ import torch
 from transformers import DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from shpers_core.evaluation.kv_cache import roomy_cache, select_rows
 from shpers_core.events import Reporter
 from shpers_core.models.chat import end_of_turn_ids
 from shpers_core.training.multi import NO_ADAPTER, MultiLoraModel
@@ -74,7 +75,7 @@ def _kv_prefix_cache(model: torch.nn.Module, kv_prefixes: Sequence[torch.Tensor 
         if p is not None and size:
             kv[:, :, i, :, width - size:] = p.to(device, dtype)
             mask[i, width - size:] = 1
-    cache = DynamicCache([(kv[layer, 0], kv[layer, 1]) for layer in range(layers)], config=model.config)
+    cache = roomy_cache(model, [(kv[layer, 0], kv[layer, 1]) for layer in range(layers)])
     return cache, mask, torch.tensor(sizes, dtype=torch.long, device=device)
 
 
@@ -117,40 +118,58 @@ def _padded_prompts(model: torch.nn.Module, prompts: Sequence[Sequence[int]], pr
 
 
 def greedy_tokens(model: torch.nn.Module, inputs: dict[str, torch.Tensor], slots: list[int] | None,
-            multi: MultiLoraModel | None, max_new_tokens: int, stops: set[int], pad_id: int,
-            final: dict | None = None) -> Iterator[torch.Tensor]:
+                  multi: MultiLoraModel | None, max_new_tokens: int, stops: set[int], pad_id: int,
+                  final: dict | None = None) -> Iterator[torch.Tensor]:
     """Yield each step's next token per row; rows that have stopped get ``pad_id``.
 
-    ``final``, when given, receives the cache at the end (``final["cache"]``).
+    Rows that have stopped leave the batch once they are a quarter of it, so the rest decode in a
+    smaller one. ``final``, when given, receives every row's keys and values of the prompt, as
+    each layer's ``(keys, values)`` (``final["prompt"]``; columns past the prompt are not theirs).
     """
     inputs = dict(inputs)
     mask = inputs.pop("attention_mask")
     positions = inputs.pop("position_ids")
     cache = inputs.pop(CACHE_ARG, None)
+    if cache is None:
+        cache = roomy_cache(model)
     rows = mask.shape[0]
-    stop_t = torch.tensor(sorted(stops), dtype=torch.long, device=mask.device)
-    finished = torch.zeros(rows, dtype=torch.bool, device=mask.device)
-    for _ in range(max_new_tokens):
+    device = mask.device
+    stop_t = torch.tensor(sorted(stops), dtype=torch.long, device=device)
+    alive = torch.arange(rows, device=device)  # the batch rows still in the cache, in cache row order
+    finished = torch.zeros(rows, dtype=torch.bool, device=device)  # of the rows in the cache
+    row_slots = slots
+    for step in range(max_new_tokens):
         # Routing is set per call, so a paused stream never leaves it set for someone else.
         kwargs = {**inputs, "attention_mask": mask, "position_ids": positions, CACHE_ARG: cache,
                   "use_cache": True, "logits_to_keep": 1}
         with torch.no_grad():
             if multi is not None:
-                with multi.use_slots(slots):
+                with multi.use_slots(row_slots):
                     out = model(**kwargs)
             else:
                 out = model(**kwargs)
         cache = getattr(out, CACHE_ARG)
-        if final is not None:
-            final["cache"] = cache
+        if step == 0 and final is not None:
+            # Decoding writes only past the prompt's columns, and dropping rows makes new tensors.
+            final["prompt"] = cache_layers(cache)
         nxt = out.logits[:, -1, :].argmax(-1)
         nxt = torch.where(finished, torch.full_like(nxt, pad_id), nxt)
-        yield nxt
+        every = torch.full((rows,), pad_id, dtype=nxt.dtype, device=device)
+        every[alive] = nxt
+        yield every
         finished |= torch.isin(nxt, stop_t)
-        if bool(finished.all()):
+        done = int(finished.sum())
+        if done == len(alive):
             return
+        if done and 4 * done >= len(alive):
+            keep = (~finished).nonzero().squeeze(1)
+            select_rows(cache, keep)
+            alive, nxt, mask, positions = alive[keep], nxt[keep], mask[keep], positions[keep]
+            finished = finished[keep]
+            if row_slots is not None:
+                row_slots = [row_slots[i] for i in keep.tolist()]
         inputs = {"input_ids": nxt[:, None]}
-        mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=mask.device)], dim=1)
+        mask = torch.cat([mask, torch.ones((len(alive), 1), dtype=mask.dtype, device=device)], dim=1)
         positions = positions[:, -1:] + 1
 
 
