@@ -52,7 +52,9 @@ class LossPlot(QWidget):
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.setClipToView(True)
         self.plot.setDownsampling(auto=True, mode="peak")
-        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextColor="k")
+        # A legend drawn straight on the curves hides them: give it a light, mostly opaque box.
+        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextColor="k",
+                                          brush=pg.mkBrush(255, 255, 255, 215), pen=pg.mkPen("#bbb"))
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.plot)
