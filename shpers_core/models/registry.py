@@ -85,6 +85,23 @@ def _resolve(name: str, dtype: torch.dtype, device: str):
     raise ModelError(f"unknown model '{name}': use one of {', '.join(MODEL_NAMES)}, a model folder or a hub id (org/name)")
 
 
+def _contiguous(_module: torch.nn.Module, args: tuple) -> tuple:
+    return (args[0].contiguous(), *args[1:])
+
+
+def _contiguous_head_input(model: torch.nn.Module) -> None:
+    """Hand the output layer contiguous hidden states.
+
+    With ``logits_to_keep`` the model feeds its head a slice ``[rows, 1, hidden]`` of the last
+    hidden states. On the CPU, torch multiplies such a strided bf16 slice through a batched product
+    with the head's weight expanded and copied per row: 230 ms against 4.6 ms for SmolLM2's head at
+    4 rows, a quarter of a bf16 training step. The copy of the slice costs next to nothing.
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if isinstance(head, torch.nn.Linear):
+        head.register_forward_pre_hook(_contiguous)
+
+
 def load_base(name: str, device: str | None = None, dtype: str | None = None) -> BaseModel:
     """Load a named model, a saved model folder or a hub id, ready for generation or LoRA training.
 
@@ -101,6 +118,7 @@ def load_base(name: str, device: str | None = None, dtype: str | None = None) ->
     if not tokenizer.chat_template:
         raise ModelError(f"'{name}' has no chat template: choose an instruct (chat) model")
     model = model.to(device=device, dtype=tdtype).eval()
+    _contiguous_head_input(model)
     return BaseModel(
         model=model, tokenizer=tokenizer, name=name, device=device, dtype=dtype_name(tdtype),
         num_parameters=sum(p.numel() for p in model.parameters()), source=source,
