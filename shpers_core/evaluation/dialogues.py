@@ -20,6 +20,7 @@ from shpers_core.evaluation.generation import (
     left_padded,
     model_device,
     pad_id_for,
+    prefill,
     stop_token_ids,
 )
 from shpers_core.evaluation.kv_cache import roomy_cache
@@ -126,9 +127,7 @@ def _dialogue_batch(model, turns, prefixes, kvs, slots, multi, max_new_tokens, s
     base = [(0 if kv is None else int(kv.shape[3])) + (0 if p is None else int(p.shape[0])) for kv, p in zip(kvs, prefixes)]
     lasts = [t[-1] for t in turns]
     first = left_padded(model, lasts, prefixes, pad_id, device, kvs)
-    final: dict = {}
-    for _ in greedy_tokens(model, first, slots, multi, 1, stops, pad_id, final):
-        pass
+    prompt_kv = prefill(model, first, slots, multi)
     width = first["attention_mask"].shape[1]
     # Turns of similar length share a chunk, so its cache pads little and its rows end together.
     rows = sorted(((r, k) for r in range(len(turns)) for k in range(len(turns[r]))),
@@ -150,7 +149,7 @@ def _dialogue_batch(model, turns, prefixes, kvs, slots, multi, max_new_tokens, s
                 row_mask[j, width - drop:] = 0
             news.append(prompt[c:])
             positions.append(base[r] + c)
-        cache, mask = _compacted(model, final["prompt"], row_mask, keep)
+        cache, mask = _compacted(model, prompt_kv, row_mask, keep)
         block = max(len(x) for x in news)
         ids = torch.full((len(chunk), block), pad_id, dtype=torch.long)
         block_mask = torch.zeros((len(chunk), block), dtype=torch.long)

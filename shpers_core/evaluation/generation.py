@@ -117,14 +117,32 @@ def _padded_prompts(model: torch.nn.Module, prompts: Sequence[Sequence[int]], pr
     return {"inputs_embeds": embeds, "attention_mask": mask}
 
 
+def _forward(model: torch.nn.Module, kwargs: dict, slots: list[int] | None, multi: MultiLoraModel | None):
+    # Routing is set per call, so a paused stream never leaves it set for someone else.
+    with torch.no_grad():
+        if multi is None:
+            return model(**kwargs)
+        with multi.use_slots(slots):
+            return model(**kwargs)
+
+
+def prefill(model: torch.nn.Module, inputs: dict[str, torch.Tensor], slots: list[int] | None,
+            multi: MultiLoraModel | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Every row's keys and values of its prompt (``inputs`` as :func:`left_padded` makes them), per layer."""
+    inputs = dict(inputs)
+    cache = inputs.pop(CACHE_ARG, None)
+    out = _forward(model, {**inputs, CACHE_ARG: cache if cache is not None else roomy_cache(model),
+                           "use_cache": True, "logits_to_keep": 1}, slots, multi)
+    return cache_layers(getattr(out, CACHE_ARG))
+
+
 def greedy_tokens(model: torch.nn.Module, inputs: dict[str, torch.Tensor], slots: list[int] | None,
-                  multi: MultiLoraModel | None, max_new_tokens: int, stops: set[int], pad_id: int,
-                  final: dict | None = None) -> Iterator[torch.Tensor]:
+                  multi: MultiLoraModel | None, max_new_tokens: int, stops: set[int],
+                  pad_id: int) -> Iterator[torch.Tensor]:
     """Yield each step's next token per row; rows that have stopped get ``pad_id``.
 
     Rows that have stopped leave the batch once they are a quarter of it, so the rest decode in a
-    smaller one. ``final``, when given, receives every row's keys and values of the prompt, as
-    each layer's ``(keys, values)`` (``final["prompt"]``; columns past the prompt are not theirs).
+    smaller one.
     """
     inputs = dict(inputs)
     mask = inputs.pop("attention_mask")
@@ -138,20 +156,11 @@ def greedy_tokens(model: torch.nn.Module, inputs: dict[str, torch.Tensor], slots
     alive = torch.arange(rows, device=device)  # the batch rows still in the cache, in cache row order
     finished = torch.zeros(rows, dtype=torch.bool, device=device)  # of the rows in the cache
     row_slots = slots
-    for step in range(max_new_tokens):
-        # Routing is set per call, so a paused stream never leaves it set for someone else.
+    for _ in range(max_new_tokens):
         kwargs = {**inputs, "attention_mask": mask, "position_ids": positions, CACHE_ARG: cache,
                   "use_cache": True, "logits_to_keep": 1}
-        with torch.no_grad():
-            if multi is not None:
-                with multi.use_slots(row_slots):
-                    out = model(**kwargs)
-            else:
-                out = model(**kwargs)
+        out = _forward(model, kwargs, row_slots, multi)
         cache = getattr(out, CACHE_ARG)
-        if step == 0 and final is not None:
-            # Decoding writes only past the prompt's columns, and dropping rows makes new tensors.
-            final["prompt"] = cache_layers(cache)
         nxt = out.logits[:, -1, :].argmax(-1)
         nxt = torch.where(finished, torch.full_like(nxt, pad_id), nxt)
         every = torch.full((rows,), pad_id, dtype=nxt.dtype, device=device)
