@@ -71,6 +71,27 @@ def test_the_head_gets_contiguous_rows_when_logits_are_cut(tiny_base):
     assert seen == [True]
 
 
+def test_cuda_attention_skips_the_backend_that_plans_every_shape(monkeypatch, shpers_cache):
+    """On an H200, cuDNN attention built a plan per new batch shape: a first pass 4x slower."""
+    from shpers_core.models import device as device_mod
+    from shpers_core.models import registry
+
+    calls = []
+    monkeypatch.setattr(registry, "prepare_attention", calls.append)
+    registry.load_base("tiny-qwen2", device="cpu", dtype="float32")
+    assert calls == ["cpu"]  # every load passes its device through
+
+    was = torch.backends.cuda.cudnn_sdp_enabled()
+    try:
+        torch.backends.cuda.enable_cudnn_sdp(True)
+        device_mod.prepare_attention("cpu")
+        assert torch.backends.cuda.cudnn_sdp_enabled()  # the CPU leaves CUDA's settings alone
+        device_mod.prepare_attention("cuda:0")
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(was)
+
+
 def test_qwen_shape_has_qwen25_05b_parameter_count(tiny_base):
     with torch.device("meta"):
         model = Qwen2ForCausalLM(qwen2_config(tiny_base.tokenizer, QWEN25_05B_SHAPE))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .device import check_device, dtype_name, pick_device, pick_dtype, torch_dtype
+from .device import check_device, dtype_name, pick_device, pick_dtype, prepare_attention, torch_dtype
 from .errors import ModelError
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -119,6 +119,7 @@ def load_base(name: str, device: str | None = None, dtype: str | None = None) ->
         raise ModelError(f"'{name}' has no chat template: choose an instruct (chat) model")
     model = model.to(device=device, dtype=tdtype).eval()
     _contiguous_head_input(model)
+    prepare_attention(device)
     return BaseModel(
         model=model, tokenizer=tokenizer, name=name, device=device, dtype=dtype_name(tdtype),
         num_parameters=sum(p.numel() for p in model.parameters()), source=source,
