@@ -185,6 +185,15 @@ def _timed(r: DtypeResult, device: str, phase: str, fn: Callable[[], object]) ->
     return value
 
 
+def _warm_up(device: str, phases: list[tuple[str, Callable[[], object]]]) -> None:
+    """On CUDA, run every phase once untimed. A GPU's first call of each kernel and shape pays for
+    loading and planning (on an H200 a first unified pass took 4x its later ones); on the CPU the
+    short warm-up above covers it, and a full one would double the bench."""
+    if device.startswith("cuda"):
+        for _phase, fn in phases:
+            fn()
+
+
 def matmul_rate(dtype: torch.dtype, shape: tuple[int, int, int], device: str, seconds: float = 0.5) -> float:
     """FLOP/s of ``[m, k] @ [k, n]`` products in ``dtype`` on ``device``, timed for about ``seconds``."""
     m, k, n = shape
@@ -315,6 +324,7 @@ def _bench_dtype(result: BenchResult, model: str, device: str, dtype: str, split
     train_many(base.model, pad_id, dict(list(data.items())[:2]), lora, train, quiet)
     adapters: dict[str, dict[str, torch.Tensor]] = {}
     phases = [("unified", unified), ("batched", batched)] + ([("sequential", sequential)] if slow else [])
+    _warm_up(device, phases)
     for _ in range(repeats):
         for phase, fn in phases:
             reporter.check()
@@ -334,6 +344,7 @@ def _bench_dtype(result: BenchResult, model: str, device: str, dtype: str, split
     evaluate(dialogues[:2])
     phases = [("eval_cached", lambda: evaluate(dialogues)), ("eval_whole", lambda: evaluate(dialogues, False))]
     phases += [("eval_sequential", eval_sequential)] if slow and slow_eval else []
+    _warm_up(device, phases)
     for _ in range(repeats):
         for phase, fn in phases:
             reporter.check()
