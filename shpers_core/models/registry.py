@@ -117,6 +117,9 @@ def load_base(name: str, device: str | None = None, dtype: str | None = None) ->
         model, tokenizer, source = _resolve(name, tdtype, device)
     if not tokenizer.chat_template:
         raise ModelError(f"'{name}' has no chat template: choose an instruct (chat) model")
+    if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
+        # transformers 5.17 converts SmolLM2's GGUF without a pad token (5.25 keeps one); pad with the end token.
+        tokenizer.pad_token = tokenizer.eos_token
     model = model.to(device=device, dtype=tdtype).eval()
     _contiguous_head_input(model)
     prepare_attention(device)
