@@ -23,7 +23,8 @@ def reference_fit(model, pad_id, train, lora, params):
     weights = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(weights, lr=params.learning_rate, betas=(0.9, 0.999), eps=1e-8,
                             weight_decay=params.weight_decay)
-    plan = batches_for(len(train), params.batch_size, params.num_epochs, params.seed)
+    plan = batches_for([len(e) for e in train], params.batch_size, params.num_epochs, params.seed,
+                       params.group_by_length)
     total, warmup = params.total_steps(len(train)), params.warmup_steps(len(train))
     peft_model.train()
     for t, idx in enumerate(plan):

@@ -60,7 +60,7 @@ def messages(rep):
     return [e.message for e in rep.of_kind("log")]
 
 
-@pytest.mark.parametrize("params, cancel_at", [(TRAIN, 4), (EARLY_STOP, 7)], ids=["plain", "early-stop"])
+@pytest.mark.parametrize("params, cancel_at", [(TRAIN, 4), (EARLY_STOP, 4)], ids=["plain", "early-stop"])
 def test_cancelled_run_resumes_to_the_uninterrupted_adapters(tmp_path, params, cancel_at):
     ref_rep = CollectingReporter()
     ref = train_many(tiny_model(), 0, DATA, LORA, params, ref_rep, val_by_adapter=VAL)

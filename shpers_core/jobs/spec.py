@@ -111,6 +111,9 @@ class JobSpec:
         """A spec from :meth:`to_dict`'s shape; missing groups and fields take today's defaults."""
         values = dict(values)
         method = values.pop("method")
+        if isinstance(values.get("train"), dict) and "group_by_length" not in values["train"]:
+            # Recorded before batches were grouped by length: resuming must replay the same batches.
+            values["train"] = {**values["train"], "group_by_length": False}
         try:
             groups = {group: default_params(method, group).replace(**(values.pop(group, None) or {}))
                       for group in GROUPS}

@@ -6,6 +6,7 @@ that an adapter trained in a batch of 200 sees exactly the batches it would see 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -31,12 +32,31 @@ def epoch_order(n: int, epoch: int, seed: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
-def batches_for(n: int, batch_size: int, num_epochs: int, seed: int) -> list[list[int]]:
-    """Every optimiser step's example indices, epoch after epoch; the last batch of an epoch may be short."""
+# Batches per length-sorted window, as transformers' LengthGroupedSampler sorts "megabatches" of 50.
+GROUP_WINDOW = 50
+
+
+def batches_for(lengths: Sequence[int], batch_size: int, num_epochs: int, seed: int,
+                group_by_length: bool = False) -> list[list[int]]:
+    """Every optimiser step's example indices, epoch after epoch; one batch of an epoch may be short.
+
+    ``lengths`` are the examples' token counts. With ``group_by_length`` each epoch's shuffled order
+    is cut into windows of ``GROUP_WINDOW`` batches, each window is sorted by length and cut into
+    batches, and those batches are shuffled: a batch pads to a length close to its own rows'.
+    """
+    n = len(lengths)
     out = []
     for epoch in range(num_epochs):
         order = epoch_order(n, epoch, seed)
-        out.extend(order[i : i + batch_size] for i in range(0, n, batch_size))
+        if not group_by_length:
+            out.extend(order[i : i + batch_size] for i in range(0, n, batch_size))
+            continue
+        span = batch_size * GROUP_WINDOW
+        for w in range(0, n, span):
+            window = sorted(order[w : w + span], key=lambda i: -lengths[i])  # stable: ties keep the shuffle
+            batches = [window[i : i + batch_size] for i in range(0, len(window), batch_size)]
+            g = torch.Generator().manual_seed((seed * 100_003 + epoch) * 7919 + w // span + 1)
+            out.extend(batches[j] for j in torch.randperm(len(batches), generator=g).tolist())
     return out
 
 

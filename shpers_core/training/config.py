@@ -27,6 +27,9 @@ class TrainParams(Params):
     learning_rate: float = param(5e-4, "Peak AdamW learning rate.", min=0.0, min_exclusive=True, max=1.0)
     num_epochs: int = param(3, "Passes over each adapter's training dialogues.", min=1, max=1000)
     batch_size: int = param(4, "Dialogues per optimiser step (per adapter).", min=1, max=4096)
+    group_by_length: bool = param(
+        True, "Batch dialogues of similar length together (less padding); batches stay in a seeded order."
+    )
     warmup_ratio: float = param(0.1, "Share of steps with a linear learning-rate warm-up.", min=0.0, max=1.0)
     weight_decay: float = param(0.01, "AdamW decoupled weight decay.", min=0.0, max=1.0)
     max_grad_norm: float = param(1.0, "Gradient clipping norm per adapter (0 turns it off).", min=0.0)

@@ -137,7 +137,8 @@ def fit(
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(weights, lr=params.learning_rate, betas=(0.9, 0.999), eps=1e-8,
                                   weight_decay=params.weight_decay)
-    plan = batches_for(len(train), params.batch_size, params.num_epochs, params.seed)
+    plan = batches_for([len(e) for e in train], params.batch_size, params.num_epochs, params.seed,
+                       params.group_by_length)
     total, warmup = len(plan), params.warmup_steps(len(train))
     steps_per_epoch = len(plan) // params.num_epochs
     val_series = series.replace("train", "val") if "train" in series else f"{series}/val"

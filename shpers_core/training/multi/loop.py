@@ -55,7 +55,8 @@ class MultiLoop:
         self.val_ex = [val_ex.get(pid) or [] for pid in ids]
         n = len(ids)
         p = params
-        self.plans = [batches_for(len(ex), p.batch_size, p.num_epochs, p.seed) for ex in self.train_ex]
+        self.plans = [batches_for([len(e) for e in ex], p.batch_size, p.num_epochs, p.seed, p.group_by_length)
+                      for ex in self.train_ex]
         self.totals = [len(plan) for plan in self.plans]
         self.warmups = [p.warmup_steps(len(ex)) for ex in self.train_ex]
         self.per_epoch = [total // p.num_epochs for total in self.totals]
