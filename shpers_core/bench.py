@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from shpers_core.data import generate_dataset, load_dataset, split_dataset
+from shpers_core.evaluation.config import EvalParams
 from shpers_core.evaluation.evaluate import generate_dialogues_for_plan
 from shpers_core.evaluation.plan import EvalPlan
 from shpers_core.events import Reporter
@@ -35,7 +36,10 @@ from shpers_core.training.fit import fit_adapter
 from shpers_core.training.multi import train_many
 
 # Phases per dtype; "sequential" and "eval_sequential" run in the last dtype only (the slow ones).
-PHASES = ("unified", "batched", "sequential", "eval_cached", "eval_whole", "eval_sequential")
+PHASES = ("unified", "batched", "sequential", "eval_cached", "eval_cached_today_batch", "eval_whole",
+          "eval_sequential")
+# Rows decoded at once before 2026-12-04 (EvalParams' default then): today's path uses it.
+TODAY_EVAL_BATCH = 16
 
 TARGETS = {
     "bf16_vs_fp32": 2.5,  # bf16 training tokens/s over float32's
@@ -85,6 +89,8 @@ class BenchResult:
     dtypes: dict[str, DtypeResult] = field(default_factory=dict)
     memory_kind: str = ""
     matmul_shape: tuple[int, int, int] = (0, 0, 0)
+    eval_batch_size: int = field(default_factory=lambda: EvalParams().eval_batch_size)
+    """Rows the engine decodes at once (its default); today's path decodes ``TODAY_EVAL_BATCH``."""
 
     @property
     def main(self) -> DtypeResult:
@@ -274,7 +280,7 @@ def run_bench(
                          repeats=repeats, memory_kind="CUDA max_memory_allocated" if device.startswith("cuda")
                          else "process resident set size")
     quiet = Reporter(should_stop=reporter.should_stop)
-    progress = {"done": 0, "total": len(dtypes) * (1 + repeats * 4) + repeats * 2}
+    progress = {"done": 0, "total": len(dtypes) * (1 + repeats * 5) + repeats * 2}
 
     def tick() -> None:
         progress["done"] += 1
@@ -335,14 +341,16 @@ def _bench_dtype(result: BenchResult, model: str, device: str, dtype: str, split
             tick()
     plan = EvalPlan(adapters={pid: Adapter(adapters[pid], lora.scaling) for pid in ids})
 
-    def evaluate(rows, reuse=True):
-        return generate_dialogues_for_plan(base, plan, rows, None, result.max_new_tokens, 16, reuse_cache=reuse)
+    def evaluate(rows, reuse=True, batch=result.eval_batch_size):
+        return generate_dialogues_for_plan(base, plan, rows, None, result.max_new_tokens, batch, reuse_cache=reuse)
 
     def eval_sequential():
         return [evaluate([row]) for row in dialogues]
 
     evaluate(dialogues[:2])
-    phases = [("eval_cached", lambda: evaluate(dialogues)), ("eval_whole", lambda: evaluate(dialogues, False))]
+    phases = [("eval_cached", lambda: evaluate(dialogues)),
+              ("eval_cached_today_batch", lambda: evaluate(dialogues, batch=TODAY_EVAL_BATCH)),
+              ("eval_whole", lambda: evaluate(dialogues, False, TODAY_EVAL_BATCH))]
     phases += [("eval_sequential", eval_sequential)] if slow and slow_eval else []
     _warm_up(device, phases)
     for _ in range(repeats):

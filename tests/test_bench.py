@@ -14,6 +14,7 @@ def test_bench_measures_both_dtypes_against_the_roofline_on_the_tiny_model(shper
     assert result.flops_per_token > 0 and 0 < result.roofline_share("bfloat16") < 1
     assert result.bf16_vs_fp32 > 0 and result.eval_vs_today > 0 and result.mixed_vs_sequential > 0
     text = format_result(result)
+    assert f"{result.eval_batch_size} rows at once instead of 16" in format_result(result)
     for marker in ("GFLOP/s", "bf16 / float32", "% of the bfloat16 matrix-product rate", "(a)", "(b)", "(d)",
                    f"target >= {TARGETS['eval_vs_today']}x", f"target <= {TARGETS['batched_vs_unified']}x"):
         assert marker in text
