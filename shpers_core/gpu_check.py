@@ -8,7 +8,8 @@ validation loss within 2 %, per-persona scores within the paired bootstrap inter
 check of the path, and exits 0. Without the MiniLM package (too big to carry to an offline GPU
 machine) the runs skip the embedding metric and the report says so.
 
-Run as ``python -m shpers_core.gpu_check OUT_DIR [--model NAME]``.
+Run as ``python -m shpers_core.gpu_check OUT_DIR [--model NAME] [--only SECTION,...]``. Each section
+writes both reports as it ends; one that fails leaves its traceback there and the check exits 1.
 """
 
 from __future__ import annotations
@@ -152,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     wanted = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(wanted) - set(SECTIONS))
-    if unknown:
-        parser.error(f"unknown section(s) {', '.join(unknown)}: use {', '.join(SECTIONS)}")
+    if unknown or not wanted:
+        parser.error(f"unknown section(s) {', '.join(unknown) or '(none given)'}: use {', '.join(SECTIONS)}")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
