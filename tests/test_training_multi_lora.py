@@ -6,7 +6,7 @@ from peft import PeftModel, get_peft_model, get_peft_model_state_dict
 from synthetic import VOCAB, examples, tiny_model
 
 from shpers_core.events import CollectingReporter, JobCancelled
-from shpers_core.training.batching import batches_for, collate, token_loss_sum
+from shpers_core.training.batching import collate, step_plan, token_loss_sum
 from shpers_core.training.config import LoraParams, TrainParams, learning_rate_at
 from shpers_core.training.fit import lora_config
 from shpers_core.training.multi import MultiLoraModel, micro_batches, train_many
@@ -23,8 +23,7 @@ def reference_fit(model, pad_id, train, lora, params):
     weights = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(weights, lr=params.learning_rate, betas=(0.9, 0.999), eps=1e-8,
                             weight_decay=params.weight_decay)
-    plan = batches_for([len(e) for e in train], params.batch_size, params.num_epochs, params.seed,
-                       params.group_by_length)
+    plan = step_plan(train, params)
     total, warmup = params.total_steps(len(train)), params.warmup_steps(len(train))
     peft_model.train()
     for t, idx in enumerate(plan):

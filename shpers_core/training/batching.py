@@ -1,6 +1,6 @@
 """Tokenised examples, the order an adapter sees them in, and padding into tensors.
 
-Both the one-adapter trainer and the batched multi-adapter trainer use :func:`batches_for`, so
+Both the one-adapter trainer and the batched multi-adapter trainer use :func:`step_plan`, so
 that an adapter trained in a batch of 200 sees exactly the batches it would see alone.
 """
 
@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from shpers_core.training.config import TrainParams
 
 IGNORE_INDEX = -100
 
@@ -58,6 +60,12 @@ def batches_for(lengths: Sequence[int], batch_size: int, num_epochs: int, seed: 
             g = torch.Generator().manual_seed((seed * 100_003 + epoch) * 7919 + w // span + 1)
             out.extend(batches[j] for j in torch.randperm(len(batches), generator=g).tolist())
     return out
+
+
+def step_plan(examples: Sequence[Example], params: TrainParams) -> list[list[int]]:
+    """Every optimiser step's indices into ``examples`` under ``params``: the plan both trainers follow."""
+    return batches_for([len(e) for e in examples], params.batch_size, params.num_epochs, params.seed,
+                       params.group_by_length)
 
 
 def collate(examples: list[Example], pad_id: int, *, left: bool = False) -> dict[str, torch.Tensor]:

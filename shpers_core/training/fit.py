@@ -16,7 +16,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
 
 from shpers_core.events import JobCancelled, Reporter, Step, Validation
-from shpers_core.training.batching import Example, batches_for, collate
+from shpers_core.training.batching import Example, collate, step_plan
 from shpers_core.training.checkpoint import load_checkpoint, save_checkpoint
 from shpers_core.training.config import LoraParams, TrainParams, learning_rate_at
 from shpers_core.training.diverged import check_loss
@@ -137,8 +137,7 @@ def fit(
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(weights, lr=params.learning_rate, betas=(0.9, 0.999), eps=1e-8,
                                   weight_decay=params.weight_decay)
-    plan = batches_for([len(e) for e in train], params.batch_size, params.num_epochs, params.seed,
-                       params.group_by_length)
+    plan = step_plan(train, params)
     total, warmup = len(plan), params.warmup_steps(len(train))
     steps_per_epoch = len(plan) // params.num_epochs
     val_series = series.replace("train", "val") if "train" in series else f"{series}/val"

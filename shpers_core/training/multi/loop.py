@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from shpers_core.events import JobCancelled, Reporter, Step, Validation
-from shpers_core.training.batching import Example, batches_for, collate
+from shpers_core.training.batching import Example, collate, step_plan
 from shpers_core.training.checkpoint import Checkpoint, save_checkpoint
 from shpers_core.training.config import TrainParams, learning_rate_at
 from shpers_core.training.diverged import check_loss
@@ -55,8 +55,7 @@ class MultiLoop:
         self.val_ex = [val_ex.get(pid) or [] for pid in ids]
         n = len(ids)
         p = params
-        self.plans = [batches_for([len(e) for e in ex], p.batch_size, p.num_epochs, p.seed, p.group_by_length)
-                      for ex in self.train_ex]
+        self.plans = [step_plan(ex, p) for ex in self.train_ex]
         self.totals = [len(plan) for plan in self.plans]
         self.warmups = [p.warmup_steps(len(ex)) for ex in self.train_ex]
         self.per_epoch = [total // p.num_epochs for total in self.totals]
