@@ -20,9 +20,19 @@ def test_quick_runs_every_row_on_20_personas_with_3_test_dialogues_and_names_its
             assert spec.name == (f"{label} ({train.num_epochs} of {full} epochs, "
                                  f"{ev.max_train_dialogues} training dialogues a persona)")
             cut += 1
+        elif "train" in defaults_for(method):
+            assert spec.name == f"{label} ({ev.max_train_dialogues} training dialogues a persona)"
         else:
             assert spec.name == label
     assert cut >= 4
+
+
+def test_quick_trains_unified_and_per_persona_lora_for_appendix_a_epochs():
+    # RQ1 compares these two rows: cutting either one's epochs would bias the comparison, and one
+    # epoch left the unified adapter echoing requests back in chat.
+    specs = {s.method: s for s in study_specs(PRESETS["quick"], [f"p{i:03d}" for i in range(20)])}
+    for method in ("unified_lora", "per_persona_lora"):
+        assert specs[method].train.num_epochs == defaults_for(method)["train"]["num_epochs"] == 3
 
 
 def test_smoke_and_seed_rows_keep_their_plain_names():
