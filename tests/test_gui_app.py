@@ -180,13 +180,15 @@ def test_chat_streams_a_reply(window, qtbot, workspace):
     chat.max_tokens.setValue(4)
     with qtbot.waitSignal(chat.reply_done, timeout=60000):
         chat.load_test_turn()
-    assert chat.reference.toPlainText().strip()
+    assert chat.reference.toPlainText().strip() and chat.reference_hint.isHidden()
     assert chat.pane_a.history[-1].role == "assistant"
     assert not chat.status.text().startswith("chat failed"), chat.status.text()
     chat.input.setText("turn on the kitchen lights")
     with qtbot.waitSignal(chat.reply_done, timeout=60000):
         chat.send()
     assert [m.role for m in chat.pane_a.history[-2:]] == ["user", "assistant"]
+    # A typed message has no reference: the pane says where one comes from instead.
+    assert not chat.reference.toPlainText().strip() and not chat.reference_hint.isHidden()
 
 
 def test_shortcuts_and_status_bar(window):

@@ -18,7 +18,7 @@ from shpers_core.workspace import Workspace
 
 def add_parser(sub) -> None:
     p = sub.add_parser("study", help="run the whole study and print its results table",
-                       description="Presets: " + "; ".join(f"{n}: {p.description}" for n, p in PRESETS.items()))
+                       description="Presets: " + " ".join(f"{n}: {p.description}" for n, p in PRESETS.items()))
     p.add_argument("--preset", default="smoke", choices=list(PRESETS))
     p.add_argument("--model", default=None, help="base model (default: the preset's)")
     p.add_argument("--personas", nargs="+", default=None, metavar="ID", help="persona ids (default: the preset's)")

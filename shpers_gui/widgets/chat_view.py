@@ -165,14 +165,18 @@ class ChatView(QWidget):
         self.pane_a = _Pane("Run")
         self.pane_b = _Pane("Beside")
         self.reference = QTextBrowser()
-        self.reference.setPlaceholderText("The reference reply appears here when the history comes from "
-                                          "the persona's test split.")
+        # A placeholder in a text view does not wrap, and the pane is narrow: say it in a label.
+        self.reference_hint = QLabel("The reference reply appears here when the history comes from the "
+                                     "persona's test split (Load a test dialogue).")
+        self.reference_hint.setWordWrap(True)
+        self.reference_hint.setStyleSheet("color: #777;")
         ref = QWidget()
         rl = QVBoxLayout(ref)
         rl.setContentsMargins(0, 0, 0, 0)
         ref_title = QLabel("Reference (test split)")
         ref_title.setStyleSheet("font-weight: bold;")
         rl.addWidget(ref_title)
+        rl.addWidget(self.reference_hint)
         rl.addWidget(self.reference)
         self.panes = QSplitter(Qt.Orientation.Horizontal)
         for w in (self.pane_a, self.pane_b, ref):
@@ -317,8 +321,13 @@ class ChatView(QWidget):
         for pane in (self.pane_a, self.pane_b):
             pane.replies, pane.notes = [], []
             pane.render(self.asks)
-        self.reference.clear()
+        self._show_reference("")
         self._update_headers()
+
+    def _show_reference(self, text_html: str) -> None:
+        """Show a test turn's reference, or (empty) the hint that says where one comes from."""
+        self.reference.setHtml(text_html)
+        self.reference_hint.setVisible(not text_html)
 
     def _run_changed(self, pane: _Pane) -> None:
         """Keep the conversation; the pane's new run answers every ask so far, one after the other."""
@@ -347,7 +356,7 @@ class ChatView(QWidget):
         self.asks = [list(history)]
         for pane in (self.pane_a, self.pane_b):
             pane.render(self.asks)
-        self.reference.setHtml(
+        self._show_reference(
             f"<p style='color:#555'>{html.escape(dialogue.dialogue_id or '')} · turn "
             f"{len(history)}{' · persona-dependent ★' if reference.persona_dependent else ''}</p>"
             f"<p>{html.escape(reference.text)}</p>")
@@ -364,7 +373,7 @@ class ChatView(QWidget):
             self.status.setText(self.why_empty or "Pick a finished run first.")
             return
         self.input.clear()
-        self.reference.clear()
+        self._show_reference("")
         self.asks.append([Message("user", text)])
         for pane in (self.pane_a, self.pane_b):
             pane._asks = self.asks
