@@ -1,7 +1,7 @@
 """The whole study as a list of jobs, at three sizes.
 
 ``smoke`` proves the pipeline end to end on a CPU in minutes; ``quick`` answers the study's questions
-on 20 personas in about 45 minutes on a 2-core CPU;
+on 20 personas in about 40 minutes on a 2-core CPU;
 ``seed`` is the study's own protocol (Qwen2.5-0.5B-Instruct, all personas, Appendix A) for a GPU.
 """
 
@@ -75,7 +75,7 @@ PRESETS: dict[str, StudyPreset] = {
         # size 2), and their names in the table say so.
         "quick", "20 personas, 8 training and 3 test dialogues each, every row, on the embedded model; "
                  "LoRA 3 epochs as in Appendix A, cluster LoRA 2 of 5 and learned prefixes 1 of 10 (the table "
-                 "says so): about 45 minutes on a 2-core CPU.",
+                 "says so): about 40 minutes on a 2-core CPU.",
         DEFAULT_MODEL, 20,
         {"eval.max_train_dialogues": 8, "eval.max_test_dialogues": 3,
          "eval.max_new_tokens": 24, "eval.eval_batch_size": 64, "k": 4},
