@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+import textwrap
 
 from PySide6.QtCore import QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor
@@ -37,6 +38,22 @@ def score_colour(value: float, lo: float, hi: float) -> QColor:
     return QColor(*(round(x + (y - x) * u) for x, y in zip(a, b)))
 
 
+HEADER_CHARS = 22
+"""Characters a line of a run's column head holds at the default column width."""
+HEADER_LINES = 4
+
+
+def column_title(label: str) -> str:
+    """A run's name over up to four lines: study rows are long ("Unified + learned persona prefix (KV,
+    random init) (1 of 10 epochs, ...)") and differ both at the start and in the middle, so one line
+    elided anywhere hides what tells two columns apart."""
+    lines = textwrap.wrap(label, HEADER_CHARS)
+    if len(lines) > HEADER_LINES:
+        lines = lines[:HEADER_LINES - 1] + [textwrap.shorten(" ".join(lines[HEADER_LINES - 1:]), HEADER_CHARS,
+                                                             placeholder=" …")]
+    return "\n".join(lines)
+
+
 class PersonaGridModel(RowTableModel):
     """Rows: personas; column 0 the persona id, then one column per finished run."""
 
@@ -65,7 +82,7 @@ class PersonaGridModel(RowTableModel):
 
 
     def columns(self) -> list[str]:
-        return ["Persona", *(r.label for r in self.runs)]
+        return ["Persona", *(column_title(r.label) for r in self.runs)]
 
     def row_header(self, section: int) -> str | None:
         # Persona ids as row heads: they stay in view while the run columns scroll.
@@ -119,7 +136,7 @@ class PersonaGridView(QWidget):
         self.table = QTableView()
         # Run names differ at their ends ("... prefix" vs "... prefix (KV)"): keep both ends visible.
         self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
-        self.table.horizontalHeader().setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.horizontalHeader().setTextElideMode(Qt.TextElideMode.ElideNone)  # see column_title
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
