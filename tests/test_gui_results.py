@@ -151,3 +151,15 @@ def test_a_finished_runs_curves_open_from_results(window, runs):
     assert window.tabs.currentWidget() is window.jobs
     window.jobs.plot.redraw()
     assert window.jobs.plot.point_count(f"run:{ids['tiny unified']}") == 5
+
+
+def test_the_paired_scatter_shows_the_scores_range_on_both_axes(window, runs):
+    _, ids = runs
+    compare = window.results.compare
+    window.results.select_runs([ids["smol unified"], ids["smol base"]])
+    compare.choose(ids["smol unified"], ids["smol base"])
+    compare.mode.setCurrentIndex(0)
+    (x0, x1), (y0, y1) = compare.plot.getViewBox().viewRange()
+    # Both runs score 0.4-0.7 here: the axes span that, the same on x and y, and not far past it.
+    assert (x0, x1) == pytest.approx((y0, y1))
+    assert 0.2 < x0 < 0.5 and 0.6 < x1 < 0.9

@@ -221,7 +221,11 @@ class CompareView(QWidget):
         self.plot.setLabel("bottom", f"A: {_short(self.run_a.currentText())}")
         self.plot.setLabel("left", f"B: {_short(self.run_b.currentText())}")
         self.plot.getAxis("bottom").setTicks(None)
-        self.plot.setAspectLocked(True)
+        # The same range on both axes puts y = x corner to corner whatever the pane's shape; a locked
+        # aspect on a wide pane spread the x-axis far past the scores (-1 to 2 around 0.1-0.35).
+        self.plot.setAspectLocked(False)
+        self.plot.setXRange(lo - pad, hi + pad, padding=0)
+        self.plot.setYRange(lo - pad, hi + pad, padding=0)
 
     def _bars(self, ids, xa, xb) -> None:
         self.plot.setAspectLocked(False)
