@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test study bench lint screenshots clean gpu-wheels gpu-check
+.PHONY: setup run test study quick bench lint screenshots clean gpu-wheels gpu-check
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ test: setup
 
 study: setup
 	$(VENV)/bin/shpers study --preset smoke
+
+# The study's questions answered on 20 personas: about 40 minutes on 2 cores (README, "What quick found").
+quick: setup
+	$(VENV)/bin/shpers study --preset quick
 
 bench: setup
 	$(VENV)/bin/shpers bench
