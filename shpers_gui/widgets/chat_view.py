@@ -165,7 +165,7 @@ class ChatView(QWidget):
         self.pane_a = _Pane("Run")
         self.pane_b = _Pane("Beside")
         self.reference = QTextBrowser()
-        # A placeholder in a text view does not wrap, and the pane is narrow: say it in a label.
+        # Qt draws a text view's empty-state text on one line, cut off at this narrow pane's edge: a label wraps.
         self.reference_hint = QLabel("The reference reply appears here when the history comes from the "
                                      "persona's test split (Load a test dialogue).")
         self.reference_hint.setWordWrap(True)

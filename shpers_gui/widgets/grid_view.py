@@ -41,17 +41,14 @@ def score_colour(value: float, lo: float, hi: float) -> QColor:
 HEADER_CHARS = 22
 """Characters a line of a run's column head holds at the default column width."""
 HEADER_LINES = 4
+"""Lines a run's column head takes at most; a longer name ends in "…" (the full name is its tooltip)."""
 
 
 def column_title(label: str) -> str:
     """A run's name over up to four lines: study rows are long ("Unified + learned persona prefix (KV,
     random init) (1 of 10 epochs, ...)") and differ both at the start and in the middle, so one line
     elided anywhere hides what tells two columns apart."""
-    lines = textwrap.wrap(label, HEADER_CHARS)
-    if len(lines) > HEADER_LINES:
-        lines = lines[:HEADER_LINES - 1] + [textwrap.shorten(" ".join(lines[HEADER_LINES - 1:]), HEADER_CHARS,
-                                                             placeholder=" …")]
-    return "\n".join(lines)
+    return "\n".join(textwrap.wrap(label, HEADER_CHARS, max_lines=HEADER_LINES, placeholder=" …"))
 
 
 class PersonaGridModel(RowTableModel):
