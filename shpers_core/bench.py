@@ -28,6 +28,7 @@ from shpers_core.evaluation.plan import EvalPlan
 from shpers_core.events import Reporter
 from shpers_core.models import DEFAULT_MODEL, encode_dialogue, load_base, pick_device, pick_dtype
 from shpers_core.models.device import check_device, torch_dtype
+from shpers_core.step_profile import TimeBreakdown, time_breakdown
 from shpers_core.threads import computing
 from shpers_core.training.adapter_types import Adapter
 from shpers_core.training.batching import IGNORE_INDEX
@@ -60,6 +61,8 @@ class DtypeResult:
     train_tokens: int = 0
     eval_turns: int = 0
     padding_share: float = 0.0
+    training_breakdown: TimeBreakdown | None = None
+    """Where one profiled batched-training run's time went (CPU, the dtype runs use here); else None."""
 
     def median(self, phase: str) -> float:
         return statistics.median(self.seconds[phase])
@@ -339,6 +342,9 @@ def _bench_dtype(result: BenchResult, model: str, device: str, dtype: str, split
                 adapters = out.state_dicts
                 r.padding_share = out.padding_share
             tick()
+    if slow and not device.startswith("cuda"):
+        # One more batched run under the profiler, untimed: it says what keeps training off the roofline.
+        r.training_breakdown = time_breakdown(batched)
     plan = EvalPlan(adapters={pid: Adapter(adapters[pid], lora.scaling) for pid in ids})
 
     def evaluate(rows, reuse=True, batch=result.eval_batch_size):

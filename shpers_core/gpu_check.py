@@ -57,7 +57,9 @@ def _bench_section(model: str, personas: int, dtypes: tuple[str, ...], eval_one_
                        "eval_turns": x.eval_turns, "padding_share": x.padding_share,
                        "median_seconds": {p: x.median(p) for p in x.seconds},
                        "peak_memory_mb": {p: v / 2**20 for p, v in x.peak_memory_bytes.items()},
-                       "roofline_share": r.roofline_share(d)} for d, x in r.dtypes.items()},
+                       "roofline_share": r.roofline_share(d),
+                       "training_time_shares": x.training_breakdown.shares if x.training_breakdown else None}
+                  for d, x in r.dtypes.items()},
         "batched_vs_unified": r.batched_vs_unified, "sequential_vs_batched": r.sequential_vs_batched,
         "bf16_vs_fp32": r.bf16_vs_fp32, "eval_vs_today": r.eval_vs_today,
         "mixed_vs_sequential": r.mixed_vs_sequential if r.main.has("eval_sequential") else None,

@@ -119,11 +119,12 @@ def format_result(r: BenchResult) -> str:
             if share < TARGETS["roofline"] and r.device.startswith("cuda"):
                 # Read off a profile of a bf16 unified step on an H200: the GPU busy about a tenth of the wall time.
                 note += "; what stops it: launch overhead, the GPU waits for Python between small kernels"
-            elif share < TARGETS["roofline"]:
-                note += f"; what stops it: small matrices per step (layers {width} wide), "
-                note += "attention and LoRA's thin matmuls, element-wise ops, the backward pass's extra passes"
             note += ")"
         lines.append(f"training at {share * 100:5.1f} % of the {d} matrix-product rate{note}")
+        breakdown = r.dtypes[d].training_breakdown
+        if breakdown is not None:
+            lines.append(f"  where batched training's operator time went (profiled, {d}, layers {width} wide): "
+                         + breakdown.summary(r.dtypes[d].matmul_flops))
     lines += [
         f"evaluation turns/s, engine ({m.dtype}, cache reused) / today ({r.baseline.dtype}, whole prompts): "
         f"{r.eval_vs_today:5.2f}x  (target >= {TARGETS['eval_vs_today']}x: "
