@@ -6,7 +6,8 @@ the real trainers and evaluator timed side by side: (a) ``train_many`` on N pers
 against one unified LoRA (``fit_adapter``) on the same dialogues; (b) the N adapters trained one
 after another; (c) evaluation of every test turn with each dialogue's cache reused, against
 today's path that encodes every turn's prompt whole; (d) mixed-adapter evaluation against one
-persona at a time. Each is repeated and the median kept.
+persona at a time. Each is repeated and the median kept. On a CPU, one more batched run under the
+profiler says where training's time goes (:mod:`shpers_core.step_profile`).
 """
 
 from __future__ import annotations
