@@ -64,6 +64,8 @@ class DtypeResult:
     padding_share: float = 0.0
     training_breakdown: TimeBreakdown | None = None
     """Where one profiled batched-training run's time went (CPU, the dtype runs use here); else None."""
+    eval_breakdown: TimeBreakdown | None = None
+    """The same for one mixed-adapter evaluation at the engine's batch (cache reused)."""
 
     def median(self, phase: str) -> float:
         return statistics.median(self.seconds[phase])
@@ -365,3 +367,5 @@ def _bench_dtype(result: BenchResult, model: str, device: str, dtype: str, split
             reporter.check()
             _timed(r, device, phase, fn)
             tick()
+    if slow and not device.startswith("cuda"):
+        r.eval_breakdown = time_breakdown(lambda: evaluate(dialogues))

@@ -58,7 +58,8 @@ def _bench_section(model: str, personas: int, dtypes: tuple[str, ...], eval_one_
                        "median_seconds": {p: x.median(p) for p in x.seconds},
                        "peak_memory_mb": {p: v / 2**20 for p, v in x.peak_memory_bytes.items()},
                        "roofline_share": r.roofline_share(d),
-                       "training_time_shares": x.training_breakdown.shares if x.training_breakdown else None}
+                       "training_time_shares": x.training_breakdown.shares if x.training_breakdown else None,
+                       "eval_time_shares": x.eval_breakdown.shares if x.eval_breakdown else None}
                   for d, x in r.dtypes.items()},
         "batched_vs_unified": r.batched_vs_unified, "sequential_vs_batched": r.sequential_vs_batched,
         "bf16_vs_fp32": r.bf16_vs_fp32, "eval_vs_today": r.eval_vs_today,

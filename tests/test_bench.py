@@ -21,6 +21,8 @@ def test_bench_measures_both_dtypes_against_the_roofline_on_the_tiny_model(shper
     assert breakdown.shares["attention"] > 0 and breakdown.matmul_flops > 1e6
     text = format_result(result)
     assert "where batched training's operator time went (profiled, bfloat16" in text and "matrix products" in text
+    assert main.eval_breakdown.shares["matrix products"] > 0 and result.dtypes["float32"].eval_breakdown is None
+    assert "where mixed-adapter evaluation's operator time went (profiled, bfloat16" in text
     assert f"{result.eval_batch_size} rows at once instead of 16" in format_result(result)
     for marker in ("GFLOP/s", "bf16 / float32", "% of the bfloat16 matrix-product rate", "(a)", "(b)", "(d)",
                    f"target >= {TARGETS['eval_vs_today']}x", f"target <= {TARGETS['batched_vs_unified']}x"):

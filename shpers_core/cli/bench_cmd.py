@@ -140,4 +140,7 @@ def format_result(r: BenchResult) -> str:
         lines.append(f"(d) mixed-adapter evaluation / one persona at a time: {r.mixed_vs_sequential:5.2f}x faster "
                      f"(target >= {TARGETS['mixed_vs_sequential']}x at N = 16: "
                      f"{_verdict(r.mixed_vs_sequential >= TARGETS['mixed_vs_sequential'])})")
+    if m.eval_breakdown is not None:
+        lines.append(f"  where mixed-adapter evaluation's operator time went (profiled, {m.dtype}, "
+                     f"{r.eval_batch_size} rows): " + m.eval_breakdown.summary(m.matmul_flops))
     return "\n".join(lines)
