@@ -86,3 +86,43 @@ def test_a_huge_message_is_cut_to_the_context(base):
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert cut == 2 and len(replies[0]) == 2
     assert grown_mb < 500, f"peak memory grew by {grown_mb:.0f} MB"
+
+
+def test_length_groups_put_similar_lengths_together():
+    from shpers_core.evaluation.dialogues import length_groups
+
+    lengths = [100, 90, 50, 200, 170, 45]
+    assert length_groups(lengths, 0.8) == [[3, 4], [0, 1], [2, 5]]
+    assert length_groups(lengths, 0.0) == [[3, 4, 0, 1, 2, 5]]
+    assert sorted(i for g in length_groups(lengths, 1.0) for i in g) == list(range(6))
+    assert length_groups([], 0.8) == []
+
+
+def test_prefill_in_groups_gives_the_replies_of_one_padded_prefill(base, dialogues, monkeypatch):
+    """Dialogues of different lengths are prefilled in several groups, put side by side; the replies
+    (adapters, soft prompts and KV prefixes of different sizes mixed) are those of one batch padded
+    to its longest: the same in float32, nearly all in bf16."""
+    from shpers_core.evaluation import dialogues as module
+    from shpers_core.evaluation.generation import kv_shape
+
+    pids = sorted({pid for pid, _ in dialogues})
+    g = torch.Generator().manual_seed(1)
+    hidden = base.model.get_input_embeddings().weight.shape[1]
+    layers, heads, head_dim = kv_shape(base.model)
+    plan = EvalPlan(adapters={pids[0]: Adapter(random_adapter(base.model, 3), 2.0)},
+                    soft_prompts={pids[1]: torch.randn(5, hidden, generator=g)},
+                    kv_prefixes={pids[2]: torch.randn(layers, 2, heads, 7, head_dim, generator=g),
+                                 pids[3]: torch.randn(layers, 2, heads, 2, head_dim, generator=g)})
+    formed = []
+    grouped = module.length_groups
+    monkeypatch.setattr(module, "length_groups", lambda lengths, share: formed.append(grouped(lengths, share)) or formed[-1])
+    groups, _ = generate_dialogues_for_plan(base, plan, dialogues, None, 10, 4)
+    assert max(len(g) for g in formed) > 1  # some batches prefilled in several groups
+    monkeypatch.setattr(module, "PREFILL_GROUP_SHARE", 0.0)
+    one, _ = generate_dialogues_for_plan(base, plan, dialogues, None, 10, 4)
+    assert len(formed[-1]) == 1
+    if base.dtype == "float32":
+        assert groups == one
+    else:
+        flat = list(zip([r for t in groups for r in t], [r for t in one for r in t]))
+        assert sum(a == b for a, b in flat) >= 0.85 * len(flat)
