@@ -76,33 +76,30 @@ def _prefill_in_groups(model, lasts, prefixes, kvs, slots, multi, pad_id, device
     each row's columns at the right end of one width and the rest hidden: the layout one batch
     left-padded to its longest would have, without computing its padding.
     """
+    groups = length_groups(lengths, PREFILL_GROUP_SHARE)
+    if len(groups) <= 1:
+        inputs = left_padded(model, lasts, prefixes, pad_id, device, kvs)
+        return prefill(model, inputs, slots, multi), inputs["attention_mask"]
     parts = []
-    for group in length_groups(lengths, PREFILL_GROUP_SHARE):
+    for group in groups:
         def pick(xs, g=group):
             return [xs[i] for i in g]
 
         inputs = left_padded(model, pick(lasts), pick(prefixes), pad_id, device, pick(kvs))
         kv = prefill(model, inputs, pick(slots) if slots is not None else None, multi)
-        parts.append((group, inputs["attention_mask"], kv))
-    if len(parts) == 1 and parts[0][0] == list(range(len(lasts))):
-        return parts[0][2], parts[0][1]
-    width = max(mask.shape[1] for _, mask, _ in parts)
-    rows = len(lasts)
-    mask = torch.zeros((rows, width), dtype=parts[0][1].dtype, device=device)
-    layers = []
-    for layer in range(len(parts[0][2])):
-        keys0, values0 = parts[0][2][layer]
-        keys = keys0.new_zeros((rows, keys0.shape[1], width, keys0.shape[3]))
-        values = values0.new_zeros((rows, values0.shape[1], width, values0.shape[3]))
-        for group, group_mask, kv in parts:
-            index = torch.tensor(group, device=device)
-            w = group_mask.shape[1]
-            keys[index, :, width - w:] = kv[layer][0]
-            values[index, :, width - w:] = kv[layer][1]
-        layers.append((keys, values))
-    for group, group_mask, _ in parts:
-        mask[torch.tensor(group, device=device), width - group_mask.shape[1]:] = group_mask
-    return layers, mask
+        parts.append((torch.tensor(group, device=device), inputs["attention_mask"], kv))
+    width = max(group_mask.shape[1] for _, group_mask, _ in parts)
+    mask = parts[0][1].new_zeros((len(lasts), width))
+    stitched = [(keys.new_zeros((len(lasts), keys.shape[1], width, keys.shape[3])),
+                 values.new_zeros((len(lasts), values.shape[1], width, values.shape[3])))
+                for keys, values in parts[0][2]]
+    for rows, group_mask, kv in parts:
+        start = width - group_mask.shape[1]
+        mask[rows, start:] = group_mask
+        for (keys, values), (group_keys, group_values) in zip(stitched, kv):
+            keys[rows, :, start:] = group_keys
+            values[rows, :, start:] = group_values
+    return stitched, mask
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
