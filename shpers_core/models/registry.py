@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from .attention import use_cpu_training_attention
 from .device import check_device, dtype_name, pick_device, pick_dtype, prepare_attention, torch_dtype
 from .errors import ModelError
 
@@ -123,6 +124,7 @@ def load_base(name: str, device: str | None = None, dtype: str | None = None) ->
     model = model.to(device=device, dtype=tdtype).eval()
     _contiguous_head_input(model)
     prepare_attention(device)
+    use_cpu_training_attention(model, device)
     return BaseModel(
         model=model, tokenizer=tokenizer, name=name, device=device, dtype=dtype_name(tdtype),
         num_parameters=sum(p.numel() for p in model.parameters()), source=source,
