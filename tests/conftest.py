@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,3 +59,14 @@ def pytest_collection_modifyitems(config, items) -> None:
     test that ran after them and printed no traceback.
     """
     items.sort(key=lambda item: item.path.name == "test_distributed_ray.py")
+
+
+@pytest.fixture(autouse=True)
+def _collect_cycles_on_the_main_thread() -> Iterator[None]:
+    """An app window or worker turns automatic collection off and collects on its GUI thread's timer
+    (``shpers_gui.workers.gc_guard``). After such a test, collect its garbage here, on the main
+    thread, and turn automatic collection back on for tests that never start the app."""
+    yield
+    if not gc.isenabled():
+        gc.collect()
+        gc.enable()

@@ -8,6 +8,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
+from shpers_gui.workers.gc_guard import collect_on_gui_thread
+
 
 class _Signals(QObject):
     result = Signal(object)
@@ -72,6 +74,7 @@ def run_call(fn: Callable[..., Any], *args: Any, on_result=None, on_error=None, 
         worker.signals.error.connect(on_error)
     if on_chunk is not None:
         worker.signals.chunk.connect(on_chunk)
+    collect_on_gui_thread()
     _RUNNING.add(worker)
     worker.signals.done.connect(lambda: _RUNNING.discard(worker))
     QThreadPool.globalInstance().start(worker)

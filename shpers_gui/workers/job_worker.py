@@ -18,6 +18,7 @@ from PySide6.QtCore import QThread, Signal
 from shpers_core.events import Cancelled, Failed, Finished, Log, Progress, Started, Step, Validation
 from shpers_core.jobs.spec import JobSpec
 from shpers_core.workspace import Workspace
+from shpers_gui.workers.gc_guard import collect_on_gui_thread
 
 
 class JobWorker(QThread):
@@ -41,6 +42,7 @@ class JobWorker(QThread):
 
     def __init__(self, spec: JobSpec, workspace_root: str, run_id: str | None = None, parent=None, runner=None):
         super().__init__(parent)
+        collect_on_gui_thread()
         self.runner = runner  # None: on this machine; else where the child process sends the job (Ray)
         self.spec = spec
         self.workspace_root = str(workspace_root)
