@@ -26,7 +26,6 @@ from shpers_gui.widgets.personas_view import PersonasView
 from shpers_gui.widgets.results_view import ResultsView
 from shpers_gui.workers import run_call
 from shpers_gui.workers.call_worker import abort_all_and_wait
-from shpers_gui.workers.gc_guard import collect_on_gui_thread
 
 
 def load_dataset_file(path):
@@ -71,7 +70,6 @@ class MainWindow(QMainWindow):
 
     def __init__(self, session, *, settings: QSettings | None = None, ask_on_close: bool = True):
         super().__init__()
-        collect_on_gui_thread()  # before any worker thread starts
         self.session = session
         self.ask_on_close = ask_on_close
         self.settings = settings or QSettings("shpers", "shpers")

@@ -54,9 +54,9 @@ def smollm2_base(models_cache) -> Iterator:
 def pytest_collection_modifyitems(config, items) -> None:
     """Run the tests that make this process a Ray driver last, each file's order kept.
 
-    After ``ray.shutdown()`` Ray's driver leaves its threads and its own fatal-signal handlers in the
-    process, in place of Python's faulthandler: one full run (2026-12-06) died of a segfault in a GUI
-    test that ran after them and printed no traceback.
+    After ``ray.shutdown()`` Ray's fatal-signal handler stays in the process in place of Python's
+    faulthandler: a segfault in any later test (2026-12-06: a cycle collected on a worker thread, see
+    ``shpers_gui.workers.gc_guard``) then printed no traceback at all.
     """
     items.sort(key=lambda item: item.path.name == "test_distributed_ray.py")
 
