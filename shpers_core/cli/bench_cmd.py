@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from shpers_core.bench import TARGETS, TODAY_EVAL_BATCH, BenchResult, run_bench
+from shpers_core.cli.commands import command_help
 from shpers_core.distributed.bench import ray_overhead
 from shpers_core.errors import UserError
 from shpers_core.events import Event, Reporter
@@ -14,7 +15,7 @@ from shpers_core.workspace import Workspace
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "bench", help="measure the machine's limit and the engine's training and evaluation speed against it",
+        "bench", help=command_help("bench"),
         description="In one process: the matrix-product rate in float32 and bf16; then, on dialogues of the "
                     "dataset and in each dtype, (a) N persona adapters trained together against one unified "
                     "LoRA, (b) the N adapters one after another, (c) evaluation with each dialogue's cache "

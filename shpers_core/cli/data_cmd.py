@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from shpers_core.cli.commands import command_help
 from shpers_core.data import dataset_stats, generate_dataset, load_dataset, write_jsonl
 from shpers_core.data.importers import FORMATS, import_dataset
 from shpers_core.data.library import install_dataset
@@ -18,7 +19,7 @@ WARNINGS_SHOWN = 20
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("data", help="generate, validate and summarise dialogue datasets",
+    parser = subparsers.add_parser("data", help=command_help("data"),
                                    description="Generate, validate and summarise dialogue datasets.")
     sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     sub.required = True

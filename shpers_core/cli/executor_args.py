@@ -5,9 +5,7 @@ from __future__ import annotations
 import functools
 
 from shpers_core.distributed.options import RayOptions
-from shpers_core.distributed.ray_executor import run_on_ray
 from shpers_core.errors import UserError
-from shpers_core.jobs.runner import run_job
 
 
 def add_executor_args(p) -> None:
@@ -45,6 +43,11 @@ def ray_options(args):
 
 def job_runner(args):
     """A callable with :func:`run_job`'s signature that runs where ``args`` says."""
+    # Imported here, not at the top: the engine takes seconds to import, and `shpers runs list`
+    # (which shares this module with `runs resume`) should not wait for it.
+    from shpers_core.distributed.ray_executor import run_on_ray
+    from shpers_core.jobs.runner import run_job
+
     options = ray_options(args)
     if options is None:
         return run_job

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 
+from shpers_core.cli.commands import command_help
 from shpers_core.cli.executor_args import add_executor_args, job_runner
 from shpers_core.cli.progress import ProgressPrinter
 from shpers_core.events import JobCancelled, Reporter
@@ -17,7 +18,7 @@ from shpers_core.workspace import Workspace
 
 def add_parser(sub) -> None:
     lines = "\n".join(f"  {name:18} {spec.summary}" for name, spec in METHODS.items())
-    p = sub.add_parser("run", help="train and evaluate one method", formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = sub.add_parser("run", help=command_help("run"), formatter_class=argparse.RawDescriptionHelpFormatter,
                        description=f"Run one method and store the run.\n\nmethods:\n{lines}\n\n"
                                    "See `shpers methods METHOD` for a method's parameters.")
     p.add_argument("method", help="method name (see `shpers methods`)")
@@ -35,7 +36,7 @@ def add_parser(sub) -> None:
     add_executor_args(p)
     p.set_defaults(func=run)
 
-    m = sub.add_parser("methods", help="list methods, or show one method's parameters")
+    m = sub.add_parser("methods", help=command_help("methods"))
     m.add_argument("method", nargs="?", help="method name")
     m.set_defaults(func=methods)
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from shpers_core.atomic import atomic_write_text
+from shpers_core.cli.commands import command_help
 from shpers_core.cli.executor_args import add_executor_args, job_runner
 from shpers_core.cli.progress import ProgressPrinter
 from shpers_core.errors import UserError
@@ -19,7 +20,6 @@ from shpers_core.evaluation.metrics import METRIC_NAMES
 from shpers_core.evaluation.stats import paired_comparison
 from shpers_core.evaluation.table import study_rows, to_csv, to_markdown
 from shpers_core.events import JobCancelled, Reporter
-from shpers_core.export import export_persona
 from shpers_core.export.folder import describe_os_error
 from shpers_core.jobs.delete import delete_run as delete
 from shpers_core.jobs.delete import (
@@ -29,7 +29,6 @@ from shpers_core.jobs.delete import (
     plan_delete,
     resolve_run_id,
 )
-from shpers_core.jobs.spec import JobSpec
 from shpers_core.store import RunStore, StoreError
 from shpers_core.store.host import host_name, pid_alive
 from shpers_core.workspace import Workspace
@@ -38,7 +37,7 @@ EXPORT_FORMATS = ("merged", "gguf", "peft")  # shpers_core.export.FORMATS, witho
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("runs", help="list, inspect, compare, export, resume or delete stored runs")
+    p = sub.add_parser("runs", help=command_help("runs"))
     rs = p.add_subparsers(dest="runs_command", metavar="ACTION")
     rs.required = True
 
@@ -297,12 +296,16 @@ def export_persona_model(args) -> int:
     dirs += args.run_ids[1:] + ([args.out] if args.out else [])
     if len(args.run_ids) < 1 or len(dirs) != 1:
         raise UserError(f"give one run and one folder: {usage}")
+    from shpers_core.export import export_persona  # the engine: imported only when a model is exported
+
     result = export_persona(Workspace.open(args.workspace), args.run_ids[0], args.persona, fmt, dirs[0])
     print(result.summary())
     return 0
 
 
 def resume_run(args) -> int:
+    from shpers_core.jobs.spec import JobSpec  # imports every method: only when a run resumes
+
     run_job = job_runner(args)  # --ray-address without --executor ray is refused before anything changes
     ws = Workspace.open(args.workspace)
     with _store(args) as store:

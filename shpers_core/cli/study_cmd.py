@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+from shpers_core.cli.commands import command_help
 from shpers_core.cli.executor_args import add_executor_args, ray_options
 from shpers_core.cli.progress import ProgressPrinter
 from shpers_core.data import generate_dataset, write_jsonl
@@ -17,7 +18,7 @@ from shpers_core.workspace import Workspace
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("study", help="run the whole study and print its results table",
+    p = sub.add_parser("study", help=command_help("study"),
                        description="Presets: " + " ".join(f"{n}: {p.description}" for n, p in PRESETS.items()))
     p.add_argument("--preset", default="smoke", choices=list(PRESETS))
     p.add_argument("--model", default=None, help="base model (default: the preset's)")

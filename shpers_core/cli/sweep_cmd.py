@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 
+from shpers_core.cli.commands import command_help
 from shpers_core.cli.executor_args import add_executor_args, ray_options
 from shpers_core.cli.progress import ProgressPrinter
 from shpers_core.distributed.study import run_specs_on_ray
@@ -18,7 +19,7 @@ from shpers_core.workspace import Workspace
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("sweep", help="run one method once per value of one parameter",
+    p = sub.add_parser("sweep", help=command_help("sweep"),
                        description="Run METHOD once per VALUE of PARAM (every other parameter as --param sets it) "
                                    "and print the runs' rows of the results table. The Launch tab's sweep builds "
                                    "the same jobs. On Ray the runs go out together.",

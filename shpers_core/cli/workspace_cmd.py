@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shpers_core.cli.commands import command_help
 from shpers_core.jobs.delete import clean_workspace as clean
 from shpers_core.jobs.delete import human_size
 from shpers_core.store import RunStore
@@ -9,7 +10,7 @@ from shpers_core.workspace import Workspace
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("workspace", help="look after the workspace folder")
+    p = sub.add_parser("workspace", help=command_help("workspace"))
     ws = p.add_subparsers(dest="workspace_command", metavar="ACTION")
     ws.required = True
     clean = ws.add_parser("clean", help="finish interrupted deletes; list run folders no run owns",
