@@ -43,8 +43,8 @@ def ray_options(args):
 
 def job_runner(args):
     """A callable with :func:`run_job`'s signature that runs where ``args`` says."""
-    # Imported here, not at the top: the engine takes seconds to import, and `shpers runs list`
-    # (which shares this module with `runs resume`) should not wait for it.
+    # lazy: the engine takes seconds to import, and `shpers runs list` (which shares this module
+    # with `runs resume`) should not wait for it.
     from shpers_core.distributed.ray_executor import run_on_ray
     from shpers_core.jobs.runner import run_job
 

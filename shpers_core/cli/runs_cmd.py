@@ -296,7 +296,7 @@ def export_persona_model(args) -> int:
     dirs += args.run_ids[1:] + ([args.out] if args.out else [])
     if len(args.run_ids) < 1 or len(dirs) != 1:
         raise UserError(f"give one run and one folder: {usage}")
-    from shpers_core.export import export_persona  # the engine: imported only when a model is exported
+    from shpers_core.export import export_persona  # lazy: the engine, imported only when a model is exported
 
     result = export_persona(Workspace.open(args.workspace), args.run_ids[0], args.persona, fmt, dirs[0])
     print(result.summary())
@@ -304,7 +304,7 @@ def export_persona_model(args) -> int:
 
 
 def resume_run(args) -> int:
-    from shpers_core.jobs.spec import JobSpec  # imports every method: only when a run resumes
+    from shpers_core.jobs.spec import JobSpec  # lazy: imports every method, only when a run resumes
 
     run_job = job_runner(args)  # --ray-address without --executor ray is refused before anything changes
     ws = Workspace.open(args.workspace)
