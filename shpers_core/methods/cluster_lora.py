@@ -40,6 +40,8 @@ class ClusterParams(Params):
 class ClusterLoraParams(ClusterParams):
     """Cluster LoRA's own settings beside the shared clustering ones (merges and soft prompts train no LoRA)."""
 
+    engine: str = param("batched", "batched: the clusters' adapters train together in one pass over the base "
+                        "model, each exactly as alone; sequential: one after another.", choices=("batched", "sequential"))
     workers: int = param(1, "Train each cluster's adapter data-parallel on this many Ray Train workers (1: in this "
                             "process), as unified_lora's workers: train.batch_size stays the global batch and the "
                             "adapters equal the one-process run's.", min=1, max=1024)
@@ -61,21 +63,24 @@ def cluster(ctx, params: ClusterParams) -> list[int]:
 
 def run(ctx, params: ClusterLoraParams) -> EvalPlan:
     labels = cluster(ctx, params)
-    adapters = {}
-    for c in sorted(set(labels)):
-        members = [pid for pid, lab in zip(ctx.personas, labels) if lab == c]
-        name = f"cluster_{c}"
-        adapter = ctx.saved_adapter(name)
-        if adapter is None:
-            train, val = ctx.pooled_examples(members, "train"), ctx.pooled_examples(members, "val")
+    members = {f"cluster_{c}": [pid for pid, lab in zip(ctx.personas, labels) if lab == c] for c in sorted(set(labels))}
+    adapters = {name: ctx.saved_adapter(name) for name in members}
+    todo = [name for name, adapter in adapters.items() if adapter is None]
+    if todo and (params.workers > 1 or params.engine == "sequential"):
+        for name in todo:
+            train, val = ctx.pooled_examples(members[name], "train"), ctx.pooled_examples(members[name], "val")
             if params.workers > 1:
                 result = fit_data_parallel(ctx, train, val, name, params.workers, series=f"{name}/train")
             else:
                 result = ctx.fit_lora(train, val, name=name, series=f"{name}/train")
-            adapter = ctx.save_lora(name, result.state_dict, kind="cluster_adapter")
-        for pid in members:
-            adapters[pid] = adapter
-    return EvalPlan(adapters=adapters)
+            adapters[name] = ctx.save_lora(name, result.state_dict, kind="cluster_adapter")
+    elif todo:
+        batch = ctx.batch_to_train(list(members), todo)
+        result = ctx.fit_lora_batched({name: ctx.pooled_examples(members[name], "train") for name in batch},
+                                      {name: ctx.pooled_examples(members[name], "val") for name in batch})
+        for name in todo:
+            adapters[name] = ctx.save_lora(name, result.state_dicts[name], kind="cluster_adapter")
+    return EvalPlan(adapters={pid: adapters[name] for name, pids in members.items() for pid in pids})
 
 
 METHOD = MethodSpec(

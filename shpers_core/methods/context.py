@@ -25,6 +25,7 @@ from shpers_core.training.adapters import load_lora_adapter, save_lora_adapter
 from shpers_core.training.batching import Example
 from shpers_core.training.config import LoraParams, TrainParams
 from shpers_core.training.fit import fit_adapter
+from shpers_core.training.multi import checkpointed_adapters, train_many
 from shpers_core.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -115,6 +116,26 @@ class MethodContext:
         """Train one LoRA adapter with checkpoints under this run's folder."""
         result = fit_adapter(self.base.model, self.pad_id, train, val, self.lora, train_params or self.train,
                              self.reporter, checkpoint_dir=self.checkpoint_dir(name), series=series)
+        self.note_training(result)
+        return result
+
+    def batch_to_train(self, names: list[str], todo: list[str]) -> list[str]:
+        """The adapters a batched training of ``todo`` (out of ``names``) should train.
+
+        Stopped while saving the adapters, a run has some saved and a checkpoint of them all: it
+        finishes the batch the checkpoint holds (its adapters share dropout draws) rather than train
+        the rest again as another batch.
+        """
+        if todo and len(todo) < len(names) and checkpointed_adapters(self.checkpoint_dir("batched")) == list(names):
+            return list(names)
+        return list(todo)
+
+    def fit_lora_batched(self, train: dict[str, list[Example]], val: dict[str, list[Example]],
+                         micro_batch_rows: int | None = None):
+        """Train one LoRA adapter per key of ``train`` together (:func:`train_many`), with checkpoints."""
+        result = train_many(self.base.model, self.pad_id, train, self.lora, self.train, self.reporter,
+                            val_by_adapter=val, micro_batch_rows=micro_batch_rows,
+                            checkpoint_dir=self.checkpoint_dir("batched"))
         self.note_training(result)
         return result
 

@@ -13,7 +13,6 @@ from shpers_core.distributed.shards import train_sharded
 from shpers_core.evaluation.plan import EvalPlan
 from shpers_core.methods.base import MethodSpec
 from shpers_core.params import Params, param
-from shpers_core.training.multi import checkpointed_adapters, train_many
 
 
 @dataclass
@@ -46,21 +45,14 @@ def run(ctx, params: PerPersonaParams) -> EvalPlan:
                 val_losses[pid] = result.val_curve[-1][1]
             ctx.reporter.progress("personas", len(adapters), len(ctx.personas))
     elif todo:
-        checkpoints = ctx.checkpoint_dir("batched")
-        batch = todo
-        if len(todo) < len(ctx.personas) and checkpointed_adapters(checkpoints) == list(ctx.personas):
-            # Stopped while saving the adapters: finish the batch the checkpoint holds (its adapters
-            # share dropout draws) rather than train the rest again as another batch.
-            batch = list(ctx.personas)
+        batch = ctx.batch_to_train(list(ctx.personas), todo)
         if params.shards > 1 and len(batch) > 1:
             result = train_sharded(ctx, batch, params.shards, params.micro_batch_rows or None)
+            ctx.note_training(result)
         else:
-            result = train_many(
-                ctx.base.model, ctx.pad_id, {pid: ctx.examples(pid, "train") for pid in batch}, ctx.lora, ctx.train,
-                ctx.reporter, val_by_adapter={pid: ctx.examples(pid, "val") for pid in batch},
-                micro_batch_rows=params.micro_batch_rows or None, checkpoint_dir=checkpoints,
-            )
-        ctx.note_training(result)
+            result = ctx.fit_lora_batched({pid: ctx.examples(pid, "train") for pid in batch},
+                                          {pid: ctx.examples(pid, "val") for pid in batch},
+                                          params.micro_batch_rows or None)
         for pid in batch:
             if pid in todo:
                 adapters[pid] = ctx.save_lora(pid, result.state_dicts[pid], persona_id=pid)
