@@ -28,7 +28,7 @@ from shpers_core.evaluation.evaluate import generate_dialogues_for_plan
 from shpers_core.evaluation.plan import EvalPlan
 from shpers_core.events import Reporter
 from shpers_core.models import DEFAULT_MODEL, encode_dialogue, load_base, pick_device, pick_dtype
-from shpers_core.models.device import check_device, torch_dtype
+from shpers_core.models.device import check_device, cpu_supports_bf16, dtype_reason, torch_dtype
 from shpers_core.step_profile import TimeBreakdown, time_breakdown
 from shpers_core.threads import computing
 from shpers_core.training.adapter_types import Adapter
@@ -97,6 +97,8 @@ class BenchResult:
     matmul_shape: tuple[int, int, int] = (0, 0, 0)
     eval_batch_size: int = field(default_factory=lambda: EvalParams().eval_batch_size)
     """Rows the engine decodes at once (its default); today's path decodes ``TODAY_EVAL_BATCH``."""
+    dtype_choice: str = ""
+    """The dtype runs pick on this device and why (:func:`~shpers_core.models.device.dtype_reason`)."""
 
     @property
     def main(self) -> DtypeResult:
@@ -274,8 +276,12 @@ def run_bench(
         raise ValueError("personas, dialogues and repeats must be at least 1")
     reporter = reporter or Reporter()
     device = check_device(device) if device else pick_device()
+    picked = pick_dtype(device)
     if dtypes is None:
-        dtypes = tuple(dict.fromkeys(("float32", pick_dtype(device))))
+        # The dtype runs pick goes last (the report's main one); a CPU with bf16 instructions that runs
+        # float32 still measures bf16, to show why.
+        tried = ["float32", "bfloat16"] if device == "cpu" and cpu_supports_bf16() else ["float32"]
+        dtypes = (*[d for d in tried if d != picked], picked)
     dataset, _source = bench_dataset(personas, workspace)
     splits = split_dataset(dataset, seed=0)
     ids = sorted(dataset.personas)[:personas]
@@ -284,7 +290,7 @@ def run_bench(
     result = BenchResult(model=model, device=device, personas=personas, train_dialogues=train_dialogues,
                          test_dialogues=test_dialogues, batch_size=batch_size, max_new_tokens=max_new_tokens,
                          repeats=repeats, memory_kind="CUDA max_memory_allocated" if device.startswith("cuda")
-                         else "process resident set size")
+                         else "process resident set size", dtype_choice=f"{picked}: {dtype_reason(device)}")
     quiet = Reporter(should_stop=reporter.should_stop)
     progress = {"done": 0, "total": len(dtypes) * (1 + repeats * 5) + repeats * 2}
 

@@ -1,6 +1,7 @@
 from shpers_core.bench import PHASES, TARGETS, run_bench
 from shpers_core.cli.bench_cmd import format_result
 from shpers_core.cli.main import main
+from shpers_core.models import pick_dtype
 
 
 def test_bench_measures_both_dtypes_against_the_roofline_on_the_tiny_model(shpers_cache):
@@ -35,6 +36,7 @@ def test_bench_command_prints_figures_with_targets(capsys, shpers_cache):
     out = capsys.readouterr().out
     assert code == 0
     assert "(a) batched 2 adapters / unified LoRA" in out and "not measured (one dtype)" in out
+    assert f"runs here hold the model in {pick_dtype('cpu')}: " in out
     assert main(["bench", "--model", "tiny-qwen2", "--personas", "0"]) == 2
 
 

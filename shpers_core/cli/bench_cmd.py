@@ -80,6 +80,7 @@ def format_result(r: BenchResult) -> str:
              + ", ".join(f"{d} {x.matmul_flops / 1e9:.0f} GFLOP/s" for d, x in r.dtypes.items()),
              f"training FLOPs per token: {r.flops_per_token / 1e6:.0f} M (frozen base: 4 per body weight, the head "
              "on labelled tokens, attention)",
+             f"runs here hold the model in {r.dtype_choice}",
              "",
              f"{'':40}" + "".join(f"{d:>22}" for d in r.dtypes),
              f"{'':40}" + "".join(f"{'seconds':>9}{'rate':>13}" for _ in r.dtypes)]

@@ -30,8 +30,8 @@ def add_parser(sub) -> None:
     p.add_argument("--name", default="", help="a label for the run")
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
-                   help="base model dtype (default: bfloat16 where the GPU or CPU computes in it, else float32; "
-                        "trained weights are float32 either way)")
+                   help="base model dtype (default: bfloat16 on a GPU that has it and on a CPU whose bf16 products "
+                        "beat float32's, else float32; trained weights are float32 either way)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     add_executor_args(p)
     p.set_defaults(func=run)

@@ -24,8 +24,8 @@ def add_parser(sub) -> None:
     p.add_argument("--model", default=None, help="base model (default: the preset's)")
     p.add_argument("--personas", nargs="+", default=None, metavar="ID", help="persona ids (default: the preset's)")
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
-                   help="base model dtype (default: bfloat16 where the GPU or CPU computes in it, else float32; "
-                        "trained weights are float32 either way)")
+                   help="base model dtype (default: bfloat16 on a GPU that has it and on a CPU whose bf16 products "
+                        "beat float32's, else float32; trained weights are float32 either way)")
     p.add_argument("--markdown", help="also write the table as Markdown to this file")
     p.add_argument("--csv", help="also write the table as CSV to this file")
     p.add_argument("-q", "--quiet", action="store_true")

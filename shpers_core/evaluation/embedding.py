@@ -45,7 +45,7 @@ def _load(device: str):
                 if bar_was_on:
                     hf_logging.enable_progress_bar()
             model.eval()
-            # The same rule as the base models: bf16 where the hardware computes in it.
+            # The same rule as the base models: bf16 where the hardware computes faster in it.
             # lazy: torch; evaluation/__init__ imports this module, and evaluation.config (the app's
             # forms) and the CLI's table commands need no torch.
             from shpers_core.models.device import pick_dtype, torch_dtype

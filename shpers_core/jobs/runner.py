@@ -22,7 +22,7 @@ from shpers_core.methods.base import MethodSpec
 from shpers_core.methods.context import MethodContext
 from shpers_core.methods.registry import get_method
 from shpers_core.models import MODEL_NAMES, ModelError, load_base
-from shpers_core.models.device import check_device, torch_dtype
+from shpers_core.models.device import check_device, dtype_reason, torch_dtype
 from shpers_core.models.pretrained import check_local_folder, is_hub_id, looks_like_path
 from shpers_core.params import ParamError, Params
 from shpers_core.store import RunStore, StoreSink
@@ -284,8 +284,9 @@ def record_precision(store, run_id: str, spec: JobSpec, base, reporter: Reporter
     """Write the dtype the base model runs in into the run's stored spec (so a resume and chat use it too)."""
     if spec.dtype != base.dtype:
         store.update_run(run_id, params={**spec.to_dict(), "dtype": base.dtype})
-    reporter.log(f"base model {base.name} in {base.dtype} on {base.device}; trained weights, their gradients, "
-                 "optimiser state and the loss in float32")
+    why = "set in the run" if spec.dtype else dtype_reason(base.device)
+    reporter.log(f"base model {base.name} in {base.dtype} on {base.device} ({why}); trained weights, their "
+                 "gradients, optimiser state and the loss in float32")
 
 
 def speed_info(ctx, result) -> dict[str, float]:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import statistics
+import time
+from collections.abc import Callable
+
 import torch
 
 from .errors import ModelError
@@ -45,35 +50,99 @@ def check_device(device: str) -> str:
     return str(dev)
 
 
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware (AMX or AVX512-BF16).
-
-    Read from the kernel's CPU flags: torch's own capability string stops at AVX512 and does not
-    say whether AMX is there. Without these units bf16 is emulated and slower than float32.
-    """
+def cpu_flags() -> set[str]:
+    """The kernel's CPU flags (``/proc/cpuinfo``); empty where it cannot be read."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"amx_bf16", "avx512_bf16"})
+                    return set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return False
+    return set()
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU has bf16 matrix instructions (AMX or AVX512-BF16).
+
+    Read from the kernel's CPU flags: torch's own capability string stops at AVX512 and does not
+    say whether AMX is there. Without these units bf16 is emulated and slower than float32.
+    """
+    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
+
+
+# bf16 must multiply this much faster than float32 before a CPU run holds its model in bf16: the
+# products are about half of a training step, and bf16 adds casts. On an AMD EPYC with
+# AVX512-BF16, products at 2.6x gave training 1.9x; on an Intel Xeon VM that shows AVX512-BF16
+# but not AMX, products at 0.54x gave training 0.80x.
+MIN_CPU_BF16_SPEEDUP = 1.5
+
+
+@functools.cache
+def cpu_bf16_speedup() -> float:
+    """How much faster this CPU multiplies a model-sized matrix product in bf16 than in float32.
+
+    Measured once a process (about 0.1 s): the flags say an instruction exists, not that it is fast.
+    A virtual machine can show AVX512-BF16 and hide AMX, and there oneDNN's bf16 products ran at half
+    float32's rate. 0.0 where the CPU has no bf16 instructions at all (bf16 would be emulated).
+    """
+    if not cpu_supports_bf16():
+        return 0.0
+    return _matmul_rate(torch.bfloat16) / _matmul_rate(torch.float32)
+
+
+def _matmul_rate(dtype: torch.dtype, repeats: int = 5) -> float:
+    """Products per second of ``[512, 576] @ [576, 1536]`` (a SmolLM2 MLP's shape), median of ``repeats``."""
+    a = torch.randn(512, 576, dtype=dtype)
+    b = torch.randn(576, 1536, dtype=dtype)
+    for _ in range(2):  # oneDNN picks and caches its kernel on the first calls
+        a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        times.append((time.perf_counter() - start) / 4)
+    return 1.0 / max(statistics.median(times), 1e-9)
+
+
+def choose_cpu_dtype(flags: set[str], bf16_speedup: Callable[[], float]) -> str:
+    """bf16 where the CPU has AMX, or AVX512-BF16 whose products ``bf16_speedup()`` finds at least
+    :data:`MIN_CPU_BF16_SPEEDUP` times float32's; float32 otherwise."""
+    if "amx_bf16" in flags:
+        return "bfloat16"
+    if "avx512_bf16" in flags and bf16_speedup() >= MIN_CPU_BF16_SPEEDUP:
+        return "bfloat16"
+    return "float32"
 
 
 def pick_dtype(device: str) -> str:
     """The dtype of the frozen base model: bf16 where the hardware computes in it, else fp16 on CUDA
     without bf16 (trained weights stay float32 and the loss is scaled), else float32.
 
-    bf16 on CUDA with bf16 support and on CPUs with AMX or AVX512-BF16; MPS gets float32 (fp16 there
-    has no loss scaler, and the models here are small).
+    bf16 on CUDA with bf16 support and on CPUs where it is faster (:func:`choose_cpu_dtype`); MPS gets
+    float32 (fp16 there has no loss scaler, and the models here are small).
     """
     if device.startswith("cuda"):
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    if device == "cpu" and cpu_supports_bf16():
-        return "bfloat16"
+    if device == "cpu":
+        return choose_cpu_dtype(cpu_flags(), cpu_bf16_speedup)
     return "float32"
+
+
+def dtype_reason(device: str) -> str:
+    """Why :func:`pick_dtype` holds the model in its dtype on ``device``, in words for logs and the bench."""
+    if device.startswith("cuda"):
+        return "the GPU computes in bf16" if torch.cuda.is_bf16_supported() else "the GPU has no bf16: fp16, loss scaled"
+    if device != "cpu":
+        return f"{device} runs float32"
+    flags = cpu_flags()
+    if "amx_bf16" in flags:
+        return "the CPU has AMX"
+    if "avx512_bf16" not in flags:
+        return "the CPU has no bf16 instructions"
+    return (f"the CPU's AVX512-BF16 products run at {cpu_bf16_speedup():.2f}x float32's "
+            f"(bf16 is used from {MIN_CPU_BF16_SPEEDUP}x)")
 
 
 def prepare_attention(device: str) -> None:

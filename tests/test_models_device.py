@@ -1,0 +1,43 @@
+"""Which dtype a CPU run holds its base model in: bf16 only where it is faster there."""
+
+from __future__ import annotations
+
+import pytest
+
+from shpers_core.models import device
+
+
+def never_measured() -> float:
+    raise AssertionError("the bf16 speed was measured where the flags decide")
+
+
+def test_amx_holds_the_model_in_bf16_without_measuring():
+    assert device.choose_cpu_dtype({"amx_bf16", "amx_tile", "avx512_bf16"}, never_measured) == "bfloat16"
+
+
+def test_no_bf16_instructions_means_float32_without_measuring():
+    assert device.choose_cpu_dtype({"avx2", "fma", "avx512f"}, never_measured) == "float32"
+
+
+@pytest.mark.parametrize(("speedup", "dtype"), [(0.54, "float32"), (1.2, "float32"), (2.6, "bfloat16")])
+def test_avx512_bf16_without_amx_is_used_only_where_its_products_are_faster(speedup, dtype):
+    # 0.54x: an Intel Xeon VM that shows AVX512-BF16 and hides AMX (bf16 training ran at 0.80x float32's);
+    # 2.6x: an AMD EPYC with AVX512-BF16 (bf16 training 1.9x).
+    assert device.choose_cpu_dtype({"avx512f", "avx512_bf16"}, lambda: speedup) == dtype
+
+
+def test_runs_and_logs_say_why_a_cpu_with_slow_bf16_runs_float32(monkeypatch):
+    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 0.54)
+    assert device.pick_dtype("cpu") == "float32"
+    assert "0.54x float32's" in device.dtype_reason("cpu")
+    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx2"})
+    assert device.dtype_reason("cpu") == "the CPU has no bf16 instructions"
+
+
+def test_the_measured_speedup_is_a_ratio_only_where_bf16_instructions_exist():
+    speedup = device.cpu_bf16_speedup()
+    if device.cpu_supports_bf16():
+        assert 0.05 < speedup < 50
+    else:
+        assert speedup == 0.0
