@@ -141,8 +141,7 @@ def dtype_reason(device: str) -> str:
         return "the CPU has AMX"
     if "avx512_bf16" not in flags:
         return "the CPU has no bf16 instructions"
-    return (f"the CPU's AVX512-BF16 products run at {cpu_bf16_speedup():.2f}x float32's "
-            f"(bf16 is used from {MIN_CPU_BF16_SPEEDUP}x)")
+    return f"the CPU's AVX512-BF16 products run at {cpu_bf16_speedup():.2f}x float32's; bf16 from {MIN_CPU_BF16_SPEEDUP}x"
 
 
 def prepare_attention(device: str) -> None:
