@@ -28,7 +28,7 @@ from shpers_core.evaluation.evaluate import generate_dialogues_for_plan
 from shpers_core.evaluation.plan import EvalPlan
 from shpers_core.events import Reporter
 from shpers_core.models import DEFAULT_MODEL, encode_dialogue, load_base, pick_device, pick_dtype
-from shpers_core.models.device import check_device, cpu_supports_bf16, dtype_reason, torch_dtype
+from shpers_core.models.device import check_device, cpu_supports_bf16, dtype_reason, matmul_rate, torch_dtype
 from shpers_core.step_profile import TimeBreakdown, time_breakdown
 from shpers_core.threads import computing
 from shpers_core.training.adapter_types import Adapter
@@ -206,27 +206,6 @@ def _warm_up(device: str, phases: list[tuple[str, Callable[[], object]]]) -> Non
     if device.startswith("cuda"):
         for _phase, fn in phases:
             fn()
-
-
-def matmul_rate(dtype: torch.dtype, shape: tuple[int, int, int], device: str, seconds: float = 0.5) -> float:
-    """FLOP/s of ``[m, k] @ [k, n]`` products in ``dtype`` on ``device``, timed for about ``seconds``."""
-    m, k, n = shape
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(m, k, generator=g).to(device, dtype)
-    b = torch.randn(k, n, generator=g).to(device, dtype)
-    for _ in range(3):
-        torch.mm(a, b)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    sync()
-    count, start = 0, time.perf_counter()
-    while True:
-        torch.mm(a, b)
-        count += 1
-        if count % 4 == 0:
-            sync()
-            if time.perf_counter() - start >= seconds:
-                break
-    return 2.0 * m * k * n * count / (time.perf_counter() - start)
 
 
 def training_flops_per_token(model: torch.nn.Module, labelled_share: float, mean_length: float) -> float:

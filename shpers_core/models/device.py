@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import statistics
 import time
 from collections.abc import Callable
 
@@ -88,22 +87,29 @@ def cpu_bf16_speedup() -> float:
     """
     if not cpu_supports_bf16():
         return 0.0
-    return _matmul_rate(torch.bfloat16) / _matmul_rate(torch.float32)
+    shape = (512, 576, 1536)  # a SmolLM2 MLP product
+    return matmul_rate(torch.bfloat16, shape, "cpu", 0.05) / matmul_rate(torch.float32, shape, "cpu", 0.05)
 
 
-def _matmul_rate(dtype: torch.dtype, repeats: int = 5) -> float:
-    """Products per second of ``[512, 576] @ [576, 1536]`` (a SmolLM2 MLP's shape), median of ``repeats``."""
-    a = torch.randn(512, 576, dtype=dtype)
-    b = torch.randn(576, 1536, dtype=dtype)
-    for _ in range(2):  # oneDNN picks and caches its kernel on the first calls
-        a @ b
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(4):
-            a @ b
-        times.append((time.perf_counter() - start) / 4)
-    return 1.0 / max(statistics.median(times), 1e-9)
+def matmul_rate(dtype: torch.dtype, shape: tuple[int, int, int], device: str, seconds: float = 0.5) -> float:
+    """FLOP/s of ``[m, k] @ [k, n]`` products in ``dtype`` on ``device``, timed for about ``seconds``."""
+    m, k, n = shape
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(m, k, generator=g).to(device, dtype)
+    b = torch.randn(k, n, generator=g).to(device, dtype)
+    for _ in range(3):
+        torch.mm(a, b)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
+    count, start = 0, time.perf_counter()
+    while True:
+        torch.mm(a, b)
+        count += 1
+        if count % 4 == 0:
+            sync()
+            if time.perf_counter() - start >= seconds:
+                break
+    return 2.0 * m * k * n * count / (time.perf_counter() - start)
 
 
 def choose_cpu_dtype(flags: set[str], bf16_speedup: Callable[[], float]) -> str:
