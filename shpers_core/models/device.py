@@ -81,7 +81,7 @@ MIN_CPU_BF16_SPEEDUP = 1.5
 def cpu_bf16_speedup() -> float:
     """How much faster this CPU multiplies a model-sized matrix product in bf16 than in float32.
 
-    Measured once a process (about 0.1 s): the flags say an instruction exists, not that it is fast.
+    Measured once a process (about 0.2 s): the flags say an instruction exists, not that it is fast.
     A virtual machine can show AVX512-BF16 and hide AMX, and there oneDNN's bf16 products ran at half
     float32's rate. 0.0 where the CPU has no bf16 instructions at all (bf16 would be emulated).
     """
