@@ -20,6 +20,7 @@ from torch import nn
 
 from shpers_core.training.adapters import write_peft_folder
 from shpers_core.training.config import LoraParams
+from shpers_core.training.dropout import lora_dropout
 
 NO_ADAPTER = -1
 # Decoding with mixed adapters multiplies each token by every adapter's A (N * r columns); past
@@ -102,20 +103,25 @@ class StackedLoraLinear(nn.Module):
             return result
         xa = x.to(self.lora_A.dtype)
         if self.dropout > 0:
-            xa = F.dropout(xa, self.dropout, self.training)
+            xa = lora_dropout(xa, self.dropout, self.training)
         if r.mode == "single":
-            delta = F.linear(F.linear(xa, self.lora_A[r.slot]), self.lora_B[r.slot]) * self.scaling
+            # Scaled at rank r, a tensor out/r times smaller than the output (PEFT scales the output);
+            # the same numbers where the scaling is a power of two, as Appendix A's 16 / 8 is.
+            delta = F.linear(F.linear(xa, self.lora_A[r.slot]) * self.scaling, self.lora_B[r.slot])
         elif xa.dim() == 3 and xa.shape[1] == 1 and not torch.is_grad_enabled() and self._all_ranks() <= ALL_RANKS_MAX:
             delta = self._decode_delta(xa, r)
         else:
             rows = r.index.numel()
             shape = xa.shape
             xa = xa.reshape(rows, -1, shape[-1])
-            h = torch.bmm(xa, self.lora_A.index_select(0, r.index).transpose(1, 2))
-            delta = torch.bmm(h, self.lora_B.index_select(0, r.index).transpose(1, 2)) * self.scaling
+            h = torch.bmm(xa, self.lora_A.index_select(0, r.index).transpose(1, 2)) * self.scaling
             if r.keep is not None:
-                delta = delta * r.keep
+                h = h * r.keep
+            delta = torch.bmm(h, self.lora_B.index_select(0, r.index).transpose(1, 2))
             delta = delta.reshape(*shape[:-1], delta.shape[-1])
+        if delta.dtype == result.dtype:
+            # In place: the base layer's backward needs its input and weight, not its output.
+            return result.add_(delta)
         # Added in the adapter's float32, then rounded once to the base dtype, as PEFT does.
         return (result + delta).to(result.dtype)
 
@@ -135,7 +141,7 @@ class StackedLoraLinear(nn.Module):
         b_all = self._b_all()
         h = F.linear(xa, self.lora_A.reshape(n * rank, -1))  # [rows, 1, N*r]
         h = h * r.row_blocks(n, rank, h.dtype).unsqueeze(1)
-        return F.linear(h, b_all) * self.scaling
+        return F.linear(h.mul_(self.scaling), b_all)
 
     def _b_all(self) -> torch.Tensor:
         """``[B_0 ... B_N-1]`` as one ``[out, N*r]`` matrix, rebuilt only when B changes."""
