@@ -1,9 +1,13 @@
-"""The batched trainer's CPU dropout: the configured rate, an unbiased output, replayable draws."""
+"""LoRA dropout on a CPU: the configured rate, an unbiased output, replayable draws, in both trainers."""
 
 import pytest
 import torch
+from peft import get_peft_model, get_peft_model_state_dict
+from torch import nn
 
-from shpers_core.training.dropout import lora_dropout, word_threshold
+from shpers_core.training.config import LoraParams
+from shpers_core.training.dropout import LoraDropout, lora_dropout, word_threshold
+from shpers_core.training.fit import add_lora, lora_config
 
 
 @pytest.mark.parametrize("p", [0.05, 0.1, 0.3])
@@ -56,3 +60,33 @@ def test_a_rate_that_16_bits_cannot_hold_keeps_torchs_dropout():
     torch.manual_seed(2)
     x = torch.ones(2000, 1000)
     assert 0 < int((lora_dropout(x, 1e-5, True) == 0).sum()) < 100  # still drops, at about 20 of 2 M
+
+
+def test_a_peft_adapter_trains_with_it_and_saves_the_same_keys(tiny_base):
+    lora = LoraParams(lora_dropout=0.1)
+    peft_model = add_lora(tiny_base.model, lora, seed=0)
+    try:
+        swapped = [m for m in peft_model.modules() if isinstance(m, LoraDropout)]
+        lora_layers = [m for m in peft_model.modules() if hasattr(m, "lora_A") and isinstance(m.lora_A, nn.ModuleDict)]
+        assert len(swapped) == len(lora_layers) > 0
+        assert not any(type(m) is nn.Dropout for layer in lora_layers for m in layer.lora_dropout.values())
+        # Dropout is live in training and gone in evaluation.
+        ids = torch.tensor([[1, 2, 3, 4, 5, 6]])
+        layer = lora_layers[0]
+        with torch.no_grad():
+            layer.lora_B["default"].weight.fill_(1.0)
+        peft_model.train()
+        torch.manual_seed(3)
+        a = peft_model(input_ids=ids).logits
+        b = peft_model(input_ids=ids).logits
+        assert not torch.equal(a, b)
+        peft_model.eval()
+        assert torch.equal(peft_model(input_ids=ids).logits, peft_model(input_ids=ids).logits)
+        keys = set(get_peft_model_state_dict(peft_model))
+    finally:
+        peft_model.unload()
+    plain = get_peft_model(tiny_base.model, lora_config(lora))
+    try:
+        assert keys == set(get_peft_model_state_dict(plain))
+    finally:
+        plain.unload()

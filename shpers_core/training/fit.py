@@ -20,6 +20,7 @@ from shpers_core.training.batching import Example, collate, step_plan
 from shpers_core.training.checkpoint import load_checkpoint, save_checkpoint
 from shpers_core.training.config import LoraParams, TrainParams, learning_rate_at
 from shpers_core.training.diverged import check_loss
+from shpers_core.training.dropout import use_in_peft
 from shpers_core.training.loop_state import LoopState, Spent
 from shpers_core.training.loss import Throughput, labelled_loss_sum, padding_share
 from shpers_core.training.precision import LossScaler
@@ -259,7 +260,9 @@ def _data_parallel_backward(dp: DataParallel, model, pad_id: int, rows: list, de
 def add_lora(model: torch.nn.Module, lora: LoraParams, seed: int, adapter_name: str = "default") -> PeftModel:
     """Wrap ``model`` with a freshly initialised LoRA adapter; the init depends only on ``seed``."""
     torch.manual_seed(seed)
-    return get_peft_model(model, lora_config(lora), adapter_name=adapter_name)
+    peft_model = get_peft_model(model, lora_config(lora), adapter_name=adapter_name)
+    use_in_peft(peft_model)
+    return peft_model
 
 
 def fit_adapter(
