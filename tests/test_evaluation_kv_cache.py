@@ -5,7 +5,7 @@ import torch
 from transformers import DynamicCache
 
 from shpers_core.evaluation.generation import CACHE_ARG
-from shpers_core.evaluation.kv_cache import roomy_cache, select_rows
+from shpers_core.evaluation.kv_cache import gathered_rooms, roomy_cache, select_rows
 from shpers_core.models import load_base
 
 
@@ -59,3 +59,35 @@ def test_a_cache_built_from_given_layers_holds_them(base):
     select_rows(cache, torch.tensor([1]))
     for layer, (keys, values) in zip(cache.layers, layers):
         assert torch.equal(layer.keys, keys[1:2]) and torch.equal(layer.values, values[1:2])
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "view of a room"])
+def test_gathered_rooms_pick_each_rows_columns_and_grow_in_place(base, layout):
+    model = base.model
+    cfg = model.config
+    heads = cfg.num_key_value_heads
+    dim = cfg.hidden_size // cfg.num_attention_heads
+    g = torch.Generator().manual_seed(1)
+
+    def tensor():
+        if layout == "contiguous":
+            return torch.randn(3, heads, 7, dim, generator=g)
+        return torch.randn(3, heads, 20, dim, generator=g)[:, :, :7]  # as a prefill's cache hands them out
+
+    layers = [(tensor(), tensor()) for _ in range(cfg.num_hidden_layers)]
+    rows = torch.tensor([2, 0, 2, 1])  # repeats: two turns of one dialogue
+    columns = torch.tensor([[0, 1, 2, 3], [3, 4, 5, 6], [1, 2, 5, 6], [6, 5, 4, 3]])
+    cache = gathered_rooms(model, layers, rows, columns)
+    assert cache.get_seq_length() == 4
+    for layer, (keys, values) in zip(cache.layers, layers):
+        want_k = torch.stack([keys[r, :, c] for r, c in zip(rows, columns)])
+        want_v = torch.stack([values[r, :, c] for r, c in zip(rows, columns)])
+        assert torch.equal(layer.keys, want_k) and torch.equal(layer.values, want_v)
+    # New columns go into the spare room after the gathered ones, without moving them.
+    first = cache.layers[0]
+    before = first.keys.data_ptr()
+    new = torch.randn(4, heads, 2, dim, generator=g)
+    keys, _ = first.update(new, new.clone())
+    assert keys.data_ptr() == before and keys.shape[2] == 6
+    assert torch.equal(keys[:, :, 4:], new)
+    assert torch.equal(keys[:, :, :4], torch.stack([layers[0][0][r, :, c] for r, c in zip(rows, columns)]))
