@@ -18,7 +18,8 @@ MATMUL = "matrix products"
 KINDS: tuple[tuple[str, Callable[[str], bool]], ...] = (
     (MATMUL, lambda n: n in {"aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::addbmm"}),
     ("attention", lambda n: "scaled_dot_product" in n or "flash_attention" in n or "efficient_attention" in n),
-    ("dropout masks", lambda n: "bernoulli" in n or "native_dropout" in n),
+    # aten::random_: the 16-bit-word masks of shpers_core.training.dropout.
+    ("dropout masks", lambda n: "bernoulli" in n or "native_dropout" in n or n == "aten::random_"),
     ("dtype casts and copies", lambda n: n in {"aten::copy_", "aten::_to_copy", "aten::to", "aten::clone"}),
     ("log-softmax and loss", lambda n: "log_softmax" in n or "nll_loss" in n or "cross_entropy" in n),
     ("element-wise and other", lambda n: True),

@@ -45,6 +45,6 @@ def test_operators_are_sorted_into_kinds_by_name():
 
     assert kind_of("aten::mm") == kind_of("aten::bmm") == "matrix products"
     assert kind_of("aten::_scaled_dot_product_flash_attention_for_cpu_backward") == "attention"
-    assert kind_of("aten::bernoulli_") == "dropout masks"
+    assert kind_of("aten::bernoulli_") == kind_of("aten::random_") == "dropout masks"
     assert kind_of("aten::_to_copy") == "dtype casts and copies"
     assert kind_of("aten::silu") == "element-wise and other"
