@@ -28,7 +28,7 @@ test: setup
 study: setup
 	$(VENV)/bin/shpers study --preset smoke
 
-# The study's questions answered on 20 personas: 37-44 minutes on 2 cores (README, "What quick found").
+# The study's questions answered on 20 personas: 36-44 minutes on 2 cores (README, "What quick found").
 quick: setup
 	$(VENV)/bin/shpers study --preset quick
 
