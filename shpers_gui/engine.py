@@ -23,6 +23,8 @@ _WHERE = {
     "to_markdown": "shpers_core.evaluation.table",
     "to_csv": "shpers_core.evaluation.table",
     "HEADERS": "shpers_core.evaluation.table",
+    "COLUMNS": "shpers_core.evaluation.table",
+    "table_note": "shpers_core.evaluation.table",
     "row_cells": "shpers_core.evaluation.table",
     "format_p": "shpers_core.evaluation.table",
     "unlike_settings": "shpers_core.evaluation.likeness",

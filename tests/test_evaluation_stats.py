@@ -132,3 +132,32 @@ def test_verdict_says_whether_a_difference_is_real():
     assert clearly_worse.verdict("unified", "per-persona").startswith("unified beats per-persona")
     noise = paired_comparison(a, {p: v + (0.01 if i % 2 else -0.01) for i, (p, v) in enumerate(a.items())})
     assert noise.verdict().startswith("No real difference shown")
+
+
+def test_simultaneous_intervals_hold_together_where_plain_ones_do_not():
+    # 17 rows against one baseline, 20 personas each, as in the quick study's table.
+    from shpers_core.evaluation.stats import simultaneous_interval
+
+    rng = np.random.default_rng(0)
+    rows, personas, trials = 17, 20, 600
+    truth = np.linspace(-0.15, 0.02, rows)
+    all_held = {17: 0, 1: 0}
+    for _ in range(trials):
+        diffs = truth[:, None] + rng.normal(0.0, 0.05, size=(rows, personas))
+        for family in all_held:
+            intervals = [simultaneous_interval(d, family) for d in diffs]
+            all_held[family] += all(lo <= t <= hi for (lo, hi), t in zip(intervals, truth))
+    assert all_held[17] / trials >= 0.93  # at least 95 %, less this test's sampling error
+    assert all_held[1] / trials < 0.6  # seventeen separate 95 % intervals all hold far less often
+
+
+def test_simultaneous_interval_is_students_t_at_the_bonferroni_level():
+    from scipy.stats import t
+
+    from shpers_core.evaluation.stats import simultaneous_interval
+
+    d = np.array([0.1, 0.3, -0.05, 0.2, 0.12, 0.07])
+    sem = d.std(ddof=1) / math.sqrt(len(d))
+    assert simultaneous_interval(d, 1) == pytest.approx(t.interval(0.95, len(d) - 1, loc=d.mean(), scale=sem))
+    assert simultaneous_interval(d, 4) == pytest.approx(t.interval(1 - 0.05 / 4, len(d) - 1, loc=d.mean(), scale=sem))
+    assert simultaneous_interval(d[:1], 4) is None

@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 import pytest
-from scipy.stats import wilcoxon
+from scipy.stats import t, wilcoxon
 from stored_runs import add_scored_run, spread
 
 from shpers_core.evaluation.stats import holm
@@ -74,6 +74,30 @@ def test_p_values_are_paired_wilcoxon_holm_corrected_over_the_rows(store):
     assert rows["none"].persona_dependent_p_holm < 0.05 < rows["none"].p_holm
 
 
+def test_each_difference_has_an_interval_that_holds_with_the_other_rows(store):
+    n = 15
+    base = spread(n, 0.40, 1)
+    add_scored_run(store, "unified_lora", base, name="u")
+    rng = np.random.default_rng(3)
+    others = {name: {p: v + shift + rng.normal(0, 0.01) for p, v in base.items()}
+              for name, shift in {"large": -0.05, "none": 0.0, "small": 0.004}.items()}
+    for name, scores in others.items():
+        add_scored_run(store, "system_prompt", scores, name=name, dependent_shift=0.03)
+    rows = _by_name(study_rows(store))
+    for name, scores in others.items():
+        d = np.array([scores[p] - base[p] for p in sorted(base)])
+        # Three rows compared: each interval is Student's t at 1 - 0.05 / 3.
+        expected = t.interval(1 - 0.05 / 3, n - 1, loc=d.mean(), scale=d.std(ddof=1) / np.sqrt(n))
+        assert (rows[name].ci_low, rows[name].ci_high) == pytest.approx(expected)
+    assert rows["large"].ci_high < 0 and rows["large"].verdict == "worse"
+    assert rows["none"].ci_low < 0 < rows["none"].ci_high
+    # The persona-dependent turns have their own interval, around their own difference (+0.03).
+    assert 0 < rows["none"].persona_dependent_ci_low < 0.03 < rows["none"].persona_dependent_ci_high
+    assert rows["u"].ci_low is None
+    line = next(x for x in to_markdown(list(rows.values())).splitlines() if x.startswith("| tiny-qwen2 | ") and "| large |" in x)
+    assert f"[{rows['large'].ci_low * 100:+.2f}, {rows['large'].ci_high * 100:+.2f}]" in line
+
+
 def test_holm_matches_the_textbook_procedure():
     assert holm([0.01, 0.04, 0.03, None]) == pytest.approx([0.03, 0.06, 0.06, None], abs=1e-12)
     assert holm([0.5, 0.9]) == [1.0, 1.0]
@@ -85,12 +109,13 @@ def test_markdown_and_csv_carry_model_dataset_run_method_p_and_verdict(store):
     rows = study_rows(store)
     md = to_markdown(rows)
     head = md.splitlines()[0]
-    for column in ("Model", "Dataset", "Run", "Method", "p (Holm)", "Verdict", "dep. p (Holm)", "other p (Holm)"):
+    for column in ("Model", "Dataset", "Run", "Method", "95 % CI (simult.)", "p (Holm)", "Verdict", "dep. p (Holm)",
+                   "other p (Holm)"):
         assert f"| {column} |" in head
     body = [line for line in md.splitlines()[2:] if line.startswith("| ")]
     assert all(line.count(" | ") == len(HEADERS) - 1 for line in body)  # the "|" in a name is escaped
     assert any("| base_model |" in line and "| worse |" in line for line in body)
     records = list(csv.DictReader(io.StringIO(to_csv(rows))))
     assert {"model", "dataset", "run_name", "method", "p_holm", "verdict", "persona_dependent_p_holm",
-            "other_p_holm"} <= set(records[0])
+            "other_p_holm", "ci_low", "ci_high", "persona_dependent_ci_low", "other_ci_high"} <= set(records[0])
     assert {r["verdict"] for r in records} == {"baseline", "worse"}

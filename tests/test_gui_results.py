@@ -68,6 +68,10 @@ def test_table_5_1_is_a_sortable_table_grouped_by_model(window, runs, tmp_path):
     assert model.index(by_run["tiny base"], col["Verdict"]).data() == "better"
     assert model.index(by_run["smol unified"], col["Verdict"]).data() == "baseline"
     assert model.index(smol, col["dep. p (Holm)"]).data() not in ("", "–")
+    # The difference's simultaneous interval, in points, lies below zero for a "worse" row.
+    low, high = (float(x) for x in model.index(smol, col["95 % CI (simult.)"]).data().strip("[]").split(", "))
+    assert low < float(model.index(smol, col["vs unified"]).data()) < high < 0
+    assert model.index(by_run["smol unified"], col["95 % CI (simult.)"]).data() == ""
     # Rows of one model stay together.
     models = [model.index(r, col["Model"]).data() for r in range(model.rowCount())]
     assert models in (["tiny-qwen2"] * 2 + ["smollm2"] * 2, ["smollm2"] * 2 + ["tiny-qwen2"] * 2)

@@ -97,6 +97,26 @@ def wilcoxon_p(diffs: np.ndarray) -> float:
     return float(wilcoxon(nonzero, alternative="two-sided").pvalue)
 
 
+def simultaneous_interval(diffs: np.ndarray, comparisons: int, *, level: float = 0.95) -> tuple[float, float] | None:
+    """Student-t interval of the mean of ``diffs`` at the Bonferroni level ``1 - (1 - level) / comparisons``.
+
+    Every one of ``comparisons`` such intervals holds its true mean together with probability at least
+    ``level``, the guarantee Holm's p-values give the table's verdicts. Student's t rather than the
+    bootstrap: at that level a percentile bootstrap over a few dozen personas reads its outermost draws
+    and comes out too narrow. None below 2 differences.
+    """
+    n = len(diffs)
+    if n < 2 or comparisons < 1:
+        return None
+    # lazy: scipy, as in wilcoxon_p
+    from scipy.stats import t
+
+    alpha = (1.0 - level) / comparisons
+    half = float(t.ppf(1.0 - alpha / 2.0, n - 1)) * float(diffs.std(ddof=1)) / math.sqrt(n)
+    mean = float(diffs.mean())
+    return mean - half, mean + half
+
+
 def holm(p_values: Iterable[float | None]) -> list[float | None]:
     """Holm-Bonferroni adjusted p-values, in the given order; None stays None and is not counted.
 

@@ -3,7 +3,8 @@
 Rows are grouped by base model and dataset; each group's baseline is its own unified LoRA run, so a
 run is never compared with a unified run of another model or dataset. Every row but the baseline
 gets a paired Wilcoxon p-value against it (on the personas both scored), Holm-corrected over all
-rows of the table, for all turns and separately for persona-dependent and other turns.
+rows of the table, and a simultaneous 95 % interval for its difference (Bonferroni over the same
+rows), for all turns and separately for persona-dependent and other turns.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from shpers_core.evaluation.likeness import dataset_label
-from shpers_core.evaluation.stats import holm, wilcoxon_p
+from shpers_core.evaluation.stats import holm, simultaneous_interval, wilcoxon_p
 
 BASELINE_METHOD = "unified_lora"
 METRIC = "embedding_similarity"
@@ -38,15 +39,22 @@ class TableRow:
     mean: float | None
     std: float | None
     diff_vs_unified: float | None
+    # Simultaneous 95 % interval of the difference: all rows' intervals hold together with 95 %.
+    ci_low: float | None
+    ci_high: float | None
     p_holm: float | None
     verdict: str
     min: float | None
     max: float | None
     persona_dependent: float | None
     persona_dependent_diff: float | None
+    persona_dependent_ci_low: float | None
+    persona_dependent_ci_high: float | None
     persona_dependent_p_holm: float | None
     other: float | None
     other_diff: float | None
+    other_ci_low: float | None
+    other_ci_high: float | None
     other_p_holm: float | None
     device_precision: float | None
     parameter_f1: float | None
@@ -65,15 +73,20 @@ class TableRow:
         return self.model, self.dataset_hash or self.dataset
 
 
-def paired_p(a: dict[str, float], b: dict[str, float]) -> tuple[float | None, float | None]:
-    """(mean of b − a, two-sided Wilcoxon p) over the personas both scored; (None, None) below 2."""
+def paired_diffs(a: dict[str, float], b: dict[str, float]) -> np.ndarray | None:
+    """b − a over the personas both scored, in persona order; None below 2 or if any is not finite."""
     shared = sorted(set(a) & set(b))
     if len(shared) < 2:
-        return None, None
+        return None
     diffs = np.array([b[k] - a[k] for k in shared], dtype=np.float64)
-    if not np.all(np.isfinite(diffs)):
-        return None, None
-    return float(diffs.mean()), wilcoxon_p(np.where(np.abs(diffs) <= 1e-9, 0.0, diffs))
+    return diffs if np.all(np.isfinite(diffs)) else None
+
+
+def paired_p(diffs: np.ndarray | None) -> float | None:
+    """Two-sided Wilcoxon p of :func:`paired_diffs`, differences within 1e-9 of zero as ties."""
+    if diffs is None:
+        return None
+    return wilcoxon_p(np.where(np.abs(diffs) <= 1e-9, 0.0, diffs))
 
 
 def _verdict(diff: float | None, p: float | None) -> str:
@@ -101,10 +114,11 @@ def study_rows(store, run_ids: list[str] | None = None) -> list[TableRow]:
         rows.append(TableRow(
             model=run.base_model, dataset=dataset_label(run), run_name=run.name or run.id, method=run.method,
             run_id=run.id, status=run.status, n_personas=len(run.personas), mean=m.get(METRIC),
-            std=m.get(f"{METRIC}_std"), diff_vs_unified=None, p_holm=None, verdict="–",
-            min=m.get(f"{METRIC}_min"), max=m.get(f"{METRIC}_max"),
-            persona_dependent=dep.get(METRIC), persona_dependent_diff=None, persona_dependent_p_holm=None,
-            other=other.get(METRIC), other_diff=None, other_p_holm=None,
+            std=m.get(f"{METRIC}_std"), diff_vs_unified=None, ci_low=None, ci_high=None, p_holm=None,
+            verdict="–", min=m.get(f"{METRIC}_min"), max=m.get(f"{METRIC}_max"),
+            persona_dependent=dep.get(METRIC), persona_dependent_diff=None, persona_dependent_ci_low=None,
+            persona_dependent_ci_high=None, persona_dependent_p_holm=None,
+            other=other.get(METRIC), other_diff=None, other_ci_low=None, other_ci_high=None, other_p_holm=None,
             device_precision=m.get("device_precision"), parameter_f1=m.get("parameter_f1"),
             numerical_precision=m.get("numerical_precision"), trainable_params=run.trainable_params,
             train_seconds=run.duration_s, baseline_run_id="", dataset_hash=run.dataset_hash,
@@ -112,7 +126,7 @@ def study_rows(store, run_ids: list[str] | None = None) -> list[TableRow]:
     groups: dict[tuple[str, str], list[TableRow]] = {}
     for r in rows:
         groups.setdefault(r.group, []).append(r)
-    raw: dict[str, list[float | None]] = {s: [] for s in SUBSETS}
+    diffs: dict[str, list[np.ndarray | None]] = {s: [] for s in SUBSETS}
     compared: list[TableRow] = []
     for members in groups.values():
         base = next((r for r in members if r.method == BASELINE_METHOD and r.mean is not None), None)
@@ -132,12 +146,19 @@ def study_rows(store, run_ids: list[str] | None = None) -> list[TableRow]:
                 r.other_diff = r.other - base.other
             compared.append(r)
             for s in SUBSETS:
-                raw[s].append(paired_p(scores[base.run_id][s], scores[r.run_id][s])[1])
-    corrected = {s: holm(raw[s]) for s in SUBSETS}
-    for i, r in enumerate(compared):
-        r.p_holm = corrected["all"][i]
-        r.persona_dependent_p_holm = corrected["persona_dependent"][i]
-        r.other_p_holm = corrected["other"][i]
+                diffs[s].append(paired_diffs(scores[base.run_id][s], scores[r.run_id][s]))
+    for s in SUBSETS:
+        prefix = "" if s == "all" else f"{s}_"
+        corrected = holm(paired_p(d) for d in diffs[s])
+        # Holm's family and Bonferroni's: the rows that have a test.
+        family = sum(d is not None for d in diffs[s])
+        for r, d, p in zip(compared, diffs[s], corrected):
+            setattr(r, f"{prefix}p_holm", p)
+            interval = simultaneous_interval(d, family, level=1.0 - ALPHA) if d is not None else None
+            if interval is not None:
+                setattr(r, f"{prefix}ci_low", interval[0])
+                setattr(r, f"{prefix}ci_high", interval[1])
+    for r in compared:
         r.verdict = _verdict(r.diff_vs_unified, r.p_holm)
     return [r for members in groups.values() for r in members]
 
@@ -173,9 +194,17 @@ def _duration(s: float | None) -> str:
     return f"{s / 3600:.1f}h"
 
 
-HEADERS = ["Model", "Dataset", "Run", "Method", "Emb. sim. % (mean ± std)", "vs unified", "p (Holm)", "Verdict",
-           "min–max", "persona-dep.", "dep. vs unified", "dep. p (Holm)", "other", "other vs unified",
-           "other p (Holm)", "Device P", "Param F1", "Num. P", "Parameters", "Train time", "Run id"]
+CI_HEADER = "95 % CI (simult.)"
+# Each column's header and the row field it sorts by (None: by its text), in the table's order.
+COLUMNS: list[tuple[str, str | None]] = [
+    ("Model", None), ("Dataset", None), ("Run", None), ("Method", None), ("Emb. sim. % (mean ± std)", "mean"),
+    ("vs unified", "diff_vs_unified"), (CI_HEADER, "ci_low"), ("p (Holm)", "p_holm"),
+    ("Verdict", None), ("min–max", "min"), ("persona-dep.", "persona_dependent"),
+    ("dep. vs unified", "persona_dependent_diff"), ("dep. p (Holm)", "persona_dependent_p_holm"),
+    ("other", "other"), ("other vs unified", "other_diff"), ("other p (Holm)", "other_p_holm"),
+    ("Device P", "device_precision"), ("Param F1", "parameter_f1"), ("Num. P", "numerical_precision"),
+    ("Parameters", "trainable_params"), ("Train time", "train_seconds"), ("Run id", None)]
+HEADERS = [header for header, _ in COLUMNS]
 
 
 def _diff(r: TableRow, value: float | None) -> str:
@@ -186,11 +215,17 @@ def _p(r: TableRow, value: float | None) -> str:
     return "" if r.is_baseline else format_p(value)
 
 
+def _interval(r: TableRow, low: float | None, high: float | None) -> str:
+    if r.is_baseline:
+        return ""
+    return "–" if low is None or high is None else f"[{_pct(low, signed=True)}, {_pct(high, signed=True)}]"
+
+
 def row_cells(r: TableRow) -> list[str]:
     """The row as the Markdown table shows it, one string per :data:`HEADERS` entry."""
     sim = f"({r.status})" if r.mean is None else f"{_pct(r.mean)} ± {_pct(r.std)}"
-    return [r.model, r.dataset, r.run_name, r.method, sim, _diff(r, r.diff_vs_unified), _p(r, r.p_holm),
-            r.verdict, f"{_pct(r.min)}–{_pct(r.max)}", _pct(r.persona_dependent),
+    return [r.model, r.dataset, r.run_name, r.method, sim, _diff(r, r.diff_vs_unified),
+            _interval(r, r.ci_low, r.ci_high), _p(r, r.p_holm), r.verdict, f"{_pct(r.min)}–{_pct(r.max)}", _pct(r.persona_dependent),
             _diff(r, r.persona_dependent_diff), _p(r, r.persona_dependent_p_holm), _pct(r.other),
             _diff(r, r.other_diff), _p(r, r.other_p_holm), _pct(r.device_precision), _pct(r.parameter_f1),
             _pct(r.numerical_precision), _params(r.trainable_params), _duration(r.train_seconds), r.run_id]
@@ -203,14 +238,21 @@ def _md_escape(text: str) -> str:
 def to_markdown(rows: list[TableRow]) -> str:
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(_md_escape(c) for c in row_cells(r)) + " |" for r in rows]
-    note = (f"\nGrouped by model and dataset; each group is compared with its own unified LoRA run. "
-            f"p: paired two-sided Wilcoxon over personas, Holm-corrected over the {_n_compared(rows)} compared "
-            f"rows; verdict at p < {ALPHA:g}.\n")
+    note = f"\n{table_note(_n_compared(rows))}\n"
     return "\n".join(lines) + "\n" + note
 
 
 def _n_compared(rows: list[TableRow]) -> int:
     return sum(1 for r in rows if r.p_holm is not None)
+
+
+def table_note(compared: int | None = None) -> str:
+    """What the table's comparisons mean, for under it; ``compared``: how many rows were tested."""
+    rows = f"the {compared} compared rows" if compared is not None else "the compared rows"
+    return ("Grouped by model and dataset; each group is compared with its own unified LoRA run. "
+            f"p: paired two-sided Wilcoxon over personas, Holm-corrected over {rows}; verdict at "
+            f"p < {ALPHA:g}. {CI_HEADER}: the difference's interval in points, Student t at the Bonferroni "
+            f"level over the same rows, so all intervals hold together with {1 - ALPHA:.0%} confidence.")
 
 
 def to_csv(rows: list[TableRow]) -> str:

@@ -22,12 +22,10 @@ from shpers_gui.widgets.table_model import RowTableModel
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 VERDICT_COLOURS = {"better": "#2e7d32", "worse": "#c62828", "baseline": "#1f4e79"}
-# Row fields sorted by number, in the order of the table's columns (None: sort by the shown text).
-_SORT_FIELDS = [None, None, None, None, "mean", "diff_vs_unified", "p_holm", None, "min", "persona_dependent",
-                "persona_dependent_diff", "persona_dependent_p_holm", "other", "other_diff", "other_p_holm",
-                "device_precision", "parameter_f1", "numerical_precision", "trainable_params", "train_seconds", None]
-# Model and dataset, then the verdict and the p-values are what a reader checks first.
-_WIDTHS = {0: 160, 1: 170, 2: 190, 3: 120, 4: 185, 7: 140}
+# Model and dataset, then the verdict and the p-values are what a reader checks first; the score,
+# the interval and the verdict are never cut.
+_WIDTHS = {"Model": 160, "Dataset": 170, "Run": 260, "Method": 120}
+_UNCUT = {"Emb. sim. % (mean ± std)": 185, "Verdict": 140}
 
 
 class StudyTableModel(RowTableModel):
@@ -35,7 +33,11 @@ class StudyTableModel(RowTableModel):
 
     def __init__(self, rows=None, parent=None):
         super().__init__(lambda: len(self.rows), parent)
-        self.headers = list(engine.get("HEADERS"))
+        columns = engine.get("COLUMNS")
+        self.headers = [header for header, _ in columns]
+        # Row fields sorted by number (None: by the shown text).
+        self.sort_fields = [field for _, field in columns]
+        self.verdict_column = self.headers.index("Verdict")
         self.set_rows(rows or [])
 
     def set_rows(self, rows) -> None:
@@ -57,6 +59,9 @@ class StudyTableModel(RowTableModel):
         head = self.headers[section]
         if "p (Holm)" in head:
             return "Paired two-sided Wilcoxon against the group's unified LoRA run, Holm-corrected over the rows"
+        if "CI" in head:
+            return ("The difference's interval in points; all rows' intervals hold together with 95 % confidence "
+                    "(Student t at the Bonferroni level over the rows)")
         if head == "Verdict":
             return "better / worse: corrected p < 0.05 and the sign of the difference; otherwise no difference shown"
         return None
@@ -67,19 +72,19 @@ class StudyTableModel(RowTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return self._cells[row][col]
         if role == SORT_ROLE:
-            field = _SORT_FIELDS[col]
+            field = self.sort_fields[col]
             if field is None:
                 return (self._group[row], self._cells[row][col]) if col < 2 else self._cells[row][col]
             value = getattr(r, field)
             return float("-inf") if value is None else float(value)
-        if role == Qt.ItemDataRole.ForegroundRole and col == 7:
+        if role == Qt.ItemDataRole.ForegroundRole and col == self.verdict_column:
             return QColor(VERDICT_COLOURS.get(r.verdict, "#555555"))
         if role == Qt.ItemDataRole.BackgroundRole and self._group[row] % 2:
             return QColor("#f3f6fa")  # alternate groups, so where one ends is visible
         if role == Qt.ItemDataRole.ToolTipRole:
             return (f"{r.run_name} ({r.method}) on {r.model}, dataset {r.dataset}\n"
                     f"baseline: {r.baseline_run_id or 'none in this group'}")
-        if role == Qt.ItemDataRole.TextAlignmentRole and 4 <= col <= 19 and col != 7:
+        if role == Qt.ItemDataRole.TextAlignmentRole and self.sort_fields[col] is not None:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
@@ -110,17 +115,18 @@ class StudyTableDialog(QDialog):
         self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
         self.table.verticalHeader().hide()
         self.table.setWordWrap(False)
-        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        # Run names end alike ("..., 8 training dialogues a persona)"): what tells rows apart is their start.
+        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.resizeColumnsToContents()
-        for col, width in _WIDTHS.items():
-            header.resizeSection(col, width if col in (4, 7) else min(width, header.sectionSize(col)))
-        note = QLabel(
-            "Rows are grouped by base model and dataset; each group is compared with its own unified LoRA run. "
-            "p: paired two-sided Wilcoxon over the personas both runs scored, Holm-corrected over all compared "
-            "rows; verdict at corrected p < 0.05. Click a column head to sort." if self.rows else
-            "No finished runs yet.")
+        for col, head in enumerate(self.model.headers):
+            if head in _WIDTHS:
+                header.resizeSection(col, min(_WIDTHS[head], header.sectionSize(col)))
+            elif head in _UNCUT:
+                header.resizeSection(col, _UNCUT[head])
+        note = QLabel(engine.get("table_note")() + " Click a column head to sort." if self.rows else
+                      "No finished runs yet.")
         note.setWordWrap(True)
         box = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         for text, slot in (("Copy as Markdown", self.copy), ("Export Markdown…", lambda: self.export("md")),
