@@ -225,8 +225,8 @@ def row_cells(r: TableRow) -> list[str]:
     """The row as the Markdown table shows it, one string per :data:`HEADERS` entry."""
     sim = f"({r.status})" if r.mean is None else f"{_pct(r.mean)} ± {_pct(r.std)}"
     return [r.model, r.dataset, r.run_name, r.method, sim, _diff(r, r.diff_vs_unified),
-            _interval(r, r.ci_low, r.ci_high), _p(r, r.p_holm), r.verdict, f"{_pct(r.min)}–{_pct(r.max)}", _pct(r.persona_dependent),
-            _diff(r, r.persona_dependent_diff), _p(r, r.persona_dependent_p_holm), _pct(r.other),
+            _interval(r, r.ci_low, r.ci_high), _p(r, r.p_holm), r.verdict, f"{_pct(r.min)}–{_pct(r.max)}",
+            _pct(r.persona_dependent), _diff(r, r.persona_dependent_diff), _p(r, r.persona_dependent_p_holm), _pct(r.other),
             _diff(r, r.other_diff), _p(r, r.other_p_holm), _pct(r.device_precision), _pct(r.parameter_f1),
             _pct(r.numerical_precision), _params(r.trainable_params), _duration(r.train_seconds), r.run_id]
 
@@ -252,7 +252,7 @@ def table_note(compared: int | None = None) -> str:
     return ("Grouped by model and dataset; each group is compared with its own unified LoRA run. "
             f"p: paired two-sided Wilcoxon over personas, Holm-corrected over {rows}; verdict at "
             f"p < {ALPHA:g}. {CI_HEADER}: the difference's interval in points, Student t at the Bonferroni "
-            f"level over the same rows, so all intervals hold together with {1 - ALPHA:.0%} confidence.")
+            f"level over the same rows, so all intervals hold together with {(1 - ALPHA) * 100:g} % confidence.")
 
 
 def to_csv(rows: list[TableRow]) -> str:
