@@ -15,11 +15,12 @@ SUBSETS = ("all", "persona_dependent", "other")
 
 def add_scored_run(store, method: str, scores: dict[str, float], *, base_model: str = "tiny-qwen2",
                    dataset_hash: str = "d1", name: str = "", eval_params: dict | None = None,
-                   dependent_shift: float = 0.0) -> str:
+                   dependent_shift: float = 0.0, seed: int = 0, train_params: dict | None = None) -> str:
     """A finished run whose embedding similarity per persona is ``scores`` (persona-dependent turns
-    score ``dependent_shift`` higher, other turns the same as all)."""
-    params = {"method": method, "eval": dict(eval_params or {})}
-    rid = store.create_run(method, params, base_model, dataset_hash, list(scores), name=name,
+    score ``dependent_shift`` higher, other turns the same as all), trained with ``seed``."""
+    params = {"method": method, "eval": dict(eval_params or {}), "train": {**(train_params or {}), "seed": seed},
+              "name": name}
+    rid = store.create_run(method, params, base_model, dataset_hash, list(scores), name=name, seed=seed,
                            dataset_path="data/dialogues.jsonl")
     store.start_run(rid)
     by_subset = {"all": scores, "persona_dependent": {p: v + dependent_shift for p, v in scores.items()},

@@ -85,6 +85,25 @@ def test_table_5_1_is_a_sortable_table_grouped_by_model(window, runs, tmp_path):
     dialog.close()
 
 
+def test_table_5_1_pools_a_seed_sweep_into_one_row_until_told_not_to(window, runs):
+    ws, _ = runs
+    with RunStore(ws.db_path) as store:
+        for seed in (1, 2):  # "tiny unified" again with two more seeds
+            add_scored_run(store, "unified_lora", spread(N, 0.21, 20 + seed), name=f"tiny unified {seed}", seed=seed)
+    dialog = window.results.show_study_table()
+    model = dialog.model
+    run_col = model.headers.index("Run")
+    names = [model.index(r, run_col).data() for r in range(model.rowCount())]
+    assert dialog.pool.isChecked() and len(names) == 4
+    assert any(n.startswith("tiny unified (seeds 0, 1, 2: mean ± ") for n in names)
+    assert "(seeds 0, 1, 2" in dialog.markdown()
+    dialog.pool.setChecked(False)
+    names = [model.index(r, run_col).data() for r in range(model.rowCount())]
+    assert len(names) == 6 and {"tiny unified", "tiny unified 1", "tiny unified 2"} <= set(names)
+    assert "(seeds" not in dialog.markdown()
+    dialog.close()
+
+
 def test_compare_shows_the_whole_verdict_and_warns_about_unlike_runs(window, runs, qtbot):
     _, ids = runs
     results = window.results

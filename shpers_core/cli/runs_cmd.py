@@ -71,6 +71,9 @@ def add_parser(sub) -> None:
                     "Ollama Modelfile, or the PEFT folders, into the new or empty folder DIR (or --out).")
     exp.add_argument("run_ids", nargs="*", metavar="RUN", help="runs to include (default: all)")
     exp.add_argument("--format", choices=("markdown", "csv"), default="markdown")
+    exp.add_argument("--pool-seeds", action="store_true",
+                     help="one row for finished runs that differ only in their training seed, each persona's "
+                          "score averaged over the seeds")
     exp.add_argument("--out", help="write to this file (table) or folder (--to) instead of standard output")
     exp.add_argument("--persona", metavar="ID", help="with --to: the persona whose answer to export")
     # FORMAT and DIR ride on one option: argparse cannot take a positional after options once RUN ... was read.
@@ -264,7 +267,7 @@ def export_runs(args) -> int:
     if args.to or args.persona:
         return export_persona_model(args)
     with _store(args) as store:
-        rows = study_rows(store, args.run_ids or None)
+        rows = study_rows(store, args.run_ids or None, pool_seeds=args.pool_seeds)
     text = to_csv(rows) if args.format == "csv" else to_markdown(rows)
     if args.out:
         write_text_file(Path(args.out), text)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from shpers_core.evaluation.likeness import dataset_label
-from shpers_core.evaluation.stats import holm, simultaneous_interval, wilcoxon_p
+from shpers_core.evaluation.replicates import replicate_groups
+from shpers_core.evaluation.stats import describe, holm, simultaneous_interval, wilcoxon_p
+from shpers_core.store.records import RunRecord
 
 BASELINE_METHOD = "unified_lora"
 METRIC = "embedding_similarity"
@@ -63,6 +66,10 @@ class TableRow:
     train_seconds: float | None
     baseline_run_id: str
     dataset_hash: str = ""
+    # Training seeds of the runs in the row: one, or several for runs pooled over seeds.
+    seeds: tuple[int, ...] = ()
+    # Across pooled seeds, the standard deviation of the row's mean (None for one run).
+    seed_std: float | None = None
 
     @property
     def is_baseline(self) -> bool:
@@ -97,32 +104,78 @@ def _verdict(diff: float | None, p: float | None) -> str:
     return NO_DIFFERENCE
 
 
-def study_rows(store, run_ids: list[str] | None = None) -> list[TableRow]:
+def _run_row(store, run: RunRecord) -> tuple[TableRow, dict[str, dict[str, float]]]:
+    """One run's row, its comparisons still empty, and its per-persona scores by subset."""
+    # Scores only for a finished run: one whose evaluation was cut short shows none.
+    scored = run.status == "finished"
+    m = store.metrics(run.id, subset="all") if scored else {}
+    dep = store.metrics(run.id, subset="persona_dependent") if scored else {}
+    other = store.metrics(run.id, subset="other") if scored else {}
+    scores = {s: store.persona_scores(run.id, METRIC, subset=s) if scored else {} for s in SUBSETS}
+    row = TableRow(
+        model=run.base_model, dataset=dataset_label(run), run_name=run.name or run.id, method=run.method,
+        run_id=run.id, status=run.status, n_personas=len(run.personas), mean=m.get(METRIC),
+        std=m.get(f"{METRIC}_std"), diff_vs_unified=None, ci_low=None, ci_high=None, p_holm=None,
+        verdict="–", min=m.get(f"{METRIC}_min"), max=m.get(f"{METRIC}_max"),
+        persona_dependent=dep.get(METRIC), persona_dependent_diff=None, persona_dependent_ci_low=None,
+        persona_dependent_ci_high=None, persona_dependent_p_holm=None,
+        other=other.get(METRIC), other_diff=None, other_ci_low=None, other_ci_high=None, other_p_holm=None,
+        device_precision=m.get("device_precision"), parameter_f1=m.get("parameter_f1"),
+        numerical_precision=m.get("numerical_precision"), trainable_params=run.trainable_params,
+        train_seconds=run.duration_s, baseline_run_id="", dataset_hash=run.dataset_hash, seeds=(run.seed,),
+    )
+    return row, scores
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(present)) if present and len(present) == len(values) else None
+
+
+def _pooled_row(parts: list[tuple[TableRow, dict[str, dict[str, float]]]]) -> tuple[TableRow, dict[str, dict[str, float]]]:
+    """One row for replicates (:mod:`replicates`): each persona's score is its mean over the seeds."""
+    first = parts[0][0]
+    scores: dict[str, dict[str, float]] = {}
+    for s in SUBSETS:
+        shared = set.intersection(*(set(sc[s]) for _, sc in parts))
+        scores[s] = {p: float(np.mean([sc[s][p] for _, sc in parts])) for p in sorted(shared)}
+    every, dep, other = (describe(scores[s]) for s in SUBSETS)
+
+    def finite(x: float) -> float | None:
+        return x if math.isfinite(x) else None
+
+    def average(name: str) -> float | None:
+        return _mean_or_none([getattr(r, name) for r, _ in parts])
+
+    runs_means = [r.mean for r, _ in parts]
+    seeds = tuple(r.seeds[0] for r, _ in parts)
+    seed_std = float(np.std(runs_means, ddof=1)) if None not in runs_means else None
+    spread = "" if seed_std is None else f": mean ± {seed_std * 100:.2f} between them"
+    row = replace(
+        first, run_name=f"{first.run_name} (seeds {', '.join(map(str, seeds))}{spread})",
+        run_id=",".join(r.run_id for r, _ in parts),
+        n_personas=every["n"], mean=finite(every["mean"]), std=finite(every["std"]), min=finite(every["min"]),
+        max=finite(every["max"]), persona_dependent=finite(dep["mean"]), other=finite(other["mean"]),
+        device_precision=average("device_precision"), parameter_f1=average("parameter_f1"),
+        numerical_precision=average("numerical_precision"), train_seconds=average("train_seconds"),
+        seeds=seeds, seed_std=seed_std)
+    return row, scores
+
+
+def study_rows(store, run_ids: list[str] | None = None, *, pool_seeds: bool = False) -> list[TableRow]:
     """One row per run, grouped by (base model, dataset) in order of first appearance; within a
     group rows keep the given order (newest first when ``run_ids`` is None). Numbers are read from
-    the store."""
+    the store. With ``pool_seeds``, finished runs that differ only in their training seed become one
+    row whose per-persona scores are means over the seeds (:func:`replicate_groups`)."""
     runs = [store.get_run(r) for r in run_ids] if run_ids else store.list_runs()
+    units = replicate_groups(runs) if pool_seeds else [[run] for run in runs]
     rows: list[TableRow] = []
     scores: dict[str, dict[str, dict[str, float]]] = {}
-    for run in runs:
-        # Scores only for a finished run: one whose evaluation was cut short shows none.
-        scored = run.status == "finished"
-        m = store.metrics(run.id, subset="all") if scored else {}
-        dep = store.metrics(run.id, subset="persona_dependent") if scored else {}
-        other = store.metrics(run.id, subset="other") if scored else {}
-        scores[run.id] = {s: store.persona_scores(run.id, METRIC, subset=s) if scored else {} for s in SUBSETS}
-        rows.append(TableRow(
-            model=run.base_model, dataset=dataset_label(run), run_name=run.name or run.id, method=run.method,
-            run_id=run.id, status=run.status, n_personas=len(run.personas), mean=m.get(METRIC),
-            std=m.get(f"{METRIC}_std"), diff_vs_unified=None, ci_low=None, ci_high=None, p_holm=None,
-            verdict="–", min=m.get(f"{METRIC}_min"), max=m.get(f"{METRIC}_max"),
-            persona_dependent=dep.get(METRIC), persona_dependent_diff=None, persona_dependent_ci_low=None,
-            persona_dependent_ci_high=None, persona_dependent_p_holm=None,
-            other=other.get(METRIC), other_diff=None, other_ci_low=None, other_ci_high=None, other_p_holm=None,
-            device_precision=m.get("device_precision"), parameter_f1=m.get("parameter_f1"),
-            numerical_precision=m.get("numerical_precision"), trainable_params=run.trainable_params,
-            train_seconds=run.duration_s, baseline_run_id="", dataset_hash=run.dataset_hash,
-        ))
+    for unit in units:
+        parts = [_run_row(store, run) for run in unit]
+        row, unit_scores = parts[0] if len(parts) == 1 else _pooled_row(parts)
+        rows.append(row)
+        scores[row.run_id] = unit_scores
     groups: dict[tuple[str, str], list[TableRow]] = {}
     for r in rows:
         groups.setdefault(r.group, []).append(r)
@@ -261,5 +314,6 @@ def to_csv(rows: list[TableRow]) -> str:
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     for r in rows:
-        writer.writerow(asdict(r))
+        # Seeds as "0 1 2": one cell a spreadsheet or pandas reads without parsing Python.
+        writer.writerow({k: " ".join(map(str, v)) if isinstance(v, tuple) else v for k, v in asdict(r).items()})
     return buf.getvalue()

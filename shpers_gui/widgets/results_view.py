@@ -359,7 +359,8 @@ class ResultsView(QWidget):
         """Table 5.1 over the finished runs, as Markdown."""
         store = self.session.store()
         ids = [r.id for r in store.list_runs(status="finished")]
-        return engine.get("to_markdown")(engine.get("study_rows")(store, ids)) if ids else "No finished runs yet.\n"
+        rows = engine.get("study_rows")(store, ids, pool_seeds=True) if ids else []
+        return engine.get("to_markdown")(rows) if rows else "No finished runs yet.\n"
 
     def show_study_table(self) -> StudyTableDialog:
         store = self.session.store()

@@ -7,6 +7,7 @@ from pathlib import Path
 from PySide6.QtCore import QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor, QGuiApplication
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -104,7 +105,12 @@ class StudyTableDialog(QDialog):
     def __init__(self, store, run_ids: list[str], parent=None):
         super().__init__(parent)
         self.setWindowTitle("Table 5.1 — embedding similarity by method, per model and dataset")
-        self.rows = engine.get("study_rows")(store, run_ids) if run_ids else []
+        self.store, self.run_ids = store, list(run_ids)
+        self.pool = QCheckBox("Pool runs that differ only in their training seed")
+        self.pool.setToolTip("One row per recipe: each persona's score is its mean over the seeds. The row's name "
+                             "gives the seeds and how far its mean moved between them.")
+        self.pool.setChecked(True)
+        self.rows = self._rows()
         self.model = StudyTableModel(parent=self)
         self.model.set_rows(self.rows)
         self.proxy = _SortProxy(self)
@@ -133,11 +139,23 @@ class StudyTableDialog(QDialog):
                            ("Export CSV…", lambda: self.export("csv"))):
             box.addButton(text, QDialogButtonBox.ButtonRole.ActionRole).clicked.connect(slot)
         box.rejected.connect(self.reject)
+        self.pool.toggled.connect(self.reload)
         lay = QVBoxLayout(self)
+        lay.addWidget(self.pool)
         lay.addWidget(self.table, 1)
         lay.addWidget(note)
         lay.addWidget(box)
         self.resize(1000, 460)
+
+    def _rows(self) -> list:
+        if not self.run_ids:
+            return []
+        return engine.get("study_rows")(self.store, self.run_ids, pool_seeds=self.pool.isChecked())
+
+    def reload(self) -> None:
+        """Rebuild the rows, pooled over seeds or not as the check box says."""
+        self.rows = self._rows()
+        self.model.set_rows(self.rows)
 
     def markdown(self) -> str:
         return engine.get("to_markdown")(self.rows)
