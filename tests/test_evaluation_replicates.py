@@ -11,7 +11,7 @@ from scipy.stats import wilcoxon
 from stored_runs import add_scored_run, spread
 
 from shpers_core.cli.main import main
-from shpers_core.evaluation.table import study_rows, to_csv
+from shpers_core.evaluation.table import HEADERS, row_cells, study_rows, to_csv
 from shpers_core.store import RunStore
 from shpers_core.workspace import Workspace
 
@@ -42,7 +42,10 @@ def test_a_seed_sweep_is_one_row_scored_by_each_personas_mean_over_the_seeds(sto
     means = {p: np.mean([sc[p] for sc in scores]) for p in scores[0]}
     assert unified.mean == pytest.approx(np.mean(list(means.values())))
     assert unified.seed_std == pytest.approx(np.std([np.mean(list(sc.values())) for sc in scores], ddof=1))
-    assert unified.run_name.startswith("unified_lora seed 0 (seeds 0, 1, 2: mean ± ")
+    assert unified.run_name == "unified_lora seed 0"
+    cells = dict(zip(HEADERS, row_cells(unified)))
+    assert cells["Seeds"] == f"0, 1, 2 (± {unified.seed_std * 100:.2f})" and cells["Run"] == "unified_lora seed 0"
+    assert dict(zip(HEADERS, row_cells(pooled["base_model"])))["Seeds"] == "0"
     # The base model is compared with the seeds' mean, persona by persona.
     expected_p = wilcoxon([base[p] - means[p] for p in sorted(base)]).pvalue
     assert pooled["base_model"].p_holm == pytest.approx(expected_p)
@@ -75,4 +78,4 @@ def test_the_cli_pools_seeds_when_asked(tmp_path, capsys):
         assert main(["--workspace", str(ws.root), "runs", "export", *flags]) == 0
         lines = [line for line in capsys.readouterr().out.splitlines() if "| unified_lora |" in line]
         assert len(lines) == unified_rows
-    assert "(seeds 0, 1, 2: mean ± " in lines[0]
+    assert "| 0, 1, 2 (± " in lines[0]

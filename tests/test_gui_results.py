@@ -81,7 +81,7 @@ def test_table_5_1_is_a_sortable_table_grouped_by_model(window, runs, tmp_path):
     assert shown == [r.run_name for r in sorted(model.rows, key=lambda r: -r.mean)]
     assert shown[0] == "smol unified" and shown[-1] == "tiny unified"
     text = dialog.export("md", str(tmp_path / "t.md"))
-    assert "| Model | Dataset | Run | Method |" in (tmp_path / "t.md").read_text() and "worse" in text
+    assert "| Model | Dataset | Run | Seeds | Method |" in (tmp_path / "t.md").read_text() and "worse" in text
     dialog.close()
 
 
@@ -92,15 +92,15 @@ def test_table_5_1_pools_a_seed_sweep_into_one_row_until_told_not_to(window, run
             add_scored_run(store, "unified_lora", spread(N, 0.21, 20 + seed), name=f"tiny unified {seed}", seed=seed)
     dialog = window.results.show_study_table()
     model = dialog.model
-    run_col = model.headers.index("Run")
-    names = [model.index(r, run_col).data() for r in range(model.rowCount())]
-    assert dialog.pool.isChecked() and len(names) == 4
-    assert any(n.startswith("tiny unified (seeds 0, 1, 2: mean ± ") for n in names)
-    assert "(seeds 0, 1, 2" in dialog.markdown()
+    run_col, seeds_col = model.headers.index("Run"), model.headers.index("Seeds")
+    seeds = {model.index(r, run_col).data(): model.index(r, seeds_col).data() for r in range(model.rowCount())}
+    assert dialog.pool.isChecked() and len(seeds) == 4
+    assert seeds["tiny unified"].startswith("0, 1, 2 (± ") and seeds["tiny base"] == "0"
+    assert "| 0, 1, 2 (± " in dialog.markdown()
     dialog.pool.setChecked(False)
-    names = [model.index(r, run_col).data() for r in range(model.rowCount())]
-    assert len(names) == 6 and {"tiny unified", "tiny unified 1", "tiny unified 2"} <= set(names)
-    assert "(seeds" not in dialog.markdown()
+    seeds = {model.index(r, run_col).data(): model.index(r, seeds_col).data() for r in range(model.rowCount())}
+    assert len(seeds) == 6 and [seeds[f"tiny unified{n}"] for n in ("", " 1", " 2")] == ["0", "1", "2"]
+    assert "| 0, 1, 2 (± " not in dialog.markdown()
     dialog.close()
 
 

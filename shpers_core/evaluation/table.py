@@ -148,17 +148,14 @@ def _pooled_row(parts: list[tuple[TableRow, dict[str, dict[str, float]]]]) -> tu
         return _mean_or_none([getattr(r, name) for r, _ in parts])
 
     runs_means = [r.mean for r, _ in parts]
-    seeds = tuple(r.seeds[0] for r, _ in parts)
-    seed_std = float(np.std(runs_means, ddof=1)) if None not in runs_means else None
-    spread = "" if seed_std is None else f": mean ± {seed_std * 100:.2f} between them"
     row = replace(
-        first, run_name=f"{first.run_name} (seeds {', '.join(map(str, seeds))}{spread})",
-        run_id=",".join(r.run_id for r, _ in parts),
+        first, run_id=",".join(r.run_id for r, _ in parts),
         n_personas=every["n"], mean=finite(every["mean"]), std=finite(every["std"]), min=finite(every["min"]),
         max=finite(every["max"]), persona_dependent=finite(dep["mean"]), other=finite(other["mean"]),
         device_precision=average("device_precision"), parameter_f1=average("parameter_f1"),
         numerical_precision=average("numerical_precision"), train_seconds=average("train_seconds"),
-        seeds=seeds, seed_std=seed_std)
+        seeds=tuple(r.seeds[0] for r, _ in parts),
+        seed_std=float(np.std(runs_means, ddof=1)) if None not in runs_means else None)
     return row, scores
 
 
@@ -250,7 +247,7 @@ def _duration(s: float | None) -> str:
 CI_HEADER = "95 % CI (simult.)"
 # Each column's header and the row field it sorts by (None: by its text), in the table's order.
 COLUMNS: list[tuple[str, str | None]] = [
-    ("Model", None), ("Dataset", None), ("Run", None), ("Method", None), ("Emb. sim. % (mean ± std)", "mean"),
+    ("Model", None), ("Dataset", None), ("Run", None), ("Seeds", None), ("Method", None), ("Emb. sim. % (mean ± std)", "mean"),
     ("vs unified", "diff_vs_unified"), (CI_HEADER, "ci_low"), ("p (Holm)", "p_holm"),
     ("Verdict", None), ("min–max", "min"), ("persona-dep.", "persona_dependent"),
     ("dep. vs unified", "persona_dependent_diff"), ("dep. p (Holm)", "persona_dependent_p_holm"),
@@ -268,6 +265,12 @@ def _p(r: TableRow, value: float | None) -> str:
     return "" if r.is_baseline else format_p(value)
 
 
+def _seeds(r: TableRow) -> str:
+    """"0" for one run; "0, 1, 2 (± 0.32)" for runs pooled over seeds, with their means' spread in points."""
+    text = ", ".join(map(str, r.seeds))
+    return text if r.seed_std is None else f"{text} (± {r.seed_std * 100:.2f})"
+
+
 def _interval(r: TableRow, low: float | None, high: float | None) -> str:
     if r.is_baseline:
         return ""
@@ -277,7 +280,7 @@ def _interval(r: TableRow, low: float | None, high: float | None) -> str:
 def row_cells(r: TableRow) -> list[str]:
     """The row as the Markdown table shows it, one string per :data:`HEADERS` entry."""
     sim = f"({r.status})" if r.mean is None else f"{_pct(r.mean)} ± {_pct(r.std)}"
-    return [r.model, r.dataset, r.run_name, r.method, sim, _diff(r, r.diff_vs_unified),
+    return [r.model, r.dataset, r.run_name, _seeds(r), r.method, sim, _diff(r, r.diff_vs_unified),
             _interval(r, r.ci_low, r.ci_high), _p(r, r.p_holm), r.verdict, f"{_pct(r.min)}–{_pct(r.max)}",
             _pct(r.persona_dependent), _diff(r, r.persona_dependent_diff), _p(r, r.persona_dependent_p_holm), _pct(r.other),
             _diff(r, r.other_diff), _p(r, r.other_p_holm), _pct(r.device_precision), _pct(r.parameter_f1),
@@ -305,7 +308,9 @@ def table_note(compared: int | None = None) -> str:
     return ("Grouped by model and dataset; each group is compared with its own unified LoRA run. "
             f"p: paired two-sided Wilcoxon over personas, Holm-corrected over {rows}; verdict at "
             f"p < {ALPHA:g}. {CI_HEADER}: the difference's interval in points, Student t at the Bonferroni "
-            f"level over the same rows, so all intervals hold together with {(1 - ALPHA) * 100:g} % confidence.")
+            f"level over the same rows, so all intervals hold together with {(1 - ALPHA) * 100:g} % confidence. "
+            "Seeds: the training seeds of the row's runs; for runs pooled over seeds, the spread (± one standard "
+            "deviation, in points) of their means.")
 
 
 def to_csv(rows: list[TableRow]) -> str:

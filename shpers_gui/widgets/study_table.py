@@ -60,6 +60,9 @@ class StudyTableModel(RowTableModel):
         head = self.headers[section]
         if "p (Holm)" in head:
             return "Paired two-sided Wilcoxon against the group's unified LoRA run, Holm-corrected over the rows"
+        if head == "Seeds":
+            return ("Training seeds of the row's runs; pooled runs show the standard deviation of their means, "
+                    "in points")
         if "CI" in head:
             return ("The difference's interval in points; all rows' intervals hold together with 95 % confidence "
                     "(Student t at the Bonferroni level over the rows)")
@@ -107,8 +110,8 @@ class StudyTableDialog(QDialog):
         self.setWindowTitle("Table 5.1 — embedding similarity by method, per model and dataset")
         self.store, self.run_ids = store, list(run_ids)
         self.pool = QCheckBox("Pool runs that differ only in their training seed")
-        self.pool.setToolTip("One row per recipe: each persona's score is its mean over the seeds. The row's name "
-                             "gives the seeds and how far its mean moved between them.")
+        self.pool.setToolTip("One row per recipe: each persona's score is its mean over the seeds. The Seeds "
+                             "column gives the seeds and how far the runs' means moved between them.")
         self.pool.setChecked(True)
         self.rows = self._rows()
         self.model = StudyTableModel(parent=self)
