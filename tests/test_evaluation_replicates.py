@@ -56,6 +56,17 @@ def test_a_seed_sweep_is_one_row_scored_by_each_personas_mean_over_the_seeds(sto
     assert len(study_rows(store)) == 4
 
 
+def test_a_sweep_over_the_seed_is_named_without_it(tmp_path, capsys):
+    from shpers_core.jobs.sweep import sweep_specs
+
+    names = [spec.name for spec in sweep_specs("unified_lora", "train.seed", ["0", "1"])]
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        for seed, name in enumerate(names):
+            add_scored_run(store, "unified_lora", spread(N, 0.6, seed), seed=seed, name=name)
+        (row,) = study_rows(store, pool_seeds=True)
+    assert names == ["unified_lora seed=0", "unified_lora seed=1"] and row.run_name == "unified_lora"
+
+
 def test_runs_that_differ_in_more_than_the_seed_stay_apart(store):
     add_scored_run(store, "unified_lora", spread(N, 0.6, 1), seed=0, name="a")
     add_scored_run(store, "unified_lora", spread(N, 0.6, 2), seed=1, name="b", train_params={"learning_rate": 1e-3})

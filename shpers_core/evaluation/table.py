@@ -148,8 +148,10 @@ def _pooled_row(parts: list[tuple[TableRow, dict[str, dict[str, float]]]]) -> tu
         return _mean_or_none([getattr(r, name) for r, _ in parts])
 
     runs_means = [r.mean for r, _ in parts]
+    # A seed sweep names its runs "NAME seed=N" (jobs/sweep.py): the pooled row is NAME.
+    name = first.run_name.removesuffix(f" seed={first.seeds[0]}") or first.run_name
     row = replace(
-        first, run_id=",".join(r.run_id for r, _ in parts),
+        first, run_name=name, run_id=",".join(r.run_id for r, _ in parts),
         n_personas=every["n"], mean=finite(every["mean"]), std=finite(every["std"]), min=finite(every["min"]),
         max=finite(every["max"]), persona_dependent=finite(dep["mean"]), other=finite(other["mean"]),
         device_precision=average("device_precision"), parameter_f1=average("parameter_f1"),
