@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from shpers_core.evaluation.stats import describe
+from shpers_core.jobs.spec import parameter_groups
 
 SUBSETS = ("all", "persona_dependent", "other")
 
@@ -18,8 +19,10 @@ def add_scored_run(store, method: str, scores: dict[str, float], *, base_model: 
                    dependent_shift: float = 0.0, seed: int = 0, train_params: dict | None = None) -> str:
     """A finished run whose embedding similarity per persona is ``scores`` (persona-dependent turns
     score ``dependent_shift`` higher, other turns the same as all), trained with ``seed``."""
-    params = {"method": method, "eval": dict(eval_params or {}), "train": {**(train_params or {}), "seed": seed},
-              "name": name}
+    # A method without training settings stores them as {}, as the runner does.
+    trains = "train" in parameter_groups(method)
+    params = {"method": method, "eval": dict(eval_params or {}),
+              "train": {**(train_params or {}), "seed": seed} if trains else {}, "name": name}
     rid = store.create_run(method, params, base_model, dataset_hash, list(scores), name=name, seed=seed,
                            dataset_path="data/dialogues.jsonl")
     store.start_run(rid)

@@ -90,3 +90,20 @@ def test_the_cli_pools_seeds_when_asked(tmp_path, capsys):
         lines = [line for line in capsys.readouterr().out.splitlines() if "| unified_lora |" in line]
         assert len(lines) == unified_rows
     assert "| 0, 1, 2 (± " in lines[0]
+
+
+def test_a_merge_takes_the_seed_of_the_run_it_builds_on(store):
+    units, merges = [], []
+    for seed in (0, 1):
+        unified = add_scored_run(store, "unified_lora", spread(N, 0.6, seed), seed=seed, name=f"u seed={seed}")
+        units.append(unified)
+        prefix = add_scored_run(store, "static_prefix", spread(N, 0.58, 10 + seed), name=f"prefix seed={seed}")
+        store.update_run(prefix, parent_run_id=unified)  # as the method records its source
+        merges.append(prefix)
+    rows = {r.method: r for r in study_rows(store, pool_seeds=True)}
+    assert rows["static_prefix"].seeds == (0, 1) and rows["static_prefix"].run_name == "prefix"
+    assert rows["static_prefix"].run_id.split(",") == merges
+    # Built on runs that are not replicates of each other, two prefixes are two rows.
+    store.update_run(merges[1], parent_run_id=add_scored_run(store, "unified_lora", spread(N, 0.6, 5), seed=1,
+                                                               train_params={"learning_rate": 1e-3}))
+    assert sum(r.method == "static_prefix" for r in study_rows(store, pool_seeds=True)) == 2

@@ -216,7 +216,17 @@ def test_sweep_and_study_queue_one_job_each(window, monkeypatch):
 
     study = launcher.queue_study()
     assert [j.spec.name for j in study] == [label for label, _m, _o in STUDY_STEPS]
-    for job in jobs + study:
+    # Two seeds: a second pass of every row that depends on the seed, after the whole first pass.
+    launcher.study_seeds.setText("0, 1")
+    seeded = launcher.queue_study()
+    second = [j.spec for j in seeded[len(STUDY_STEPS):]]
+    assert second and all(s.name.endswith(" seed=1") for s in second)
+    assert {s.train.seed for s in second if s.method == "unified_lora"} == {1}
+    errors = []
+    monkeypatch.setattr(launcher, "_error", lambda title, exc: errors.append(str(exc)))
+    launcher.study_seeds.setText("0, one")
+    assert launcher.queue_study() == [] and "'one' is not a whole number" in errors[0]
+    for job in jobs + study + seeded:
         queue.cancel(job)
     assert not queue.active()
 

@@ -42,3 +42,29 @@ def test_smoke_and_seed_rows_keep_their_plain_names():
     seed = study_specs(PRESETS["seed"], ["a"])
     assert all(s.train.num_epochs == defaults_for(s.method).get("train", {}).get("num_epochs", 0) or
                "train" not in defaults_for(s.method) for s in seed)
+
+
+def test_several_seeds_repeat_every_row_that_depends_on_the_seed_in_passes():
+    import pytest
+
+    from shpers_core.errors import UserError
+    from shpers_core.jobs.study import study_passes
+
+    ids = [f"p{i:03d}" for i in range(4)]
+    first, second = study_passes("smoke", ids, seeds=[0, 1])
+    assert [s.name.removesuffix(" seed=0") for s in first] == [label for label, _m, _o in STUDY_STEPS]
+    once = {"base_model", "system_prompt", "retrieval"}  # no training, nothing trained under them
+    assert {s.method for s in first} - {s.method for s in second} == once
+    for spec in second:
+        assert spec.name.endswith(" seed=1")
+        if "train" in defaults_for(spec.method):
+            assert spec.train.seed == 1
+    # Merges and prefixes come after what they build on, within the pass: the newest such run is the pass's own.
+    methods = [s.method for s in second]
+    assert methods.index("per_persona_lora") < methods.index("weighted_merge")
+    assert methods.index("unified_lora") < methods.index("static_prefix")
+    assert study_specs("smoke", ids, seeds=[0, 1]) == first + second
+    (alone,) = study_passes("smoke", ids, seeds=[3])
+    assert [s.name for s in alone] == [s.name for s in study_specs("smoke", ids)] and alone[1].train.seed == 3
+    with pytest.raises(UserError, match="1 repeats"):
+        study_passes("smoke", ids, seeds=[1, 2, 1])

@@ -88,6 +88,27 @@ def test_every_run_finished_with_all_four_metrics_for_every_persona(study):
             assert len(store.predictions(run.id)) > 0
 
 
+def test_a_study_over_two_seeds_repeats_the_trained_rows_and_pools_them(models_cache, tmp_path, monkeypatch):
+    from shpers_core.data import generate_dataset, write_jsonl
+    from shpers_core.workspace import Workspace
+
+    monkeypatch.setenv("SHPERS_CACHE", str(models_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    write_jsonl(generate_dataset(6, 9, seed=1), Workspace.open(tmp_path).dataset_path)
+    rc, out = shpers(tmp_path, "study", "--preset", "smoke", "--model", "tiny-qwen2", "-q", "--seeds", "0", "1")
+    assert rc == 0
+    with RunStore(tmp_path / "shpers.sqlite") as store:
+        runs = {r.name: r for r in store.list_runs()}
+    assert runs["Unified LoRA seed=1"].seed == 1 and runs["Unified LoRA seed=0"].seed == 0
+    # The second pass's prefix builds on the second pass's unified adapter.
+    assert runs["Unified + static text prefix seed=1"].parent_run_id == runs["Unified LoRA seed=1"].id
+    assert "Base model (no adaptation) seed=1" not in runs
+    table = {line.split(" | ")[2]: line.split(" | ")[3] for line in out.splitlines() if line.startswith("| tiny-qwen2")}
+    assert len(table) == len(STUDY_STEPS)  # one row per study row, pooled over the seeds
+    assert table["Unified LoRA"].startswith("0, 1 (± ") and table["Unified + static text prefix"].startswith("0, 1 (± ")
+    assert table["Base model (no adaptation)"] == "0"
+
+
 def test_table_numbers_are_read_back_from_the_store(study):
     unified = study.runs_by_label()["Unified LoRA"]
     with sqlite3.connect(study.root / "shpers.sqlite") as db:

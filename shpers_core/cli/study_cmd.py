@@ -26,6 +26,9 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
                    help="base model dtype (default: bfloat16 on a GPU that has it and on a CPU whose bf16 products "
                         "beat float32's, else float32; trained weights are float32 either way)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, metavar="N",
+                   help="training seeds: with several, every row that depends on the seed runs once per seed "
+                        "(a whole pass after another) and the table pools them (default: Appendix A's seed)")
     p.add_argument("--markdown", help="also write the table as Markdown to this file")
     p.add_argument("--csv", help="also write the table as CSV to this file")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -45,16 +48,16 @@ def study(args) -> int:
     try:
         if options is None:
             run_ids = run_study(args.preset, ws, reporter, base_model=args.model, personas=args.personas,
-                                dtype=args.dtype)
+                                dtype=args.dtype, seeds=args.seeds)
         else:
             run_ids = run_study_on_ray(args.preset, ws, reporter, options=options, base_model=args.model,
-                                       personas=args.personas, dtype=args.dtype)
+                                       personas=args.personas, dtype=args.dtype, seeds=args.seeds)
     except JobCancelled:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
     with RunStore(ws.db_path) as store:
-        rows = study_rows(store, run_ids)
+        rows = study_rows(store, run_ids, pool_seeds=bool(args.seeds and len(args.seeds) > 1))
     print(f"\nStudy '{args.preset}' — Table 5.1 regenerated from {ws.db_path}\n")
     print(to_markdown(rows))
     if args.markdown:

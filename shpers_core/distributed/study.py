@@ -13,7 +13,7 @@ from shpers_core.distributed.ray_executor import connect, run_on_ray
 from shpers_core.events import Reporter
 from shpers_core.jobs.runner import load_dataset_for
 from shpers_core.jobs.spec import build_spec
-from shpers_core.jobs.study import get_preset, preset_personas, study_specs
+from shpers_core.jobs.study import get_preset, preset_personas, study_passes
 
 # Method -> the method whose finished run it builds on (see ``MethodContext.source_run``).
 BUILDS_ON = {"sparse_moe": "per_persona_lora", "weighted_merge": "per_persona_lora",
@@ -31,13 +31,19 @@ def waves(specs: list) -> list[list[int]]:
 
 
 def run_study_on_ray(preset: str, workspace, reporter: Reporter, *, options, base_model: str | None = None,
-                     personas: list[str] | None = None, dtype: str | None = None) -> list[str]:
-    """Every study row as a Ray job, a wave at a time; returns run ids in the study's row order."""
+                     personas: list[str] | None = None, dtype: str | None = None,
+                     seeds: list[int] | None = None) -> list[str]:
+    """Every study row as a Ray job, a wave at a time; returns run ids in the study's row order.
+
+    With several ``seeds``, one pass of the study after another: a pass's merges and prefixes
+    build on the newest runs they need, which must be that pass's own."""
     p = get_preset(preset)
     dataset = load_dataset_for(build_spec("base_model", base_model=base_model or p.base_model), workspace)
     ids = personas or preset_personas(p, dataset.persona_ids)
-    specs = study_specs(p, ids, base_model=base_model, dtype=dtype)
-    return run_specs_on_ray(specs, workspace, reporter, options=options, dataset=dataset)
+    run_ids: list[str] = []
+    for specs in study_passes(p, ids, base_model=base_model, dtype=dtype, seeds=seeds):
+        run_ids += run_specs_on_ray(specs, workspace, reporter, options=options, dataset=dataset)
+    return run_ids
 
 
 def run_specs_on_ray(specs: list, workspace, reporter: Reporter, *, options, dataset=None,

@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from shpers_core.evaluation.likeness import dataset_label
-from shpers_core.evaluation.replicates import replicate_groups
+from shpers_core.evaluation.replicates import effective_seed, replicate_groups
 from shpers_core.evaluation.stats import describe, holm, simultaneous_interval, wilcoxon_p
+from shpers_core.store import StoreError
 from shpers_core.store.records import RunRecord
 
 BASELINE_METHOD = "unified_lora"
@@ -104,8 +105,9 @@ def _verdict(diff: float | None, p: float | None) -> str:
     return NO_DIFFERENCE
 
 
-def _run_row(store, run: RunRecord) -> tuple[TableRow, dict[str, dict[str, float]]]:
-    """One run's row, its comparisons still empty, and its per-persona scores by subset."""
+def _run_row(store, run: RunRecord, seed: int) -> tuple[TableRow, dict[str, dict[str, float]]]:
+    """One run's row (``seed``: its training seed, or that of the run it builds on), its comparisons
+    still empty, and its per-persona scores by subset."""
     # Scores only for a finished run: one whose evaluation was cut short shows none.
     scored = run.status == "finished"
     m = store.metrics(run.id, subset="all") if scored else {}
@@ -122,7 +124,7 @@ def _run_row(store, run: RunRecord) -> tuple[TableRow, dict[str, dict[str, float
         other=other.get(METRIC), other_diff=None, other_ci_low=None, other_ci_high=None, other_p_holm=None,
         device_precision=m.get("device_precision"), parameter_f1=m.get("parameter_f1"),
         numerical_precision=m.get("numerical_precision"), trainable_params=run.trainable_params,
-        train_seconds=run.duration_s, baseline_run_id="", dataset_hash=run.dataset_hash, seeds=(run.seed,),
+        train_seconds=run.duration_s, baseline_run_id="", dataset_hash=run.dataset_hash, seeds=(seed,),
     )
     return row, scores
 
@@ -167,11 +169,21 @@ def study_rows(store, run_ids: list[str] | None = None, *, pool_seeds: bool = Fa
     the store. With ``pool_seeds``, finished runs that differ only in their training seed become one
     row whose per-persona scores are means over the seeds (:func:`replicate_groups`)."""
     runs = [store.get_run(r) for r in run_ids] if run_ids else store.list_runs()
-    units = replicate_groups(runs) if pool_seeds else [[run] for run in runs]
+    known: dict[str, RunRecord | None] = {run.id: run for run in runs}
+
+    def parent_of(run_id: str) -> RunRecord | None:
+        if run_id not in known:
+            try:
+                known[run_id] = store.get_run(run_id)
+            except StoreError:  # deleted since: the run stands on its own
+                known[run_id] = None
+        return known[run_id]
+
+    units = replicate_groups(runs, parent_of) if pool_seeds else [[run] for run in runs]
     rows: list[TableRow] = []
     scores: dict[str, dict[str, dict[str, float]]] = {}
     for unit in units:
-        parts = [_run_row(store, run) for run in unit]
+        parts = [_run_row(store, run, effective_seed(run, parent_of)) for run in unit]
         row, unit_scores = parts[0] if len(parts) == 1 else _pooled_row(parts)
         rows.append(row)
         scores[row.run_id] = unit_scores

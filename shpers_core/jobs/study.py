@@ -7,6 +7,7 @@ on 20 personas in about 40 minutes on a 2-core CPU;
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ from shpers_core.errors import UserError
 from shpers_core.events import Reporter
 from shpers_core.jobs.runner import load_dataset_for, run_job
 from shpers_core.jobs.spec import JobSpec, applicable, build_spec, default_params, parameter_groups
+from shpers_core.methods.registry import get_method
 from shpers_core.models import DEFAULT_MODEL
 
 # (row label, method, method overrides). Dependencies come first: merges reuse the per-persona
@@ -96,9 +98,60 @@ def get_preset(name: str) -> StudyPreset:
         raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
 
 
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    """``seeds`` as a list, or a :class:`UserError` if one is negative or repeated."""
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise UserError("a study needs at least one training seed")
+    if any(s < 0 for s in seeds):
+        raise UserError(f"training seeds are whole numbers from 0; got {', '.join(map(str, seeds))}")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise UserError(f"each training seed runs once; {', '.join(map(str, repeated))} repeats")
+    return seeds
+
+
+def seed_dependent(spec: JobSpec) -> bool:
+    """Whether a study row changes with the training seed: it trains, or builds on a run that does."""
+    method = get_method(spec.method)
+    return method.trains or bool(method.sources(spec.method_params))
+
+
+def study_passes(preset: str | StudyPreset, persona_ids: list[str], *, base_model: str | None = None,
+                 extra: dict[str, Any] | None = None, dtype: str | None = None,
+                 seeds: Sequence[int] | None = None) -> list[list[JobSpec]]:
+    """The study's jobs, one list per training seed in ``seeds`` (one list, the preset's seed, when None).
+
+    Passes must run one after another: a pass's merges and prefixes build on the newest runs they
+    need, its own. With several seeds, a row that depends on the seed runs in every pass, named
+    "ROW seed=N" (Table 5.1 pools such runs); a row that does not runs in the first pass only.
+    """
+    if seeds is None:
+        return [_one_pass(preset, persona_ids, base_model=base_model, extra=extra, dtype=dtype)]
+    seeds = check_seeds(seeds)
+    passes = []
+    for k, seed in enumerate(seeds):
+        specs = _one_pass(preset, persona_ids, base_model=base_model, extra={**(extra or {}), "train.seed": seed},
+                          dtype=dtype)
+        if len(seeds) > 1:
+            # A row that neither trains nor builds on a trained run replies the same whatever the seed.
+            specs = [s.replace(name=f"{s.name} seed={seed}") if seed_dependent(s) else s
+                     for s in specs if k == 0 or seed_dependent(s)]
+        passes.append(specs)
+    return passes
+
+
 def study_specs(preset: str | StudyPreset, persona_ids: list[str], *, base_model: str | None = None,
-                extra: dict[str, Any] | None = None, dtype: str | None = None) -> list[JobSpec]:
-    """One job per study row for ``preset`` over ``persona_ids`` (already chosen)."""
+                extra: dict[str, Any] | None = None, dtype: str | None = None,
+                seeds: Sequence[int] | None = None) -> list[JobSpec]:
+    """One job per study row for ``preset`` over ``persona_ids`` (already chosen), every pass of
+    :func:`study_passes` in order."""
+    return [spec for one in study_passes(preset, persona_ids, base_model=base_model, extra=extra, dtype=dtype,
+                                         seeds=seeds) for spec in one]
+
+
+def _one_pass(preset: str | StudyPreset, persona_ids: list[str], *, base_model: str | None,
+              extra: dict[str, Any] | None, dtype: str | None) -> list[JobSpec]:
     p = get_preset(preset) if isinstance(preset, str) else preset
     specs = []
     for label, method, own in STUDY_STEPS:
@@ -123,16 +176,18 @@ def preset_personas(preset: StudyPreset, all_ids: list[str]) -> list[str]:
 
 
 def run_study(preset: str, workspace, reporter: Reporter, *, base_model: str | None = None,
-              personas: list[str] | None = None, dtype: str | None = None) -> list[str]:
-    """Run every study row in one process (the base model is loaded once); returns run ids."""
+              personas: list[str] | None = None, dtype: str | None = None,
+              seeds: Sequence[int] | None = None) -> list[str]:
+    """Run every study row (once per seed in ``seeds``, see :func:`study_specs`) in one process; returns run ids."""
     p = get_preset(preset)
     first = build_spec("base_model", base_model=base_model or p.base_model)
     dataset = load_dataset_for(first, workspace)
     ids = personas or preset_personas(p, dataset.persona_ids)
+    specs = study_specs(p, ids, base_model=base_model, dtype=dtype, seeds=seeds)
     run_ids = []
-    for i, spec in enumerate(study_specs(p, ids, base_model=base_model, dtype=dtype)):
-        reporter.progress("study", i, len(STUDY_STEPS))
-        reporter.log(f"[{i + 1}/{len(STUDY_STEPS)}] {spec.name}")
+    for i, spec in enumerate(specs):
+        reporter.progress("study", i, len(specs))
+        reporter.log(f"[{i + 1}/{len(specs)}] {spec.name}")
         run_ids.append(run_job(spec, workspace, reporter, dataset=dataset))
-    reporter.progress("study", len(STUDY_STEPS), len(STUDY_STEPS))
+    reporter.progress("study", len(specs), len(specs))
     return run_ids

@@ -116,6 +116,11 @@ class LauncherView(QWidget):
         self.study_button = QPushButton("Run the whole study")
         self.study_button.setToolTip("Queue one job per study row with the chosen preset, model and personas")
         self.study_button.clicked.connect(self.queue_study)
+        self.study_seeds = QLineEdit()
+        self.study_seeds.setPlaceholderText("the preset's (one run per row); e.g. 0, 1, 2")
+        self.study_seeds.setToolTip("Training seeds for Run the whole study: with several, every row that depends on "
+                                    "the seed runs once per seed, one pass of the study after another, and Table 5.1 "
+                                    "pools them into one row")
 
         self.sweep_param = QComboBox()
         self.sweep_param.setToolTip("The parameter to vary; every other field keeps the form's value")
@@ -138,6 +143,7 @@ class LauncherView(QWidget):
         jl.addRow("Base model", self.base_model)
         jl.addRow("Preset", self.preset)
         jl.addRow("Name", self.run_name)
+        jl.addRow("Study seeds", self.study_seeds)
         jl.addRow("Run on", self.run_on)
         jl.addRow("Ray address", self.ray_address)
         persona_box = QGroupBox("Personas")
@@ -411,6 +417,14 @@ class LauncherView(QWidget):
         specs = [s.replace(name=self.session.store().unique_name(s.name)) if s.name in taken else s for s in specs]
         return self._submit(specs, estimates)
 
+    def _study_seeds(self) -> list[int] | None:
+        """The seeds typed for the study (None: the preset's); a :class:`UserError` names a bad one."""
+        words = self.study_seeds.text().replace(",", " ").split()
+        bad = [w for w in words if not (w.isascii() and w.isdigit())]
+        if bad:
+            raise UserError(f"Study seeds: {bad[0]!r} is not a whole number from 0")
+        return [int(w) for w in words] or None
+
     def queue_study(self) -> list:
         preset = self.preset.currentData() or "smoke"
         try:
@@ -423,7 +437,9 @@ class LauncherView(QWidget):
                 from shpers_core.jobs.study import preset_personas
 
                 ids = preset_personas(self._presets[preset], self.session.dataset.persona_ids)
-            specs = engine.get("study_specs")(preset, ids, base_model=self.base_model.currentText().strip() or None)
+            seeds = self._study_seeds()
+            specs = engine.get("study_specs")(preset, ids, base_model=self.base_model.currentText().strip() or None,
+                                              seeds=seeds)
             path = self.session.job_dataset_path()
             specs = [s.replace(dataset_path=path) for s in specs]
         except UserError as exc:
@@ -431,7 +447,8 @@ class LauncherView(QWidget):
             return []
         answer = QMessageBox.question(
             self, "Run the whole study",
-            f"Queue {len(specs)} jobs (preset {preset}, {len(ids)} personas, {specs[0].base_model})?")
+            f"Queue {len(specs)} jobs (preset {preset}, {len(ids)} personas, {specs[0].base_model}"
+            f"{', training seeds ' + ', '.join(map(str, seeds)) if seeds else ''})?")
         if answer != QMessageBox.StandardButton.Yes:
             return []
         return self._submit(specs)
