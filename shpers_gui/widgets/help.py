@@ -20,7 +20,9 @@ The <i>Personas</i> tab lists the personas, their dialogues by split and the per
 <li><b>Compare.</b> Train a second method the same way. In <i>Results</i>, select two finished runs:
 the pane below compares them persona by persona (bootstrap interval, Wilcoxon test, wins/ties/losses)
 on the turns and metric you choose. <i>Table 5.1</i> (Ctrl+T) puts every run against the unified run of
-its own model and dataset, with Holm-corrected p-values and a verdict per row.</li>
+its own model and dataset, with Holm-corrected p-values, an interval for each difference that holds
+together with the others, and a verdict per row; runs that differ only in their training seed share a row
+(Study seeds on the Launch tab repeats the whole study over seeds).</li>
 <li><b>Chat.</b> In <i>Chat</i>, pick a persona and a run; put a second run <i>Beside</i> it to see both
 answer the same conversation. <i>Load a test dialogue</i> shows the reference reply next to them.</li>
 </ol>
