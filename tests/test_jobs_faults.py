@@ -396,10 +396,12 @@ def curves_from(events: list[Event]) -> dict[str, list[tuple[int, float]]]:
 
 
 def test_two_job_processes_and_a_cli_run_at_once_keep_their_own_curves_and_runs(workspace, capsys):
+    # Long enough (16 epochs, several seconds) that one job is still training when the other, started
+    # with it, has loaded its model: at 4 epochs the unified job once ended 0.1 s before the other began.
     jobs = {
-        "unified": JobProcess(unified(seed=1, num_epochs=4), str(workspace.root)),
-        "per_persona": JobProcess(build_spec("per_persona_lora", {**TRAIN, "num_epochs": 4}, base_model="tiny-qwen2",
-                                             device="cpu"), str(workspace.root)),
+        "unified": JobProcess(unified(seed=1), str(workspace.root)),
+        "per_persona": JobProcess(build_spec("per_persona_lora", TRAIN, base_model="tiny-qwen2", device="cpu"),
+                                  str(workspace.root)),
     }
     events: dict[str, list[Event]] = {name: [] for name in jobs}
     for job in jobs.values():
