@@ -14,10 +14,7 @@ from shpers_core.events import Reporter
 from shpers_core.jobs.runner import load_dataset_for
 from shpers_core.jobs.spec import build_spec
 from shpers_core.jobs.study import get_preset, preset_personas, study_passes
-
-# Method -> the method whose finished run it builds on (see ``MethodContext.source_run``).
-BUILDS_ON = {"sparse_moe": "per_persona_lora", "weighted_merge": "per_persona_lora",
-             "static_prefix": "unified_lora", "soft_prompt": "unified_lora", "retrieval": "unified_lora"}
+from shpers_core.methods.registry import get_method
 
 
 def waves(specs: list) -> list[list[int]]:
@@ -26,7 +23,8 @@ def waves(specs: list) -> list[list[int]]:
     When every job builds on another run (a sweep of merges), the first goes alone: it trains the
     run the others then find, instead of each training its own.
     """
-    first = [i for i, s in enumerate(specs) if s.method not in BUILDS_ON] or [0]
+    # ``requires``, not ``sources``: retrieval may build on unified LoRA, so it waits either way.
+    first = [i for i, s in enumerate(specs) if not get_method(s.method).requires] or [0]
     return [w for w in (first, [i for i in range(len(specs)) if i not in first]) if w]
 
 

@@ -23,8 +23,8 @@ from shpers_gui.widgets.table_model import RowTableModel
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 VERDICT_COLOURS = {"better": "#2e7d32", "worse": "#c62828", "baseline": "#1f4e79"}
-# Model and dataset, then the verdict and the p-values are what a reader checks first; the score,
-# the interval and the verdict are never cut.
+# Model and dataset, then the verdict and the p-values are what a reader checks first. Named columns
+# are capped; the score and the verdict get a fixed width; every other column fits its contents.
 _WIDTHS = {"Model": 160, "Dataset": 170, "Run": 260, "Method": 120}
 _UNCUT = {"Emb. sim. % (mean ± std)": 185, "Verdict": 140}
 
