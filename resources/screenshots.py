@@ -160,6 +160,15 @@ def main(argv: list[str] | None = None) -> int:
         window.results.select_runs([a.id, b.id])
     shot("4-results")
 
+    # Table 5.1's differences from unified LoRA, drawn with their intervals.
+    table = window.results.show_study_table()
+    table.resize(1300, 620)
+    table.views.setCurrentWidget(table.forest)
+    settle(app)
+    table.grab().save(str(out / "8-table-differences.png"))
+    print(f"saved {out / '8-table-differences.png'}", flush=True)
+    table.close()
+
     window.tabs.setCurrentWidget(window.grid)
     window.grid.refresh()
     if b is not None:

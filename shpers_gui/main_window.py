@@ -77,7 +77,7 @@ class MainWindow(QMainWindow):
         self.personas = PersonasView(session)
         self.launcher = LauncherView(session)
         self.jobs = JobsView(session)
-        self.results = ResultsView(session)
+        self.results = ResultsView(session, settings=self.settings)
         self.grid = PersonaGridView(session)
         self.chat = ChatView(session)
         self.tabs = QTabWidget()

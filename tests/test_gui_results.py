@@ -104,6 +104,57 @@ def test_table_5_1_pools_a_seed_sweep_into_one_row_until_told_not_to(window, run
     dialog.close()
 
 
+def test_table_5_1_draws_each_rows_difference_and_interval_as_a_forest_plot(window, runs, tmp_path):
+    dialog = window.results.show_study_table()
+    forest = dialog.forest
+    compared = [r for r in dialog.rows if not r.is_baseline]
+    # One interval per compared row, the table's own numbers in points; both groups, so each label names
+    # its model.
+    assert [(name, d, lo, hi) for name, d, lo, hi, _ in forest.drawn] == [
+        (f"{r.model}: {r.run_name}", *(pytest.approx(100 * x) for x in (r.diff_vs_unified, r.ci_low, r.ci_high)))
+        for r in compared]
+    by_name = {name: verdict for name, _, _, _, verdict in forest.drawn}
+    assert by_name == {"smollm2: smol base": "worse", "tiny-qwen2: tiny base": "better"}
+    ticks = [label for _, label in forest.plot.getAxis("left")._tickLevels[0]]
+    assert sorted(ticks) == sorted(by_name)
+    # The plot's x range shows zero and every interval.
+    (x0, x1), _ = forest.plot.getViewBox().viewRange()
+    assert x0 < 100 * min(r.ci_low for r in compared) and x1 > 100 * max(r.ci_high for r in compared)
+    assert x0 < 0 < x1
+    # Persona-dependent turns: "smol base" scores 0.2 higher there, so its difference shrinks by 20 points.
+    overall = dict((n, d) for n, d, *_ in forest.drawn)
+    forest.subset.setCurrentText("Persona-dependent turns")
+    dependent = dict((n, d) for n, d, *_ in forest.drawn)
+    assert dependent["smollm2: smol base"] == pytest.approx(overall["smollm2: smol base"] + 20.0, abs=1e-6)
+    assert dependent["tiny-qwen2: tiny base"] == pytest.approx(overall["tiny-qwen2: tiny base"], abs=1e-6)
+    from shpers_gui.widgets.plot_export import export_plot
+    assert export_plot(forest.plot, tmp_path / "forest.png").stat().st_size > 1000
+    dialog.close()
+
+
+def test_table_5_1_remembers_pooling_and_the_plots_turns_after_a_restart(runs, tmp_path, qtbot):
+    ws, _ = runs
+    ini = str(tmp_path / "restart.ini")
+
+    def open_window():
+        win = MainWindow(Session(ws.root), settings=QSettings(ini, QSettings.Format.IniFormat), ask_on_close=False)
+        qtbot.addWidget(win)
+        return win
+
+    first = open_window()
+    dialog = first.results.show_study_table()
+    assert dialog.pool.isChecked() and dialog.forest.subset.currentText() == "All turns"
+    dialog.pool.setChecked(False)
+    dialog.forest.subset.setCurrentText("Other turns")
+    dialog.close()
+    first.close()
+    second = open_window()
+    dialog = second.results.show_study_table()
+    assert not dialog.pool.isChecked() and dialog.forest.subset.currentText() == "Other turns"
+    dialog.close()
+    second.close()
+
+
 def test_compare_shows_the_whole_verdict_and_warns_about_unlike_runs(window, runs, qtbot):
     _, ids = runs
     results = window.results

@@ -185,9 +185,10 @@ class ResultsView(QWidget):
     open_curves = Signal(str)  # run id: show its stored curves in the Jobs tab
     chat_with = Signal(str)  # run id: pick it in the Chat tab
 
-    def __init__(self, session, parent=None):
+    def __init__(self, session, parent=None, *, settings=None):
         super().__init__(parent)
         self.session = session
+        self.settings = settings  # a QSettings: what Table 5.1 was last shown with
         self.model = RunsModel(session, self)
         self.proxy = RunsFilter(self)
         self.proxy.setSourceModel(self.model)
@@ -365,7 +366,8 @@ class ResultsView(QWidget):
     def show_study_table(self) -> StudyTableDialog:
         store = self.session.store()
         # Oldest first: the order the study ran its rows in.
-        dialog = StudyTableDialog(store, [r.id for r in reversed(store.list_runs(status="finished"))], self)
+        dialog = StudyTableDialog(store, [r.id for r in reversed(store.list_runs(status="finished"))], self,
+                                  settings=self.settings)
         dialog.show()
         return dialog
 

@@ -1,4 +1,5 @@
-"""Table 5.1 as a sortable table: one row per finished run, grouped by base model and dataset."""
+"""Table 5.1 as a sortable table (one row per finished run, grouped by base model and dataset) and
+as a forest plot of the rows' differences from unified LoRA."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QTableView,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from shpers_gui import engine
+from shpers_gui.widgets.forest_plot import ForestPlot
 from shpers_gui.widgets.table_model import RowTableModel
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -103,19 +106,25 @@ class _SortProxy(QSortFilterProxyModel):
 
 
 class StudyTableDialog(QDialog):
-    """The table, sortable by any column, with Markdown and CSV export and a copy button."""
+    """The table, sortable by any column, with Markdown and CSV export and a copy button, and its
+    differences as a forest plot. ``settings`` (a QSettings) remembers the pooling and the plot's turns."""
 
-    def __init__(self, store, run_ids: list[str], parent=None):
+    def __init__(self, store, run_ids: list[str], parent=None, *, settings=None):
         super().__init__(parent)
         self.setWindowTitle("Table 5.1 — embedding similarity by method, per model and dataset")
-        self.store, self.run_ids = store, list(run_ids)
+        self.store, self.run_ids, self.settings = store, list(run_ids), settings
         self.pool = QCheckBox("Pool runs that differ only in their training seed")
         self.pool.setToolTip("One row per recipe: each persona's score is its mean over the seeds. The Seeds "
                              "column gives the seeds and how far the runs' means moved between them.")
-        self.pool.setChecked(True)
+        self.pool.setChecked(self._setting("pool_seeds", "true") == "true")
         self.rows = self._rows()
         self.model = StudyTableModel(parent=self)
         self.model.set_rows(self.rows)
+        self.forest = ForestPlot()
+        subset = self._setting("forest_turns", "")
+        if self.forest.subset.findText(subset) >= 0:
+            self.forest.subset.setCurrentText(subset)
+        self.forest.set_rows(self.rows)
         self.proxy = _SortProxy(self)
         self.proxy.setSourceModel(self.model)
         self.table = QTableView()
@@ -143,12 +152,27 @@ class StudyTableDialog(QDialog):
             box.addButton(text, QDialogButtonBox.ButtonRole.ActionRole).clicked.connect(slot)
         box.rejected.connect(self.reject)
         self.pool.toggled.connect(self.reload)
+        self.pool.toggled.connect(lambda on: self._remember("pool_seeds", "true" if on else "false"))
+        self.forest.subset.currentTextChanged.connect(lambda text: self._remember("forest_turns", text))
+        self.views = QTabWidget()
+        self.views.addTab(self.table, "Table")
+        self.views.addTab(self.forest, "Differences")
+        self.views.setTabToolTip(1, "Each row's difference from unified LoRA with its simultaneous 95 % interval")
         lay = QVBoxLayout(self)
         lay.addWidget(self.pool)
-        lay.addWidget(self.table, 1)
+        lay.addWidget(self.views, 1)
         lay.addWidget(note)
         lay.addWidget(box)
-        self.resize(1000, 460)
+        self.resize(1000, 520)
+
+    def _setting(self, key: str, default: str) -> str:
+        if self.settings is None:
+            return default
+        return str(self.settings.value(f"study_table/{key}", default))
+
+    def _remember(self, key: str, value: str) -> None:
+        if self.settings is not None:
+            self.settings.setValue(f"study_table/{key}", value)
 
     def _rows(self) -> list:
         if not self.run_ids:
@@ -159,6 +183,7 @@ class StudyTableDialog(QDialog):
         """Rebuild the rows, pooled over seeds or not as the check box says."""
         self.rows = self._rows()
         self.model.set_rows(self.rows)
+        self.forest.set_rows(self.rows)
 
     def markdown(self) -> str:
         return engine.get("to_markdown")(self.rows)
