@@ -270,7 +270,8 @@ def test_a_study_on_ray_gives_the_local_table(tmp_path, shpers_cache, cluster):
     from shpers_core.jobs.study import STUDY_STEPS
 
     local = study_table(make_workspace(tmp_path / "local", personas=4))
-    remote = study_table(make_workspace(tmp_path / "ray", personas=4), "--executor", "ray")
+    remote_root = make_workspace(tmp_path / "ray", personas=4)
+    remote = study_table(remote_root, "--executor", "ray")
     # One run per row: the merges and prefixes found the per-persona and unified runs the driver holds.
     assert len(remote) == len(local) == len(STUDY_STEPS)
     for lrow, rrow in zip(sorted(local, key=lambda r: r.run_name), sorted(remote, key=lambda r: r.run_name)):
@@ -278,6 +279,14 @@ def test_a_study_on_ray_gives_the_local_table(tmp_path, shpers_cache, cluster):
             lrow.run_name, lrow.method, lrow.status, lrow.n_personas, lrow.verdict, lrow.trainable_params)
         for name in SCORES:
             assert getattr(rrow, name) == pytest.approx(getattr(lrow, name), abs=1e-6), (rrow.run_name, name)
+    # --resume on Ray keeps the finished rows and continues a stopped one in its own run.
+    with RunStore(remote_root / "shpers.sqlite") as store:
+        stopped = next(r for r in store.list_runs() if r.method == "retrieval")
+        store.set_status(stopped.id, "interrupted")
+    again = study_table(remote_root, "--executor", "ray", "--resume")
+    assert sorted(r.run_id for r in again) == sorted(r.run_id for r in remote)
+    with RunStore(remote_root / "shpers.sqlite") as store:
+        assert store.get_run(stopped.id).status == "finished" and len(store.list_runs()) == len(STUDY_STEPS)
 
 
 def test_bench_prints_the_ray_paths_overhead(shpers_cache, cluster, tmp_path):

@@ -231,6 +231,61 @@ def test_sweep_and_study_queue_one_job_each(window, monkeypatch):
     assert not queue.active()
 
 
+def test_run_the_whole_study_again_offers_to_continue_it(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from shpers_core.jobs.study import STUDY_STEPS
+    from shpers_core.models.device import pick_device, pick_dtype
+
+    ws = Workspace.open(tmp_path / "ws")
+    write_jsonl(generate_dataset(n_personas=3, dialogues_per_persona=6), ws.dataset_path)
+    session = Session(ws.root)
+    win = MainWindow(session, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                     ask_on_close=False)
+    qtbot.addWidget(win)
+    win.start()
+    qtbot.waitUntil(lambda: session.dataset is not None, timeout=30000)
+    session.jobs.max_running = 0  # nothing starts: only what is queued is checked
+    launcher = win.launcher
+    launcher.base_model.setCurrentText("tiny-qwen2")
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    first = launcher.queue_study()
+    assert len(first) == len(STUDY_STEPS)
+    for job in first:
+        session.jobs.cancel(job)
+    # What an earlier session left: the first two rows finished, the third cancelled mid-way.
+    with RunStore(ws.db_path) as store:
+        ids = []
+        for job, status in zip(first[:3], ("finished", "finished", "cancelled")):
+            params = {**job.spec.to_dict(), "dtype": pick_dtype(pick_device())}  # as the runner records it
+            rid = store.create_run(job.spec.method, params, job.spec.base_model, session.dataset.content_hash(),
+                                   job.spec.personas, name=job.spec.name)
+            store.start_run(rid)
+            store.finish_run(rid) if status == "finished" else store.cancel_run(rid)
+            ids.append(rid)
+    asked = []
+
+    def answer(choice):
+        def exec_(box):
+            asked.append(box.text())
+            next(b for b in box.buttons() if b.text() == choice).click()
+            return 0
+        return exec_
+
+    monkeypatch.setattr(QMessageBox, "exec", answer("Continue the study"))
+    jobs = launcher.queue_study()
+    assert "2 of 18 rows finished before, 1 stopped and can resume" in asked[0]
+    assert [j.spec.name for j in jobs] == [label for label, _, _ in STUDY_STEPS[2:]]
+    assert jobs[0].run_id == ids[2] and not any(j.run_id for j in jobs[1:])  # the stopped row resumes
+    for job in jobs:
+        session.jobs.cancel(job)
+    monkeypatch.setattr(QMessageBox, "exec", answer("Run every row again"))
+    assert len(launcher.queue_study()) == len(STUDY_STEPS)
+    monkeypatch.setattr(QMessageBox, "exec", answer("Cancel"))
+    assert launcher.queue_study() == []
+    win.close()
+
+
 def test_a_bad_dataset_names_where_and_why(window, qtbot, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QMessageBox
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
+import sys
 from pathlib import Path
 
 from shpers_core.cli.commands import command_help
@@ -29,11 +31,28 @@ def add_parser(sub) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=None, metavar="N",
                    help="training seeds: with several, every row that depends on the seed runs once per seed "
                         "(a whole pass after another) and the table pools them (default: Appendix A's seed)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows that finished before in this workspace with the same settings and data, and "
+                        "continue interrupted or cancelled ones from their checkpoints (default: run every row anew)")
     p.add_argument("--markdown", help="also write the table as Markdown to this file")
     p.add_argument("--csv", help="also write the table as CSV to this file")
     p.add_argument("-q", "--quiet", action="store_true")
     add_executor_args(p)
     p.set_defaults(func=study)
+
+
+def resume_command(args) -> str:
+    """The ``shpers study`` command line that continues the study ``args`` describe."""
+    words = ["shpers", "study", "--preset", args.preset]
+    for flag, value in (("--model", args.model), ("--dtype", args.dtype), ("--ray-address", args.ray_address)):
+        if value:
+            words += [flag, value]
+    for flag, values in (("--personas", args.personas), ("--seeds", args.seeds)):
+        if values:
+            words += [flag, *map(str, values)]
+    if args.executor != "local":
+        words += ["--executor", args.executor]
+    return shlex.join([*words, "--resume"])
 
 
 def study(args) -> int:
@@ -48,11 +67,14 @@ def study(args) -> int:
     try:
         if options is None:
             run_ids = run_study(args.preset, ws, reporter, base_model=args.model, personas=args.personas,
-                                dtype=args.dtype, seeds=args.seeds)
+                                dtype=args.dtype, seeds=args.seeds, resume=args.resume)
         else:
             run_ids = run_study_on_ray(args.preset, ws, reporter, options=options, base_model=args.model,
-                                       personas=args.personas, dtype=args.dtype, seeds=args.seeds)
+                                       personas=args.personas, dtype=args.dtype, seeds=args.seeds,
+                                       resume=args.resume)
     except JobCancelled:
+        print(f"study stopped; `{resume_command(args)}` continues it in this workspace: finished rows are kept "
+              "and the stopped one resumes from its checkpoint", file=sys.stderr)
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -13,7 +13,8 @@ from shpers_core.distributed.ray_executor import connect, run_on_ray
 from shpers_core.events import Reporter
 from shpers_core.jobs.runner import load_dataset_for
 from shpers_core.jobs.spec import build_spec
-from shpers_core.jobs.study import get_preset, preset_personas, study_passes
+from shpers_core.jobs.study import get_preset, plan_study, preset_personas, row_line, study_passes
+from shpers_core.jobs.study_progress import FINISHED, NEW
 from shpers_core.methods.registry import get_method
 
 
@@ -30,23 +31,32 @@ def waves(specs: list) -> list[list[int]]:
 
 def run_study_on_ray(preset: str, workspace, reporter: Reporter, *, options, base_model: str | None = None,
                      personas: list[str] | None = None, dtype: str | None = None,
-                     seeds: list[int] | None = None) -> list[str]:
+                     seeds: list[int] | None = None, resume: bool = False) -> list[str]:
     """Every study row as a Ray job, a wave at a time; returns run ids in the study's row order.
 
     With several ``seeds``, one pass of the study after another: a pass's merges and prefixes
-    build on the newest runs they need, which must be that pass's own."""
+    build on the newest runs they need, which must be that pass's own. ``resume`` keeps finished
+    rows and continues stopped ones, as :func:`~shpers_core.jobs.study.run_study` does."""
     p = get_preset(preset)
     dataset = load_dataset_for(build_spec("base_model", base_model=base_model or p.base_model), workspace)
     ids = personas or preset_personas(p, dataset.persona_ids)
     run_ids: list[str] = []
     for specs in study_passes(p, ids, base_model=base_model, dtype=dtype, seeds=seeds):
-        run_ids += run_specs_on_ray(specs, workspace, reporter, options=options, dataset=dataset)
+        rows = plan_study(specs, workspace, dataset.content_hash(), reporter, resume=resume)
+        for row in rows:
+            if row.state != NEW:
+                reporter.log(row_line(row))
+        todo = [i for i, row in enumerate(rows) if row.state != FINISHED]
+        ran = iter(run_specs_on_ray([rows[i].spec for i in todo], workspace, reporter, options=options,
+                                    dataset=dataset, run_ids=[rows[i].run_id for i in todo]))
+        run_ids += [row.run_id if row.state == FINISHED else next(ran) for row in rows]
     return run_ids
 
 
 def run_specs_on_ray(specs: list, workspace, reporter: Reporter, *, options, dataset=None,
-                     label: str = "study") -> list[str]:
+                     label: str = "study", run_ids: list[str | None] | None = None) -> list[str]:
     """Every spec as a Ray job, a wave at a time (see :func:`waves`); run ids in the order of ``specs``.
+    ``run_ids[i]``, where given, is a stopped run that spec ``i`` continues.
 
     A failure stops the jobs still running (each at a checkpoint) and is raised once they have stopped.
     """
@@ -55,12 +65,14 @@ def run_specs_on_ray(specs: list, workspace, reporter: Reporter, *, options, dat
     if dataset is None:
         dataset = load_dataset_for(specs[0], workspace)
     connect(options.address)
-    run_ids: list[str | None] = [None] * len(specs)
+    resumed = list(run_ids) if run_ids is not None else [None] * len(specs)
+    run_ids = [None] * len(specs)
     done = 0
     for wave in waves(specs):
         reporter.log(f"starting {len(wave)} jobs on Ray: {', '.join(specs[i].name for i in wave)}")
         with ThreadPoolExecutor(max_workers=max(1, len(wave))) as pool:
-            futures = {i: pool.submit(run_on_ray, specs[i], workspace, reporter, options=options, dataset=dataset)
+            futures = {i: pool.submit(run_on_ray, specs[i], workspace, reporter, options=options, dataset=dataset,
+                                      run_id=resumed[i])
                        for i in wave}
             failure = None
             for i, future in futures.items():

@@ -15,8 +15,10 @@ from shpers_core.errors import UserError
 from shpers_core.events import Reporter
 from shpers_core.jobs.runner import load_dataset_for, run_job
 from shpers_core.jobs.spec import JobSpec, applicable, build_spec, default_params, parameter_groups
+from shpers_core.jobs.study_progress import FINISHED, NEW, RESUME, StudyRow, describe_progress, study_progress
 from shpers_core.methods.registry import get_method
 from shpers_core.models import DEFAULT_MODEL
+from shpers_core.store import RunStore
 
 # (row label, method, method overrides). Dependencies come first: merges reuse the per-persona
 # run, prefixes the unified one.
@@ -177,17 +179,59 @@ def preset_personas(preset: StudyPreset, all_ids: list[str]) -> list[str]:
 
 def run_study(preset: str, workspace, reporter: Reporter, *, base_model: str | None = None,
               personas: list[str] | None = None, dtype: str | None = None,
-              seeds: Sequence[int] | None = None) -> list[str]:
-    """Run every study row (once per seed in ``seeds``, see :func:`study_specs`) in one process; returns run ids."""
+              seeds: Sequence[int] | None = None, resume: bool = False) -> list[str]:
+    """Run every study row (once per seed in ``seeds``, see :func:`study_specs`) in one process; returns run ids.
+
+    With ``resume``, a row that finished before in this workspace with the same settings on the same
+    data is kept, and one that was interrupted or cancelled continues from its checkpoint (see
+    :func:`~shpers_core.jobs.study_progress.study_progress`).
+    """
     p = get_preset(preset)
     first = build_spec("base_model", base_model=base_model or p.base_model)
     dataset = load_dataset_for(first, workspace)
     ids = personas or preset_personas(p, dataset.persona_ids)
     specs = study_specs(p, ids, base_model=base_model, dtype=dtype, seeds=seeds)
+    rows = plan_study(specs, workspace, dataset.content_hash(), reporter, resume=resume)
     run_ids = []
-    for i, spec in enumerate(specs):
-        reporter.progress("study", i, len(specs))
-        reporter.log(f"[{i + 1}/{len(specs)}] {spec.name}")
-        run_ids.append(run_job(spec, workspace, reporter, dataset=dataset))
-    reporter.progress("study", len(specs), len(specs))
+    for i, row in enumerate(rows):
+        reporter.progress("study", i, len(rows))
+        reporter.log(f"[{i + 1}/{len(rows)}] {row_line(row)}")
+        if row.state == FINISHED:
+            run_ids.append(row.run_id)
+            continue
+        run_ids.append(run_job(row.spec, workspace, reporter, dataset=dataset, run_id=row.run_id))
+    reporter.progress("study", len(rows), len(rows))
     return run_ids
+
+
+def plan_study(specs: list[JobSpec], workspace, dataset_hash: str, reporter: Reporter, *,
+               resume: bool) -> list[StudyRow]:
+    """What to do with each spec: everything NEW unless ``resume``; either way, say what was done before."""
+    with RunStore(workspace.db_path) as store:
+        if resume:
+            rows = study_progress(store, specs, dataset_hash)
+            before = describe_progress(rows)
+        else:
+            rows = [StudyRow(spec, NEW) for spec in specs]
+            before = describe_progress(study_progress_quietly(store, specs, dataset_hash))
+    if before:
+        reporter.log(f"{before} in this workspace with these settings; "
+                     + ("those are kept" if resume else "every row runs again (--resume keeps them)"))
+    return rows
+
+
+def study_progress_quietly(store, specs: list[JobSpec], dataset_hash: str) -> list[StudyRow]:
+    """:func:`study_progress`, where a row running elsewhere is no reason to stop (nothing is skipped)."""
+    try:
+        return study_progress(store, specs, dataset_hash)
+    except UserError:
+        return []
+
+
+def row_line(row: StudyRow) -> str:
+    """The log line of one study row: its name, and what was done before."""
+    if row.state == FINISHED:
+        return f"{row.spec.name}: finished before as run {row.run_id}, kept"
+    if row.state == RESUME:
+        return f"{row.spec.name}: continuing run {row.run_id} from its checkpoint"
+    return row.spec.name

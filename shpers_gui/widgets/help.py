@@ -22,7 +22,8 @@ the pane below compares them persona by persona (bootstrap interval, Wilcoxon te
 on the turns and metric you choose. <i>Table 5.1</i> (Ctrl+T) puts every run against the unified run of
 its own model and dataset, with Holm-corrected p-values, an interval for each difference that holds
 together with the others, and a verdict per row; runs that differ only in their training seed share a row
-(Study seeds on the Launch tab repeats the whole study over seeds). Its <i>Differences</i> tab draws
+(Study seeds on the Launch tab repeats the whole study over seeds; <i>Run the whole study</i> on a
+workspace where it stopped offers to continue it). Its <i>Differences</i> tab draws
 each row's difference and interval on one axis, so rows whose interval crosses zero stand out.</li>
 <li><b>Chat.</b> In <i>Chat</i>, pick a persona and a run; put a second run <i>Beside</i> it to see both
 answer the same conversation. <i>Load a test dialogue</i> shows the reference reply next to them.</li>

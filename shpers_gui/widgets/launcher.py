@@ -445,10 +445,36 @@ class LauncherView(QWidget):
         except UserError as exc:
             self._error("Cannot queue the study", exc)
             return []
-        answer = QMessageBox.question(
-            self, "Run the whole study",
-            f"Queue {len(specs)} jobs (preset {preset}, {len(ids)} personas, {specs[0].base_model}"
-            f"{', training seeds ' + ', '.join(map(str, seeds)) if seeds else ''})?")
-        if answer != QMessageBox.StandardButton.Yes:
+        what = (f"{len(specs)} jobs (preset {preset}, {len(ids)} personas, {specs[0].base_model}"
+                f"{', training seeds ' + ', '.join(map(str, seeds)) if seeds else ''})")
+        try:
+            rows = engine.get("study_progress")(self.session.store(), specs, self.session.dataset.content_hash())
+        except UserError as exc:  # a row of it is running now
+            self._error("Cannot queue the study", exc)
             return []
-        return self._submit(specs)
+        before = engine.get("describe_progress")(rows)
+        if not before:
+            answer = QMessageBox.question(self, "Run the whole study", f"Queue {what}?")
+            return self._submit(specs) if answer == QMessageBox.StandardButton.Yes else []
+        box = QMessageBox(QMessageBox.Icon.Question, "Run the whole study",
+                          f"{before[0].upper()}{before[1:]} in this workspace, with the same settings on the same "
+                          f"data.\n\nThe study: {what}.", parent=self)
+        go_on = box.addButton("Continue the study", QMessageBox.ButtonRole.AcceptRole)
+        go_on.setToolTip("Keep the finished rows; stopped ones resume from their checkpoints")
+        again = box.addButton("Run every row again", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(go_on)
+        box.exec()
+        if box.clickedButton() is again:
+            return self._submit(specs)
+        if box.clickedButton() is not go_on:
+            return []
+        jobs = []
+        for row in rows:  # in the study's order; finished rows are left out
+            if row.state == engine.get("RESUME"):
+                jobs.append(self.session.jobs.resume(row.run_id, row.spec))
+            elif row.state == engine.get("NEW"):
+                jobs.append(self.session.jobs.submit(row.spec))
+        self.submitted.emit(jobs)
+        return jobs
+

@@ -1,0 +1,75 @@
+"""How far a workspace got with a study: rows that finished, rows that stopped and can resume.
+
+A quick study takes most of an hour (two seeds, well over one); a closed laptop or a cancelled job
+should not cost the rows already done. A row counts as done when a finished run in the store has
+exactly its settings (every parameter, name, personas, base model, the dtype the machine picks) on
+the same data (content hash, wherever the file lies).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from shpers_core.errors import UserError
+from shpers_core.jobs.spec import JobSpec
+from shpers_core.models.device import pick_device, pick_dtype
+
+FINISHED, RESUME, NEW = "finished", "resume", "new"
+RESUMABLE_STATUSES = ("interrupted", "cancelled")
+"""A failed run starts again as a new run: whatever failed it would likely fail its resume too."""
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    """One job of a study and what the workspace has of it."""
+
+    spec: JobSpec
+    state: str
+    """FINISHED (keep ``run_id``), RESUME (continue ``run_id`` from its checkpoint) or NEW."""
+    run_id: str | None = None
+
+
+def _recipe(params: dict[str, Any]) -> str:
+    # Where the data file lies is not part of the recipe: its content hash is compared instead.
+    return json.dumps({k: v for k, v in params.items() if k != "dataset_path"}, sort_keys=True, default=str)
+
+
+def study_progress(store, specs: list[JobSpec], dataset_hash: str) -> list[StudyRow]:
+    """Each of ``specs`` (in order) with the newest stored run of exactly its recipe on ``dataset_hash``.
+
+    A run still running in another process is refused with a :class:`UserError`: continuing the study
+    beside it would train the same row twice at once.
+    """
+    runs = [r for r in store.list_runs() if r.dataset_hash == dataset_hash]  # newest first
+    rows = []
+    for spec in specs:
+        # A run records the dtype its base model ran in; a spec that leaves it to the machine means that one.
+        chosen = spec.dtype or pick_dtype(spec.device or pick_device())
+        recipe = _recipe(spec.replace(dtype=chosen).to_dict())
+        same = [r for r in runs if r.method == spec.method and r.base_model == spec.base_model
+                and _recipe(r.params) == recipe]
+        done = next((r for r in same if r.status == "finished"), None)
+        if done is not None:
+            rows.append(StudyRow(spec, FINISHED, done.id))
+            continue
+        running = next((r for r in same if r.status == "running"), None)
+        if running is not None:
+            raise UserError(f"study row {spec.name!r} is running now as run {running.id}; "
+                            "let it finish or cancel it, then continue the study")
+        stopped = next((r for r in same if r.status in RESUMABLE_STATUSES), None)
+        rows.append(StudyRow(spec, RESUME, stopped.id) if stopped is not None else StudyRow(spec, NEW))
+    return rows
+
+
+def describe_progress(rows: list[StudyRow]) -> str:
+    """E.g. "12 of 18 rows finished before, 1 stopped and can resume"; empty when nothing was done."""
+    done = sum(r.state == FINISHED for r in rows)
+    stopped = sum(r.state == RESUME for r in rows)
+    if not done and not stopped:
+        return ""
+    parts = [f"{done} of {len(rows)} rows finished before"] if done else []
+    if stopped:
+        parts.append(f"{stopped} stopped and can resume from {'its' if stopped == 1 else 'their'} checkpoint")
+    return ", ".join(parts)

@@ -1,0 +1,134 @@
+"""A stopped study continues where it stopped: finished rows are kept, a cancelled row resumes."""
+
+from __future__ import annotations
+
+from contextlib import redirect_stderr, redirect_stdout
+from io import StringIO
+
+import pytest
+
+from shpers_core.cli.main import main
+from shpers_core.data import generate_dataset, write_jsonl
+from shpers_core.errors import UserError
+from shpers_core.events import CollectingReporter, JobCancelled
+from shpers_core.jobs.study import STUDY_STEPS, plan_study, run_study, study_specs
+from shpers_core.jobs.study_progress import FINISHED, NEW, RESUME, describe_progress, study_progress
+from shpers_core.models.device import pick_device, pick_dtype
+from shpers_core.store import RunStore
+from shpers_core.workspace import Workspace
+
+PERSONAS = ["persona_000", "persona_001", "persona_002", "persona_003"]
+
+
+def _logs(reporter: CollectingReporter) -> list[str]:
+    return [e.message for e in reporter.of_kind("log")]
+
+
+@pytest.fixture
+def workspace(shpers_cache, tmp_path):
+    ws = Workspace.open(tmp_path / "ws")
+    write_jsonl(generate_dataset(6, 9, seed=1), ws.dataset_path)
+    return ws
+
+
+def test_a_cancelled_study_resumes_its_row_and_keeps_the_finished_ones(workspace):
+    # Stop the study at the per-persona row's first training step, as Ctrl+C or Cancel would.
+    started: list[str] = []
+    first = CollectingReporter(should_stop=lambda: "per_persona_lora" in started)
+    first.add_sink(lambda e: started.append(e.method) if e.kind == "started" else None)
+    with pytest.raises(JobCancelled):
+        run_study("smoke", workspace, first, base_model="tiny-qwen2")
+    with RunStore(workspace.db_path) as store:
+        before = {r.name: r for r in store.list_runs()}
+    assert [before[label].status for label, _, _ in STUDY_STEPS[:3]] == ["finished", "finished", "cancelled"]
+
+    second = CollectingReporter()
+    ids = run_study("smoke", workspace, second, base_model="tiny-qwen2", resume=True)
+    assert len(ids) == len(STUDY_STEPS)
+    assert ids[:3] == [before[label].id for label, _, _ in STUDY_STEPS[:3]]  # kept, and the same run continued
+    with RunStore(workspace.db_path) as store:
+        runs = store.list_runs()
+        per_persona = store.get_run(ids[2])
+    assert len(runs) == len(STUDY_STEPS) and all(r.status == "finished" for r in runs)
+    assert per_persona.status == "finished" and per_persona.name == STUDY_STEPS[2][0]
+    logs = _logs(second)
+    assert f"2 of {len(STUDY_STEPS)} rows finished before, 1 stopped and can resume from its checkpoint" in logs[0]
+    assert any(f"continuing run {ids[2]} from its checkpoint" in m for m in logs)
+    # The merges built on the resumed per-persona run, not on one of their own.
+    with RunStore(workspace.db_path) as store:
+        merge = next(r for r in store.list_runs() if r.method == "weighted_merge")
+    assert merge.parent_run_id == ids[2]
+
+    # Everything done: a third call runs nothing and returns the same runs, through the CLI too.
+    out = StringIO()
+    with redirect_stdout(out), redirect_stderr(out):
+        rc = main(["--workspace", str(workspace.root), "study", "--preset", "smoke", "--model", "tiny-qwen2",
+                   "--resume"])
+    assert rc == 0
+    text = out.getvalue()
+    assert f"{len(STUDY_STEPS)} of {len(STUDY_STEPS)} rows finished before" in text
+    assert text.count("finished before as run") == len(STUDY_STEPS)
+    assert all(f"| {label} |" in text for label, _, _ in STUDY_STEPS)
+    with RunStore(workspace.db_path) as store:
+        assert len(store.list_runs()) == len(STUDY_STEPS)
+
+    # Without --resume every row would run again: the study says so before it starts.
+    specs = study_specs("smoke", PERSONAS, base_model="tiny-qwen2")
+    third = CollectingReporter()
+    rows = plan_study(specs, workspace, runs[0].dataset_hash, third, resume=False)
+    assert {r.state for r in rows} == {NEW}
+    assert "every row runs again (--resume keeps them)" in _logs(third)[0]
+
+
+def _record(store, spec, status: str, dataset_hash: str = "h1", params: dict | None = None) -> str:
+    # As the runner records it: with the dtype the machine picked for the base model.
+    params = {**spec.to_dict(), "dtype": pick_dtype(pick_device()), **(params or {})}
+    rid = store.create_run(spec.method, params, spec.base_model, dataset_hash, spec.personas, name=spec.name)
+    if status != "created":
+        store.start_run(rid)
+    if status == "finished":
+        store.finish_run(rid, duration_s=1.0)
+    elif status in ("failed", "cancelled", "interrupted"):
+        store.set_status(rid, status)
+    return rid
+
+
+def test_a_row_counts_as_done_only_with_the_same_settings_on_the_same_data(tmp_path):
+    specs = study_specs("smoke", PERSONAS, base_model="tiny-qwen2")
+    base, unified, per_persona, cluster = specs[:4]
+    with RunStore(tmp_path / "s.sqlite") as store:
+        kept = _record(store, base, "finished", params={"dataset_path": "/elsewhere/same.jsonl"})
+        _record(store, unified, "finished", dataset_hash="other data")
+        changed = {"train": {**unified.to_dict()["train"], "learning_rate": 1.0}}
+        _record(store, unified, "finished", params=changed)
+        _record(store, per_persona, "failed")
+        stopped = _record(store, cluster, "interrupted")
+        rows = study_progress(store, specs, "h1")
+        assert [(r.state, r.run_id) for r in rows[:4]] == [
+            (FINISHED, kept),  # the data file may lie elsewhere: its content is what counts
+            (NEW, None),  # finished on other data, or with another learning rate
+            (NEW, None),  # a failed run starts again
+            (RESUME, stopped),
+        ]
+        assert {r.state for r in rows[4:]} == {NEW}
+        assert describe_progress(rows) == (f"1 of {len(specs)} rows finished before, "
+                                           "1 stopped and can resume from its checkpoint")
+        newer = _record(store, base, "finished")
+        assert study_progress(store, specs, "h1")[0].run_id == newer
+        running = _record(store, unified, "running")
+        with pytest.raises(UserError, match=f"'Unified LoRA' is running now as run {running}"):
+            study_progress(store, specs, "h1")
+    assert describe_progress([r for r in rows if r.state == NEW]) == ""
+
+
+def test_a_stopped_study_names_the_command_that_continues_it():
+    import shlex
+
+    from shpers_core.cli.main import build_parser
+    from shpers_core.cli.study_cmd import resume_command
+
+    argv = ["study", "--preset", "quick", "--model", "tiny-qwen2", "--seeds", "0", "1", "--personas", "a b", "c"]
+    line = resume_command(build_parser(argv).parse_args(argv))
+    assert line == "shpers study --preset quick --model tiny-qwen2 --personas 'a b' c --seeds 0 1 --resume"
+    again = build_parser(shlex.split(line)[1:]).parse_args(shlex.split(line)[1:])
+    assert (again.resume, again.seeds, again.personas, again.model) == (True, [0, 1], ["a b", "c"], "tiny-qwen2")
