@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import signal
 
 from shpers_core.cli.commands import command_help
 from shpers_core.cli.executor_args import add_executor_args, job_runner
 from shpers_core.cli.progress import ProgressPrinter
+from shpers_core.cli.stopping import stop_on_signals
 from shpers_core.events import JobCancelled, Reporter
 from shpers_core.jobs.spec import build_spec, defaults_for, parameter_groups
 from shpers_core.methods.registry import METHODS, get_method
@@ -47,14 +47,11 @@ def run(args) -> int:
                       dtype=args.dtype)
     run_job = job_runner(args)
     reporter = Reporter(ProgressPrinter(quiet=args.quiet))
-    # `shpers runs cancel` sends SIGTERM: stop at the next step with a checkpoint, as the app's cancel does.
-    previous = signal.signal(signal.SIGTERM, lambda *_: reporter.request_stop())
     try:
-        run_id = run_job(spec, Workspace.open(args.workspace), reporter)
+        with stop_on_signals(reporter):  # Ctrl+C and `shpers runs cancel`, as the app's cancel
+            run_id = run_job(spec, Workspace.open(args.workspace), reporter)
     except JobCancelled:
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     print(run_id)
     return 0
 

@@ -14,6 +14,7 @@ from shpers_core.atomic import atomic_write_text
 from shpers_core.cli.commands import command_help
 from shpers_core.cli.executor_args import add_executor_args, job_runner
 from shpers_core.cli.progress import ProgressPrinter
+from shpers_core.cli.stopping import stop_on_signals
 from shpers_core.errors import UserError
 from shpers_core.evaluation.likeness import unlike_settings
 from shpers_core.evaluation.metrics import METRIC_NAMES
@@ -318,14 +319,11 @@ def resume_run(args) -> int:
     if args.restart:
         discard_progress(ws, run.id)
     reporter = Reporter(ProgressPrinter())
-    # `shpers runs cancel` sends SIGTERM: stop at the next step with a checkpoint, as `shpers run` does.
-    previous = signal.signal(signal.SIGTERM, lambda *_: reporter.request_stop())
     try:
-        run_job(JobSpec.from_dict(run.params), ws, reporter, run_id=run.id)
+        with stop_on_signals(reporter):  # Ctrl+C and `shpers runs cancel`, as `shpers run`
+            run_job(JobSpec.from_dict(run.params), ws, reporter, run_id=run.id)
     except JobCancelled:
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     print(run.id)
     return 0
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shlex
-import signal
 import sys
 from pathlib import Path
 
 from shpers_core.cli.commands import command_help
 from shpers_core.cli.executor_args import add_executor_args, ray_options
 from shpers_core.cli.progress import ProgressPrinter
+from shpers_core.cli.stopping import stop_on_signals
 from shpers_core.data import generate_dataset, write_jsonl
 from shpers_core.distributed.study import run_study_on_ray
 from shpers_core.evaluation.table import study_rows, to_csv, to_markdown
@@ -62,22 +62,20 @@ def study(args) -> int:
         print(f"no dataset in {ws.root}: generating the default one", flush=True)
         write_jsonl(generate_dataset(), ws.dataset_path)
     reporter = Reporter(ProgressPrinter(quiet=args.quiet))
-    # `shpers runs cancel` sends SIGTERM: the runs in flight stop with a checkpoint, the rest do not start.
-    previous = signal.signal(signal.SIGTERM, lambda *_: reporter.request_stop())
     try:
-        if options is None:
-            run_ids = run_study(args.preset, ws, reporter, base_model=args.model, personas=args.personas,
-                                dtype=args.dtype, seeds=args.seeds, resume=args.resume)
-        else:
-            run_ids = run_study_on_ray(args.preset, ws, reporter, options=options, base_model=args.model,
-                                       personas=args.personas, dtype=args.dtype, seeds=args.seeds,
-                                       resume=args.resume)
-    except JobCancelled:
+        # Ctrl+C and `shpers runs cancel`: the runs in flight stop with a checkpoint, the rest do not start.
+        with stop_on_signals(reporter):
+            if options is None:
+                run_ids = run_study(args.preset, ws, reporter, base_model=args.model, personas=args.personas,
+                                    dtype=args.dtype, seeds=args.seeds, resume=args.resume)
+            else:
+                run_ids = run_study_on_ray(args.preset, ws, reporter, options=options, base_model=args.model,
+                                           personas=args.personas, dtype=args.dtype, seeds=args.seeds,
+                                           resume=args.resume)
+    except (JobCancelled, KeyboardInterrupt):
         print(f"study stopped; `{resume_command(args)}` continues it in this workspace: finished rows are kept "
               "and the stopped one resumes from its checkpoint", file=sys.stderr)
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     with RunStore(ws.db_path) as store:
         rows = study_rows(store, run_ids, pool_seeds=bool(args.seeds and len(args.seeds) > 1))
     print(f"\nStudy '{args.preset}' — Table 5.1 regenerated from {ws.db_path}\n")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import signal
-
 from shpers_core.cli.commands import command_help
 from shpers_core.cli.executor_args import add_executor_args, ray_options
 from shpers_core.cli.progress import ProgressPrinter
+from shpers_core.cli.stopping import stop_on_signals
 from shpers_core.distributed.study import run_specs_on_ray
 from shpers_core.evaluation.table import study_rows, to_markdown
 from shpers_core.events import JobCancelled, Reporter
@@ -48,25 +47,23 @@ def sweep(args) -> int:
                         device=args.device, dtype=args.dtype)
     ws = Workspace.open(args.workspace)
     reporter = Reporter(ProgressPrinter(quiet=args.quiet))
-    # `shpers runs cancel` sends SIGTERM: the run(s) in flight stop with a checkpoint, the rest do not start.
-    previous = signal.signal(signal.SIGTERM, lambda *_: reporter.request_stop())
     try:
-        if options is None:
-            dataset = load_dataset_for(specs[0], ws)  # read and validated once for every run
-            run_ids = []
-            for i, spec in enumerate(specs):
-                if reporter.should_stop():
-                    raise JobCancelled()
-                reporter.progress("sweep", i, len(specs))
-                reporter.log(f"[{i + 1}/{len(specs)}] {spec.name}")
-                run_ids.append(run_job(spec, ws, reporter, dataset=dataset))
-            reporter.progress("sweep", len(specs), len(specs))
-        else:
-            run_ids = run_specs_on_ray(specs, ws, reporter, options=options, label="sweep")
+        # Ctrl+C and `shpers runs cancel`: the run(s) in flight stop with a checkpoint, the rest do not start.
+        with stop_on_signals(reporter):
+            if options is None:
+                dataset = load_dataset_for(specs[0], ws)  # read and validated once for every run
+                run_ids = []
+                for i, spec in enumerate(specs):
+                    if reporter.should_stop():
+                        raise JobCancelled()
+                    reporter.progress("sweep", i, len(specs))
+                    reporter.log(f"[{i + 1}/{len(specs)}] {spec.name}")
+                    run_ids.append(run_job(spec, ws, reporter, dataset=dataset))
+                reporter.progress("sweep", len(specs), len(specs))
+            else:
+                run_ids = run_specs_on_ray(specs, ws, reporter, options=options, label="sweep")
     except JobCancelled:
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     with RunStore(ws.db_path) as store:
         rows = study_rows(store, run_ids)
     if not args.quiet:

@@ -194,6 +194,7 @@ def run_study(preset: str, workspace, reporter: Reporter, *, base_model: str | N
     rows = plan_study(specs, workspace, dataset.content_hash(), reporter, resume=resume)
     run_ids = []
     for i, row in enumerate(rows):
+        reporter.check()  # stopped between rows: the next one does not start
         reporter.progress("study", i, len(rows))
         reporter.log(f"[{i + 1}/{len(rows)}] {row_line(row)}")
         if row.state == FINISHED:
@@ -215,8 +216,9 @@ def plan_study(specs: list[JobSpec], workspace, dataset_hash: str, reporter: Rep
             rows = [StudyRow(spec, NEW) for spec in specs]
             before = describe_progress(study_progress_quietly(store, specs, dataset_hash))
     if before:
-        reporter.log(f"{before} in this workspace with these settings; "
-                     + ("those are kept" if resume else "every row runs again (--resume keeps them)"))
+        reporter.log(f"found in this workspace with the same settings and data: {before}; "
+                     + ("finished rows are kept, stopped ones continue" if resume
+                        else "every row runs again (--resume keeps them)"))
     return rows
 
 

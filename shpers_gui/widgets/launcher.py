@@ -457,8 +457,8 @@ class LauncherView(QWidget):
             answer = QMessageBox.question(self, "Run the whole study", f"Queue {what}?")
             return self._submit(specs) if answer == QMessageBox.StandardButton.Yes else []
         box = QMessageBox(QMessageBox.Icon.Question, "Run the whole study",
-                          f"{before[0].upper()}{before[1:]} in this workspace, with the same settings on the same "
-                          f"data.\n\nThe study: {what}.", parent=self)
+                          f"Found in this workspace with the same settings and data: {before}.\n\n"
+                          f"The study: {what}.", parent=self)
         go_on = box.addButton("Continue the study", QMessageBox.ButtonRole.AcceptRole)
         go_on.setToolTip("Keep the finished rows; stopped ones resume from their checkpoints")
         again = box.addButton("Run every row again", QMessageBox.ButtonRole.DestructiveRole)
