@@ -79,11 +79,27 @@ def test_a_cancelled_study_resumes_its_row_and_keeps_the_finished_ones(workspace
     assert {r.state for r in rows} == {NEW}
     assert "every row runs again (--resume keeps them)" in _logs(third)[0]
 
+    # A second seed on top: only the second pass runs, and the table pools both passes row by row.
+    out = StringIO()
+    with redirect_stdout(out), redirect_stderr(out):
+        rc = main(["--workspace", str(workspace.root), "study", "--preset", "smoke", "--model", "tiny-qwen2",
+                   "--seeds", "0", "1", "--resume"])
+    assert rc == 0
+    second_pass = [s for s in study_specs("smoke", PERSONAS, base_model="tiny-qwen2", seeds=[0, 1])
+                   if s.name.endswith(" seed=1")]
+    with RunStore(workspace.db_path) as store:
+        assert len(store.list_runs()) == len(STUDY_STEPS) + len(second_pass)
+    table = [line for line in out.getvalue().splitlines() if line.startswith("| tiny-qwen2")]
+    assert len(table) == len(STUDY_STEPS) and any("| 0, 1 (± " in line for line in table)
 
-def _record(store, spec, status: str, dataset_hash: str = "h1", params: dict | None = None) -> str:
+
+def _record(store, spec, status: str, dataset_hash: str = "h1", params: dict | None = None,
+            parent: str | None = None) -> str:
     # As the runner records it: with the dtype the machine picked for the base model.
     params = {**spec.to_dict(), "dtype": pick_dtype(pick_device()), **(params or {})}
-    rid = store.create_run(spec.method, params, spec.base_model, dataset_hash, spec.personas, name=spec.name)
+    seed = spec.train.seed if params.get("train") else 0
+    rid = store.create_run(spec.method, params, spec.base_model, dataset_hash, spec.personas, name=spec.name,
+                           parent_run_id=parent, seed=seed)
     if status != "created":
         store.start_run(rid)
     if status == "finished":
@@ -132,3 +148,24 @@ def test_a_stopped_study_names_the_command_that_continues_it():
     assert line == "shpers study --preset quick --model tiny-qwen2 --personas 'a b' c --seeds 0 1 --resume"
     again = build_parser(shlex.split(line)[1:]).parse_args(shlex.split(line)[1:])
     assert (again.resume, again.seeds, again.personas, again.model) == (True, [0, 1], ["a b", "c"], "tiny-qwen2")
+
+
+def test_a_one_seed_study_is_the_first_pass_of_a_study_over_more_seeds(tmp_path):
+    one = study_specs("smoke", PERSONAS, base_model="tiny-qwen2")
+    two = study_specs("smoke", PERSONAS, base_model="tiny-qwen2", seeds=[0, 1])
+    by_label = {spec.name: spec for spec in one}
+    with RunStore(tmp_path / "s.sqlite") as store:
+        # A finished one-seed study: the per-persona run, and an exact merge built on it.
+        per_persona = _record(store, by_label["Per-persona LoRA"], "finished")
+        merge = _record(store, by_label["Weighted merge (exact)"], "finished", parent=per_persona)
+        rows = {r.spec.name: r for r in study_progress(store, two, "h1")}
+        assert rows["Per-persona LoRA seed=0"].run_id == per_persona
+        assert rows["Weighted merge (exact) seed=0"].run_id == merge
+        # The second pass is new: its seed differs, though its names reduce to the same rows.
+        assert rows["Per-persona LoRA seed=1"].state == NEW and rows["Weighted merge (exact) seed=1"].state == NEW
+    with RunStore(tmp_path / "other.sqlite") as store:
+        # A merge built on a seed-1 adapter is not the one-seed study's merge (seed 0).
+        seed1 = _record(store, next(s for s in two if s.name == "Per-persona LoRA seed=1"), "finished")
+        _record(store, by_label["Weighted merge (exact)"], "finished", parent=seed1)
+        rows = {r.spec.name: r for r in study_progress(store, one, "h1")}
+        assert rows["Weighted merge (exact)"].state == NEW and rows["Per-persona LoRA"].state == NEW

@@ -3,17 +3,21 @@
 A quick study takes most of an hour (two seeds, well over one); a closed laptop or a cancelled job
 should not cost the rows already done. A row counts as done when a finished run in the store has
 exactly its settings (every parameter, name, personas, base model, the dtype the machine picks) on
-the same data (content hash, wherever the file lies).
+the same data (content hash, wherever the file lies) and the same training seed. So a one-seed
+study's rows are the first pass of ``--seeds 0 1`` (whose names end in " seed=0"): adding a seed
+runs only the new pass.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from shpers_core.errors import UserError
-from shpers_core.jobs.spec import JobSpec
+from shpers_core.evaluation.replicates import effective_seed
+from shpers_core.jobs.spec import JobSpec, parameter_groups
 from shpers_core.models.device import pick_device, pick_dtype
 
 FINISHED, RESUME, NEW = "finished", "resume", "new"
@@ -31,9 +35,28 @@ class StudyRow:
     run_id: str | None = None
 
 
+# `study --seeds 0 1` names a row's passes "ROW seed=0", "ROW seed=1"; a one-seed study names it "ROW".
+SEED_SUFFIX = re.compile(r" seed=\d+$")
+
+
 def _recipe(params: dict[str, Any]) -> str:
-    # Where the data file lies is not part of the recipe: its content hash is compared instead.
-    return json.dumps({k: v for k, v in params.items() if k != "dataset_path"}, sort_keys=True, default=str)
+    # Where the data file lies is not part of the recipe: its content hash is compared instead. The
+    # seed is compared apart from the name: in the training settings, or through the run built on.
+    kept = {k: v for k, v in params.items() if k != "dataset_path"}
+    kept["name"] = SEED_SUFFIX.sub("", str(kept.get("name", "")))
+    return json.dumps(kept, sort_keys=True, default=str)
+
+
+def _training_seeds(specs: list[JobSpec]) -> list[int | None]:
+    """The training seed behind each spec: its own, or that of the trained rows before it in the study
+    (a merge or prefix builds on its pass's adapters); None before any row trains."""
+    seeds: list[int | None] = []
+    current = None
+    for spec in specs:
+        if "train" in parameter_groups(spec.method):
+            current = spec.train.seed
+        seeds.append(current)
+    return seeds
 
 
 def study_progress(store, specs: list[JobSpec], dataset_hash: str) -> list[StudyRow]:
@@ -43,13 +66,14 @@ def study_progress(store, specs: list[JobSpec], dataset_hash: str) -> list[Study
     beside it would train the same row twice at once.
     """
     runs = [r for r in store.list_runs() if r.dataset_hash == dataset_hash]  # newest first
+    by_id = {r.id: r for r in store.list_runs()}
     rows = []
-    for spec in specs:
+    for spec, seed in zip(specs, _training_seeds(specs)):
         # A run records the dtype its base model ran in; a spec that leaves it to the machine means that one.
         chosen = spec.dtype or pick_dtype(spec.device or pick_device())
         recipe = _recipe(spec.replace(dtype=chosen).to_dict())
         same = [r for r in runs if r.method == spec.method and r.base_model == spec.base_model
-                and _recipe(r.params) == recipe]
+                and _recipe(r.params) == recipe and _same_seed(r, seed, by_id.get)]
         done = next((r for r in same if r.status == "finished"), None)
         if done is not None:
             rows.append(StudyRow(spec, FINISHED, done.id))
@@ -61,6 +85,13 @@ def study_progress(store, specs: list[JobSpec], dataset_hash: str) -> list[Study
         stopped = next((r for r in same if r.status in RESUMABLE_STATUSES), None)
         rows.append(StudyRow(spec, RESUME, stopped.id) if stopped is not None else StudyRow(spec, NEW))
     return rows
+
+
+def _same_seed(run, seed: int | None, parent_of) -> bool:
+    """Whether a run that trains nothing but builds on another (a merge) stands on ``seed``'s adapters."""
+    if run.params.get("train") or not run.parent_run_id or seed is None:
+        return True  # a training run's seed is in its recipe; a base-model run has none
+    return effective_seed(run, parent_of) == seed
 
 
 def describe_progress(rows: list[StudyRow]) -> str:
