@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import redirect_stderr, redirect_stdout
 from io import StringIO
 
@@ -79,14 +80,28 @@ def test_a_cancelled_study_resumes_its_row_and_keeps_the_finished_ones(workspace
     assert {r.state for r in rows} == {NEW}
     assert "every row runs again (--resume keeps them)" in _logs(third)[0]
 
-    # A second seed on top: only the second pass runs, and the table pools both passes row by row.
+    # A second seed on top: the plan says only the second pass runs, with its time from the speeds measured
+    # here; then only it runs, and the table pools both passes row by row.
+    second_pass = [s for s in study_specs("smoke", PERSONAS, base_model="tiny-qwen2", seeds=[0, 1])
+                   if s.name.endswith(" seed=1")]
+    plan = StringIO()
+    with redirect_stdout(plan):
+        rc = main(["--workspace", str(workspace.root), "study", "--preset", "smoke", "--model", "tiny-qwen2",
+                   "--seeds", "0", "1", "--resume", "--plan"])
+    lines = plan.getvalue().splitlines()
+    assert rc == 0 and lines[0] == f"Study 'smoke': {len(STUDY_STEPS) + len(second_pass)} rows on 4 personas, tiny-qwen2"
+    rows = [re.match(r"\s*\d+\s+(kept|resume|run)\s+(.*?)  \((.*)\)$", line) for line in lines[1:-1]]
+    assert [m.group(1) for m in rows] == ["kept"] * len(STUDY_STEPS) + ["run"] * len(second_pass)
+    assert [m.group(2) for m in rows[len(STUDY_STEPS):]] == [s.name for s in second_pass]
+    assert all(m.group(3).startswith("about ") for m in rows[len(STUDY_STEPS):])
+    assert lines[-1].startswith(f"{len(second_pass)} rows to run: about ")
+    with RunStore(workspace.db_path) as store:
+        assert len(store.list_runs()) == len(STUDY_STEPS)  # the plan ran nothing
     out = StringIO()
     with redirect_stdout(out), redirect_stderr(out):
         rc = main(["--workspace", str(workspace.root), "study", "--preset", "smoke", "--model", "tiny-qwen2",
                    "--seeds", "0", "1", "--resume"])
     assert rc == 0
-    second_pass = [s for s in study_specs("smoke", PERSONAS, base_model="tiny-qwen2", seeds=[0, 1])
-                   if s.name.endswith(" seed=1")]
     with RunStore(workspace.db_path) as store:
         assert len(store.list_runs()) == len(STUDY_STEPS) + len(second_pass)
     table = [line for line in out.getvalue().splitlines() if line.startswith("| tiny-qwen2")]

@@ -14,7 +14,9 @@ from shpers_core.data import generate_dataset, write_jsonl
 from shpers_core.distributed.study import run_study_on_ray
 from shpers_core.evaluation.table import study_rows, to_csv, to_markdown
 from shpers_core.events import JobCancelled, Reporter
-from shpers_core.jobs.study import PRESETS, run_study
+from shpers_core.jobs.estimate import estimate_job, format_duration
+from shpers_core.jobs.study import PRESETS, plan_study, run_study, study_jobs
+from shpers_core.jobs.study_progress import FINISHED, NEW, RESUME
 from shpers_core.store import RunStore
 from shpers_core.workspace import Workspace
 
@@ -34,6 +36,9 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="keep the rows that finished before in this workspace with the same settings and data, and "
                         "continue interrupted or cancelled ones from their checkpoints (default: run every row anew)")
+    p.add_argument("--plan", action="store_true",
+                   help="print each row with what this workspace has of it (with --resume: kept, resumed or run) and "
+                        "the time left, from speeds measured here; run nothing")
     p.add_argument("--markdown", help="also write the table as Markdown to this file")
     p.add_argument("--csv", help="also write the table as CSV to this file")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -55,6 +60,38 @@ def resume_command(args) -> str:
     return shlex.join([*words, "--resume"])
 
 
+def print_plan(args, ws: Workspace) -> int:
+    """``--plan``: every row, what will happen to it, and the estimated time of what runs."""
+    dataset, specs = study_jobs(args.preset, ws, base_model=args.model, personas=args.personas, dtype=args.dtype,
+                                seeds=args.seeds)
+    rows = plan_study(specs, ws, dataset.content_hash(), Reporter(), resume=args.resume)
+    what = {FINISHED: "kept", RESUME: "resume", NEW: "run"}
+    total, unknown, source = 0.0, 0, ""
+    with RunStore(ws.db_path) as store:
+        print(f"Study '{args.preset}': {len(rows)} rows on {len(specs[0].personas)} personas, {specs[0].base_model}")
+        for i, row in enumerate(rows, 1):
+            if row.state == FINISHED:
+                print(f"{i:3}  {what[row.state]:7} {row.spec.name}  (run {row.run_id})")
+                continue
+            estimate = estimate_job(row.spec, dataset, store)
+            seconds = estimate.seconds
+            if seconds is None:
+                unknown += 1
+            else:
+                total += seconds
+                source = estimate.measured_in
+            took = "no estimate" if seconds is None else f"about {format_duration(seconds)}"
+            print(f"{i:3}  {what[row.state]:7} {row.spec.name}  ({took}{', at most' if row.state == RESUME else ''})")
+    left = sum(row.state != FINISHED for row in rows)
+    if unknown:
+        print(f"{left} rows to run; no time estimate for {unknown} of them: no finished run of "
+              f"{specs[0].base_model} has measured this machine's speed yet.")
+    else:
+        print(f"{left} rows to run: about {format_duration(total)} (speeds measured in run {source})."
+              if left else "Nothing to run.")
+    return 0
+
+
 def study(args) -> int:
     ws = Workspace.open(args.workspace)
     options = ray_options(args)
@@ -62,6 +99,8 @@ def study(args) -> int:
         print(f"no dataset in {ws.root}: generating the default one", flush=True)
         write_jsonl(generate_dataset(), ws.dataset_path)
     reporter = Reporter(ProgressPrinter(quiet=args.quiet))
+    if args.plan:
+        return print_plan(args, ws)
     try:
         # Ctrl+C and `shpers runs cancel`: the runs in flight stop with a checkpoint, the rest do not start.
         with stop_on_signals(reporter):

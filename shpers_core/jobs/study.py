@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from shpers_core.data import Dataset
 from shpers_core.errors import UserError
 from shpers_core.events import Reporter
 from shpers_core.jobs.runner import load_dataset_for, run_job
@@ -177,6 +178,15 @@ def preset_personas(preset: StudyPreset, all_ids: list[str]) -> list[str]:
     return ids[: preset.personas] if preset.personas else ids
 
 
+def study_jobs(preset: str, workspace, *, base_model: str | None = None, personas: list[str] | None = None,
+               dtype: str | None = None, seeds: Sequence[int] | None = None) -> tuple[Dataset, list[JobSpec]]:
+    """The workspace's dataset and the study's jobs on it, as :func:`run_study` runs them."""
+    p = get_preset(preset)
+    dataset = load_dataset_for(build_spec("base_model", base_model=base_model or p.base_model), workspace)
+    ids = personas or preset_personas(p, dataset.persona_ids)
+    return dataset, study_specs(p, ids, base_model=base_model, dtype=dtype, seeds=seeds)
+
+
 def run_study(preset: str, workspace, reporter: Reporter, *, base_model: str | None = None,
               personas: list[str] | None = None, dtype: str | None = None,
               seeds: Sequence[int] | None = None, resume: bool = False) -> list[str]:
@@ -186,11 +196,8 @@ def run_study(preset: str, workspace, reporter: Reporter, *, base_model: str | N
     data is kept, and one that was interrupted or cancelled continues from its checkpoint (see
     :func:`~shpers_core.jobs.study_progress.study_progress`).
     """
-    p = get_preset(preset)
-    first = build_spec("base_model", base_model=base_model or p.base_model)
-    dataset = load_dataset_for(first, workspace)
-    ids = personas or preset_personas(p, dataset.persona_ids)
-    specs = study_specs(p, ids, base_model=base_model, dtype=dtype, seeds=seeds)
+    dataset, specs = study_jobs(preset, workspace, base_model=base_model, personas=personas, dtype=dtype,
+                                seeds=seeds)
     rows = plan_study(specs, workspace, dataset.content_hash(), reporter, resume=resume)
     run_ids = []
     for i, row in enumerate(rows):
