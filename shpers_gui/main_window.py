@@ -89,6 +89,7 @@ class MainWindow(QMainWindow):
         self.launcher.submitted.connect(lambda _jobs: self.tabs.setCurrentWidget(self.jobs))
         self.results.open_curves.connect(self.show_run_curves)
         self.results.chat_with.connect(self.chat_with_run)
+        self.results.resume_requested.connect(self.resume_run)
         self.session.jobs.job_ended.connect(self._job_ended)
         self._build_menus()
         self._build_status_bar()
@@ -205,6 +206,11 @@ class MainWindow(QMainWindow):
     def show_run_curves(self, run_id: str) -> None:
         """A stored run's loss curves in the Jobs tab."""
         self.jobs.show_stored_curves(run_id)
+        self.tabs.setCurrentWidget(self.jobs)
+
+    def resume_run(self, run_id: str) -> None:
+        """Continue a stopped run (from Results, after a restart too) and show it in the Jobs tab."""
+        self.jobs.resume_run(run_id)
         self.tabs.setCurrentWidget(self.jobs)
 
     def chat_with_run(self, run_id: str) -> None:

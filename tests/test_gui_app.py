@@ -11,7 +11,7 @@ from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLineEdit, QSpinBox  # noqa: E402
 
 from shpers_core.data import generate_dataset, write_jsonl  # noqa: E402
-from shpers_core.events import CollectingReporter  # noqa: E402
+from shpers_core.events import CollectingReporter, JobCancelled  # noqa: E402
 from shpers_core.jobs.runner import run_job  # noqa: E402
 from shpers_core.jobs.spec import build_spec, defaults_for, parameter_groups  # noqa: E402
 from shpers_core.store import RunStore  # noqa: E402
@@ -283,6 +283,42 @@ def test_run_the_whole_study_again_offers_to_continue_it(qtbot, tmp_path, monkey
     assert len(launcher.queue_study()) == len(STUDY_STEPS)
     monkeypatch.setattr(QMessageBox, "exec", answer("Cancel"))
     assert launcher.queue_study() == []
+    win.close()
+
+
+def test_a_run_stopped_before_a_restart_resumes_from_the_results_tab(qtbot, tmp_path):
+    ws = Workspace.open(tmp_path / "ws")
+    write_jsonl(generate_dataset(n_personas=3, dialogues_per_persona=6), ws.dataset_path)
+    steps = []
+    stopper = CollectingReporter(should_stop=lambda: len(steps) >= 2)
+    stopper.add_sink(lambda e: steps.append(e) if e.kind == "step" else None)
+    spec = build_spec("unified_lora", {**TINY, "train.num_epochs": 4}, base_model="tiny-qwen2")
+    with pytest.raises(JobCancelled):
+        run_job(spec, ws, stopper)
+    with RunStore(ws.db_path) as store:
+        (stopped,) = store.list_runs()
+    assert stopped.status == "cancelled"
+    # The app opens afresh: its job queue is empty, the run is in Results.
+    session = Session(ws.root)
+    win = MainWindow(session, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                     ask_on_close=False)
+    qtbot.addWidget(win)
+    win.start()
+    qtbot.waitUntil(lambda: session.dataset is not None, timeout=30000)
+    action = next(a for a in win.results.run_menu(stopped.id).actions() if a.text() == "Resume from checkpoint")
+    assert action.isEnabled()
+    action.trigger()
+    assert win.tabs.currentWidget() is win.jobs and [j.run_id for j in session.jobs.jobs] == [stopped.id]
+
+    def finished() -> bool:
+        with RunStore(ws.db_path) as store:
+            return store.get_run(stopped.id).status == "finished"
+
+    qtbot.waitUntil(finished, timeout=120000)
+    with RunStore(ws.db_path) as store:
+        assert len(store.list_runs()) == 1 and any("resumed" in line.message for line in store.logs(stopped.id))
+    again = next(a for a in win.results.run_menu(stopped.id).actions() if a.text() == "Resume from checkpoint")
+    assert not again.isEnabled()  # a finished run has nothing to resume
     win.close()
 
 

@@ -21,8 +21,9 @@ from shpers_core.jobs.spec import JobSpec, parameter_groups
 from shpers_core.models.device import pick_device, pick_dtype
 
 FINISHED, RESUME, NEW = "finished", "resume", "new"
-RESUMABLE_STATUSES = ("interrupted", "cancelled")
-"""A failed run starts again as a new run: whatever failed it would likely fail its resume too."""
+CONTINUED_STATUSES = ("interrupted", "cancelled")
+"""Of the store's RESUMABLE_STATUSES, those a study continues: a failed row starts again as a new run,
+since whatever failed it would likely fail its resume too."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def study_progress(store, specs: list[JobSpec], dataset_hash: str) -> list[Study
         if running is not None:
             raise UserError(f"study row {spec.name!r} is running now as run {running.id}; "
                             "let it finish or cancel it, then continue the study")
-        stopped = next((r for r in same if r.status in RESUMABLE_STATUSES), None)
+        stopped = next((r for r in same if r.status in CONTINUED_STATUSES), None)
         rows.append(StudyRow(spec, RESUME, stopped.id) if stopped is not None else StudyRow(spec, NEW))
     return rows
 

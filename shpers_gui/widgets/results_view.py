@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from shpers_core.jobs.spec import defaults_for
 from shpers_core.methods.registry import METHODS
-from shpers_core.store import RUNNING, TERMINAL_STATUSES
+from shpers_core.store import RESUMABLE_STATUSES, RUNNING, TERMINAL_STATUSES
 from shpers_gui import engine
 from shpers_gui.widgets.compare_view import CompareView
 from shpers_gui.widgets.jobs_view import STATUS_COLOURS
@@ -184,6 +184,7 @@ class ResultsView(QWidget):
 
     open_curves = Signal(str)  # run id: show its stored curves in the Jobs tab
     chat_with = Signal(str)  # run id: pick it in the Chat tab
+    resume_requested = Signal(str)  # run id: continue it from its checkpoint in the Jobs tab
 
     def __init__(self, session, parent=None, *, settings=None):
         super().__init__(parent)
@@ -285,14 +286,20 @@ class ResultsView(QWidget):
         index = self.table.indexAt(pos)
         if not index.isValid():
             return
-        run_id = index.data(RUN_ID_ROLE)
+        self.run_menu(index.data(RUN_ID_ROLE)).exec(self.table.viewport().mapToGlobal(pos))
+
+    def run_menu(self, run_id: str) -> QMenu:
+        """The right-click menu of one run."""
         menu = QMenu(self)
         menu.addAction("Show curves", lambda: self.open_curves.emit(run_id))
         menu.addAction("Chat with this run", lambda: self.chat_with.emit(run_id))
+        resume = menu.addAction("Resume from checkpoint", lambda: self.resume_requested.emit(run_id))
+        resume.setEnabled(self.session.store().get_run(run_id).status in RESUMABLE_STATUSES)
+        resume.setToolTip("Continue this cancelled, interrupted or failed run in the Jobs tab")
         menu.addSeparator()
         menu.addAction("Rename…", lambda: self.rename(run_id))
         menu.addAction("Notes and tags…", lambda: self.edit_details(run_id))
-        menu.exec(self.table.viewport().mapToGlobal(pos))
+        return menu
 
     def rename(self, run_id: str, name: str | None = None) -> bool:
         """Rename a run (asks for the name when ``name`` is None); a name another run has is refused."""
