@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from shpers_gui import engine
+from shpers_gui.pending_jobs import PendingJob, read_pending, save_pending
 from shpers_gui.widgets.chat_view import ChatView
 from shpers_gui.widgets.grid_view import PersonaGridView
 from shpers_gui.widgets.jobs_view import JobsView
@@ -223,12 +224,17 @@ class MainWindow(QMainWindow):
     # -- dataset ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Load the workspace's dataset, generating the default one first if there is none."""
+        """Load the workspace's dataset, generating the default one first if there is none, and offer
+        the jobs the last window on this workspace left."""
         path = self.session.workspace.dataset_path
         if path.exists():
             self.load_dataset(path)
         else:
             self.generate_dataset(path)
+        pending = read_pending(self.session.root)
+        if pending:
+            self.jobs.offer_pending(pending)
+            self.statusBar().showMessage(f"{len(pending)} job(s) left from last time: see the Jobs tab", 15000)
 
     def load_dataset(self, path) -> None:
         self._task(f"loading {Path(path).name}…", True)
@@ -275,14 +281,17 @@ class MainWindow(QMainWindow):
         if active and self.ask_on_close:
             answer = QMessageBox.question(
                 self, "Jobs are running",
-                f"{len(active)} job(s) are running or waiting. Cancel them and quit?\n"
-                "Cancelled runs keep a checkpoint and can be resumed later.",
+                f"{len(active)} job(s) are running or waiting. Stop them and quit?\n"
+                "The running job keeps a checkpoint. When you open this workspace again, shpers offers to "
+                "continue it and queue the waiting ones.",
                 QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
             if answer != QMessageBox.StandardButton.Yes:
                 event.ignore()
                 return
         self.statusBar().showMessage("stopping jobs…")
         self.session.jobs.cancel_all_and_wait()
+        # After the cancel, a job that had started knows its run.
+        save_pending(self.session.root, [PendingJob(j.spec, j.run_id) for j in active])
         self.chat.stop()
         abort_all_and_wait()
         self.settings.setValue("window/geometry", self.saveGeometry())

@@ -322,6 +322,45 @@ def test_a_run_stopped_before_a_restart_resumes_from_the_results_tab(qtbot, tmp_
     win.close()
 
 
+def test_jobs_left_when_the_app_closes_are_offered_when_it_opens_again(qtbot, tmp_path):
+    from shpers_gui.pending_jobs import pending_path
+
+    ws = Workspace.open(tmp_path / "ws")
+    write_jsonl(generate_dataset(n_personas=3, dialogues_per_persona=6), ws.dataset_path)
+
+    def open_window() -> MainWindow:
+        win = MainWindow(Session(ws.root), settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                         ask_on_close=False)
+        qtbot.addWidget(win)
+        win.start()
+        qtbot.waitUntil(lambda: win.session.dataset is not None, timeout=30000)
+        return win
+
+    first = open_window()
+    assert not first.jobs.pending_box.isVisibleTo(first.jobs)
+    long = build_spec("unified_lora", {**TINY, "train.num_epochs": 300}, base_model="tiny-qwen2", name="long")
+    waiting = build_spec("system_prompt", {"eval.max_new_tokens": 4}, base_model="tiny-qwen2", name="after it")
+    running, _ = first.session.jobs.submit(long), first.session.jobs.submit(waiting)
+    qtbot.waitUntil(lambda: bool(running.run_id) and running.done > 0, timeout=60000)
+    first.close()
+    assert pending_path(ws.root).is_file()
+    with RunStore(ws.db_path) as store:
+        assert store.get_run(running.run_id).status == "cancelled"
+
+    second = open_window()
+    jobs_tab = second.jobs
+    assert jobs_tab.pending_box.isVisibleTo(jobs_tab)
+    assert "2 job(s) were left" in jobs_tab.pending_label.text() and "1 had started" in jobs_tab.pending_label.text()
+    second.session.jobs.max_running = 0  # only what is queued is checked
+    queued = jobs_tab.queue_pending()
+    assert [(j.spec.name, j.run_id) for j in queued] == [("long", running.run_id), ("after it", "")]
+    assert not pending_path(ws.root).exists() and not jobs_tab.pending_box.isVisibleTo(jobs_tab)
+    for job in queued:
+        second.session.jobs.cancel(job)
+    second.close()
+    assert not pending_path(ws.root).exists()  # nothing was active at this close
+
+
 def test_a_bad_dataset_names_where_and_why(window, qtbot, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QMessageBox
 

@@ -7,6 +7,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -26,6 +27,7 @@ from shpers_core.jobs.spec import JobSpec
 from shpers_core.store import RESUMABLE_STATUSES
 from shpers_gui import engine
 from shpers_gui.job_queue import ACTIVE, CANCELLED, FAILED, FINISHED, INTERRUPTED, RUNNING, WAITING, Job
+from shpers_gui.pending_jobs import PendingJob, save_pending
 from shpers_gui.widgets.loss_plot import LossPlot
 from shpers_gui.widgets.plot_export import add_export_button
 from shpers_gui.widgets.table_model import RowTableModel
@@ -222,6 +224,7 @@ class JobsView(QWidget):
         top = QWidget()
         top_lay = QVBoxLayout(top)
         top_lay.setContentsMargins(0, 0, 0, 0)
+        top_lay.addWidget(self._pending_bar())
         top_lay.addWidget(self.table)
         top_lay.addLayout(buttons)
         split = QSplitter(Qt.Orientation.Vertical)
@@ -272,6 +275,61 @@ class JobsView(QWidget):
         job = self.selected_job()
         self.cancel_button.setEnabled(job is not None and job.status in ACTIVE)
         self.resume_button.setEnabled(job is not None and job.status in RESUMABLE_STATUSES and bool(job.run_id))
+
+    def _pending_bar(self) -> QWidget:
+        """Shown when the last window on this workspace closed with jobs left (see :meth:`offer_pending`)."""
+        self.pending: list[PendingJob] = []
+        self.pending_label = QLabel()
+        self.pending_label.setWordWrap(True)
+        again = QPushButton("Queue them again")
+        again.setToolTip("The job that was running resumes from its checkpoint; the waiting ones queue in order")
+        again.clicked.connect(self.queue_pending)
+        dismiss = QPushButton("Dismiss")
+        dismiss.clicked.connect(self.dismiss_pending)
+        self.pending_box = QFrame()
+        self.pending_box.setObjectName("pendingJobs")
+        self.pending_box.setStyleSheet("QFrame#pendingJobs { background: #fff4d6; border-radius: 3px; }")
+        lay = QHBoxLayout(self.pending_box)
+        lay.addWidget(self.pending_label, 1)
+        lay.addWidget(again)
+        lay.addWidget(dismiss)
+        self.pending_box.hide()
+        return self.pending_box
+
+    def offer_pending(self, jobs: list[PendingJob]) -> None:
+        """Offer to queue again the jobs the last window on this workspace left."""
+        self.pending = list(jobs)
+        if not jobs:
+            self.pending_box.hide()
+            return
+        started = sum(bool(j.run_id) for j in jobs)
+        names = ", ".join(j.spec.name or j.spec.method for j in jobs[:3]) + (", …" if len(jobs) > 3 else "")
+        self.pending_label.setText(
+            f"{len(jobs)} job(s) were left when shpers last closed on this workspace ({names})"
+            + (f"; {started} had started and resume from a checkpoint." if started else "."))
+        self.pending_box.show()
+
+    def queue_pending(self) -> list[Job]:
+        """Queue the offered jobs: started ones resume their runs (unless those finished or went since)."""
+        jobs = []
+        store = self.session.store()
+        for pending in self.pending:
+            if not pending.run_id:
+                jobs.append(self.queue.submit(pending.spec))
+                continue
+            try:
+                status = store.get_run(pending.run_id).status
+            except Exception:  # noqa: BLE001 - StoreError: the run was deleted since; nothing to resume
+                continue
+            if status in RESUMABLE_STATUSES:
+                jobs.append(self.queue.resume(pending.run_id, pending.spec))
+        self.dismiss_pending()
+        return jobs
+
+    def dismiss_pending(self) -> None:
+        self.pending = []
+        save_pending(self.session.root, [])
+        self.pending_box.hide()
 
     def cancel_selected(self) -> None:
         job = self.selected_job()
