@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from PySide6.QtCore import QSettings
@@ -27,6 +28,8 @@ from shpers_gui.widgets.personas_view import PersonasView
 from shpers_gui.widgets.results_view import ResultsView
 from shpers_gui.workers import run_call
 from shpers_gui.workers.call_worker import abort_all_and_wait
+
+log = logging.getLogger(__name__)
 
 
 def load_dataset_file(path):
@@ -291,7 +294,11 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("stopping jobs…")
         self.session.jobs.cancel_all_and_wait()
         # After the cancel, a job that had started knows its run.
-        save_pending(self.session.root, [PendingJob(j.spec, j.run_id) for j in active])
+        try:
+            # Jobs offered at start and not acted on stay offered.
+            save_pending(self.session.root, self.jobs.pending + [PendingJob(j.spec, j.run_id) for j in active])
+        except OSError as exc:  # a full disk or a read-only workspace must not keep the window open
+            log.warning("could not keep the jobs left for next time: %s", exc)
         self.chat.stop()
         abort_all_and_wait()
         self.settings.setValue("window/geometry", self.saveGeometry())

@@ -347,6 +347,9 @@ def test_jobs_left_when_the_app_closes_are_offered_when_it_opens_again(qtbot, tm
     with RunStore(ws.db_path) as store:
         assert store.get_run(running.run_id).status == "cancelled"
 
+    ignored = open_window()  # closed again without acting on the offer: it stays
+    assert ignored.jobs.pending_box.isVisibleTo(ignored.jobs)
+    ignored.close()
     second = open_window()
     jobs_tab = second.jobs
     assert jobs_tab.pending_box.isVisibleTo(jobs_tab)
