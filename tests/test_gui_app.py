@@ -263,6 +263,8 @@ def test_run_the_whole_study_again_offers_to_continue_it(qtbot, tmp_path, monkey
             store.start_run(rid)
             store.finish_run(rid) if status == "finished" else store.cancel_run(rid)
             ids.append(rid)
+        # The speeds a finished run measured on this machine time what is left.
+        store.set_metrics(ids[1], {"train_tokens_per_s": 500.0, "eval_turns_per_s": 2.0}, subset="info")
     asked = []
 
     def answer(choice):
@@ -275,6 +277,7 @@ def test_run_the_whole_study_again_offers_to_continue_it(qtbot, tmp_path, monkey
     monkeypatch.setattr(QMessageBox, "exec", answer("Continue the study"))
     jobs = launcher.queue_study()
     assert "2 of 18 rows finished before, 1 stopped and can resume" in asked[0]
+    assert "Continuing it runs 16 of them: about " in asked[0] and "Running every row again: about " in asked[0]
     assert [j.spec.name for j in jobs] == [label for label, _, _ in STUDY_STEPS[2:]]
     assert jobs[0].run_id == ids[2] and not any(j.run_id for j in jobs[1:])  # the stopped row resumes
     for job in jobs:

@@ -453,12 +453,15 @@ class LauncherView(QWidget):
             self._error("Cannot queue the study", exc)
             return []
         before = engine.get("describe_progress")(rows)
+        estimates = [engine.get("estimate_job")(s, self.session.dataset, self.session.store()) for s in specs]
         if not before:
-            answer = QMessageBox.question(self, "Run the whole study", f"Queue {what}?")
-            return self._submit(specs) if answer == QMessageBox.StandardButton.Yes else []
+            answer = QMessageBox.question(self, "Run the whole study", f"Queue {what}? {_time_of(estimates)}.")
+            return self._submit(specs, estimates) if answer == QMessageBox.StandardButton.Yes else []
+        left = [e for e, row in zip(estimates, rows) if row.state != engine.get("FINISHED")]
         box = QMessageBox(QMessageBox.Icon.Question, "Run the whole study",
                           f"Found in this workspace with the same settings and data: {before}.\n\n"
-                          f"The study: {what}.", parent=self)
+                          f"The study: {what}.\nContinuing it runs {len(left)} of them: {_time_of(left)}. "
+                          f"Running every row again: {_time_of(estimates)}.", parent=self)
         go_on = box.addButton("Continue the study", QMessageBox.ButtonRole.AcceptRole)
         go_on.setToolTip("Keep the finished rows; stopped ones resume from their checkpoints")
         again = box.addButton("Run every row again", QMessageBox.ButtonRole.DestructiveRole)
@@ -466,15 +469,22 @@ class LauncherView(QWidget):
         box.setDefaultButton(go_on)
         box.exec()
         if box.clickedButton() is again:
-            return self._submit(specs)
+            return self._submit(specs, estimates)
         if box.clickedButton() is not go_on:
             return []
         jobs = []
-        for row in rows:  # in the study's order; finished rows are left out
+        for row, estimate in zip(rows, estimates):  # in the study's order; finished rows are left out
             if row.state == engine.get("RESUME"):
                 jobs.append(self.session.jobs.resume(row.run_id, row.spec))
             elif row.state == engine.get("NEW"):
-                jobs.append(self.session.jobs.submit(row.spec))
+                jobs.append(self.session.jobs.submit(row.spec, estimate=estimate))
         self.submitted.emit(jobs)
         return jobs
 
+
+def _time_of(estimates: list) -> str:
+    """"about 39 min" for jobs' estimates, or why there is no figure yet."""
+    seconds = [e.seconds for e in estimates]
+    if any(s is None for s in seconds):
+        return "no time estimate yet (no finished run of this model has measured this machine's speed)"
+    return f"about {engine.get('format_duration')(sum(seconds))}"
