@@ -6,20 +6,16 @@ import io
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from cli_workspace import start_long_training
 
 from shpers_core.cli.stopping import FIRST_CTRL_C, stop_on_signals
 from shpers_core.data import generate_dataset, write_jsonl
 from shpers_core.events import Reporter
 from shpers_core.store import RunStore
 from shpers_core.workspace import Workspace
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_first_ctrl_c_asks_to_stop_and_the_second_interrupts():
@@ -42,20 +38,8 @@ def test_the_first_ctrl_c_asks_to_stop_and_the_second_interrupts():
 def test_ctrl_c_cancels_a_training_run_with_a_checkpoint_it_resumes_from(tmp_path, shpers_cache):
     ws = Workspace.open(tmp_path / "ws")
     write_jsonl(generate_dataset(3, 6, seed=0), ws.dataset_path)
-    argv = [sys.executable, "-m", "shpers_core.cli.main", "--workspace", str(ws.root), "run", "unified_lora",
-            "--model", "tiny-qwen2", "--device", "cpu", "-q", "--param", "num_epochs=200", "--param", "max_length=64"]
-    job = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+    job, run_id = start_long_training(ws.root)
     try:
-        run_id = None
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and run_id is None:
-            time.sleep(0.5)
-            with RunStore(ws.db_path) as store:
-                running = store.list_runs(status="running")
-                if running and store.curves(running[0].id):
-                    run_id = running[0].id
-        assert run_id, "the job never started training"
         job.send_signal(signal.SIGINT)
         _, err = job.communicate(timeout=60)
     finally:

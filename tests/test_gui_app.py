@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QSettings  # noqa: E402
+from app_window import generated_workspace, open_window  # noqa: E402
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLineEdit, QSpinBox  # noqa: E402
 
 from shpers_core.data import generate_dataset, write_jsonl  # noqa: E402
@@ -17,11 +17,11 @@ from shpers_core.jobs.spec import build_spec, defaults_for, parameter_groups  # 
 from shpers_core.store import RunStore  # noqa: E402
 from shpers_core.workspace import Workspace  # noqa: E402
 from shpers_gui.main_window import MainWindow, shortcut_text  # noqa: E402
-from shpers_gui.session import Session  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(240)]
 
 TINY = {"train.num_epochs": 1, "eval.max_new_tokens": 4, "eval.max_test_dialogues": 1}
+
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +41,8 @@ def workspace(tmp_path_factory):
 
 @pytest.fixture
 def window(qtbot, workspace, tmp_path):
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    session = Session(workspace)
-    win = MainWindow(session, settings=settings, ask_on_close=False)
-    qtbot.addWidget(win)
-    win.start()
-    qtbot.waitUntil(lambda: session.dataset is not None, timeout=30000)
-    yield win
-    win.close()
+    with open_window(qtbot, workspace, tmp_path) as win:
+        yield win
 
 
 def _store(workspace) -> RunStore:
@@ -237,61 +231,54 @@ def test_run_the_whole_study_again_offers_to_continue_it(qtbot, tmp_path, monkey
     from shpers_core.jobs.study import STUDY_STEPS
     from shpers_core.models.device import pick_device, pick_dtype
 
-    ws = Workspace.open(tmp_path / "ws")
-    write_jsonl(generate_dataset(n_personas=3, dialogues_per_persona=6), ws.dataset_path)
-    session = Session(ws.root)
-    win = MainWindow(session, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                     ask_on_close=False)
-    qtbot.addWidget(win)
-    win.start()
-    qtbot.waitUntil(lambda: session.dataset is not None, timeout=30000)
-    session.jobs.max_running = 0  # nothing starts: only what is queued is checked
-    launcher = win.launcher
-    launcher.base_model.setCurrentText("tiny-qwen2")
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
-    first = launcher.queue_study()
-    assert len(first) == len(STUDY_STEPS)
-    for job in first:
-        session.jobs.cancel(job)
-    # What an earlier session left: the first two rows finished, the third cancelled mid-way.
-    with RunStore(ws.db_path) as store:
-        ids = []
-        for job, status in zip(first[:3], ("finished", "finished", "cancelled")):
-            params = {**job.spec.to_dict(), "dtype": pick_dtype(pick_device())}  # as the runner records it
-            rid = store.create_run(job.spec.method, params, job.spec.base_model, session.dataset.content_hash(),
-                                   job.spec.personas, name=job.spec.name)
-            store.start_run(rid)
-            store.finish_run(rid) if status == "finished" else store.cancel_run(rid)
-            ids.append(rid)
-        # The speeds a finished run measured on this machine time what is left.
-        store.set_metrics(ids[1], {"train_tokens_per_s": 500.0, "eval_turns_per_s": 2.0}, subset="info")
-    asked = []
+    ws = Workspace(generated_workspace(tmp_path / "ws", 3))
+    with open_window(qtbot, ws.root, tmp_path) as win:
+        session = win.session
+        session.jobs.max_running = 0  # nothing starts: only what is queued is checked
+        launcher = win.launcher
+        launcher.base_model.setCurrentText("tiny-qwen2")
+        monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+        first = launcher.queue_study()
+        assert len(first) == len(STUDY_STEPS)
+        for job in first:
+            session.jobs.cancel(job)
+        # What an earlier session left: the first two rows finished, the third cancelled mid-way.
+        with RunStore(ws.db_path) as store:
+            ids = []
+            for job, status in zip(first[:3], ("finished", "finished", "cancelled")):
+                params = {**job.spec.to_dict(), "dtype": pick_dtype(pick_device())}  # as the runner records it
+                rid = store.create_run(job.spec.method, params, job.spec.base_model, session.dataset.content_hash(),
+                                       job.spec.personas, name=job.spec.name)
+                store.start_run(rid)
+                store.finish_run(rid) if status == "finished" else store.cancel_run(rid)
+                ids.append(rid)
+            # The speeds a finished run measured on this machine time what is left.
+            store.set_metrics(ids[1], {"train_tokens_per_s": 500.0, "eval_turns_per_s": 2.0}, subset="info")
+        asked = []
 
-    def answer(choice):
-        def exec_(box):
-            asked.append(box.text())
-            next(b for b in box.buttons() if b.text() == choice).click()
-            return 0
-        return exec_
+        def answer(choice):
+            def exec_(box):
+                asked.append(box.text())
+                next(b for b in box.buttons() if b.text() == choice).click()
+                return 0
+            return exec_
 
-    monkeypatch.setattr(QMessageBox, "exec", answer("Continue the study"))
-    jobs = launcher.queue_study()
-    assert "2 of 18 rows finished before, 1 stopped and can resume" in asked[0]
-    assert "Continuing it runs 16 of them: about " in asked[0] and "Running every row again: about " in asked[0]
-    assert [j.spec.name for j in jobs] == [label for label, _, _ in STUDY_STEPS[2:]]
-    assert jobs[0].run_id == ids[2] and not any(j.run_id for j in jobs[1:])  # the stopped row resumes
-    for job in jobs:
-        session.jobs.cancel(job)
-    monkeypatch.setattr(QMessageBox, "exec", answer("Run every row again"))
-    assert len(launcher.queue_study()) == len(STUDY_STEPS)
-    monkeypatch.setattr(QMessageBox, "exec", answer("Cancel"))
-    assert launcher.queue_study() == []
-    win.close()
+        monkeypatch.setattr(QMessageBox, "exec", answer("Continue the study"))
+        jobs = launcher.queue_study()
+        assert "2 of 18 rows finished before, 1 stopped and can resume" in asked[0]
+        assert "Continuing it runs 16 of them: about " in asked[0] and "Running every row again: about " in asked[0]
+        assert [j.spec.name for j in jobs] == [label for label, _, _ in STUDY_STEPS[2:]]
+        assert jobs[0].run_id == ids[2] and not any(j.run_id for j in jobs[1:])  # the stopped row resumes
+        for job in jobs:
+            session.jobs.cancel(job)
+        monkeypatch.setattr(QMessageBox, "exec", answer("Run every row again"))
+        assert len(launcher.queue_study()) == len(STUDY_STEPS)
+        monkeypatch.setattr(QMessageBox, "exec", answer("Cancel"))
+        assert launcher.queue_study() == []
 
 
 def test_a_run_stopped_before_a_restart_resumes_from_the_results_tab(qtbot, tmp_path):
-    ws = Workspace.open(tmp_path / "ws")
-    write_jsonl(generate_dataset(n_personas=3, dialogues_per_persona=6), ws.dataset_path)
+    ws = Workspace(generated_workspace(tmp_path / "ws", 3))
     steps = []
     stopper = CollectingReporter(should_stop=lambda: len(steps) >= 2)
     stopper.add_sink(lambda e: steps.append(e) if e.kind == "step" else None)
@@ -302,68 +289,50 @@ def test_a_run_stopped_before_a_restart_resumes_from_the_results_tab(qtbot, tmp_
         (stopped,) = store.list_runs()
     assert stopped.status == "cancelled"
     # The app opens afresh: its job queue is empty, the run is in Results.
-    session = Session(ws.root)
-    win = MainWindow(session, settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                     ask_on_close=False)
-    qtbot.addWidget(win)
-    win.start()
-    qtbot.waitUntil(lambda: session.dataset is not None, timeout=30000)
-    action = next(a for a in win.results.run_menu(stopped.id).actions() if a.text() == "Resume from checkpoint")
-    assert action.isEnabled()
-    action.trigger()
-    assert win.tabs.currentWidget() is win.jobs and [j.run_id for j in session.jobs.jobs] == [stopped.id]
+    with open_window(qtbot, ws.root, tmp_path) as win:
+        session = win.session
+        action = next(a for a in win.results.run_menu(stopped.id).actions() if a.text() == "Resume from checkpoint")
+        assert action.isEnabled()
+        action.trigger()
+        assert win.tabs.currentWidget() is win.jobs and [j.run_id for j in session.jobs.jobs] == [stopped.id]
 
-    def finished() -> bool:
+        def finished() -> bool:
+            with RunStore(ws.db_path) as store:
+                return store.get_run(stopped.id).status == "finished"
+
+        qtbot.waitUntil(finished, timeout=120000)
         with RunStore(ws.db_path) as store:
-            return store.get_run(stopped.id).status == "finished"
-
-    qtbot.waitUntil(finished, timeout=120000)
-    with RunStore(ws.db_path) as store:
-        assert len(store.list_runs()) == 1 and any("resumed" in line.message for line in store.logs(stopped.id))
-    again = next(a for a in win.results.run_menu(stopped.id).actions() if a.text() == "Resume from checkpoint")
-    assert not again.isEnabled()  # a finished run has nothing to resume
-    win.close()
+            assert len(store.list_runs()) == 1 and any("resumed" in line.message for line in store.logs(stopped.id))
+        again = next(a for a in win.results.run_menu(stopped.id).actions() if a.text() == "Resume from checkpoint")
+        assert not again.isEnabled()  # a finished run has nothing to resume
 
 
 def test_jobs_left_when_the_app_closes_are_offered_when_it_opens_again(qtbot, tmp_path):
     from shpers_gui.pending_jobs import pending_path
 
-    ws = Workspace.open(tmp_path / "ws")
-    write_jsonl(generate_dataset(n_personas=3, dialogues_per_persona=6), ws.dataset_path)
-
-    def open_window() -> MainWindow:
-        win = MainWindow(Session(ws.root), settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                         ask_on_close=False)
-        qtbot.addWidget(win)
-        win.start()
-        qtbot.waitUntil(lambda: win.session.dataset is not None, timeout=30000)
-        return win
-
-    first = open_window()
-    assert not first.jobs.pending_box.isVisibleTo(first.jobs)
-    long = build_spec("unified_lora", {**TINY, "train.num_epochs": 300}, base_model="tiny-qwen2", name="long")
-    waiting = build_spec("system_prompt", {"eval.max_new_tokens": 4}, base_model="tiny-qwen2", name="after it")
-    running, _ = first.session.jobs.submit(long), first.session.jobs.submit(waiting)
-    qtbot.waitUntil(lambda: bool(running.run_id) and running.done > 0, timeout=60000)
-    first.close()
+    ws = Workspace(generated_workspace(tmp_path / "ws", 3))
+    with open_window(qtbot, ws.root, tmp_path) as first:
+        assert not first.jobs.pending_box.isVisibleTo(first.jobs)
+        long = build_spec("unified_lora", {**TINY, "train.num_epochs": 300}, base_model="tiny-qwen2", name="long")
+        waiting = build_spec("system_prompt", {"eval.max_new_tokens": 4}, base_model="tiny-qwen2", name="after it")
+        running, _ = first.session.jobs.submit(long), first.session.jobs.submit(waiting)
+        qtbot.waitUntil(lambda: bool(running.run_id) and running.done > 0, timeout=60000)
     assert pending_path(ws.root).is_file()
     with RunStore(ws.db_path) as store:
         assert store.get_run(running.run_id).status == "cancelled"
 
-    ignored = open_window()  # closed again without acting on the offer: it stays
-    assert ignored.jobs.pending_box.isVisibleTo(ignored.jobs)
-    ignored.close()
-    second = open_window()
-    jobs_tab = second.jobs
-    assert jobs_tab.pending_box.isVisibleTo(jobs_tab)
-    assert "2 job(s) were left" in jobs_tab.pending_label.text() and "1 had started" in jobs_tab.pending_label.text()
-    second.session.jobs.max_running = 0  # only what is queued is checked
-    queued = jobs_tab.queue_pending()
-    assert [(j.spec.name, j.run_id) for j in queued] == [("long", running.run_id), ("after it", "")]
-    assert not pending_path(ws.root).exists() and not jobs_tab.pending_box.isVisibleTo(jobs_tab)
-    for job in queued:
-        second.session.jobs.cancel(job)
-    second.close()
+    with open_window(qtbot, ws.root, tmp_path) as ignored:  # closed again without acting on the offer: it stays
+        assert ignored.jobs.pending_box.isVisibleTo(ignored.jobs)
+    with open_window(qtbot, ws.root, tmp_path) as second:
+        jobs_tab = second.jobs
+        assert jobs_tab.pending_box.isVisibleTo(jobs_tab)
+        assert "2 job(s) were left" in jobs_tab.pending_label.text() and "1 had started" in jobs_tab.pending_label.text()
+        second.session.jobs.max_running = 0  # only what is queued is checked
+        queued = jobs_tab.queue_pending()
+        assert [(j.spec.name, j.run_id) for j in queued] == [("long", running.run_id), ("after it", "")]
+        assert not pending_path(ws.root).exists() and not jobs_tab.pending_box.isVisibleTo(jobs_tab)
+        for job in queued:
+            second.session.jobs.cancel(job)
     assert not pending_path(ws.root).exists()  # nothing was active at this close
 
 

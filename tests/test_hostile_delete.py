@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_workspace import start_long_training
 
 from shpers_core.cli.main import main
 from shpers_core.data import generate_dataset, write_jsonl
@@ -132,21 +133,8 @@ def test_cancel_a_queued_run_and_a_running_job_from_the_command_line(workspace, 
     rc, _, err = shpers(workspace, capsys, "runs", "cancel", finished)
     assert rc == 2 and "is finished" in err
 
-    argv = [sys.executable, "-m", "shpers_core.cli.main", "--workspace", str(workspace.root), "run", "unified_lora",
-            "--model", "tiny-qwen2", "--device", "cpu", "-q", "--param", "num_epochs=200", "--param", "max_length=64",
-            "--param", "checkpoint_every=1"]
-    job = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+    job, run_id = start_long_training(workspace.root, "--param", "checkpoint_every=1")
     try:
-        run_id = None
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and run_id is None:
-            time.sleep(0.5)
-            with RunStore(workspace.db_path) as store:
-                running = store.list_runs(status="running")
-                if running and store.curves(running[0].id):
-                    run_id = running[0].id
-        assert run_id, "the job never started training"
         rc, out, err = shpers(workspace, capsys, "runs", "cancel", run_id)
         assert rc == 0 and f"cancelled {run_id}" in out, err
         assert job.wait(60) == 130

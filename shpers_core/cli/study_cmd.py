@@ -14,7 +14,7 @@ from shpers_core.data import generate_dataset, write_jsonl
 from shpers_core.distributed.study import run_study_on_ray
 from shpers_core.evaluation.table import study_rows, to_csv, to_markdown
 from shpers_core.events import JobCancelled, Reporter
-from shpers_core.jobs.estimate import estimate_job, format_duration
+from shpers_core.jobs.estimate import estimate_job, format_duration, total_seconds
 from shpers_core.jobs.study import PRESETS, plan_study, run_study, study_jobs
 from shpers_core.jobs.study_progress import FINISHED, NEW, RESUME
 from shpers_core.store import RunStore
@@ -66,29 +66,27 @@ def print_plan(args, ws: Workspace) -> int:
                                 seeds=args.seeds)
     rows = plan_study(specs, ws, dataset.content_hash(), Reporter(), resume=args.resume)
     what = {FINISHED: "kept", RESUME: "resume", NEW: "run"}
-    total, unknown, source = 0.0, 0, ""
+    estimates = []
     with RunStore(ws.db_path) as store:
         print(f"Study '{args.preset}': {len(rows)} rows on {len(specs[0].personas)} personas, {specs[0].base_model}")
         for i, row in enumerate(rows, 1):
             if row.state == FINISHED:
                 print(f"{i:3}  {what[row.state]:7} {row.spec.name}  (run {row.run_id})")
                 continue
-            estimate = estimate_job(row.spec, dataset, store)
-            seconds = estimate.seconds
-            if seconds is None:
-                unknown += 1
-            else:
-                total += seconds
-                source = estimate.measured_in
+            estimates.append(estimate_job(row.spec, dataset, store))
+            seconds = estimates[-1].seconds
             took = "no estimate" if seconds is None else f"about {format_duration(seconds)}"
             print(f"{i:3}  {what[row.state]:7} {row.spec.name}  ({took}{', at most' if row.state == RESUME else ''})")
-    left = sum(row.state != FINISHED for row in rows)
-    if unknown:
-        print(f"{left} rows to run; no time estimate for {unknown} of them: no finished run of "
+    total = total_seconds(estimates)
+    if not estimates:
+        print("Nothing to run.")
+    elif total is None:
+        unknown = sum(e.seconds is None for e in estimates)
+        print(f"{len(estimates)} rows to run; no time estimate for {unknown} of them: no finished run of "
               f"{specs[0].base_model} has measured this machine's speed yet.")
     else:
-        print(f"{left} rows to run: about {format_duration(total)} (speeds measured in run {source})."
-              if left else "Nothing to run.")
+        print(f"{len(estimates)} rows to run: about {format_duration(total)} "
+              f"(speeds measured in run {estimates[0].measured_in}).")
     return 0
 
 

@@ -58,6 +58,12 @@ class JobEstimate:
                 f"{' or '.join(missing)} speed yet (finish one small job first).")
 
 
+def total_seconds(estimates) -> float | None:
+    """The estimated time of all ``estimates`` together; None when any of them has no figure."""
+    seconds = [e.seconds for e in estimates]
+    return None if any(s is None for s in seconds) else float(sum(seconds))
+
+
 def format_duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"

@@ -66,8 +66,9 @@ def study_progress(store, specs: list[JobSpec], dataset_hash: str) -> list[Study
     A run still running in another process is refused with a :class:`UserError`: continuing the study
     beside it would train the same row twice at once.
     """
-    runs = [r for r in store.list_runs() if r.dataset_hash == dataset_hash]  # newest first
-    by_id = {r.id: r for r in store.list_runs()}
+    every = store.list_runs()  # newest first
+    by_id = {r.id: r for r in every}
+    runs = [r for r in every if r.dataset_hash == dataset_hash]
     rows = []
     for spec, seed in zip(specs, _training_seeds(specs)):
         # A run records the dtype its base model ran in; a spec that leaves it to the machine means that one.

@@ -359,14 +359,11 @@ class LauncherView(QWidget):
 
     def _confirm_cost(self, estimates: list) -> bool:
         """Ask before a job estimated above :data:`CONFIRM_ABOVE_S`, or a large one with no speed measured."""
-        seconds = [e.seconds for e in estimates]
-        if all(s is not None for s in seconds):
-            total = sum(seconds)
+        total = engine.get("total_seconds")(estimates)
+        if total is not None:
             if total <= CONFIRM_ABOVE_S:
                 return True
-            from shpers_core.jobs.estimate import format_duration
-
-            text = f"This will take about {format_duration(total)}.\n\n" + "\n".join(e.summary() for e in estimates[:3])
+            text = f"This will take about {engine.get('format_duration')(total)}.\n\n" + "\n".join(e.summary() for e in estimates[:3])
         else:
             tokens = sum(e.train_tokens for e in estimates)
             if tokens <= UNMEASURED_CONFIRM_TOKENS:
@@ -484,7 +481,7 @@ class LauncherView(QWidget):
 
 def _time_of(estimates: list) -> str:
     """"about 39 min" for jobs' estimates, or why there is no figure yet."""
-    seconds = [e.seconds for e in estimates]
-    if any(s is None for s in seconds):
+    total = engine.get("total_seconds")(estimates)
+    if total is None:
         return "no time estimate yet (no finished run of this model has measured this machine's speed)"
-    return f"about {engine.get('format_duration')(sum(seconds))}"
+    return f"about {engine.get('format_duration')(total)}"
