@@ -4,6 +4,7 @@ one-line errors before anything is recorded, and the fault cases of a lost worke
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -417,33 +418,50 @@ def test_unified_lora_data_parallel_on_two_workers_equals_the_one_process_run(tm
     assert list(root.glob(f"runs/{ddp.id}/checkpoints/unified/*"))  # the job holds worker 0's checkpoint
 
 
-def one_process_and_cancelled_data_parallel(root: Path):
-    """A one-process unified run, and the same on 2 Ray Train workers cancelled at step 2 (its spec and record)."""
+@pytest.fixture(scope="module")
+def cancelled_data_parallel(tmp_path_factory, models_cache, cluster) -> Path:
+    """A workspace with a one-process unified run ("one") and the same on 2 Ray Train workers ("dp")
+    cancelled at step 2; built once for the module (two Ray Train group start-ups), copied by each test."""
     from shpers_core.events import CollectingReporter, JobCancelled
     from shpers_core.jobs.runner import run_job
     from shpers_core.jobs.spec import build_spec
     from shpers_core.workspace import Workspace
 
-    # Enough steps that the stop asked at step 2 reaches the workers while they still train: the tiny
-    # model takes a few milliseconds a step, and the request travels driver -> channel -> workers.
-    params = {"train.num_epochs": 30, "train.checkpoint_every": 1, "train.warmup_ratio": 0, "train.batch_size": 3,
-              "lora.lora_dropout": 0, "eval.max_train_dialogues": 4, "eval.max_test_dialogues": 1,
-              "eval.max_new_tokens": 4}
-    one = run_job(build_spec("unified_lora", params, base_model="tiny-qwen2", dtype="float32", name="one"),
-                  Workspace.open(root), CollectingReporter())
-    reporter = CollectingReporter()
-    reporter.add_sink(lambda e: reporter.request_stop() if e.kind == "step" and e.step >= 2 else None)
-    spec = build_spec("unified_lora", {**params, "workers": 2}, base_model="tiny-qwen2", dtype="float32", name="dp")
-    with pytest.raises(JobCancelled):
-        run_job(spec, Workspace.open(root), reporter)
-    return one, spec, {r.name: r for r in runs(root)}["dp"]
+    root = make_workspace(tmp_path_factory.mktemp("cancelled-dp"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SHPERS_CACHE", str(models_cache))
+        # Enough steps that the stop asked at step 2 reaches the workers while they still train: the tiny
+        # model takes a few milliseconds a step, and the request travels driver -> channel -> workers.
+        params = {"train.num_epochs": 30, "train.checkpoint_every": 1, "train.warmup_ratio": 0,
+                  "train.batch_size": 3, "lora.lora_dropout": 0, "eval.max_train_dialogues": 4,
+                  "eval.max_test_dialogues": 1, "eval.max_new_tokens": 4}
+        run_job(build_spec("unified_lora", params, base_model="tiny-qwen2", dtype="float32", name="one"),
+                Workspace.open(root), CollectingReporter())
+        reporter = CollectingReporter()
+        reporter.add_sink(lambda e: reporter.request_stop() if e.kind == "step" and e.step >= 2 else None)
+        spec = build_spec("unified_lora", {**params, "workers": 2}, base_model="tiny-qwen2", dtype="float32",
+                          name="dp")
+        with pytest.raises(JobCancelled):
+            run_job(spec, Workspace.open(root), reporter)
+    return root
+
+
+def one_process_and_cancelled_data_parallel(built: Path, root: Path):
+    """A copy at ``root`` of the :func:`cancelled_data_parallel` workspace ``built``: the one-process run's
+    id, the cancelled run's spec and its record."""
+    from shpers_core.jobs.spec import JobSpec
+
+    shutil.copytree(built, root, dirs_exist_ok=True)
+    by_name = {r.name: r for r in runs(root)}
+    dp = by_name["dp"]
+    return by_name["one"].id, JobSpec.from_dict(dp.params), dp
 
 
 @pytest.mark.slow
 def test_a_data_parallel_run_cancelled_mid_training_resumes_to_the_one_process_adapter(tmp_path, shpers_cache,
-                                                                                        cluster):
-    root = make_workspace(tmp_path)
-    one, _, dp = one_process_and_cancelled_data_parallel(root)
+                                                                                        cluster, cancelled_data_parallel):
+    root = tmp_path
+    one, _, dp = one_process_and_cancelled_data_parallel(cancelled_data_parallel, root)
     assert dp.status == "cancelled"
     assert list(root.glob(f"runs/{dp.id}/checkpoints/unified/*"))  # worker 0's, written on the way out
     rc, _, err = shpers(root, "runs", "resume", dp.id)
@@ -537,7 +555,7 @@ def test_cluster_lora_data_parallel_on_two_workers_equals_the_one_process_run(tm
 
 @pytest.mark.slow
 def test_a_lost_ray_train_worker_restarts_the_group_from_the_checkpoint_the_job_holds(tmp_path, shpers_cache,
-                                                                                       cluster):
+                                                                                       cluster, cancelled_data_parallel):
     """A cancel leaves the job a checkpoint (deterministically, at step 2); the resumed run's worker 0 is
     then killed as soon as it reports its process, and the group starts again from that checkpoint."""
     from shpers_core.distributed import data_parallel
@@ -545,8 +563,8 @@ def test_a_lost_ray_train_worker_restarts_the_group_from_the_checkpoint_the_job_
     from shpers_core.jobs.runner import run_job
     from shpers_core.workspace import Workspace
 
-    root = make_workspace(tmp_path)
-    one, spec, dp = one_process_and_cancelled_data_parallel(root)
+    root = tmp_path
+    one, spec, dp = one_process_and_cancelled_data_parallel(cancelled_data_parallel, root)
     # Stopped while training: a checkpoint, no adapter yet.
     assert list(root.glob(f"runs/{dp.id}/checkpoints/unified/*"))
     assert not list(root.glob(f"runs/{dp.id}/adapters/*"))
