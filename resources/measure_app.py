@@ -7,6 +7,11 @@ second once per process (the app pays it at start, when it asks the device), not
 
 ``python resources/measure_app.py chat-batch WORKSPACE RUN_A RUN_B PERSONA``: two chat replies in one
 mixed-adapter batch against the same two one after the other.
+
+``python resources/measure_app.py chat-beside-job WORKSPACE RUN PERSONA``: chat replies while a
+SmolLM2 training loop (forward and backward, registered as a computing job) runs in another process,
+with one thread (what chat does) against every core (what the Chat tab did before 2026-12-07); the
+seconds a reply and the loop's median step in each 20-second round.
 """
 
 from __future__ import annotations
@@ -80,11 +85,81 @@ def chat_batch(root: str, run_a: str, run_b: str, persona: str) -> None:
               f"(ratio {apart / together:.2f})")
 
 
+def train_loop(seconds: float) -> None:
+    import torch
+
+    from shpers_core.models.registry import load_base
+    from shpers_core.threads import computing
+
+    model = load_base("smollm2-135m-instruct", "cpu", "float32").model
+    model.requires_grad_(False)
+    ids = torch.randint(100, 5000, (4, 128))
+    with computing() as threads:
+        print("threads", threads, flush=True)
+        end = time.time() + seconds
+        while time.time() < end:
+            embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+            model(inputs_embeds=embeds, labels=ids).loss.backward()
+            print("step", time.time(), flush=True)
+
+
+def chat_beside_job(root: str, run_id: str, persona: str) -> None:
+    import statistics
+    import subprocess
+
+    from shpers_core.data import Message
+    from shpers_core.evaluation.streaming import stream_rows
+    from shpers_core.jobs.chat import ChatSession, stream_together
+    from shpers_core.threads import computing, physical_cores
+    from shpers_core.workspace import Workspace
+
+    session = ChatSession(Workspace.open(root), run_id, persona, max_new_tokens=64)
+    asks = ["Turn on the lights in the kitchen", "What's the weather like?", "Set the thermostat to 21 degrees",
+            "Tell me a long story about the living room lamp"]
+
+    def every_core(ask: str) -> None:
+        with computing(physical_cores(), register=False):
+            list(stream_rows(session.base, [(session.plan, persona, [Message("user", ask)], session.system_prompt)], 64))
+
+    def one_thread(ask: str) -> None:
+        list(stream_together([session], [[Message("user", ask)]]))
+
+    job = subprocess.Popen([sys.executable, __file__, "train-loop", "230"], stdout=subprocess.PIPE, text=True)
+    print(job.stdout.readline().strip(), "in the training loop")
+    time.sleep(25)
+    alone_until, rounds = time.time(), []
+    for _ in range(2):
+        for name, reply in (("every core", every_core), ("one thread", one_thread)):
+            start, replies = time.time(), 0
+            while time.time() - start < 20:
+                for ask in asks:
+                    reply(ask)
+                replies += len(asks)
+            rounds.append((name, start, time.time(), replies))
+            time.sleep(8)
+    job.wait()
+    steps = [float(line.split()[1]) for line in job.stdout if line.startswith("step")]
+
+    def median_step(a: float, b: float) -> str:
+        inside = [t for t in steps if a <= t <= b]
+        gaps = [y - x for x, y in zip(inside, inside[1:])]
+        return f"{statistics.median(gaps):.2f} s" if gaps else "no two steps"
+
+    print(f"training loop alone: step {median_step(alone_until - 20, alone_until)}")
+    for name, a, b, replies in rounds:
+        print(f"chat on {name}: {(b - a) / replies:.2f} s a reply ({replies} replies); "
+              f"training step {median_step(a, b)}")
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["map-stall"]:
         map_stall(int(argv[1]) if len(argv) > 1 else 40)
     elif argv[:1] == ["chat-batch"] and len(argv) == 5:
         chat_batch(*argv[1:])
+    elif argv[:1] == ["chat-beside-job"] and len(argv) == 4:
+        chat_beside_job(*argv[1:])
+    elif argv[:1] == ["train-loop"] and len(argv) == 2:
+        train_loop(float(argv[1]))
     else:
         print(__doc__)
         return 2

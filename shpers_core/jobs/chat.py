@@ -25,13 +25,14 @@ from shpers_core.workspace import Workspace
 
 class ChatSession:
     """A persona's way of answering in a run (its adapter, system prompt, soft prompt, KV prefix), rebuilt
-    from the run's ``plan.json``; ``run_id=None`` chats with the bare base model."""
+    from the run's ``plan.json``; ``run_id=None`` chats with the bare base model. ``persona_id=None``
+    takes the run's first persona (the dataset's first for the base model)."""
 
-    def __init__(self, workspace: Workspace, run_id: str | None, persona_id: str, *, base_model: str | None = None,
-                 max_new_tokens: int = 64):
+    def __init__(self, workspace: Workspace, run_id: str | None, persona_id: str | None, *,
+                 base_model: str | None = None, max_new_tokens: int = 64):
         self.workspace = workspace
-        self.persona_id = persona_id
         self.max_new_tokens = max_new_tokens
+        self.run_name = ""
         if run_id is not None:
             with RunStore(workspace.db_path) as store:
                 run = store.get_run(run_id)
@@ -41,16 +42,26 @@ class ChatSession:
             if run.status != "finished" or not plan_file.exists():
                 raise UserError(f"run {run.id} is {run.status}: only finished runs can be chatted with")
             recipes = json.loads(plan_file.read_text())
+            if persona_id is None and recipes:
+                persona_id = next(iter(recipes))
             if persona_id not in recipes:
-                raise UserError(f"run {run.id} was not trained for persona {persona_id!r}")
+                covered = list(recipes)
+                shown = (", ".join(covered[:5]) + (f", ... ({len(covered)} in all)" if len(covered) > 5 else "")
+                         if covered else "no persona")
+                raise UserError(f"run {run.id} was not trained for persona {persona_id!r}; it covers {shown}")
             self.recipe = recipes[persona_id]
+            self.run_name = run.name
             dataset_hash = run.dataset_hash
         else:
             self.spec = build_spec("base_model", base_model=base_model or DEFAULT_MODEL)
             self.run_id = None
-            self.recipe = EvalPlan().recipe(persona_id)
             dataset_hash = ""
         self.dataset = load_dataset_for(self.spec, workspace, dataset_hash)
+        if persona_id is None and self.dataset.persona_ids:
+            persona_id = self.dataset.persona_ids[0]
+        if run_id is None:
+            self.recipe = EvalPlan().recipe(persona_id)
+        self.persona_id = persona_id
         if persona_id not in self.dataset.personas:
             raise UserError(f"persona {persona_id!r} is not in the dataset")
         self.base = load_base_cached(self.spec.base_model, self.spec.device, self.spec.dtype)
@@ -120,7 +131,12 @@ def stream_together(sessions: list[ChatSession], histories: list[list[Message]])
     groups: dict[int, list[int]] = {}
     for i, s in enumerate(sessions):
         groups.setdefault(id(s.base), []).append(i)
-    for rows in groups.values():
+    with computing(register=False):  # one thread while a job trains beside the chat
+        yield from _stream_groups(sessions, histories, list(groups.values()))
+
+
+def _stream_groups(sessions: list[ChatSession], histories: list[list[Message]], groups: list[list[int]]):
+    for rows in groups:
         base = sessions[rows[0]].base
         limit = max(sessions[i].max_new_tokens for i in rows)
         started = dict.fromkeys(rows, False)
