@@ -28,6 +28,7 @@ from shpers_core.distributed.channel import RemoteReporter, new_channel
 from shpers_core.distributed.connection import connect
 from shpers_core.distributed.models import load_on_worker, model_ref
 from shpers_core.distributed.options import shared_path, worker_options
+from shpers_core.distributed.scratch import worker_scratch
 from shpers_core.distributed.transfer import read_tree, unpack, write_files
 from shpers_core.distributed.watcher import CheckpointWatcher
 from shpers_core.events import JobCancelled, Log, Reporter
@@ -82,40 +83,39 @@ def _train_worker(config: dict) -> None:
     if rank == 0:
         # The driver learns worker 0's process (a test kills it, as a crashed node would).
         reporter.send(("worker", os.getpid()))
-    scratch = Path(tempfile.mkdtemp(prefix="shpers-ddp-"))
-    watcher = None
-    try:
-        write_files(scratch, config["checkpoint_files"])
-        checkpoint_dir = scratch / config["checkpoint_rel"]
-        if rank == 0:
-            watcher = CheckpointWatcher(scratch, config["run_id"], reporter.send, shared=config["shared"])
-            watcher.start()
-        base = load_on_worker(config["model"], config["device"], config["dtype"], reporter.log)
-        outcome = "finished"
+    with worker_scratch("ddp") as scratch:
+        watcher = None
         try:
-            result = fit_adapter(base.model, config["pad_id"], config["train"], config["val"], config["lora"],
-                                 config["train_params"], reporter, checkpoint_dir=checkpoint_dir,
-                                 series=config["series"], data_parallel=TorchDataParallel(rank, world))
-        except JobCancelled:
-            outcome, result = "cancelled", None
-        except Exception as exc:
-            # Worker 0's own error (a diverged loss is a UserError) reaches the job as itself, not
-            # as Ray Train's wrapper; the group then ends.
+            write_files(scratch, config["checkpoint_files"])
+            checkpoint_dir = scratch / config["checkpoint_rel"]
+            if rank == 0:
+                watcher = CheckpointWatcher(scratch, config["run_id"], reporter.send, shared=config["shared"])
+                watcher.start()
+            base = load_on_worker(config["model"], config["device"], config["dtype"], reporter.log)
+            outcome = "finished"
+            try:
+                result = fit_adapter(base.model, config["pad_id"], config["train"], config["val"], config["lora"],
+                                     config["train_params"], reporter, checkpoint_dir=checkpoint_dir,
+                                     series=config["series"], data_parallel=TorchDataParallel(rank, world))
+            except JobCancelled:
+                outcome, result = "cancelled", None
+            except Exception as exc:
+                # Worker 0's own error (a diverged loss is a UserError) reaches the job as itself, not
+                # as Ray Train's wrapper; the group then ends.
+                if rank == 0:
+                    watcher.stop()
+                    try:
+                        reporter.send(("result", {"outcome": "failed", "error": exc}))
+                    except Exception:  # noqa: BLE001 - an error that does not pickle: Ray Train's report stands
+                        log.exception("sending worker 0's error")
+                raise
             if rank == 0:
                 watcher.stop()
-                try:
-                    reporter.send(("result", {"outcome": "failed", "error": exc}))
-                except Exception:  # noqa: BLE001 - an error that does not pickle: Ray Train's report stands
-                    log.exception("sending worker 0's error")
-            raise
-        if rank == 0:
-            watcher.stop()
-            watcher.scan()  # the checkpoint written on the way out
-            reporter.send(("result", {"outcome": outcome, "result": result}))
-    finally:
-        if rank == 0:
-            reporter.close()
-        shutil.rmtree(scratch, ignore_errors=True)
+                watcher.scan()  # the checkpoint written on the way out
+                reporter.send(("result", {"outcome": outcome, "result": result}))
+        finally:
+            if rank == 0:
+                reporter.close()
 
 
 def _lost(exc: BaseException) -> bool:

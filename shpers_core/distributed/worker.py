@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import tempfile
 import traceback
@@ -13,6 +12,7 @@ from shpers_core.distributed.channel import RemoteReporter
 from shpers_core.distributed.models import ModelRef, load_on_worker
 from shpers_core.distributed.options import RayOptions, set_worker_options, shared_path
 from shpers_core.distributed.placement import Placed
+from shpers_core.distributed.scratch import worker_scratch
 from shpers_core.distributed.transfer import put_shared, read_shared, read_tree, run_ids, write_files
 from shpers_core.distributed.watcher import CheckpointWatcher
 from shpers_core.errors import UserError
@@ -54,40 +54,39 @@ def run_on_worker(spec_dict: dict, run_id: str, seed_db: bytes, files: dict | st
     options = options or RayOptions()
     set_worker_options(options)
     shared = shared_path(options, run_id)
-    scratch = Path(tempfile.mkdtemp(prefix="shpers-ray-"))
-    reporter = RemoteReporter(channel)
-    try:
-        ws = Workspace.open(scratch)
-        ws.db_path.write_bytes(seed_db)
-        write_files(ws.root, read_shared(shared, files) if isinstance(files, str) else files)
-        ctx = ray.get_runtime_context()
-        reporter.emit(Placed(ctx.get_node_id()[:12], os.getpid(), tuple(str(g) for g in ray.get_gpu_ids()), attempt,
-                             ip=ray.util.get_node_ip_address()))
-        watcher = CheckpointWatcher(ws.root, run_id, reporter.send, shared=shared)
-        watcher.start()
-        outcome, message, tb = "finished", "", ""
-        spec = JobSpec.from_dict(spec_dict)
+    with worker_scratch("ray") as scratch:
+        reporter = RemoteReporter(channel)
         try:
-            base = load_on_worker(model or ModelRef(spec.base_model), spec.device, spec.dtype, reporter.log)
-            run_job(spec, ws, reporter, dataset=dataset, run_id=run_id, base=base)
-        except JobCancelled:
-            outcome = "cancelled"
-        except UserError as exc:
-            outcome, message = "user_error", str(exc)
-        except Exception as exc:  # noqa: BLE001 - sent to the driver, which raises it
-            outcome, message, tb = "failed", explain_failure(exc), traceback.format_exc()
-        watcher.stop()
-        db = _db_bytes(ws.db_path)
-        seeded = set(run_ids(seed_db))
-        mine = [rid for rid in run_ids(db) if rid not in seeded]
-        out_files = {}
-        for rid in [run_id, *mine]:
-            out_files.update(read_tree(ws.root, Path("runs") / rid))
-        if shared is not None:
-            out_files = put_shared(shared, out_files)
-        return {"outcome": outcome, "message": message, "traceback": tb, "db": db, "files": out_files,
-                "new_runs": mine}
-    finally:
-        set_worker_options(None)
-        reporter.close()
-        shutil.rmtree(scratch, ignore_errors=True)
+            ws = Workspace.open(scratch)
+            ws.db_path.write_bytes(seed_db)
+            write_files(ws.root, read_shared(shared, files) if isinstance(files, str) else files)
+            ctx = ray.get_runtime_context()
+            reporter.emit(Placed(ctx.get_node_id()[:12], os.getpid(), tuple(str(g) for g in ray.get_gpu_ids()), attempt,
+                                 ip=ray.util.get_node_ip_address()))
+            watcher = CheckpointWatcher(ws.root, run_id, reporter.send, shared=shared)
+            watcher.start()
+            outcome, message, tb = "finished", "", ""
+            spec = JobSpec.from_dict(spec_dict)
+            try:
+                base = load_on_worker(model or ModelRef(spec.base_model), spec.device, spec.dtype, reporter.log)
+                run_job(spec, ws, reporter, dataset=dataset, run_id=run_id, base=base)
+            except JobCancelled:
+                outcome = "cancelled"
+            except UserError as exc:
+                outcome, message = "user_error", str(exc)
+            except Exception as exc:  # noqa: BLE001 - sent to the driver, which raises it
+                outcome, message, tb = "failed", explain_failure(exc), traceback.format_exc()
+            watcher.stop()
+            db = _db_bytes(ws.db_path)
+            seeded = set(run_ids(seed_db))
+            mine = [rid for rid in run_ids(db) if rid not in seeded]
+            out_files = {}
+            for rid in [run_id, *mine]:
+                out_files.update(read_tree(ws.root, Path("runs") / rid))
+            if shared is not None:
+                out_files = put_shared(shared, out_files)
+            return {"outcome": outcome, "message": message, "traceback": tb, "db": db, "files": out_files,
+                    "new_runs": mine}
+        finally:
+            set_worker_options(None)
+            reporter.close()
