@@ -26,7 +26,12 @@ together with the others, and a verdict per row; runs that differ only in their 
 workspace where it stopped offers to continue it). Its <i>Differences</i> tab draws
 each row's difference and interval on one axis, so rows whose interval crosses zero stand out.</li>
 <li><b>Chat.</b> In <i>Chat</i>, pick a persona and a run; put a second run <i>Beside</i> it to see both
-answer the same conversation. <i>Load a test dialogue</i> shows the reference reply next to them.</li>
+answer the same conversation. <i>Load a test dialogue</i> shows the reference reply next to them.
+From a terminal, <code>shpers chat RUN --persona ID</code> answers the same way.</li>
+<li><b>Stopping and coming back.</b> <i>Cancel</i> (Ctrl+.) stops a job at its next step with a checkpoint;
+<i>Resume</i> in its Jobs row, or <i>Resume from checkpoint</i> in the Results tab's menu after a restart,
+continues it in the same run. Jobs running or waiting when the window closes are offered again, in the
+Jobs tab, the next time this workspace opens.</li>
 </ol>
 """
 
