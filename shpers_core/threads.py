@@ -9,13 +9,17 @@ spinning thread pools on the same cores slow each other several times over.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import shpers_core
 from shpers_core.store.host import pid_alive
 from shpers_core.workspace import cache_dir
+
+log = logging.getLogger(__name__)
 
 
 def physical_cores() -> int:
@@ -85,6 +89,19 @@ def threads_now() -> int:
 
 
 _depth = 0
+_warned = False
+
+
+def _warn_if_spinning() -> None:
+    """Say once why sharing the cores is slow in a program that imported torch before the engine."""
+    global _warned
+    if _warned or not shpers_core.SPINNING_THREADS or not other_busy_processes():
+        return
+    _warned = True
+    log.warning("torch was imported before shpers_core, so its OpenMP threads spin while idle and this "
+                "process and the other one computing now slow each other several times over (a chat reply "
+                "beside a training job took 5-20 s instead of 1.3 s); set OMP_WAIT_POLICY=PASSIVE before "
+                "importing torch, or import shpers_core first")
 
 
 @contextmanager
@@ -108,6 +125,7 @@ def computing(threads: int | None = None, *, register: bool = True) -> Iterator[
             _depth -= 1
         return
     n = threads or threads_now()
+    _warn_if_spinning()
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     marker: Path | None = None

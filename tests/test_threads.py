@@ -29,3 +29,27 @@ def test_a_job_alone_uses_every_physical_core_and_a_second_one_thread(shpers_cac
 def test_chat_does_not_count_as_a_computing_process(shpers_cache):
     with threads.computing(register=False):
         assert not list((shpers_cache / "busy").iterdir())
+
+
+SHARE = """
+import os, subprocess, sys
+{first}
+from shpers_core import threads
+job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+(threads._busy_dir() / str(job.pid)).touch()  # a training job computing beside this process
+with threads.computing() as n:
+    print("threads", n)
+job.kill()
+"""
+
+
+def test_a_program_that_imported_torch_first_is_told_why_sharing_is_slow(shpers_cache):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    warned = []
+    for first in ("import torch", "import shpers_core, torch"):
+        out = subprocess.run([sys.executable, "-c", SHARE.format(first=first)], capture_output=True, text=True,
+                             env=env, check=True)
+        assert "threads 1" in out.stdout
+        warned.append("torch was imported before shpers_core" in out.stderr)
+    assert warned == [True, False]
