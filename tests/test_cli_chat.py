@@ -164,3 +164,26 @@ def test_chat_beside_a_computing_process_takes_one_thread(workspace, shpers_cach
     finally:
         job.kill()
         job.wait()
+
+
+def test_beside_asks_a_second_run_the_same_conversation_each_with_its_own_replies(workspace, shpers_cache):
+    root, run_id = workspace
+    rc, out, err = shpers(root, "chat", run_id, "--beside", "base", "-m", "Lights on", "-m", "Now off",
+                          "--max-new-tokens", "5", "--json")
+    assert rc == 0, err
+    got = json.loads(out)
+    assert got["run"] == run_id and got["beside_run"] is None
+    ws = Workspace.open(root)
+    sessions = [ChatSession(ws, run_id, COVERED[0], max_new_tokens=5),
+                ChatSession(ws, None, COVERED[0], base_model="tiny-qwen2", max_new_tokens=5)]
+    for session, replies in zip(sessions, ([t["assistant"] for t in got["turns"]],
+                                           [t["beside"]["assistant"] for t in got["turns"]])):
+        # Each side's second message follows its own first reply.
+        asked = [Message("user", "Lights on")]
+        assert replies[0] == session.reply(asked)
+        asked += [Message("assistant", replies[0]), Message("user", "Now off")]
+        assert replies[1] == session.reply(asked)
+    rc, out, err = shpers(root, "chat", run_id, "--beside", "base", "-m", "Lights on", "--max-new-tokens", "5")
+    assert rc == 0, err
+    assert out.splitlines() == [f"A: {got['turns'][0]['assistant']}", f"B: {got['turns'][0]['beside']['assistant']}"]
+    assert "A's reply 1 was cut off" in err and "B's reply 1 was cut off" in err

@@ -2,14 +2,14 @@
 
 Interactive on a terminal (replies stream token by token; Ctrl+C stops a reply). Scriptable: the
 messages given with ``-m``, or one per line on a piped stdin, are asked in turn in one conversation
-and each reply is printed on its own line (``--json``: one object with every turn).
+and each reply is printed on its own line (``--json``: one object with every turn). ``--beside``
+asks a second run the same conversation in the same mixed-adapter batch, as the Chat tab's Beside.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 
 from shpers_core.cli.commands import command_help
 from shpers_core.data.schema import Message
@@ -17,6 +17,9 @@ from shpers_core.errors import UserError
 from shpers_core.workspace import Workspace
 
 HELP = "/quit or Ctrl+D ends the chat; /reset starts a new conversation; Ctrl+C stops a reply"
+# What --beside takes for the bare base model instead of a run id.
+BASE = "base"
+LABELS = ("A", "B")
 
 
 def add_parser(sub) -> None:
@@ -30,6 +33,9 @@ def add_parser(sub) -> None:
     p.add_argument("--persona", default=None, metavar="ID",
                    help="the persona to talk to (default: the run's first persona)")
     p.add_argument("--model", default=None, help="base model name, local folder or hub id, without RUN only")
+    p.add_argument("--beside", default=None, metavar="RUN",
+                   help=f"a second finished run (or '{BASE}': the bare base model) answering the same conversation "
+                        "for the same persona; replies are labelled A and B")
     p.add_argument("-m", "--message", action="append", default=[], metavar="TEXT",
                    help="a message to send; repeat for a conversation (then nothing is read from the terminal)")
     p.add_argument("--max-new-tokens", type=int, default=64, metavar="N",
@@ -50,24 +56,38 @@ def chat(args) -> int:
     scripted = bool(args.message) or args.json or not sys.stdin.isatty()
     if not scripted:
         print("Loading the model...", file=sys.stderr, flush=True)
-    session = ChatSession(Workspace.open(args.workspace), args.run, args.persona, base_model=args.model,
-                          max_new_tokens=args.max_new_tokens)
+    ws = Workspace.open(args.workspace)
+    sessions = [ChatSession(ws, args.run, args.persona, base_model=args.model, max_new_tokens=args.max_new_tokens)]
+    if args.beside is not None:
+        first = sessions[0]
+        beside = None if args.beside == BASE else args.beside
+        sessions.append(ChatSession(ws, beside, first.persona_id, max_new_tokens=args.max_new_tokens,
+                                    base_model=first.spec.base_model if beside is None else None))
     if not scripted:
-        return _interactive(session)
+        return _interactive(sessions)
     messages = args.message or [line.strip() for line in sys.stdin if line.strip()]
     turns = []
-    history: list[Message] = []
-    for text in messages:
-        reply, truncated, _ = _ask(session, history, text, None)
-        turns.append({"user": text, "assistant": reply, "truncated": truncated})
-        if not args.json:
-            print(reply, flush=True)
+    histories: list[list[Message]] = [[] for _ in sessions]
+    for number, text in enumerate(messages, 1):
+        answers, _ = _ask(sessions, histories, text)
+        turn = {"user": text, "assistant": answers[0][0], "truncated": answers[0][1]}
+        if len(sessions) > 1:
+            turn["beside"] = {"assistant": answers[1][0], "truncated": answers[1][1]}
+        turns.append(turn)
+        if args.json:
+            continue
+        for label, (reply, truncated) in zip(LABELS, answers):
+            print(f"{label}: {reply}" if len(sessions) > 1 else reply, flush=True)
             if truncated:
-                print(f"shpers: warning: reply {len(turns)} was cut off at the {args.max_new_tokens}-token limit "
+                which = f"{label}'s reply" if len(sessions) > 1 else "reply"
+                print(f"shpers: warning: {which} {number} was cut off at the {args.max_new_tokens}-token limit "
                       "(raise --max-new-tokens for longer replies)", file=sys.stderr)
     if args.json:
-        print(json.dumps({"persona": session.persona_id, "run": session.run_id, "base_model": session.spec.base_model,
-                          "turns": turns}, ensure_ascii=False, indent=2))
+        first = sessions[0]
+        out = {"persona": first.persona_id, "run": first.run_id, "base_model": first.spec.base_model}
+        if len(sessions) > 1:
+            out["beside_run"] = sessions[1].run_id
+        print(json.dumps({**out, "turns": turns}, ensure_ascii=False, indent=2))
     return 0
 
 
@@ -81,43 +101,59 @@ def describe(session) -> str:
     return f"{session.persona_id} through {who}"
 
 
-def _pieces(session, history: list[Message], text: str) -> Iterator:
+def _ask(sessions: list, histories: list[list[Message]], text: str,
+         out=None) -> tuple[list[tuple[str, bool]], bool]:
+    """Ask ``text`` after each session's history, in one batch, and add both to the histories.
+
+    Returns each session's (reply, cut at the token limit) and whether Ctrl+C stopped the replies,
+    which keeps what came so far. With ``out``, the first session's reply is written there as it grows.
+    """
     from shpers_core.jobs.chat import stream_together  # lazy: torch
 
-    return stream_together([session], [[*history, Message("user", text)]])
-
-
-def _ask(session, history: list[Message], text: str, out) -> tuple[str, bool, bool]:
-    """Ask ``text`` after ``history`` and add both to it: (the reply, cut at the token limit, stopped).
-
-    With ``out``, the reply is written there as it grows; Ctrl+C stops it, keeping what came so far.
-    """
-    parts: list[str] = []
-    truncated = stopped = False
-    pieces = _pieces(session, history, text)
+    parts: list[list[str]] = [[] for _ in sessions]
+    truncated = [False] * len(sessions)
+    stopped = False
+    pieces = stream_together(sessions, [[*h, Message("user", text)] for h in histories])
     try:
         for piece in pieces:
-            parts.append(piece.text)
-            truncated = truncated or piece.truncated
-            if out is not None and piece.text:
+            parts[piece.row].append(piece.text)
+            truncated[piece.row] = truncated[piece.row] or piece.truncated
+            if out is not None and piece.row == 0 and piece.text:
                 out.write(piece.text)
                 out.flush()
     except KeyboardInterrupt:
         stopped = True
     finally:
         pieces.close()  # the batch's adapters come off the model even when stopped
-    reply = "".join(parts).strip()
-    history += [Message("user", text), Message("assistant", reply)]
-    return reply, truncated, stopped
+    replies = ["".join(p).strip() for p in parts]
+    for history, reply in zip(histories, replies):
+        history += [Message("user", text), Message("assistant", reply)]
+    return list(zip(replies, truncated)), stopped
 
 
-def _interactive(session) -> int:
+def _ending(truncated: bool, stopped: bool, limit: int) -> str:
+    if stopped:
+        return " (stopped)"
+    if truncated:
+        return f" (cut off at the {limit}-token limit: start again with a larger --max-new-tokens for longer replies)"
+    return ""
+
+
+def _interactive(sessions: list) -> int:
     try:
         import readline  # noqa: F401 - line editing and history for input(), where the platform has it
     except ImportError:
         pass
-    print(f"Chatting with {describe(session)}.\n({HELP})")
-    history: list[Message] = []
+    if len(sessions) == 1:
+        print(f"Chatting with {describe(sessions[0])}.")
+        prompts = ["assistant> "]
+    else:
+        for label, session in zip(LABELS, sessions):
+            print(f"{label}: {describe(session)}")
+        prompts = [f"{label}> " for label in LABELS]
+    print(f"({HELP})")
+    histories: list[list[Message]] = [[] for _ in sessions]
+    limit = sessions[0].max_new_tokens
     while True:
         try:
             text = input("you> ").strip()
@@ -129,16 +165,14 @@ def _interactive(session) -> int:
         if text in ("/quit", "/exit"):
             return 0
         if text == "/reset":
-            history.clear()
+            for history in histories:
+                history.clear()
             print("(a new conversation)")
             continue
-        sys.stdout.write("assistant> ")
+        sys.stdout.write(prompts[0])
         sys.stdout.flush()
-        _, truncated, stopped = _ask(session, history, text, sys.stdout)
-        if stopped:
-            print(" (stopped)")
-        elif truncated:
-            print(f" (cut off at the {session.max_new_tokens}-token limit: start again with a larger "
-                  "--max-new-tokens for longer replies)")
-        else:
-            print()
+        answers, stopped = _ask(sessions, histories, text, sys.stdout)
+        print(_ending(answers[0][1], stopped, limit))
+        # The second reply grew in the same batch; it is shown whole once the first has streamed.
+        for prompt, (reply, truncated) in zip(prompts[1:], answers[1:]):
+            print(f"{prompt}{reply}{_ending(truncated, stopped, limit)}")
