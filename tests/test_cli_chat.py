@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_workspace import ROOT, shpers
+from cli_workspace import ROOT, make_workspace, shpers
 
-from shpers_core.data import Message, generate_dataset, write_jsonl
+from shpers_core.data import Message
 from shpers_core.events import CollectingReporter
 from shpers_core.jobs.chat import ChatSession, stream_together
 from shpers_core.jobs.runner import run_job
@@ -35,8 +35,7 @@ def workspace(tmp_path_factory, models_cache) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("chatcli")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SHPERS_CACHE", str(models_cache))
-        ws = Workspace.open(root)
-        write_jsonl(generate_dataset(n_personas=3, dialogues_per_persona=6), ws.dataset_path)
+        ws = Workspace.open(make_workspace(root, personas=3))
         spec = build_spec("unified_lora", {"train.num_epochs": 1, "eval.max_new_tokens": 4,
                                            "eval.max_test_dialogues": 1},
                           base_model="tiny-qwen2", name="unified", personas=COVERED)

@@ -132,19 +132,15 @@ def stream_together(sessions: list[ChatSession], histories: list[list[Message]])
     for i, s in enumerate(sessions):
         groups.setdefault(id(s.base), []).append(i)
     with computing(register=False):  # one thread while a job trains beside the chat
-        yield from _stream_groups(sessions, histories, list(groups.values()))
-
-
-def _stream_groups(sessions: list[ChatSession], histories: list[list[Message]], groups: list[list[int]]):
-    for rows in groups:
-        base = sessions[rows[0]].base
-        limit = max(sessions[i].max_new_tokens for i in rows)
-        started = dict.fromkeys(rows, False)
-        batch = [(sessions[i].plan, sessions[i].persona_id, list(histories[i]), sessions[i].system_prompt) for i in rows]
-        for piece in streaming.stream_rows(base, batch, limit):
-            row = rows[piece.row]
-            text = piece.text
-            if not started[row]:
-                text = text.lstrip()
-                started[row] = bool(text)
-            yield replace(piece, row=row, text=text)
+        for rows in groups.values():
+            base = sessions[rows[0]].base
+            limit = max(sessions[i].max_new_tokens for i in rows)
+            started = dict.fromkeys(rows, False)
+            batch = [(sessions[i].plan, sessions[i].persona_id, list(histories[i]), sessions[i].system_prompt) for i in rows]
+            for piece in streaming.stream_rows(base, batch, limit):
+                row = rows[piece.row]
+                text = piece.text
+                if not started[row]:
+                    text = text.lstrip()
+                    started[row] = bool(text)
+                yield replace(piece, row=row, text=text)
