@@ -100,6 +100,15 @@ class JobQueue(QObject):
         self._start_waiting()
         return job
 
+    def submit_once(self, spec: JobSpec, estimate=None) -> Job:
+        """Queue ``spec`` unless a job for the very same spec is waiting or running; return that job then.
+
+        A study continued from the Launch tab and the jobs offered after a restart can name the same
+        rows; without this each would run twice.
+        """
+        same = next((j for j in self.jobs if j.status in ACTIVE and j.spec == spec), None)
+        return same if same is not None else self.submit(spec, estimate=estimate)
+
     def resume(self, run_id: str, spec: JobSpec) -> Job:
         """Continue ``run_id`` from its checkpoint, in the row of the job that ran it if there is one."""
         job = next((j for j in self.jobs if j.run_id == run_id), None)

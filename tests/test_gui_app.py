@@ -336,6 +336,34 @@ def test_jobs_left_when_the_app_closes_are_offered_when_it_opens_again(qtbot, tm
     assert not pending_path(ws.root).exists()  # nothing was active at this close
 
 
+def test_a_study_queued_again_after_a_restart_runs_each_row_once(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from shpers_core.jobs.study import STUDY_STEPS
+
+    ws = Workspace(generated_workspace(tmp_path / "ws", 3))
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    with open_window(qtbot, ws.root, tmp_path) as first:
+        first.session.jobs.max_running = 0  # the study waits: the window closes with every row left
+        first.launcher.base_model.setCurrentText("tiny-qwen2")
+        assert len(first.launcher.queue_study()) == len(STUDY_STEPS)
+    for order in ("offer first", "study first"):
+        with open_window(qtbot, ws.root, tmp_path) as again:
+            queue = again.session.jobs
+            queue.max_running = 0
+            again.launcher.base_model.setCurrentText("tiny-qwen2")
+            assert again.jobs.pending_box.isVisibleTo(again.jobs), order
+            steps = [again.jobs.queue_pending, again.launcher.queue_study]
+            offered, studied = steps if order == "offer first" else steps[::-1]
+            before = offered()
+            after = studied()
+            assert len(before) == len(after) == len(queue.jobs) == len(STUDY_STEPS), order
+            assert [id(j) for j in before] == [id(j) for j in after], order  # the same queued jobs, not copies
+            again.jobs.offer_pending([])  # leave the offer for the next window, as closing writes it again
+    with RunStore(ws.db_path) as store:
+        assert store.list_runs() == []  # nothing ran
+
+
 def test_a_bad_dataset_names_where_and_why(window, qtbot, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QMessageBox
 

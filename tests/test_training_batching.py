@@ -48,3 +48,10 @@ def test_a_run_recorded_before_grouping_resumes_with_its_own_batches():
     stored = spec.to_dict()
     del stored["train"]["group_by_length"]
     assert JobSpec.from_dict(stored).train.group_by_length is False
+
+
+def test_every_study_row_reads_back_from_the_store_as_the_same_spec():
+    from shpers_core.jobs.study import study_specs
+
+    for spec in study_specs("smoke", ["p1", "p2"], base_model="tiny-qwen2"):
+        assert JobSpec.from_dict(spec.to_dict()) == spec, spec.name

@@ -111,8 +111,9 @@ class JobSpec:
         """A spec from :meth:`to_dict`'s shape; missing groups and fields take today's defaults."""
         values = dict(values)
         method = values.pop("method")
-        if isinstance(values.get("train"), dict) and "group_by_length" not in values["train"]:
+        if isinstance(values.get("train"), dict) and values["train"] and "group_by_length" not in values["train"]:
             # Recorded before batches were grouped by length: resuming must replay the same batches.
+            # (An empty group is one the method does not show: it keeps today's defaults.)
             values["train"] = {**values["train"], "group_by_length": False}
         try:
             groups = {group: default_params(method, group).replace(**(values.pop(group, None) or {}))

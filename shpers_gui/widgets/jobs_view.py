@@ -315,7 +315,7 @@ class JobsView(QWidget):
         store = self.session.store()
         for pending in self.pending:
             if not pending.run_id:
-                jobs.append(self.queue.submit(pending.spec))
+                jobs.append(self.queue.submit_once(pending.spec))
                 continue
             try:
                 status = store.get_run(pending.run_id).status

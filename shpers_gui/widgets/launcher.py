@@ -336,7 +336,7 @@ class LauncherView(QWidget):
 
     def _submit(self, specs, estimates=None) -> list:
         estimates = estimates or [None] * len(specs)
-        jobs = [self.session.jobs.submit(s, estimate=e) for s, e in zip(specs, estimates)]
+        jobs = [self.session.jobs.submit_once(s, estimate=e) for s, e in zip(specs, estimates)]
         self.submitted.emit(jobs)
         return jobs
 
@@ -474,7 +474,7 @@ class LauncherView(QWidget):
             if row.state == engine.get("RESUME"):
                 jobs.append(self.session.jobs.resume(row.run_id, row.spec))
             elif row.state == engine.get("NEW"):
-                jobs.append(self.session.jobs.submit(row.spec, estimate=estimate))
+                jobs.append(self.session.jobs.submit_once(row.spec, estimate=estimate))
         self.submitted.emit(jobs)
         return jobs
 
