@@ -12,7 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("shpers_core.cli.run_cmd", "train and evaluate one method"),
     "methods": ("shpers_core.cli.run_cmd", "list methods, or show one method's parameters"),
     "chat": ("shpers_core.cli.chat_cmd", "chat with a persona's assistant from a finished run, or the base model"),
-    "runs": ("shpers_core.cli.runs_cmd", "list, inspect, compare, export, resume or delete stored runs"),
+    "runs": ("shpers_core.cli.runs_cmd", "list, inspect, compare, read the replies of, export, resume or delete stored runs"),
     "study": ("shpers_core.cli.study_cmd", "run the whole study and print its results table"),
     "sweep": ("shpers_core.cli.sweep_cmd", "run one method once per value of one parameter"),
     "workspace": ("shpers_core.cli.workspace_cmd", "look after the workspace folder"),

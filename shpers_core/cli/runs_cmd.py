@@ -1,12 +1,10 @@
-"""``shpers runs list|show|compare|export|resume|delete``."""
+"""``shpers runs list|show|compare|export|resume|delete|cancel|rename|note`` (``replies``: its own module)."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +12,9 @@ from shpers_core.atomic import atomic_write_text
 from shpers_core.cli.commands import command_help
 from shpers_core.cli.executor_args import add_executor_args, job_runner
 from shpers_core.cli.progress import ProgressPrinter
+from shpers_core.cli.replies_cmd import add_parser as add_replies_parser
 from shpers_core.cli.stopping import stop_on_signals
+from shpers_core.cli.stored_runs import one_line, open_store, strict_json
 from shpers_core.errors import UserError
 from shpers_core.evaluation.likeness import unlike_settings
 from shpers_core.evaluation.metrics import METRIC_NAMES
@@ -25,12 +25,10 @@ from shpers_core.export.folder import describe_os_error
 from shpers_core.jobs.delete import delete_run as delete
 from shpers_core.jobs.delete import (
     discard_progress,
-    finish_pending_deletes,
     human_size,
     plan_delete,
     resolve_run_id,
 )
-from shpers_core.store import RunStore, StoreError
 from shpers_core.store.host import host_name, pid_alive
 from shpers_core.workspace import Workspace
 
@@ -53,6 +51,8 @@ def add_parser(sub) -> None:
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true", help="print the run as one JSON object, for scripts")
     show.set_defaults(func=show_run)
+
+    add_replies_parser(rs)
 
     cmp_ = rs.add_parser("compare", help="paired comparison of two runs on their shared personas")
     cmp_.add_argument("run_a")
@@ -117,39 +117,6 @@ def add_parser(sub) -> None:
     note.set_defaults(func=note_run)
 
 
-def _store(args):
-    ws = Workspace.open(args.workspace)
-    store = RunStore(ws.db_path)
-    try:
-        # A delete cut short (a kill) is finished the next time the workspace is opened.
-        finish_pending_deletes(ws, store)
-    except StoreError:
-        store.close()
-        raise
-    except UserError as exc:  # a file that cannot be removed: say so, and go on with the command
-        print(f"shpers: warning: {exc}", file=sys.stderr)
-    return store
-
-
-def one_line(text: str) -> str:
-    """A user's text for a one-line listing: a newline or other control character cannot fake a row."""
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-
-
-def _dumps(value) -> str:
-    """Strict JSON for scripts: a NaN or infinite score (a diverged run) becomes null, not ``NaN``."""
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(value), indent=1, default=str, allow_nan=False)
-
-
 def _run_json(store, run, full: bool) -> dict:
     record = {k: v for k, v in vars(run).items() if full or k != "params"}
     scored = run.status == "finished"  # a run whose evaluation did not finish has no scores to show
@@ -161,12 +128,12 @@ def _run_json(store, run, full: bool) -> dict:
 
 
 def list_runs(args) -> int:
-    with _store(args) as store:
+    with open_store(args) as store:
         runs = store.list_runs(status=args.status, method=args.method)
         if getattr(args, "tag", None):
             runs = [r for r in runs if args.tag in r.tags]
         if args.json:
-            print(_dumps([_run_json(store, r, full=False) for r in runs]))
+            print(strict_json([_run_json(store, r, full=False) for r in runs]))
             return 0
         if not runs:
             print("no runs yet")
@@ -181,7 +148,7 @@ def list_runs(args) -> int:
 
 
 def rename_run(args) -> int:
-    with _store(args) as store:
+    with open_store(args) as store:
         rid = store.rename_run(args.run_id, args.name)  # StoreError (a UserError) for a taken or empty name
     print(f"renamed {rid} to {one_line(args.name.strip())}")
     return 0
@@ -195,7 +162,7 @@ def note_run(args) -> int:
         fields["notes"] = args.notes
     if args.tags is not None:
         fields["tags"] = [t for t in args.tags.split(",") if t.strip()]
-    with _store(args) as store:
+    with open_store(args) as store:
         store.update_run(args.run_id, **fields)
         run = store.get_run(args.run_id)
     print(f"{run.id}: tags {', '.join(run.tags) or '(none)'}" + (f"; notes {one_line(run.notes)}" if run.notes else ""))
@@ -203,10 +170,10 @@ def note_run(args) -> int:
 
 
 def show_run(args) -> int:
-    with _store(args) as store:
+    with open_store(args) as store:
         run = store.get_run(args.run_id)
         if args.json:
-            print(_dumps(_run_json(store, run, full=True)))
+            print(strict_json(_run_json(store, run, full=True)))
             return 0
         print(f"run {run.id}  {one_line(run.name)}\nmethod {run.method}  base model {run.base_model}  status {run.status}")
         if run.error:
@@ -245,7 +212,7 @@ def _print_metrics(by_subset: dict[str, dict[str, float]]) -> None:
 
 
 def compare_runs(args) -> int:
-    with _store(args) as store:
+    with open_store(args) as store:
         a = store.persona_scores(args.run_a, metric=args.metric, subset=args.subset)
         b = store.persona_scores(args.run_b, metric=args.metric, subset=args.subset)
         run_a, run_b = store.get_run(args.run_a), store.get_run(args.run_b)
@@ -267,7 +234,7 @@ def compare_runs(args) -> int:
 def export_runs(args) -> int:
     if args.to or args.persona:
         return export_persona_model(args)
-    with _store(args) as store:
+    with open_store(args) as store:
         rows = study_rows(store, args.run_ids or None, pool_seeds=args.pool_seeds)
     text = to_csv(rows) if args.format == "csv" else to_markdown(rows)
     if args.out:
@@ -312,7 +279,7 @@ def resume_run(args) -> int:
 
     run_job = job_runner(args)  # --ray-address without --executor ray is refused before anything changes
     ws = Workspace.open(args.workspace)
-    with _store(args) as store:
+    with open_store(args) as store:
         run = store.get_run(args.run_id)
     if run.status not in ("interrupted", "cancelled", "failed"):
         raise UserError(f"run {run.id} is {run.status}; only interrupted, cancelled or failed runs resume")
@@ -338,7 +305,7 @@ def _confirm(question: str) -> bool:
 
 def delete_run(args) -> int:
     ws = Workspace.open(args.workspace)
-    with _store(args) as store:
+    with open_store(args) as store:
         run_id = resolve_run_id(store, args.run_id, confirmed=args.yes)
         plan = plan_delete(ws, store, run_id)
         if not args.yes:
@@ -352,7 +319,7 @@ def delete_run(args) -> int:
 
 def cancel_run(args) -> int:
     """Queued: cancelled at once. Running here: asked to stop (SIGTERM), which checkpoints and marks it cancelled."""
-    with _store(args) as store:
+    with open_store(args) as store:
         run = store.get_run(args.run_id)
         if run.status == "queued":
             store.cancel_run(run.id)

@@ -1,0 +1,163 @@
+"""``shpers runs replies RUN``: a run's stored replies to its test turns, beside the references.
+
+The app's Grid shows them when a cell is clicked; this is the same reading for a terminal. Each
+test turn gives the user's message (``--history``: the whole conversation before it), the run's
+reply with its score, a second run's reply to the same turn (``--beside``) and the reference.
+``--worst N`` keeps the N turns where the run scored lowest, or lowest against the second run:
+where to start reading why a method loses.
+"""
+
+from __future__ import annotations
+
+import math
+
+from shpers_core.cli.stored_runs import one_line, open_store, strict_json
+from shpers_core.errors import UserError
+from shpers_core.evaluation.metrics import METRIC_NAMES
+from shpers_core.jobs.provenance import score_sources
+from shpers_core.workspace import Workspace
+
+# Which stored turns each --subset keeps, by their persona_dependent flag (None: every turn).
+SUBSETS = {"all": None, "persona_dependent": True, "other": False}
+
+
+def add_parser(runs_actions) -> None:
+    p = runs_actions.add_parser(
+        "replies", help="a run's replies to the test turns beside the references (and a second run's)",
+        description="Print the replies RUN's evaluation stored for each test turn, with the turn's score, the "
+                    "reference reply and, with --beside, a second run's reply to the same turn. Turn numbers count "
+                    "from 1, as the app shows them.")
+    p.add_argument("run_id", metavar="RUN", help="a run's id or the start of it")
+    p.add_argument("--persona", action="append", default=[], metavar="ID",
+                   help="only this persona (repeat for more; default: every persona with stored replies)")
+    p.add_argument("--beside", metavar="RUN", help="a second run whose reply to the same turn is shown as B")
+    p.add_argument("--subset", default="all", choices=tuple(SUBSETS),
+                   help="which test turns: all, persona-dependent (★) or the others")
+    p.add_argument("--metric", default="embedding_similarity", choices=METRIC_NAMES,
+                   help="the per-turn score shown and ranked by --worst (default: embedding_similarity)")
+    p.add_argument("--worst", type=int, metavar="N",
+                   help="only the N turns where RUN scored lowest (with --beside: lowest against B), lowest first")
+    p.add_argument("--history", action="store_true",
+                   help="show the whole conversation before each turn, not only the user's last message")
+    p.add_argument("--json", action="store_true", help="print one JSON object with every turn, for scripts")
+    p.set_defaults(func=show_replies)
+
+
+def show_replies(args) -> int:
+    if args.worst is not None and args.worst < 1:
+        raise UserError(f"--worst must be at least 1, not {args.worst}")
+    with open_store(args) as store:
+        run = store.get_run(args.run_id)
+        other = store.get_run(args.beside) if args.beside else None
+        if other is not None and other.id == run.id:
+            raise UserError(f"--beside names run {run.id} itself: give a different run to compare with")
+        mine = store.predictions(run.id)
+        theirs = store.predictions(other.id) if other is not None else []
+    if not mine:
+        why = "" if run.status == "finished" else f": it is {run.status} and its evaluation did not finish"
+        raise UserError(f"run {run.id} stored no replies{why}")
+    covered = sorted({p.persona_id for p in mine})
+    unknown = [pid for pid in args.persona if pid not in covered]
+    if unknown:
+        raise UserError(f"run {run.id} has no replies for persona {unknown[0]!r}; it covers {', '.join(covered)}")
+    wanted = set(args.persona or covered)
+    flag = SUBSETS[args.subset]
+    turns = [p for p in mine if p.persona_id in wanted and (flag is None or p.persona_dependent is flag)]
+    beside = {_key(p): p for p in theirs}
+    rows = [(p, beside.get(_key(p))) for p in turns]
+    total = len(rows)
+    if args.worst is not None:
+        rows = sorted(rows, key=lambda row: _rank(row, args.metric, other is not None))[:args.worst]
+    ws = Workspace.open(args.workspace)
+    sources = {"A": score_sources(ws, run.id), "B": score_sources(ws, other.id) if other is not None else {}}
+    if args.json:
+        print(strict_json(_as_json(run, other, rows, sources, args)))
+        return 0
+    _print_header(run, other, rows, total, args)
+    if run.status != "finished":
+        print(f"note: run {run.id} is {run.status}; only the turns its evaluation reached are stored")
+    shown_persona = None
+    for mine_p, theirs_p in rows:
+        if mine_p.persona_id != shown_persona:
+            shown_persona = mine_p.persona_id
+            print(f"\n== {one_line(shown_persona)} · A: {sources['A'].get(shown_persona, '(no plan recorded)')}"
+                  + (f" · B: {sources['B'].get(shown_persona, '(no plan recorded)')}" if other is not None else ""))
+        _print_turn(mine_p, theirs_p, other is not None, args)
+    return 0
+
+
+def _key(p) -> tuple[str, str, int]:
+    return p.persona_id, p.dialogue_id, p.turn
+
+
+def _score(p, metric: str) -> float | None:
+    value = p.scores.get(metric) if p is not None else None
+    return value if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def _rank(row, metric: str, against_beside: bool) -> tuple[int, float]:
+    """Sort key for --worst: lowest score (or A − B) first; turns without a score go last."""
+    a = _score(row[0], metric)
+    b = _score(row[1], metric) if against_beside else 0.0
+    return (1, 0.0) if a is None or b is None else (0, a - b)
+
+
+def _describe(run) -> str:
+    name = f"{one_line(run.name)}  " if run.name else ""
+    return f"{run.id}  {name}({run.method} on {run.base_model})"
+
+
+def _print_header(run, other, rows, total: int, args) -> None:
+    print(f"A  {_describe(run)}")
+    if other is not None:
+        print(f"B  {_describe(other)}")
+    kind = "persona-dependent test turns" if args.subset == "persona_dependent" else (
+        "other test turns" if args.subset == "other" else "test turns")
+    personas = len({p.persona_id for p, _ in rows})
+    if args.worst is None:
+        what = f"{total} {kind} of {personas} persona(s)"
+    else:
+        what = f"the {len(rows)} of {total} {kind} where A scored lowest" + (" against B" if other is not None else "")
+    print(f"{what}; scores are {args.metric}")
+
+
+def _format_score(p, metric: str) -> str:
+    value = _score(p, metric)
+    return f"{value:6.3f}" if value is not None else "     –"
+
+
+def _print_turn(mine, theirs, with_beside: bool, args) -> None:
+    star = " · persona-dependent ★" if mine.persona_dependent else ""
+    print(f"\n{one_line(mine.dialogue_id)} · turn {mine.turn + 1}{star}")
+    history = mine.history if args.history else mine.history[-1:]
+    for message in history:
+        print(f"  {_role(message):<10} {one_line(_text(message))}")
+    print(f"  A {_format_score(mine, args.metric)}   {one_line(mine.prediction)}")
+    if with_beside:
+        reply = one_line(theirs.prediction) if theirs is not None else "(no reply to this turn)"
+        print(f"  B {_format_score(theirs, args.metric)}   {reply}")
+    print(f"  {'reference':<10} {one_line(mine.reference)}")
+
+
+def _as_json(run, other, rows, sources, args) -> dict:
+    def reply(p):
+        return None if p is None else {"reply": p.prediction, "scores": p.scores}
+
+    return {
+        "run": run.id, "beside": other.id if other is not None else None, "subset": args.subset,
+        "metric": args.metric, "worst": args.worst,
+        "answered_by": {"A": sources["A"], **({"B": sources["B"]} if other is not None else {})},
+        "turns": [{"persona": p.persona_id, "dialogue": p.dialogue_id, "turn": p.turn + 1,
+                   "persona_dependent": p.persona_dependent,
+                   "history": [{"role": _role(m), "text": _text(m)} for m in p.history],
+                   **reply(p), "reference": p.reference,
+                   **({"beside": reply(q)} if other is not None else {})} for p, q in rows],
+    }
+
+
+def _role(message) -> str:
+    return str(message.get("role", "")) if isinstance(message, dict) else ""
+
+
+def _text(message) -> str:
+    return str(message.get("text") or message.get("content") or "") if isinstance(message, dict) else ""
