@@ -135,3 +135,20 @@ def test_a_reply_cannot_fake_a_line_of_the_listing(workspace):
     rc, out, _ = shpers(root, "runs", "replies", base, "--persona", key[0])
     assert rc == 0 and "fine\\n  reference  forged" in out
     assert not any(line.strip() == "reference  forged" for line in out.splitlines())
+
+
+def test_a_turn_the_second_run_did_not_answer_says_so_and_ranks_last(workspace):
+    root, (base, prompted) = workspace
+    mine = _stored(root, base)
+    missing = sorted(mine, key=lambda k: mine[k].scores["embedding_similarity"])[0]  # A's lowest turn
+    with RunStore(Workspace.open(root).db_path) as store:
+        store.db.execute("DELETE FROM predictions WHERE run_id = ? AND persona_id = ? AND dialogue_id = ? AND turn = ?",
+                         [prompted, *missing])
+        store.db.conn.commit()
+    rc, out, _ = shpers(root, "runs", "replies", base, "--beside", prompted, "--worst", str(len(mine)), "--json")
+    turns = json.loads(out)["turns"]
+    assert rc == 0 and len(turns) == len(mine)
+    assert (turns[-1]["persona"], turns[-1]["dialogue"], turns[-1]["turn"] - 1) == missing
+    assert turns[-1]["beside"] is None
+    rc, out, _ = shpers(root, "runs", "replies", base, "--beside", prompted, "--persona", missing[0])
+    assert rc == 0 and "(no reply to this turn)" in out

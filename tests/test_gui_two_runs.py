@@ -143,6 +143,38 @@ def test_grid_keeps_personas_in_view_and_drills_down_with_history(window, worksp
     assert theirs in text
 
 
+def test_grid_replies_show_the_turns_where_a_run_loses_most_first(window, workspace):
+    import re
+
+    _, ids = workspace
+    grid = window.grid
+    grid.refresh()
+    with RunStore(window.session.workspace.db_path) as store:
+        mine = {(p.dialogue_id, p.turn): p for p in store.predictions(ids["unified"], "persona_000")}
+        theirs = {(p.dialogue_id, p.turn): p for p in store.predictions(ids["prompted"], "persona_000")}
+    assert len(mine) > 1
+
+    def shown() -> list[tuple[str, int]]:
+        found = re.findall(r"(\S+) · turn (\d+)", grid.replies.toPlainText())
+        return [(dialogue, int(turn) - 1) for dialogue, turn in found]
+
+    col = 1 + [r.id for r in grid.model.runs].index(ids["unified"])
+    grid.table.clicked.emit(grid.proxy.index(0, col))
+    assert shown() == sorted(mine)  # the dialogues' order by default
+    grid.order.setCurrentIndex(grid.order.findData("lowest"))
+    metric = "embedding_similarity"
+    lowest = sorted(mine, key=lambda k: mine[k].scores[metric])
+    assert shown() == lowest != sorted(mine)
+    grid.beside.setCurrentIndex(grid.beside.findData(ids["prompted"]))
+    assert shown() == sorted(mine, key=lambda k: mine[k].scores[metric] - theirs[k].scores[metric])
+    assert "lowest embedding similarity against the run beside first" in grid.replies.toPlainText()
+    grid.metric.setCurrentIndex(grid.metric.findData("parameter_f1"))  # the shown turns follow the metric
+    assert "lowest parameter f1 against the run beside first" in grid.replies.toPlainText()
+    grid.metric.setCurrentIndex(grid.metric.findData("embedding_similarity"))
+    grid.order.setCurrentIndex(0)
+    grid.beside.setCurrentIndex(0)
+
+
 def test_a_cell_a_run_did_not_cover_says_so(window, tmp_path):
     from stored_runs import add_scored_run
 

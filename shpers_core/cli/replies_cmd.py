@@ -9,16 +9,12 @@ where to start reading why a method loses.
 
 from __future__ import annotations
 
-import math
-
 from shpers_core.cli.stored_runs import one_line, open_store, strict_json
 from shpers_core.errors import UserError
 from shpers_core.evaluation.metrics import METRIC_NAMES
+from shpers_core.evaluation.turn_replies import SUBSETS, lowest_first, pair_replies, turn_score
 from shpers_core.jobs.provenance import score_sources
 from shpers_core.workspace import Workspace
-
-# Which stored turns each --subset keeps, by their persona_dependent flag (None: every turn).
-SUBSETS = {"all": None, "persona_dependent": True, "other": False}
 
 
 def add_parser(runs_actions) -> None:
@@ -61,13 +57,10 @@ def show_replies(args) -> int:
     if unknown:
         raise UserError(f"run {run.id} has no replies for persona {unknown[0]!r}; it covers {', '.join(covered)}")
     wanted = set(args.persona or covered)
-    flag = SUBSETS[args.subset]
-    turns = [p for p in mine if p.persona_id in wanted and (flag is None or p.persona_dependent is flag)]
-    beside = {_key(p): p for p in theirs}
-    rows = [(p, beside.get(_key(p))) for p in turns]
+    rows = pair_replies([p for p in mine if p.persona_id in wanted], theirs, args.subset)
     total = len(rows)
     if args.worst is not None:
-        rows = sorted(rows, key=lambda row: _rank(row, args.metric, other is not None))[:args.worst]
+        rows = lowest_first(rows, args.metric, against_beside=other is not None)[:args.worst]
     ws = Workspace.open(args.workspace)
     sources = {"A": score_sources(ws, run.id), "B": score_sources(ws, other.id) if other is not None else {}}
     if args.json:
@@ -77,29 +70,13 @@ def show_replies(args) -> int:
     if run.status != "finished":
         print(f"note: run {run.id} is {run.status}; only the turns its evaluation reached are stored")
     shown_persona = None
-    for mine_p, theirs_p in rows:
-        if mine_p.persona_id != shown_persona:
-            shown_persona = mine_p.persona_id
+    for row in rows:
+        if row.mine.persona_id != shown_persona:
+            shown_persona = row.mine.persona_id
             print(f"\n== {one_line(shown_persona)} · A: {sources['A'].get(shown_persona, '(no plan recorded)')}"
                   + (f" · B: {sources['B'].get(shown_persona, '(no plan recorded)')}" if other is not None else ""))
-        _print_turn(mine_p, theirs_p, other is not None, args)
+        _print_turn(row.mine, row.beside, other is not None, args)
     return 0
-
-
-def _key(p) -> tuple[str, str, int]:
-    return p.persona_id, p.dialogue_id, p.turn
-
-
-def _score(p, metric: str) -> float | None:
-    value = p.scores.get(metric) if p is not None else None
-    return value if isinstance(value, int | float) and math.isfinite(value) else None
-
-
-def _rank(row, metric: str, against_beside: bool) -> tuple[int, float]:
-    """Sort key for --worst: lowest score (or A − B) first; turns without a score go last."""
-    a = _score(row[0], metric)
-    b = _score(row[1], metric) if against_beside else 0.0
-    return (1, 0.0) if a is None or b is None else (0, a - b)
 
 
 def _describe(run) -> str:
@@ -113,7 +90,7 @@ def _print_header(run, other, rows, total: int, args) -> None:
         print(f"B  {_describe(other)}")
     kind = "persona-dependent test turns" if args.subset == "persona_dependent" else (
         "other test turns" if args.subset == "other" else "test turns")
-    personas = len({p.persona_id for p, _ in rows})
+    personas = len({row.mine.persona_id for row in rows})
     if args.worst is None:
         what = f"{total} {kind} of {personas} persona(s)"
     else:
@@ -122,7 +99,7 @@ def _print_header(run, other, rows, total: int, args) -> None:
 
 
 def _format_score(p, metric: str) -> str:
-    value = _score(p, metric)
+    value = turn_score(p, metric)
     return f"{value:6.3f}" if value is not None else "     –"
 
 
@@ -140,19 +117,24 @@ def _print_turn(mine, theirs, with_beside: bool, args) -> None:
 
 
 def _as_json(run, other, rows, sources, args) -> dict:
-    def reply(p):
-        return None if p is None else {"reply": p.prediction, "scores": p.scores}
-
     return {
         "run": run.id, "beside": other.id if other is not None else None, "subset": args.subset,
         "metric": args.metric, "worst": args.worst,
         "answered_by": {"A": sources["A"], **({"B": sources["B"]} if other is not None else {})},
-        "turns": [{"persona": p.persona_id, "dialogue": p.dialogue_id, "turn": p.turn + 1,
-                   "persona_dependent": p.persona_dependent,
-                   "history": [{"role": _role(m), "text": _text(m)} for m in p.history],
-                   **reply(p), "reference": p.reference,
-                   **({"beside": reply(q)} if other is not None else {})} for p, q in rows],
+        "turns": [_turn_json(row, with_beside=other is not None) for row in rows],
     }
+
+
+def _turn_json(row, with_beside: bool) -> dict:
+    p = row.mine
+    out = {"persona": p.persona_id, "dialogue": p.dialogue_id, "turn": p.turn + 1,
+           "persona_dependent": p.persona_dependent,
+           "history": [{"role": _role(m), "text": _text(m)} for m in p.history],
+           "reply": p.prediction, "scores": p.scores, "reference": p.reference}
+    if with_beside:
+        q = row.beside
+        out["beside"] = None if q is None else {"reply": q.prediction, "scores": q.scores}
+    return out
 
 
 def _role(message) -> str:

@@ -150,6 +150,12 @@ class PersonaGridView(QWidget):
         self.beside.setMinimumContentsLength(14)
         self.beside.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.beside.currentIndexChanged.connect(lambda _i: self._reshow())
+        self.order = QComboBox()
+        self.order.addItem("turns in order", "order")
+        self.order.addItem("lowest score first", "lowest")
+        self.order.setToolTip("The clicked persona's test turns in the dialogues' order, or those where the run "
+                              "scored lowest (with a run beside it: lowest against that run) first")
+        self.order.currentIndexChanged.connect(lambda _i: self._reshow())
         by_persona = QPushButton("Sort by persona")
         by_persona.clicked.connect(lambda: self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder))
         top = QHBoxLayout()
@@ -157,6 +163,7 @@ class PersonaGridView(QWidget):
         top.addWidget(self.metric)
         top.addWidget(QLabel("Beside:"))
         top.addWidget(self.beside)
+        top.addWidget(self.order)
         top.addWidget(by_persona)
         self.info = QLabel()
         top.addWidget(self.info, 1)
@@ -197,6 +204,7 @@ class PersonaGridView(QWidget):
     def _metric_changed(self) -> None:
         self.model.metric = self.metric.currentData()
         self.refresh()
+        self._reshow()  # the replies' scores follow the metric
 
     def _cell_clicked(self, index) -> None:
         src = self.proxy.mapToSource(index)
@@ -217,10 +225,16 @@ class PersonaGridView(QWidget):
             return
         other_id = self.beside.currentData()
         other = store.get_run(other_id) if other_id and other_id != run.id else None
-        preds = store.predictions(run_id, persona_id)
-        theirs = {(p.dialogue_id, p.turn): p for p in store.predictions(other.id, persona_id)} if other else {}
+        metric = self.model.metric
+        theirs = store.predictions(other.id, persona_id) if other else []
+        rows = engine.get("pair_replies")(store.predictions(run_id, persona_id), theirs)
+        lowest = self.order.currentData() == "lowest"
+        if lowest:
+            rows = engine.get("lowest_first")(rows, metric, against_beside=other is not None)
+        order = (f"lowest {metric.replace('_', ' ')}{' against the run beside' if other else ''} first" if lowest
+                 else "in the dialogues' order")
         out = [f"<h3>{html.escape(persona_id)} · {html.escape(run.label)}</h3>",
-               f"<p style='color:#555'>{len(preds)} test turns · {html.escape(run.method)} on "
+               f"<p style='color:#555'>{len(rows)} test turns, {order} · {html.escape(run.method)} on "
                f"{html.escape(run.base_model)} · run {html.escape(run.id)}<br>"
                f"answered by {html.escape(self._source(run.id, persona_id))}"]
         if other is not None:
@@ -228,18 +242,19 @@ class PersonaGridView(QWidget):
                        f"{html.escape(self._source(other.id, persona_id))}"
                        + ("" if theirs else " — it has no replies for this persona"))
         out.append("</p>")
-        if not preds:
+        if not rows:
             out.append("<p>This run stored no replies for this persona.</p>")
-        for p in preds:
+        for row in rows:
+            p = row.mine
             out.append("<hr><p style='color:#555'>"
                        f"{html.escape(p.dialogue_id)} · turn {p.turn + 1}{' · persona-dependent ★' if p.persona_dependent else ''}</p>")
             for m in p.history:
                 colour = "#1f4e79" if _role(m) == "user" else "#2e7d32"
                 out.append(f"<p style='margin:0 0 2px 0'><b style='color:{colour}'>{html.escape(_role(m))}</b> "
                            f"{html.escape(_text(m))}</p>")
-            cells = [self._cell(run.label, p, "#eef5ff")]
+            cells = [self._cell(run.label, p, "#eef5ff", metric)]
             if other is not None:
-                cells.append(self._cell(other.label, theirs.get((p.dialogue_id, p.turn)), "#fff4e5"))
+                cells.append(self._cell(other.label, row.beside, "#fff4e5", metric))
             width = 100 // (len(cells) + 1)
             cells.append(f"<td width='{width}%' valign='top' style='background:#eef8ee'><b>reference</b>"
                          f"{' ★' if p.persona_dependent else ''}<br>{html.escape(p.reference)}</td>")
@@ -252,13 +267,13 @@ class PersonaGridView(QWidget):
         return engine.get("describe_recipe")(recipe, run_id) if recipe is not None else "(no plan recorded)"
 
     @staticmethod
-    def _cell(label: str, p, colour: str) -> str:
+    def _cell(label: str, p, colour: str, metric: str) -> str:
         if p is None:
             return f"<td width='WIDTH%' valign='top' style='background:{colour}'><b>{html.escape(label)}</b><br>" \
                    "<i>no reply to this turn</i></td>"
-        sim = p.scores.get("embedding_similarity")
+        score = engine.get("turn_score")(p, metric)
         return (f"<td width='WIDTH%' valign='top' style='background:{colour}'><b>{html.escape(label)}</b>"
-                f"{'' if sim is None else f' · {sim:.3f}'}<br>{html.escape(p.prediction)}</td>")
+                f"{'' if score is None else f' · {score:.3f}'}<br>{html.escape(p.prediction)}</td>")
 
 
 def _role(m) -> str:
