@@ -233,12 +233,13 @@ class PersonaGridView(QWidget):
             rows = engine.get("lowest_first")(rows, metric, against_beside=other is not None)
         order = (f"lowest {metric.replace('_', ' ')}{' against the run beside' if other else ''} first" if lowest
                  else "in the dialogues' order")
-        out = [f"<h3>{html.escape(persona_id)} · {html.escape(run.label)}</h3>",
+        # With a run beside, the replies are headed A and B: run names are long and would fill the cells.
+        out = [f"<h3>{html.escape(persona_id)} · {'A: ' if other else ''}{html.escape(run.label)}</h3>",
                f"<p style='color:#555'>{len(rows)} test turns, {order} · {html.escape(run.method)} on "
                f"{html.escape(run.base_model)} · run {html.escape(run.id)}<br>"
                f"answered by {html.escape(self._source(run.id, persona_id))}"]
         if other is not None:
-            out.append(f"<br>beside: {html.escape(other.label)} ({html.escape(other.method)}), answered by "
+            out.append(f"<br>B, beside: {html.escape(other.label)} ({html.escape(other.method)}), answered by "
                        f"{html.escape(self._source(other.id, persona_id))}"
                        + ("" if theirs else " — it has no replies for this persona"))
         out.append("</p>")
@@ -252,9 +253,9 @@ class PersonaGridView(QWidget):
                 colour = "#1f4e79" if _role(m) == "user" else "#2e7d32"
                 out.append(f"<p style='margin:0 0 2px 0'><b style='color:{colour}'>{html.escape(_role(m))}</b> "
                            f"{html.escape(_text(m))}</p>")
-            cells = [self._cell(run.label, p, "#eef5ff", metric)]
+            cells = [self._cell("A" if other else "reply", p, "#eef5ff", metric)]
             if other is not None:
-                cells.append(self._cell(other.label, row.beside, "#fff4e5", metric))
+                cells.append(self._cell("B", row.beside, "#fff4e5", metric))
             width = 100 // (len(cells) + 1)
             cells.append(f"<td width='{width}%' valign='top' style='background:#eef8ee'><b>reference</b>"
                          f"{' ★' if p.persona_dependent else ''}<br>{html.escape(p.reference)}</td>")
