@@ -29,6 +29,8 @@ _WHERE = {
     "format_p": "shpers_core.evaluation.table",
     "unlike_settings": "shpers_core.evaluation.likeness",
     "pair_replies": "shpers_core.evaluation.turn_replies",
+    "forest_rows": "shpers_core.evaluation.forest",
+    "short_label": "shpers_core.evaluation.forest",
     "lowest_first": "shpers_core.evaluation.turn_replies",
     "turn_score": "shpers_core.evaluation.turn_replies",
     "dataset_label": "shpers_core.evaluation.likeness",

@@ -16,6 +16,7 @@ from shpers_core.cli.replies_cmd import add_parser as add_replies_parser
 from shpers_core.cli.stopping import stop_on_signals
 from shpers_core.cli.stored_runs import one_line, open_store, strict_json
 from shpers_core.errors import UserError
+from shpers_core.evaluation.forest import DIFFERENCE_FIELDS, forest_text
 from shpers_core.evaluation.likeness import unlike_settings
 from shpers_core.evaluation.metrics import METRIC_NAMES
 from shpers_core.evaluation.stats import paired_comparison
@@ -71,7 +72,11 @@ def add_parser(sub) -> None:
                     "RUN, as a merged Hugging Face model folder, a GGUF LoRA adapter with the base GGUF and an "
                     "Ollama Modelfile, or the PEFT folders, into the new or empty folder DIR (or --out).")
     exp.add_argument("run_ids", nargs="*", metavar="RUN", help="runs to include (default: all)")
-    exp.add_argument("--format", choices=("markdown", "csv"), default="markdown")
+    exp.add_argument("--format", choices=("markdown", "csv", "forest"), default="markdown",
+                     help="the table as Markdown or CSV, or its differences from unified LoRA drawn as a text "
+                          "forest plot (one interval per row)")
+    exp.add_argument("--subset", choices=tuple(DIFFERENCE_FIELDS),
+                     help="with --format forest: the turns whose differences are drawn (default: all)")
     exp.add_argument("--pool-seeds", action="store_true",
                      help="one row for finished runs that differ only in their training seed, each persona's "
                           "score averaged over the seeds")
@@ -234,9 +239,14 @@ def compare_runs(args) -> int:
 def export_runs(args) -> int:
     if args.to or args.persona:
         return export_persona_model(args)
+    if args.subset and args.format != "forest":
+        raise UserError("--subset is for --format forest: the Markdown and CSV tables have every subset's columns")
     with open_store(args) as store:
         rows = study_rows(store, args.run_ids or None, pool_seeds=args.pool_seeds)
-    text = to_csv(rows) if args.format == "csv" else to_markdown(rows)
+    if args.format == "forest":
+        text = forest_text(rows, args.subset or "all")
+    else:
+        text = to_csv(rows) if args.format == "csv" else to_markdown(rows)
     if args.out:
         write_text_file(Path(args.out), text)
         print(f"wrote {len(rows)} runs to {args.out}")

@@ -97,7 +97,8 @@ def paired_p(diffs: np.ndarray | None) -> float | None:
     return wilcoxon_p(np.where(np.abs(diffs) <= 1e-9, 0.0, diffs))
 
 
-def _verdict(diff: float | None, p: float | None) -> str:
+def verdict_of(diff: float | None, p: float | None) -> str:
+    """One word for a difference from unified LoRA and its corrected p-value."""
     if diff is None or p is None:
         return "–"
     if p < ALPHA:
@@ -223,7 +224,7 @@ def study_rows(store, run_ids: list[str] | None = None, *, pool_seeds: bool = Fa
                 setattr(r, f"{prefix}ci_low", interval[0])
                 setattr(r, f"{prefix}ci_high", interval[1])
     for r in compared:
-        r.verdict = _verdict(r.diff_vs_unified, r.p_holm)
+        r.verdict = verdict_of(r.diff_vs_unified, r.p_holm)
     return [r for members in groups.values() for r in members]
 
 

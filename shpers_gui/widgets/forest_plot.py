@@ -10,21 +10,13 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from shpers_gui import engine
 from shpers_gui.widgets.plot_export import add_export_button
 
-# (menu text, TableRow fields of the difference and its interval)
-SUBSETS = {
-    "All turns": ("diff_vs_unified", "ci_low", "ci_high"),
-    "Persona-dependent turns": ("persona_dependent_diff", "persona_dependent_ci_low", "persona_dependent_ci_high"),
-    "Other turns": ("other_diff", "other_ci_low", "other_ci_high"),
-}
+# Menu text -> the engine's subset of turns (shpers_core.evaluation.forest.DIFFERENCE_FIELDS).
+SUBSETS = {"All turns": "all", "Persona-dependent turns": "persona_dependent", "Other turns": "other"}
 VERDICT_COLOURS = {"better": "#2e7d32", "worse": "#c62828"}
 NEUTRAL = "#555555"
-LABEL_CHARS = 46  # run names end alike; their start tells rows apart
-
-
-def _label(text: str) -> str:
-    return text if len(text) <= LABEL_CHARS else text[:LABEL_CHARS - 1] + "…"
 
 
 class ForestPlot(QWidget):
@@ -55,8 +47,8 @@ class ForestPlot(QWidget):
         lay.addWidget(self.plot, 1)
         lay.addWidget(self.empty)
         add_export_button(lay, self.plot, "table-5-1-differences")
-        # Drawn items, top row first: (label, difference, low, high, verdict), in points.
-        self.drawn: list[tuple[str, float, float, float, str]] = []
+        # Drawn items, top row first: the engine's ForestRow (label, difference, low, high, verdict), in points.
+        self.drawn: list = []
 
     def set_rows(self, rows) -> None:
         """Draw ``rows`` (the engine's TableRow list, in the table's order)."""
@@ -64,15 +56,8 @@ class ForestPlot(QWidget):
         self.redraw()
 
     def redraw(self) -> None:
-        diff_f, low_f, high_f = SUBSETS[self.subset.currentText()]
-        several_groups = len({r.group for r in self.rows}) > 1
-        self.drawn = []
-        for r in self.rows:
-            diff, low, high = getattr(r, diff_f), getattr(r, low_f), getattr(r, high_f)
-            if r.is_baseline or diff is None or low is None or high is None:
-                continue
-            name = f"{r.model}: {r.run_name}" if several_groups else r.run_name
-            self.drawn.append((name, diff * 100, low * 100, high * 100, r.verdict))  # points, as the table
+        # Each row's verdict is its subset's own (that subset's corrected p), as its colour shows.
+        self.drawn = engine.get("forest_rows")(self.rows, SUBSETS[self.subset.currentText()])
         self.plot.clear()
         self.plot.addItem(pg.InfiniteLine(0, angle=90, pen=pg.mkPen("#1f4e79", width=1.5)))
         self.empty.setVisible(not self.drawn)
@@ -90,7 +75,7 @@ class ForestPlot(QWidget):
             data=[f"{d[0]}\n{d[1]:+.2f} points [{d[2]:+.2f}, {d[3]:+.2f}], {d[4]}" for d in self.drawn],
             hoverable=True, tip="{data}".format)
         self.plot.addItem(spots)
-        self.plot.getAxis("left").setTicks([[(y, _label(d[0])) for y, d in zip(ys, self.drawn)]])
+        self.plot.getAxis("left").setTicks([[(y, engine.get("short_label")(d[0])) for y, d in zip(ys, self.drawn)]])
         lo = min(min(d[2] for d in self.drawn), 0.0)
         hi = max(max(d[3] for d in self.drawn), 0.0)
         pad = 0.05 * (hi - lo or 1.0)
