@@ -1,7 +1,7 @@
-"""Table 5.1's differences from unified LoRA as a forest plot: one interval per row, zero marked.
+"""Table 5.1's differences from unified LoRA drawn as a forest plot: one interval per row, zero marked.
 
-Reading 17 intervals as numbers is slow; drawn on one axis, which rows overlap zero and which lie
-far below it shows at a glance. The values are the table's own (simultaneous 95 % intervals).
+The rows, their intervals and verdicts come from :mod:`shpers_core.evaluation.forest`, as the CLI's
+text plot does.
 """
 
 from __future__ import annotations
