@@ -243,6 +243,9 @@ def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=N
                 for subset, per_metric in result.persona_scores.items()
                 for metric, by_persona in per_metric.items()
                 for pid, value in by_persona.items()]
+        # Its curves and log lines are in before the run reads as finished: one who waits for the
+        # status (the app, a script) sees them whole.
+        sink.flush()
         # One transaction: a run whose results could not all be written (a full disk, a file size
         # limit) shows no metrics at all rather than complete-looking ones.
         with store.transaction():
@@ -256,6 +259,11 @@ def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=N
         job_reporter.emit(Finished(run_id, result.metrics["all"]))
         return run_id
     except JobCancelled:
+        try:
+            sink.flush()
+        except Exception:  # noqa: BLE001 - the rows stay buffered and the Cancelled event's flush tries again
+            log.warning("run %s: its last curve points and log lines could not be written before it was marked "
+                        "cancelled", run_id, exc_info=True)
         store.cancel_run(run_id)
         job_reporter.emit(Cancelled(run_id))
         raise
