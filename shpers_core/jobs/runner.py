@@ -188,6 +188,18 @@ def run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=No
         return _run_job(spec, workspace, reporter, store=store, base=base, dataset=dataset, run_id=run_id)
 
 
+def _write_buffered(sink: StoreSink, run_id: str) -> None:
+    """Write the sink's buffered curve points and log lines before a run is marked ended.
+
+    Best effort: on the way out of a failure (a full disk, say) the status still has to be set; the
+    rows stay buffered and the ending event's flush tries them again.
+    """
+    try:
+        sink.flush()
+    except Exception:  # noqa: BLE001
+        log.warning("run %s: its last curve points and log lines could not be written yet", run_id, exc_info=True)
+
+
 def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=None, base=None,
              dataset: Dataset | None = None, run_id: str | None = None) -> str:
     method = get_method(spec.method)
@@ -259,15 +271,12 @@ def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=N
         job_reporter.emit(Finished(run_id, result.metrics["all"]))
         return run_id
     except JobCancelled:
-        try:
-            sink.flush()
-        except Exception:  # noqa: BLE001 - the rows stay buffered and the Cancelled event's flush tries again
-            log.warning("run %s: its last curve points and log lines could not be written before it was marked "
-                        "cancelled", run_id, exc_info=True)
+        _write_buffered(sink, run_id)
         store.cancel_run(run_id)
         job_reporter.emit(Cancelled(run_id))
         raise
     except UserError as exc:
+        _write_buffered(sink, run_id)
         store.fail_run(run_id, str(exc))
         job_reporter.emit(Failed(run_id, str(exc)))
         raise
@@ -277,6 +286,7 @@ def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=N
         # Memory or disk the user can lower or free is not a bug: one line, not a traceback.
         lacking = out_of_memory(exc) or write_fault(exc) is not None
         log.log(logging.INFO if lacking else logging.ERROR, "run %s failed:\n%s", run_id, tb)
+        _write_buffered(sink, run_id)
         store.fail_run(run_id, message)
         job_reporter.emit(Failed(run_id, message, tb))
         if lacking:
