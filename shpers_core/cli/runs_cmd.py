@@ -65,10 +65,12 @@ def add_parser(sub) -> None:
     cmp_.set_defaults(func=compare_runs)
 
     exp = rs.add_parser(
-        "export", help="the results table (Markdown or CSV), or one persona's model (merged, GGUF, PEFT)",
-        usage="%(prog)s [RUN ...] [--format markdown|csv] [--out FILE]\n"
+        "export", help="the results table (Markdown, CSV or a text forest plot), or one persona's model "
+                       "(merged, GGUF, PEFT)",
+        usage="%(prog)s [RUN ...] [--format markdown|csv|forest] [--subset ...] [--out FILE]\n"
               "       %(prog)s RUN --persona ID --to merged|gguf|peft DIR",
-        description="Without --to: the results table of RUNs (default: all). With --to: one persona's answer in "
+        description="Without --to: the results table of RUNs (default: all, newest first), or its differences "
+                    "from unified LoRA drawn as a text forest plot. With --to: one persona's answer in "
                     "RUN, as a merged Hugging Face model folder, a GGUF LoRA adapter with the base GGUF and an "
                     "Ollama Modelfile, or the PEFT folders, into the new or empty folder DIR (or --out).")
     exp.add_argument("run_ids", nargs="*", metavar="RUN", help="runs to include (default: all)")
