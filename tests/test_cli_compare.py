@@ -29,6 +29,7 @@ def test_unlike_runs_are_named_with_the_setting_that_differs(tmp_path, capsys):
     assert "max new tokens differ: 64 vs 32" in out
     rc, out, _ = _shpers(ws, capsys, "runs", "compare", a, c)
     assert rc == 0 and "warning" not in out
+    assert f"shpers runs replies {c} --beside {a} --worst 10" in out  # where to read the turns behind it
 
 
 def test_subset_and_metric_choose_what_is_compared(tmp_path, capsys):

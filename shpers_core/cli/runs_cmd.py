@@ -235,6 +235,7 @@ def compare_runs(args) -> int:
     print("largest differences (B − A):")
     for pid, diff in stats.largest_differences(5):
         print(f"  {pid}  {diff * 100:+.2f}")
+    print(f"the turns behind them: shpers runs replies {run_b.id} --beside {run_a.id} --worst 10")
     return 0
 
 
