@@ -73,8 +73,9 @@ def show_replies(args) -> int:
     for row in rows:
         if row.mine.persona_id != shown_persona:
             shown_persona = row.mine.persona_id
-            print(f"\n== {one_line(shown_persona)} · A: {sources['A'].get(shown_persona, '(no plan recorded)')}"
-                  + (f" · B: {sources['B'].get(shown_persona, '(no plan recorded)')}" if other is not None else ""))
+            answered = [f"{side}: {one_line(sources[side].get(shown_persona, '(no plan recorded)'))}"
+                        for side in ("A", "B") if side == "A" or other is not None]
+            print(f"\n== {one_line(shown_persona)} · {' · '.join(answered)}")
         _print_turn(row.mine, row.beside, other is not None, args)
     return 0
 
