@@ -342,7 +342,9 @@ def test_a_study_queued_again_after_a_restart_runs_each_row_once(qtbot, tmp_path
     from shpers_core.jobs.study import STUDY_STEPS
 
     ws = Workspace(generated_workspace(tmp_path / "ws", 3))
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda _parent, _title, text, *a, **k: asked.append(text) or QMessageBox.StandardButton.Yes)
     with open_window(qtbot, ws.root, tmp_path) as first:
         first.session.jobs.max_running = 0  # the study waits: the window closes with every row left
         first.launcher.base_model.setCurrentText("tiny-qwen2")
@@ -359,6 +361,8 @@ def test_a_study_queued_again_after_a_restart_runs_each_row_once(qtbot, tmp_path
             after = studied()
             assert len(before) == len(after) == len(queue.jobs) == len(STUDY_STEPS), order
             assert [id(j) for j in before] == [id(j) for j in after], order  # the same queued jobs, not copies
+            if order == "offer first":  # the study's question says they wait already
+                assert f"{len(STUDY_STEPS)} of them are in the Jobs tab already" in asked[-1]
             again.jobs.offer_pending([])  # leave the offer for the next window, as closing writes it again
     with RunStore(ws.db_path) as store:
         assert store.list_runs() == []  # nothing ran

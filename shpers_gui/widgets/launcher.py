@@ -444,6 +444,9 @@ class LauncherView(QWidget):
             return []
         what = (f"{len(specs)} jobs (preset {preset}, {len(ids)} personas, {specs[0].base_model}"
                 f"{', training seeds ' + ', '.join(map(str, seeds)) if seeds else ''})")
+        queued = sum(any(job.spec == spec for job in self.session.jobs.active()) for spec in specs)
+        if queued:  # submit_once keeps them as they are
+            what += f"; {queued} of them are in the Jobs tab already and are not queued twice"
         try:
             rows = engine.get("study_progress")(self.session.store(), specs, self.session.dataset.content_hash())
         except UserError as exc:  # a row of it is running now
