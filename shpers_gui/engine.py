@@ -30,6 +30,7 @@ _WHERE = {
     "unlike_settings": "shpers_core.evaluation.likeness",
     "pair_replies": "shpers_core.evaluation.turn_replies",
     "forest_rows": "shpers_core.evaluation.forest",
+    "findings_text": "shpers_core.evaluation.findings",
     "short_label": "shpers_core.evaluation.forest",
     "lowest_first": "shpers_core.evaluation.turn_replies",
     "turn_score": "shpers_core.evaluation.turn_replies",

@@ -34,6 +34,9 @@ def test_smoke_study_on_an_imported_dataset(tmp_path, shpers_cache, source, flag
     # Under the table, its differences from unified LoRA drawn as intervals on one axis.
     forest = buf.getvalue().split("Difference from unified LoRA over all turns", 1)[1]
     assert sum("├" in line or "●" in line for line in forest.splitlines()) == len(STUDY_STEPS) - 1
+    # Then the study's four questions answered from it.
+    findings = forest.split("What the table answers", 1)[1]
+    assert all(f"- RQ{n}, " in findings for n in (1, 2, 3, 4))
     with RunStore(ws / "shpers.sqlite") as store:
         runs = store.list_runs()
         assert len(runs) == len(STUDY_STEPS) and all(r.status == "finished" for r in runs)

@@ -129,6 +129,12 @@ def test_table_5_1_draws_each_rows_difference_and_interval_as_a_forest_plot(wind
     assert dependent["tiny-qwen2: tiny base"] == pytest.approx(overall["tiny-qwen2: tiny base"], abs=1e-6)
     from shpers_gui.widgets.plot_export import export_plot
     assert export_plot(forest.plot, tmp_path / "forest.png").stat().st_size > 1000
+    # The Findings tab answers the study's questions from the same rows, in each model's group.
+    from shpers_core.evaluation.findings import findings_text
+
+    assert dialog.views.tabText(2) == "Findings"
+    assert dialog.findings.toPlainText().rstrip() == findings_text(dialog.rows).rstrip()
+    assert "No study question can be answered" in dialog.findings.toPlainText()  # base-model rows only
     dialog.close()
 
 

@@ -16,6 +16,7 @@ from shpers_core.cli.replies_cmd import add_parser as add_replies_parser
 from shpers_core.cli.stopping import stop_on_signals
 from shpers_core.cli.stored_runs import one_line, open_store, strict_json
 from shpers_core.errors import UserError
+from shpers_core.evaluation.findings import findings_text
 from shpers_core.evaluation.forest import DIFFERENCE_FIELDS, forest_text
 from shpers_core.evaluation.likeness import unlike_settings
 from shpers_core.evaluation.metrics import METRIC_NAMES
@@ -65,18 +66,18 @@ def add_parser(sub) -> None:
     cmp_.set_defaults(func=compare_runs)
 
     exp = rs.add_parser(
-        "export", help="the results table (Markdown, CSV or a text forest plot), or one persona's model "
+        "export", help="the results table (Markdown, CSV, a text forest plot or the findings), or one persona's model "
                        "(merged, GGUF, PEFT)",
-        usage="%(prog)s [RUN ...] [--format markdown|csv|forest] [--subset ...] [--out FILE]\n"
+        usage="%(prog)s [RUN ...] [--format markdown|csv|forest|findings] [--subset ...] [--out FILE]\n"
               "       %(prog)s RUN --persona ID --to merged|gguf|peft DIR",
-        description="Without --to: the results table of RUNs (default: all, newest first), or its differences "
-                    "from unified LoRA drawn as a text forest plot. With --to: one persona's answer in "
+        description="Without --to: the results table of RUNs (default: all, newest first), its differences "
+                    "from unified LoRA drawn as a text forest plot, or RQ1-RQ4 answered in words. With --to: one persona's answer in "
                     "RUN, as a merged Hugging Face model folder, a GGUF LoRA adapter with the base GGUF and an "
                     "Ollama Modelfile, or the PEFT folders, into the new or empty folder DIR (or --out).")
     exp.add_argument("run_ids", nargs="*", metavar="RUN", help="runs to include (default: all)")
-    exp.add_argument("--format", choices=("markdown", "csv", "forest"), default="markdown",
-                     help="the table as Markdown or CSV, or its differences from unified LoRA drawn as a text "
-                          "forest plot (one interval per row)")
+    exp.add_argument("--format", choices=("markdown", "csv", "forest", "findings"), default="markdown",
+                     help="the table as Markdown or CSV, its differences from unified LoRA drawn as a text "
+                          "forest plot (one interval per row), or the study's questions RQ1-RQ4 answered from it")
     exp.add_argument("--subset", choices=tuple(DIFFERENCE_FIELDS),
                      help="with --format forest: the turns whose differences are drawn (default: all)")
     exp.add_argument("--pool-seeds", action="store_true",
@@ -248,6 +249,8 @@ def export_runs(args) -> int:
         rows = study_rows(store, args.run_ids or None, pool_seeds=args.pool_seeds)
     if args.format == "forest":
         text = forest_text(rows, args.subset or "all")
+    elif args.format == "findings":
+        text = findings_text(rows)
     else:
         text = to_csv(rows) if args.format == "csv" else to_markdown(rows)
     if args.out:

@@ -12,6 +12,7 @@ from shpers_core.cli.progress import ProgressPrinter
 from shpers_core.cli.stopping import stop_on_signals
 from shpers_core.data import generate_dataset, write_jsonl
 from shpers_core.distributed.study import run_study_on_ray
+from shpers_core.evaluation.findings import findings_text
 from shpers_core.evaluation.forest import forest_text
 from shpers_core.evaluation.table import study_rows, to_csv, to_markdown
 from shpers_core.events import JobCancelled, Reporter
@@ -119,6 +120,7 @@ def study(args) -> int:
     print(f"\nStudy '{args.preset}' — Table 5.1 regenerated from {ws.db_path}\n")
     print(to_markdown(rows))
     print(forest_text(rows))
+    print(findings_text(rows))
     if args.markdown:
         Path(args.markdown).write_text(to_markdown(rows))
     if args.csv:

@@ -24,7 +24,8 @@ its own model and dataset, with Holm-corrected p-values, an interval for each di
 together with the others, and a verdict per row; runs that differ only in their training seed share a row
 (Study seeds on the Launch tab repeats the whole study over seeds; <i>Run the whole study</i> on a
 workspace where it stopped offers to continue it). Its <i>Differences</i> tab draws
-each row's difference and interval on one axis, so rows whose interval crosses zero stand out.
+each row's difference and interval on one axis, so rows whose interval crosses zero stand out; its
+<i>Findings</i> tab answers the study's questions RQ1-RQ4 in words from the same rows.
 To read why a row wins or loses, click a persona's score in <i>Grid</i>: its test replies show beside the
 references and, with <i>Beside</i>, another run's; <i>lowest score first</i> puts the turns it lost most on
 first (<code>shpers runs replies RUN --beside OTHER --worst 10</code> from a terminal).</li>

@@ -1,5 +1,5 @@
-"""Table 5.1 as a sortable table (one row per finished run, grouped by base model and dataset) and
-as a forest plot of the rows' differences from unified LoRA."""
+"""Table 5.1 as a sortable table (one row per finished run, grouped by base model and dataset), as a
+forest plot of the rows' differences from unified LoRA, and as the study's questions answered in words."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHeaderView,
     QLabel,
+    QPlainTextEdit,
     QTableView,
     QTabWidget,
     QVBoxLayout,
@@ -125,6 +126,9 @@ class StudyTableDialog(QDialog):
         if self.forest.subset.findText(subset) >= 0:
             self.forest.subset.setCurrentText(subset)
         self.forest.set_rows(self.rows)
+        self.findings = QPlainTextEdit()
+        self.findings.setReadOnly(True)
+        self.findings.setPlainText(engine.get("findings_text")(self.rows))
         self.proxy = _SortProxy(self)
         self.proxy.setSourceModel(self.model)
         self.table = QTableView()
@@ -158,6 +162,8 @@ class StudyTableDialog(QDialog):
         self.views.addTab(self.table, "Table")
         self.views.addTab(self.forest, "Differences")
         self.views.setTabToolTip(1, "Each row's difference from unified LoRA with its simultaneous 95 % interval")
+        self.views.addTab(self.findings, "Findings")
+        self.views.setTabToolTip(2, "RQ1-RQ4 answered in words from this table's differences, intervals and verdicts")
         lay = QVBoxLayout(self)
         lay.addWidget(self.pool)
         lay.addWidget(self.views, 1)
@@ -184,6 +190,7 @@ class StudyTableDialog(QDialog):
         self.rows = self._rows()
         self.model.set_rows(self.rows)
         self.forest.set_rows(self.rows)
+        self.findings.setPlainText(engine.get("findings_text")(self.rows))
 
     def markdown(self) -> str:
         return engine.get("to_markdown")(self.rows)

@@ -1,0 +1,159 @@
+"""The study's questions RQ1-RQ4 answered in plain words from Table 5.1's rows.
+
+Each answer is read off the table's own numbers: each row's difference from its group's unified LoRA
+run, its simultaneous interval and its Holm-corrected verdict, over all turns and over the
+persona-dependent ones. Nothing is claimed that the table does not show; a question whose rows the
+table lacks is left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shpers_core.evaluation.forest import DIFFERENCE_FIELDS
+from shpers_core.evaluation.table import BETTER, NO_DIFFERENCE, WORSE, format_p, verdict_of
+
+# (label, the study's question in our words, the methods whose rows answer it)
+QUESTIONS = (
+    ("RQ1", "does an adapter per persona beat one adapter for everyone (unified LoRA)?", ("per_persona_lora",)),
+    ("RQ2", "do cluster adapters, each trained on similar personas' pooled dialogues, beat unified LoRA?",
+     ("cluster_lora",)),
+    ("RQ3", "do merged per-persona adapters (sparse MoE, weighted merges) match unified LoRA?",
+     ("sparse_moe", "weighted_merge")),
+    ("RQ4", "do prefixes on top of the unified adapter improve on it?", ("static_prefix", "soft_prompt")),
+)
+PER_PERSONA = "per_persona_lora"
+
+
+@dataclass
+class Finding:
+    """One question's answer for one group of the table (a base model on a dataset)."""
+
+    label: str
+    question: str
+    group: tuple[str, str]
+    """The table's group of the rows (:attr:`TableRow.group`)."""
+    where: str
+    """That group in words: the base model and the dataset."""
+    answer: str
+    """A sentence that starts with the short answer (No. / Yes: / Not shown: / Partly:)."""
+    rows: list[str] = field(default_factory=list)
+    """One line per row behind the answer: its difference, interval, p and verdict."""
+
+
+def _points(x: float) -> str:
+    return f"{x * 100:+.2f}"
+
+
+def _subset(row, subset: str) -> tuple[float | None, float | None, float | None, str]:
+    diff_f, low_f, high_f, p_f = DIFFERENCE_FIELDS[subset]
+    diff, p = getattr(row, diff_f), getattr(row, p_f)
+    return diff, getattr(row, low_f), getattr(row, high_f), verdict_of(diff, p) if subset != "all" else row.verdict
+
+
+def _row_line(row) -> str:
+    diff, low, high, verdict = _subset(row, "all")
+    interval = "" if low is None or high is None else f" [{_points(low)}, {_points(high)}]"
+    line = f"{row.run_name}: {_points(diff)} points{interval}, p {format_p(row.p_holm)}, {verdict}"
+    dep_diff, _, _, dep_verdict = _subset(row, "persona_dependent")
+    if dep_diff is not None:
+        line += f"; persona-dependent turns {_points(dep_diff)}, {dep_verdict}"
+    return line
+
+
+def _answer(rows) -> str:
+    verdicts = [_subset(r, "all")[3] for r in rows]
+    tested = [v for v in verdicts if v in (BETTER, WORSE, NO_DIFFERENCE)]
+    untested = "" if len(tested) == len(verdicts) else (
+        f" {len(verdicts) - len(tested)} row(s) had too few personas in common with it for a test.")
+    which = "tested row" if untested else "row"
+    if not tested:
+        return "Not tested: the rows have too few personas in common with unified LoRA for a paired test."
+    better = [r.run_name for r, v in zip(rows, verdicts) if v == BETTER]
+    if better:
+        return f"Yes: {', '.join(better)} scored above unified LoRA.{untested}"
+    dependent = [_subset(r, "persona_dependent")[3] for r in rows]
+    better_dependent = [r.run_name for r, v in zip(rows, dependent) if v == BETTER]
+    tail = (f" On persona-dependent turns, {', '.join(better_dependent)} scored above it." if better_dependent
+            else "")
+    highs = [r.ci_high for r, v in zip(rows, verdicts) if r.ci_high is not None and v in tested]
+    top = _points(max(highs)) if highs else None
+    if all(v == WORSE for v in tested):
+        bound = f" Every interval ends below zero, at {top} points at most." if top and max(highs) < 0 else ""
+        return f"No: every {which} scored below unified LoRA.{bound}{tail}{untested}"
+    bound = f" No interval reaches above {top} points: a larger gain is ruled out." if top else ""
+    if all(v == NO_DIFFERENCE for v in tested):
+        return f"Not shown: no {which} differs from unified LoRA at this size.{bound}{tail}{untested}"
+    worse = sum(v == WORSE for v in tested)
+    return (f"No row beat unified LoRA: {worse} of {len(tested)} {which}s scored below it, the others showed "
+            f"no difference.{bound}{tail}{untested}")
+
+
+def findings(rows) -> list[Finding]:
+    """RQ1-RQ4 for each group of ``rows`` (the table's TableRows) that has a unified LoRA baseline."""
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(r.group, []).append(r)
+    out = []
+    for members in groups.values():
+        if not any(r.is_baseline for r in members):
+            continue
+        baseline = next(r for r in members if r.is_baseline)
+        for label, question, methods in QUESTIONS:
+            answering = [r for r in members if r.method in methods and not r.is_baseline and r.diff_vs_unified is not None]
+            if not answering:
+                continue
+            finding = Finding(label, question, baseline.group, f"{baseline.model} on dataset {baseline.dataset}",
+                              _answer(answering),
+                              [_row_line(r) for r in answering])
+            if label == "RQ2":
+                finding.rows += _against_per_persona(answering, members, baseline)
+            out.append(finding)
+    return out
+
+
+def _against_per_persona(clusters, members, baseline) -> list[str]:
+    """Where the cluster rows sit against per-persona and unified LoRA, by their means (no paired test)."""
+    per_persona = next((r for r in members if r.method == PER_PERSONA and r.mean is not None), None)
+    if per_persona is None or baseline.mean is None:
+        return []
+    lines = []
+    for r in clusters:
+        if r.mean is None:
+            continue
+        low, high = sorted((per_persona.mean, baseline.mean))
+        where = "between" if low <= r.mean <= high else ("above" if r.mean > high else "below")
+        lines.append(f"{r.run_name}: mean {r.mean * 100:.2f}, {where} per-persona LoRA ({per_persona.mean * 100:.2f}) "
+                     f"and unified LoRA ({baseline.mean * 100:.2f})" + (" both" if where != "between" else ""))
+    return lines
+
+
+def findings_text(rows) -> str:
+    """:func:`findings` as plain text: a heading per group, then each question, its answer and its rows."""
+    found = findings(rows)
+    if not found:
+        return ("No study question can be answered: RQ1-RQ4 need per-persona, cluster, merged or prefix rows "
+                "compared with a unified LoRA run of the same model and dataset.\n")
+    several = len({r.group for r in rows if r.is_baseline}) > 1
+    lines = ["What the table answers (differences from unified LoRA in points of embedding similarity, "
+             "simultaneous 95 % intervals, Holm-corrected p):"]
+    for group in dict.fromkeys(f.group for f in found):
+        answered = [f for f in found if f.group == group]
+        if several:
+            lines.append(f"\n{answered[0].where}:")
+        for f in answered:
+            lines.append(f"- {f.label}, {f.question} {f.answer}")
+            lines += [f"    {line}" for line in f.rows]
+        lines.append(_overall([r for r in rows if r.group == group]))
+    return "\n".join(lines) + "\n"
+
+
+def _overall(members) -> str:
+    """Whether any of the questions' rows beat unified LoRA on any subset of turns."""
+    methods = {m for _, _, ms in QUESTIONS for m in ms}
+    beat = sorted({f"{r.run_name} ({subset.replace('_', '-')} turns)" for r in members
+                   if r.method in methods and not r.is_baseline
+                   for subset in DIFFERENCE_FIELDS if _subset(r, subset)[3] == BETTER})
+    if not beat:
+        return "No personalisation method beat unified LoRA, over all turns, persona-dependent turns or the others."
+    return f"Above unified LoRA: {'; '.join(beat)}."
