@@ -167,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     settle(app)
     table.grab().save(str(out / "8-table-differences.png"))
     print(f"saved {out / '8-table-differences.png'}", flush=True)
+    table.views.setCurrentWidget(table.findings)
+    settle(app)
+    table.grab().save(str(out / "9-table-findings.png"))
+    print(f"saved {out / '9-table-findings.png'}", flush=True)
     table.close()
 
     window.tabs.setCurrentWidget(window.grid)
