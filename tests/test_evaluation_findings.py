@@ -48,7 +48,7 @@ def test_each_question_is_answered_from_its_rows_verdicts(tmp_path):
     # RQ2 places the clusters between per-persona and unified LoRA by their means.
     assert "clusters: mean 50." in text and "between per-persona LoRA (45." in text and "unified LoRA (60." in text
     assert "prompt" not in text  # beyond the study's questions
-    assert text.rstrip().endswith("Above unified LoRA: text prefix (persona-dependent turns).")
+    assert text.rstrip().endswith(f"Above unified LoRA on {N} personas: text prefix (persona-dependent turns).")
 
 
 def test_a_method_above_unified_is_a_yes_and_a_missing_question_is_left_out(tmp_path):

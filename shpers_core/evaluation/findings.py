@@ -154,6 +154,9 @@ def _overall(members) -> str:
     beat = sorted({f"{r.run_name} ({subset.replace('_', '-')} turns)" for r in members
                    if r.method in methods and not r.is_baseline
                    for subset in DIFFERENCE_FIELDS if _subset(r, subset)[3] == BETTER})
+    baseline = next(r for r in members if r.is_baseline)
+    on = f" on {baseline.n_personas} personas"  # few personas make wide intervals: say how many
     if not beat:
-        return "No personalisation method beat unified LoRA, over all turns, persona-dependent turns or the others."
-    return f"Above unified LoRA: {'; '.join(beat)}."
+        return (f"No personalisation method beat unified LoRA{on}, over all turns, persona-dependent turns or "
+                "the others.")
+    return f"Above unified LoRA{on}: {'; '.join(beat)}."
