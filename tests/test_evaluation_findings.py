@@ -25,7 +25,7 @@ def _alike(scores: dict[str, float]) -> dict[str, float]:
 
 
 def _answers(store) -> dict[str, str]:
-    return {f.label: f.answer for f in findings(study_rows(store))}
+    return {f.label: f.answer for group in findings(study_rows(store)) for f in group.answers}
 
 
 def test_each_question_is_answered_from_its_rows_verdicts(tmp_path):

@@ -27,18 +27,31 @@ PER_PERSONA = "per_persona_lora"
 
 @dataclass
 class Finding:
-    """One question's answer for one group of the table (a base model on a dataset)."""
+    """One question's answer from one group's rows."""
 
     label: str
     question: str
-    group: tuple[str, str]
-    """The table's group of the rows (:attr:`TableRow.group`)."""
-    where: str
-    """That group in words: the base model and the dataset."""
     answer: str
-    """A sentence that starts with the short answer (No. / Yes: / Not shown: / Partly:)."""
+    """A sentence that starts with the short answer (No. / Yes: / Not shown: / ...)."""
     rows: list[str] = field(default_factory=list)
     """One line per row behind the answer: its difference, interval, p and verdict."""
+
+
+@dataclass
+class GroupFindings:
+    """The questions answered for one group of the table: a base model on a dataset."""
+
+    where: str
+    """The group in words: the base model and the dataset."""
+    answers: list[Finding]
+    overall: str
+    """Whether any of the questions' rows beat unified LoRA, over any subset of turns."""
+
+
+NOTHING_TO_ANSWER = ("No study question can be answered: RQ1-RQ4 need per-persona, cluster, merged or prefix rows "
+                     "compared with a unified LoRA run of the same model and dataset.")
+HEADING = ("What the table answers (differences from unified LoRA in points of embedding similarity, "
+           "simultaneous 95 % intervals, Holm-corrected p):")
 
 
 def _points(x: float) -> str:
@@ -89,26 +102,29 @@ def _answer(rows) -> str:
             f"no difference.{bound}{tail}{untested}")
 
 
-def findings(rows) -> list[Finding]:
-    """RQ1-RQ4 for each group of ``rows`` (the table's TableRows) that has a unified LoRA baseline."""
+def findings(rows) -> list[GroupFindings]:
+    """RQ1-RQ4 for each group of ``rows`` (the table's TableRows) with a unified LoRA baseline and rows
+    that answer at least one question."""
     groups: dict = {}
     for r in rows:
         groups.setdefault(r.group, []).append(r)
     out = []
     for members in groups.values():
-        if not any(r.is_baseline for r in members):
+        baseline = next((r for r in members if r.is_baseline), None)
+        if baseline is None:
             continue
-        baseline = next(r for r in members if r.is_baseline)
+        answers = []
         for label, question, methods in QUESTIONS:
             answering = [r for r in members if r.method in methods and not r.is_baseline and r.diff_vs_unified is not None]
             if not answering:
                 continue
-            finding = Finding(label, question, baseline.group, f"{baseline.model} on dataset {baseline.dataset}",
-                              _answer(answering),
-                              [_row_line(r) for r in answering])
+            finding = Finding(label, question, _answer(answering), [_row_line(r) for r in answering])
             if label == "RQ2":
                 finding.rows += _against_per_persona(answering, members, baseline)
-            out.append(finding)
+            answers.append(finding)
+        if answers:
+            out.append(GroupFindings(f"{baseline.model} on dataset {baseline.dataset}", answers,
+                                     _overall(members, baseline)))
     return out
 
 
@@ -132,29 +148,23 @@ def findings_text(rows) -> str:
     """:func:`findings` as plain text: a heading per group, then each question, its answer and its rows."""
     found = findings(rows)
     if not found:
-        return ("No study question can be answered: RQ1-RQ4 need per-persona, cluster, merged or prefix rows "
-                "compared with a unified LoRA run of the same model and dataset.\n")
-    several = len({r.group for r in rows if r.is_baseline}) > 1
-    lines = ["What the table answers (differences from unified LoRA in points of embedding similarity, "
-             "simultaneous 95 % intervals, Holm-corrected p):"]
-    for group in dict.fromkeys(f.group for f in found):
-        answered = [f for f in found if f.group == group]
-        if several:
-            lines.append(f"\n{answered[0].where}:")
-        for f in answered:
+        return NOTHING_TO_ANSWER + "\n"
+    lines = [HEADING]
+    for group in found:
+        if len(found) > 1:
+            lines.append(f"\n{group.where}:")
+        for f in group.answers:
             lines.append(f"- {f.label}, {f.question} {f.answer}")
             lines += [f"    {line}" for line in f.rows]
-        lines.append(_overall([r for r in rows if r.group == group]))
+        lines.append(group.overall)
     return "\n".join(lines) + "\n"
 
 
-def _overall(members) -> str:
-    """Whether any of the questions' rows beat unified LoRA on any subset of turns."""
+def _overall(members, baseline) -> str:
     methods = {m for _, _, ms in QUESTIONS for m in ms}
     beat = sorted({f"{r.run_name} ({subset.replace('_', '-')} turns)" for r in members
                    if r.method in methods and not r.is_baseline
                    for subset in DIFFERENCE_FIELDS if _subset(r, subset)[3] == BETTER})
-    baseline = next(r for r in members if r.is_baseline)
     on = f" on {baseline.n_personas} personas"  # few personas make wide intervals: say how many
     if not beat:
         return (f"No personalisation method beat unified LoRA{on}, over all turns, persona-dependent turns or "

@@ -3,6 +3,7 @@ forest plot of the rows' differences from unified LoRA, and as the study's quest
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from PySide6.QtCore import QSortFilterProxyModel, Qt
@@ -14,9 +15,9 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHeaderView,
     QLabel,
-    QPlainTextEdit,
     QTableView,
     QTabWidget,
+    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -126,9 +127,8 @@ class StudyTableDialog(QDialog):
         if self.forest.subset.findText(subset) >= 0:
             self.forest.subset.setCurrentText(subset)
         self.forest.set_rows(self.rows)
-        self.findings = QPlainTextEdit()
-        self.findings.setReadOnly(True)
-        self.findings.setPlainText(engine.get("findings_text")(self.rows))
+        self.findings = QTextBrowser()
+        self.findings.setHtml(findings_html(self.rows))
         self.proxy = _SortProxy(self)
         self.proxy.setSourceModel(self.model)
         self.table = QTableView()
@@ -190,7 +190,7 @@ class StudyTableDialog(QDialog):
         self.rows = self._rows()
         self.model.set_rows(self.rows)
         self.forest.set_rows(self.rows)
-        self.findings.setPlainText(engine.get("findings_text")(self.rows))
+        self.findings.setHtml(findings_html(self.rows))
 
     def markdown(self) -> str:
         return engine.get("to_markdown")(self.rows)
@@ -201,6 +201,23 @@ class StudyTableDialog(QDialog):
     def export(self, fmt: str, path: str | None = None) -> str:
         text = self.markdown() if fmt == "md" else engine.get("to_csv")(self.rows)
         return save_table_text(self, text, fmt, "Export Table 5.1", "table-5-1", path)
+
+
+def findings_html(rows) -> str:
+    """The engine's answers to RQ1-RQ4 (:mod:`shpers_core.evaluation.findings`): each question in bold with
+    its answer, the rows behind it as a list."""
+    found = engine.get("findings")(rows)
+    if not found:
+        return f"<p>{html.escape(engine.get('NOTHING_TO_ANSWER'))}</p>"
+    out = [f"<p style='color:#555'>{html.escape(engine.get('HEADING'))}</p>"]
+    for group in found:
+        if len(found) > 1:
+            out.append(f"<h3>{html.escape(group.where)}</h3>")
+        for f in group.answers:
+            out.append(f"<p><b>{html.escape(f.label)}, {html.escape(f.question)}</b><br>{html.escape(f.answer)}</p><ul>"
+                       + "".join(f"<li>{html.escape(line)}</li>" for line in f.rows) + "</ul>")
+        out.append(f"<p><b>{html.escape(group.overall)}</b></p>")
+    return "".join(out)
 
 
 def save_table_text(parent: QWidget, text: str, fmt: str, title: str, stem: str, path: str | None = None) -> str:
