@@ -156,9 +156,9 @@ class PersonaGridView(QWidget):
         self.order.setToolTip("The clicked persona's test turns in the dialogues' order, or those where the run "
                               "scored lowest (with a run beside it: lowest against that run) first")
         self.order.currentIndexChanged.connect(lambda _i: self._reshow())
-        # Above the replies, which it orders; it may shrink so the tab still fits 1024 pixels.
-        self.order.setMinimumContentsLength(8)
-        self.order.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        # Above the replies, which it orders: shown whole where there is room, and may shrink (an explicit
+        # minimum instead of its text's width) so the tab still fits 1024 pixels.
+        self.order.setMinimumWidth(90)
         by_persona = QPushButton("Sort by persona")
         by_persona.clicked.connect(lambda: self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder))
         top = QHBoxLayout()
