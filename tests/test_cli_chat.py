@@ -186,3 +186,33 @@ def test_beside_asks_a_second_run_the_same_conversation_each_with_its_own_replie
     assert rc == 0, err
     assert out.splitlines() == [f"A: {got['turns'][0]['assistant']}", f"B: {got['turns'][0]['beside']['assistant']}"]
     assert "A's reply 1 was cut off" in err and "B's reply 1 was cut off" in err
+
+
+def test_a_test_dialogue_is_replayed_as_evaluation_asks_it_beside_its_references(workspace, shpers_cache):
+    root, run_id = workspace
+    ws = Workspace.open(root)
+    persona = COVERED[1]
+    sessions = [ChatSession(ws, run_id, persona, max_new_tokens=4),
+                ChatSession(ws, None, persona, base_model="tiny-qwen2", max_new_tokens=4)]
+    dialogues = sessions[0].test_dialogues()
+    dialogue = dialogues[-1]
+    rc, out, err = shpers(root, "chat", run_id, "--persona", persona, "--beside", "base",
+                          "--test-dialogue", str(len(dialogues)), "--max-new-tokens", "4", "--json")
+    assert rc == 0, err
+    got = json.loads(out)
+    assert got["test_dialogue"] == dialogue.dialogue_id and len(got["turns"]) == len(dialogue.turns()) > 0
+    assert got["scored_by_evaluation"] is (len(dialogues) == 1)  # the run's evaluation scored the first only
+    for turn, (history, reference) in zip(got["turns"], dialogue.turns()):
+        # Each turn follows the dialogue's own earlier messages (the references), not the model's replies.
+        assert turn["user"] == history[-1].text and turn["reference"] == reference.text
+        assert turn["persona_dependent"] == reference.persona_dependent
+        assert turn["assistant"] == sessions[0].reply(history)
+        assert turn["beside"]["assistant"] == sessions[1].reply(history)
+    rc, out, err = shpers(root, "chat", run_id, "--persona", persona, "--test-dialogue", "--max-new-tokens", "4")
+    assert rc == 0, err
+    assert f"Test dialogue {dialogues[0].dialogue_id} (1 of {len(dialogues)})" in out
+    assert out.count("\n  reference  ") == len(dialogues[0].turns()) and "  reply      " in out
+    rc, _, err = shpers(root, "chat", run_id, "--persona", persona, "--test-dialogue", "99")
+    assert rc == 2 and f"has {len(dialogues)} test dialogue(s): give --test-dialogue 1 to {len(dialogues)}" in err
+    rc, _, err = shpers(root, "chat", run_id, "--test-dialogue", "-m", "hello")
+    assert rc == 2 and "give it or -m, not both" in err

@@ -4,6 +4,8 @@ Interactive on a terminal (replies stream token by token; Ctrl+C stops a reply).
 messages given with ``-m``, or one per line on a piped stdin, are asked in turn in one conversation
 and each reply is printed on its own line (``--json``: one object with every turn). ``--beside``
 asks a second run the same conversation in the same mixed-adapter batch, as the Chat tab's Beside.
+``--test-dialogue N`` replays one of the persona's test dialogues as evaluation asks it, each reply
+beside the reference, as the Chat tab's "Load a test dialogue".
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import sys
 
 from shpers_core.cli.commands import command_help
+from shpers_core.cli.stored_runs import one_line
 from shpers_core.data.schema import Message
 from shpers_core.errors import UserError
 from shpers_core.workspace import Workspace
@@ -38,6 +41,9 @@ def add_parser(sub) -> None:
                         "for the same persona; replies are labelled A and B")
     p.add_argument("-m", "--message", action="append", default=[], metavar="TEXT",
                    help="a message to send; repeat for a conversation (then nothing is read from the terminal)")
+    p.add_argument("--test-dialogue", type=int, nargs="?", const=1, default=None, metavar="N",
+                   help="replay the persona's Nth test dialogue (default 1) as evaluation asks it: each turn after "
+                        "the reference replies before it, each reply beside the reference")
     p.add_argument("--max-new-tokens", type=int, default=64, metavar="N",
                    help="longest reply in tokens (default: 64, as evaluation)")
     p.add_argument("--json", action="store_true",
@@ -53,7 +59,9 @@ def chat(args) -> int:
     # lazy: torch and the methods, only once the arguments are known to be good
     from shpers_core.jobs.chat import ChatSession
 
-    scripted = bool(args.message) or args.json or not sys.stdin.isatty()
+    if args.test_dialogue is not None and args.message:
+        raise UserError("--test-dialogue replays a test dialogue's own messages: give it or -m, not both")
+    scripted = bool(args.message) or args.json or args.test_dialogue is not None or not sys.stdin.isatty()
     if not scripted:
         print("Loading the model...", file=sys.stderr, flush=True)
     ws = Workspace.open(args.workspace)
@@ -65,6 +73,8 @@ def chat(args) -> int:
                                     base_model=first.spec.base_model if beside is None else None))
     if not scripted:
         return _interactive(sessions)
+    if args.test_dialogue is not None:
+        return _replay_test_dialogue(sessions, args.test_dialogue, args.json)
     messages = args.message or [line.strip() for line in sys.stdin if line.strip()]
     turns = []
     histories: list[list[Message]] = [[] for _ in sessions]
@@ -129,6 +139,60 @@ def _ask(sessions: list, histories: list[list[Message]], text: str,
     for history, reply in zip(histories, replies):
         history += [Message("user", text), Message("assistant", reply)]
     return list(zip(replies, truncated)), stopped
+
+
+def _replay_test_dialogue(sessions: list, number: int, as_json: bool) -> int:
+    """Ask each turn of the persona's ``number``th test dialogue after the reference replies before it, as
+    evaluation does (and the app's "Load a test dialogue"); print each reply beside the reference."""
+    from shpers_core.jobs.chat import stream_together  # lazy: torch
+
+    first = sessions[0]
+    dialogues = first.test_dialogues()
+    if not dialogues:
+        raise UserError(f"persona {first.persona_id} has no test dialogues")
+    if not 1 <= number <= len(dialogues):
+        raise UserError(f"persona {first.persona_id} has {len(dialogues)} test dialogue(s): give --test-dialogue "
+                        f"1 to {len(dialogues)}, not {number}")
+    dialogue = dialogues[number - 1]
+    turns = []
+    scored = first.spec.eval.max_test_dialogues
+    if not as_json:
+        print(f"Test dialogue {dialogue.dialogue_id} ({number} of {len(dialogues)}) of {describe(first)}, as "
+              "evaluation asks it: each turn follows the reference replies before it."
+              + (f" (The run's evaluation scored the first {scored} only.)" if scored and number > scored else ""))
+    for index, (history, reference) in enumerate(dialogue.turns(), 1):
+        parts: list[list[str]] = [[] for _ in sessions]
+        truncated = [False] * len(sessions)
+        pieces = stream_together(sessions, [history] * len(sessions))
+        try:
+            for piece in pieces:
+                parts[piece.row].append(piece.text)
+                truncated[piece.row] = truncated[piece.row] or piece.truncated
+        finally:
+            pieces.close()  # the batch's adapters come off the model even when stopped
+        replies = ["".join(p).strip() for p in parts]
+        turn = {"turn": index, "user": history[-1].text if history else "", "assistant": replies[0],
+                "truncated": truncated[0], "reference": reference.text,
+                "persona_dependent": reference.persona_dependent}
+        if len(sessions) > 1:
+            turn["beside"] = {"assistant": replies[1], "truncated": truncated[1]}
+        turns.append(turn)
+        if as_json:
+            continue
+        star = " · persona-dependent ★" if reference.persona_dependent else ""
+        # A listing: a newline in a reply must not fake a line of it.
+        print(f"\nturn {index}{star}\n  {'user':<10} {one_line(turn['user'])}")
+        labels = LABELS if len(sessions) > 1 else ("reply",)
+        for label, reply in zip(labels, replies):
+            print(f"  {label:<10} {one_line(reply)}")
+        print(f"  {'reference':<10} {one_line(reference.text)}")
+    if as_json:
+        out = {"persona": first.persona_id, "run": first.run_id, "base_model": first.spec.base_model,
+               "test_dialogue": dialogue.dialogue_id, "scored_by_evaluation": not scored or number <= scored}
+        if len(sessions) > 1:
+            out["beside_run"] = sessions[1].run_id
+        print(json.dumps({**out, "turns": turns}, ensure_ascii=False, indent=2))
+    return 0
 
 
 def _ending(truncated: bool, stopped: bool, limit: int) -> str:

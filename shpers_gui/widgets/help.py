@@ -31,7 +31,8 @@ references and, with <i>Beside</i>, another run's; <i>lowest score first</i> put
 first (<code>shpers runs replies RUN --beside OTHER --worst 10</code> from a terminal).</li>
 <li><b>Chat.</b> In <i>Chat</i>, pick a persona and a run; put a second run <i>Beside</i> it to see both
 answer the same conversation. <i>Load a test dialogue</i> shows the reference reply next to them.
-From a terminal, <code>shpers chat RUN --persona ID</code> answers the same way.</li>
+From a terminal, <code>shpers chat RUN --persona ID</code> answers the same way
+(<code>--test-dialogue</code> replays a test dialogue).</li>
 <li><b>Stopping and coming back.</b> <i>Cancel</i> (Ctrl+.) stops a job at its next step with a checkpoint;
 <i>Resume</i> in its Jobs row, or <i>Resume from checkpoint</i> in the Results tab's menu after a restart,
 continues it in the same run. Jobs running or waiting when the window closes are offered again, in the
