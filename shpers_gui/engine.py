@@ -43,6 +43,7 @@ _WHERE = {
     "estimate_job": "shpers_core.jobs.estimate",
     "format_duration": "shpers_core.jobs.estimate",
     "total_seconds": "shpers_core.jobs.estimate",
+    "left_to_run": "shpers_core.jobs.estimate",
     "ChatSession": "shpers_core.jobs.chat",
     "stream_together": "shpers_core.jobs.chat",
     "study_specs": "shpers_core.jobs.study",

@@ -47,3 +47,35 @@ def test_time_comes_from_the_newest_speed_measured_on_the_same_model(dataset, tm
         assert e.tokens_per_s == 50.0 and e.measured_in == newest
         assert e.seconds == pytest.approx(e.train_tokens / 50.0 + e.test_turns / 2.0)
         assert f"measured in run {newest}" in e.summary()
+
+
+@pytest.mark.parametrize("method", ["unified_lora", "per_persona_lora"])
+def test_a_stopped_run_has_left_only_the_training_its_checkpoints_have_not_done(tmp_path, method):
+    from shpers_core.data import write_jsonl
+    from shpers_core.events import CollectingReporter, JobCancelled
+    from shpers_core.jobs.estimate import left_to_run
+    from shpers_core.jobs.runner import run_job
+    from shpers_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws")
+    data = generate_dataset(n_personas=2, dialogues_per_persona=10)
+    write_jsonl(data, ws.dataset_path)
+    steps = []
+    stopper = CollectingReporter(should_stop=lambda: len(steps) >= 2)
+    stopper.add_sink(lambda e: steps.append(e) if e.kind == "step" else None)
+    spec = build_spec(method, {"train.num_epochs": 3, "train.batch_size": 2, "eval.max_new_tokens": 4},
+                      base_model="tiny-qwen2")
+    with pytest.raises(JobCancelled):
+        run_job(spec, ws, stopper)
+    with RunStore(ws.db_path) as store:
+        (run,) = store.list_runs()
+        whole = estimate_job(spec, data, store)
+    left, done = left_to_run(whole, ws.run_dir(run.id))
+    # Unified: its one adapter's two steps. Per-persona: the batched trainer steps both adapters together,
+    # and the stop came after the first step's events: one step each.
+    assert done == 2 and left.steps == whole.steps - done
+    assert left.train_tokens == round(whole.train_tokens * (1 - done / whole.steps)) < whole.train_tokens
+    assert (left.test_turns, left.personas) == (whole.test_turns, whole.personas)  # evaluation runs in full
+    # A run with no checkpoint (never trained, or discarded) has all of it left.
+    again, none = left_to_run(whole, tmp_path / "nowhere")
+    assert (again, none) == (whole, 0)

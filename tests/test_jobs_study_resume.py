@@ -42,6 +42,14 @@ def test_a_cancelled_study_resumes_its_row_and_keeps_the_finished_ones(workspace
     with RunStore(workspace.db_path) as store:
         before = {r.name: r for r in store.list_runs()}
     assert [before[label].status for label, _, _ in STUDY_STEPS[:3]] == ["finished", "finished", "cancelled"]
+    # The plan counts only the stopped row's training left after its checkpoint (this one stopped before its
+    # first step saved one: tests/test_jobs_estimate.py has a row stopped part-way), and its evaluation.
+    plan = StringIO()
+    with redirect_stdout(plan):
+        assert main(["--workspace", str(workspace.root), "study", "--preset", "smoke", "--model", "tiny-qwen2",
+                     "--resume", "--plan"]) == 0
+    stopped = next(line for line in plan.getvalue().splitlines() if " resume " in line)
+    assert STUDY_STEPS[2][0] in stopped and stopped.endswith(", no checkpoint yet: training starts over)"), stopped
 
     second = CollectingReporter()
     ids = run_study("smoke", workspace, second, base_model="tiny-qwen2", resume=True)

@@ -16,7 +16,7 @@ from shpers_core.evaluation.findings import findings_text
 from shpers_core.evaluation.forest import forest_text
 from shpers_core.evaluation.table import study_rows, to_csv, to_markdown
 from shpers_core.events import JobCancelled, Reporter
-from shpers_core.jobs.estimate import estimate_job, format_duration, total_seconds
+from shpers_core.jobs.estimate import estimate_job, format_duration, left_to_run, total_seconds
 from shpers_core.jobs.study import PRESETS, plan_study, run_study, study_jobs
 from shpers_core.jobs.study_progress import FINISHED, NEW, RESUME
 from shpers_core.store import RunStore
@@ -75,10 +75,16 @@ def print_plan(args, ws: Workspace) -> int:
             if row.state == FINISHED:
                 print(f"{i:3}  {what[row.state]:7} {row.spec.name}  (run {row.run_id})")
                 continue
-            estimates.append(estimate_job(row.spec, dataset, store))
-            seconds = estimates[-1].seconds
-            took = "no estimate" if seconds is None else f"about {format_duration(seconds)}"
-            print(f"{i:3}  {what[row.state]:7} {row.spec.name}  ({took}{', at most' if row.state == RESUME else ''})")
+            estimate = estimate_job(row.spec, dataset, store)
+            resumes = ""
+            if row.state == RESUME:
+                whole = estimate.steps
+                estimate, done = left_to_run(estimate, ws.run_dir(row.run_id))
+                resumes = (f", training resumes after step {done} of about {whole}" if done else
+                           ", no checkpoint yet: training starts over")
+            estimates.append(estimate)
+            took = "no estimate" if estimate.seconds is None else f"about {format_duration(estimate.seconds)}"
+            print(f"{i:3}  {what[row.state]:7} {row.spec.name}  ({took}{resumes})")
     total = total_seconds(estimates)
     if not estimates:
         print("Nothing to run.")

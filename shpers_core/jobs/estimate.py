@@ -8,10 +8,12 @@ says so instead of guessing. Tokens are counted roughly, at four characters per 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from shpers_core.data import split_dataset
 from shpers_core.methods.registry import get_method
+from shpers_core.training.checkpoint import steps_saved
 
 CHARS_PER_TOKEN = 4.0
 # Methods that train one adapter per persona: their steps add up persona by persona.
@@ -56,6 +58,17 @@ class JobEstimate:
                    if needed and not speed]
         return (f"{head}. No time estimate: no finished run of this base model has measured this machine's "
                 f"{' or '.join(missing)} speed yet (finish one small job first).")
+
+
+def left_to_run(estimate: JobEstimate, run_dir: Path) -> tuple[JobEstimate, int]:
+    """What is left of ``estimate`` for the run in ``run_dir`` stopped part-way, and the training steps its
+    checkpoints hold: it resumes from them, then evaluates in full. The steps are the estimate's own count
+    (each persona's or cluster's rounding may differ a little), so what is left is approximate."""
+    done = min(steps_saved(Path(run_dir) / "checkpoints"), estimate.steps)
+    if not done:
+        return estimate, 0
+    left = 1.0 - done / estimate.steps
+    return replace(estimate, steps=estimate.steps - done, train_tokens=round(estimate.train_tokens * left)), done
 
 
 def total_seconds(estimates) -> float | None:

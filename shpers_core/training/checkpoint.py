@@ -75,6 +75,22 @@ def save_checkpoint(
     atomic_write_dir(Path(directory), write)
 
 
+def steps_saved(folder: Path) -> int:
+    """Training steps the checkpoints in ``folder``'s subfolders hold, over all their adapters: where a run
+    stopped part-way resumes. ``fit`` saves one adapter's ``step``, the batched trainer a ``steps`` list;
+    a state file that cannot be read counts as none."""
+    total = 0
+    for state_file in sorted(Path(folder).glob(f"*/{STATE}")):
+        try:
+            state = json.loads(state_file.read_text())
+        except (OSError, ValueError):
+            continue
+        steps = state.get("steps", state.get("step", 0)) if isinstance(state, dict) else 0
+        steps = steps if isinstance(steps, list) else [steps]
+        total += sum(s for s in steps if isinstance(s, int) and not isinstance(s, bool) and s > 0)
+    return total
+
+
 def load_checkpoint(directory: Path) -> Checkpoint | None:
     """The checkpoint in ``directory``, or None if there is none yet."""
     directory = Path(directory)

@@ -457,7 +457,10 @@ class LauncherView(QWidget):
         if not before:
             answer = QMessageBox.question(self, "Run the whole study", f"Queue {what}? {_time_of(estimates)}.")
             return self._submit(specs, estimates) if answer == QMessageBox.StandardButton.Yes else []
-        left = [e for e, row in zip(estimates, rows) if row.state != engine.get("FINISHED")]
+        # A stopped row resumes from its checkpoints: only its training left counts.
+        left = [engine.get("left_to_run")(e, self.session.workspace.run_dir(row.run_id))[0]
+                if row.state == engine.get("RESUME") else e
+                for e, row in zip(estimates, rows) if row.state != engine.get("FINISHED")]
         box = QMessageBox(QMessageBox.Icon.Question, "Run the whole study",
                           f"Found in this workspace with the same settings and data: {before}.\n\n"
                           f"The study: {what}.\nContinuing it runs {len(left)} of them: {_time_of(left)}. "
