@@ -36,6 +36,8 @@ _WHERE = {
     "short_label": "shpers_core.evaluation.forest",
     "lowest_first": "shpers_core.evaluation.turn_replies",
     "turn_score": "shpers_core.evaluation.turn_replies",
+    "message_role": "shpers_core.evaluation.turn_replies",
+    "message_text": "shpers_core.evaluation.turn_replies",
     "dataset_label": "shpers_core.evaluation.likeness",
     "score_sources": "shpers_core.jobs.provenance",
     "describe_recipe": "shpers_core.jobs.provenance",

@@ -93,11 +93,7 @@ def chat(args) -> int:
                 print(f"shpers: warning: {which} {number} was cut off at the {args.max_new_tokens}-token limit "
                       "(raise --max-new-tokens for longer replies)", file=sys.stderr)
     if args.json:
-        first = sessions[0]
-        out = {"persona": first.persona_id, "run": first.run_id, "base_model": first.spec.base_model}
-        if len(sessions) > 1:
-            out["beside_run"] = sessions[1].run_id
-        print(json.dumps({**out, "turns": turns}, ensure_ascii=False, indent=2))
+        print(json.dumps({**_json_head(sessions), "turns": turns}, ensure_ascii=False, indent=2))
     return 0
 
 
@@ -118,12 +114,22 @@ def _ask(sessions: list, histories: list[list[Message]], text: str,
     Returns each session's (reply, cut at the token limit) and whether Ctrl+C stopped the replies,
     which keeps what came so far. With ``out``, the first session's reply is written there as it grows.
     """
+    answers, stopped = _stream_answers(sessions, [[*h, Message("user", text)] for h in histories], out)
+    for history, (reply, _) in zip(histories, answers):
+        history += [Message("user", text), Message("assistant", reply)]
+    return answers, stopped
+
+
+def _stream_answers(sessions: list, asked: list[list[Message]],
+                    out=None) -> tuple[list[tuple[str, bool]], bool]:
+    """Each session's answer to its own ``asked`` history, in one batch: (reply, cut at the token limit),
+    and whether Ctrl+C stopped them. With ``out``, the first session's reply is written there as it grows."""
     from shpers_core.jobs.chat import stream_together  # lazy: torch
 
     parts: list[list[str]] = [[] for _ in sessions]
     truncated = [False] * len(sessions)
     stopped = False
-    pieces = stream_together(sessions, [[*h, Message("user", text)] for h in histories])
+    pieces = stream_together(sessions, asked)
     try:
         for piece in pieces:
             parts[piece.row].append(piece.text)
@@ -135,17 +141,21 @@ def _ask(sessions: list, histories: list[list[Message]], text: str,
         stopped = True
     finally:
         pieces.close()  # the batch's adapters come off the model even when stopped
-    replies = ["".join(p).strip() for p in parts]
-    for history, reply in zip(histories, replies):
-        history += [Message("user", text), Message("assistant", reply)]
-    return list(zip(replies, truncated)), stopped
+    return [("".join(p).strip(), cut) for p, cut in zip(parts, truncated)], stopped
+
+
+def _json_head(sessions: list) -> dict:
+    """Who answered, for ``--json``: the persona, the run (and the one beside it) and the base model."""
+    first = sessions[0]
+    head = {"persona": first.persona_id, "run": first.run_id, "base_model": first.spec.base_model}
+    if len(sessions) > 1:
+        head["beside_run"] = sessions[1].run_id
+    return head
 
 
 def _replay_test_dialogue(sessions: list, number: int, as_json: bool) -> int:
     """Ask each turn of the persona's ``number``th test dialogue after the reference replies before it, as
     evaluation does (and the app's "Load a test dialogue"); print each reply beside the reference."""
-    from shpers_core.jobs.chat import stream_together  # lazy: torch
-
     first = sessions[0]
     dialogues = first.test_dialogues()
     if not dialogues:
@@ -161,21 +171,15 @@ def _replay_test_dialogue(sessions: list, number: int, as_json: bool) -> int:
               "evaluation asks it: each turn follows the reference replies before it."
               + (f" (The run's evaluation scored the first {scored} only.)" if scored and number > scored else ""))
     for index, (history, reference) in enumerate(dialogue.turns(), 1):
-        parts: list[list[str]] = [[] for _ in sessions]
-        truncated = [False] * len(sessions)
-        pieces = stream_together(sessions, [history] * len(sessions))
-        try:
-            for piece in pieces:
-                parts[piece.row].append(piece.text)
-                truncated[piece.row] = truncated[piece.row] or piece.truncated
-        finally:
-            pieces.close()  # the batch's adapters come off the model even when stopped
-        replies = ["".join(p).strip() for p in parts]
+        answers, stopped = _stream_answers(sessions, [history] * len(sessions))
+        if stopped:
+            raise KeyboardInterrupt
+        replies = [reply for reply, _ in answers]
         turn = {"turn": index, "user": history[-1].text if history else "", "assistant": replies[0],
-                "truncated": truncated[0], "reference": reference.text,
+                "truncated": answers[0][1], "reference": reference.text,
                 "persona_dependent": reference.persona_dependent}
         if len(sessions) > 1:
-            turn["beside"] = {"assistant": replies[1], "truncated": truncated[1]}
+            turn["beside"] = {"assistant": replies[1], "truncated": answers[1][1]}
         turns.append(turn)
         if as_json:
             continue
@@ -187,11 +191,9 @@ def _replay_test_dialogue(sessions: list, number: int, as_json: bool) -> int:
             print(f"  {label:<10} {one_line(reply)}")
         print(f"  {'reference':<10} {one_line(reference.text)}")
     if as_json:
-        out = {"persona": first.persona_id, "run": first.run_id, "base_model": first.spec.base_model,
-               "test_dialogue": dialogue.dialogue_id, "scored_by_evaluation": not scored or number <= scored}
-        if len(sessions) > 1:
-            out["beside_run"] = sessions[1].run_id
-        print(json.dumps({**out, "turns": turns}, ensure_ascii=False, indent=2))
+        print(json.dumps({**_json_head(sessions), "test_dialogue": dialogue.dialogue_id,
+                          "scored_by_evaluation": not scored or number <= scored, "turns": turns},
+                         ensure_ascii=False, indent=2))
     return 0
 
 

@@ -12,7 +12,14 @@ from __future__ import annotations
 from shpers_core.cli.stored_runs import one_line, open_store, strict_json
 from shpers_core.errors import UserError
 from shpers_core.evaluation.metrics import METRIC_NAMES
-from shpers_core.evaluation.turn_replies import SUBSETS, lowest_first, pair_replies, turn_score
+from shpers_core.evaluation.turn_replies import (
+    SUBSETS,
+    lowest_first,
+    message_role,
+    message_text,
+    pair_replies,
+    turn_score,
+)
 from shpers_core.jobs.provenance import score_sources
 from shpers_core.workspace import Workspace
 
@@ -109,7 +116,7 @@ def _print_turn(mine, theirs, with_beside: bool, args) -> None:
     print(f"\n{one_line(mine.dialogue_id)} · turn {mine.turn + 1}{star}")
     history = mine.history if args.history else mine.history[-1:]
     for message in history:
-        print(f"  {_role(message):<10} {one_line(_text(message))}")
+        print(f"  {message_role(message):<10} {one_line(message_text(message))}")
     print(f"  A {_format_score(mine, args.metric)}   {one_line(mine.prediction)}")
     if with_beside:
         reply = one_line(theirs.prediction) if theirs is not None else "(no reply to this turn)"
@@ -130,17 +137,10 @@ def _turn_json(row, with_beside: bool) -> dict:
     p = row.mine
     out = {"persona": p.persona_id, "dialogue": p.dialogue_id, "turn": p.turn + 1,
            "persona_dependent": p.persona_dependent,
-           "history": [{"role": _role(m), "text": _text(m)} for m in p.history],
+           "history": [{"role": message_role(m), "text": message_text(m)} for m in p.history],
            "reply": p.prediction, "scores": p.scores, "reference": p.reference}
     if with_beside:
         q = row.beside
         out["beside"] = None if q is None else {"reply": q.prediction, "scores": q.scores}
     return out
 
-
-def _role(message) -> str:
-    return str(message.get("role", "")) if isinstance(message, dict) else ""
-
-
-def _text(message) -> str:
-    return str(message.get("text") or message.get("content") or "") if isinstance(message, dict) else ""

@@ -49,3 +49,15 @@ def lowest_first(rows: list[TurnReplies], metric: str, against_beside: bool) -> 
         return (1, 0.0) if a is None or b is None else (0, a - b)
 
     return sorted(rows, key=key)
+
+
+def message_role(message) -> str:
+    """A stored history message's role: a dict as the store reads it back, or a :class:`Message`."""
+    return str(message.get("role", "") if isinstance(message, dict) else getattr(message, "role", ""))
+
+
+def message_text(message) -> str:
+    """A stored history message's text ("content" in chat-format records)."""
+    if isinstance(message, dict):
+        return str(message.get("text") or message.get("content") or "")
+    return str(getattr(message, "text", ""))

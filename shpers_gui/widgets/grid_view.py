@@ -261,9 +261,10 @@ class PersonaGridView(QWidget):
             out.append("<hr><p style='color:#555'>"
                        f"{html.escape(p.dialogue_id)} · turn {p.turn + 1}{' · persona-dependent ★' if p.persona_dependent else ''}</p>")
             for m in p.history:
-                colour = "#1f4e79" if _role(m) == "user" else "#2e7d32"
-                out.append(f"<p style='margin:0 0 2px 0'><b style='color:{colour}'>{html.escape(_role(m))}</b> "
-                           f"{html.escape(_text(m))}</p>")
+                role, text = engine.get("message_role")(m), engine.get("message_text")(m)
+                colour = "#1f4e79" if role == "user" else "#2e7d32"
+                out.append(f"<p style='margin:0 0 2px 0'><b style='color:{colour}'>{html.escape(role)}</b> "
+                           f"{html.escape(text)}</p>")
             cells = [self._cell("A" if other else "reply", p, "#eef5ff", metric)]
             if other is not None:
                 cells.append(self._cell("B", row.beside, "#fff4e5", metric))
@@ -287,10 +288,3 @@ class PersonaGridView(QWidget):
         return (f"<td width='WIDTH%' valign='top' style='background:{colour}'><b>{html.escape(label)}</b>"
                 f"{'' if score is None else f' · {score:.3f}'}<br>{html.escape(p.prediction)}</td>")
 
-
-def _role(m) -> str:
-    return m.get("role", "") if isinstance(m, dict) else getattr(m, "role", "")
-
-
-def _text(m) -> str:
-    return (m.get("text") or m.get("content", "")) if isinstance(m, dict) else getattr(m, "text", "")
