@@ -45,10 +45,31 @@ def test_each_question_is_answered_from_its_rows_verdicts(tmp_path):
     assert answers["RQ3"].startswith("No row beat unified LoRA: 1 of 2 rows scored below it")
     assert answers["RQ4"].startswith("Not shown: no row differs from unified LoRA at this size.")
     assert "On persona-dependent turns, text prefix scored above it." in answers["RQ4"]
-    # RQ2 places the clusters between per-persona and unified LoRA by their means.
-    assert "clusters: mean 50." in text and "between per-persona LoRA (45." in text and "unified LoRA (60." in text
+    # RQ2 also pairs the clusters with per-persona LoRA: 5 points above it on every persona.
+    assert "clusters vs per persona: +5.00 points [" in text
+    assert "better; means 50." in text and ", per-persona 45." in text and ", unified 60." in text
+    assert ("Pooling did help against per-persona LoRA (paired over personas, Holm over 1 cluster row): clusters "
+            "scored above it.") in answers["RQ2"]
     assert "prompt" not in text  # beyond the study's questions
     assert text.rstrip().endswith(f"Above unified LoRA on {N} personas: text prefix (persona-dependent turns).")
+
+
+def test_clusters_no_better_than_per_persona_are_said_so_and_not_tested_without_it(tmp_path):
+    base = spread(N, 0.6, 5)
+    per_persona = _shift(base, -0.1)
+    with RunStore(Workspace.open(tmp_path).db_path) as store:
+        add_scored_run(store, "unified_lora", base, name="unified")
+        add_scored_run(store, "cluster_lora", _alike(per_persona), name="k=2")
+        add_scored_run(store, "cluster_lora", _shift(per_persona, -0.05), name="k=4")
+        alone = _answers(store)["RQ2"]
+        add_scored_run(store, "per_persona_lora", per_persona, name="per persona")
+        rq2 = _answers(store)["RQ2"]
+        text = findings_text(study_rows(store))
+    assert "per-persona" not in alone  # nothing to pair with
+    assert rq2.endswith("Against per-persona LoRA (paired over personas, Holm over 2 cluster rows), k=4 scored "
+                        "below it: pooling did not help.")
+    assert "k=2 vs per persona: -0.05 points [" in text
+    assert "p 0.850, no difference shown; means 49.37" in text
 
 
 def test_a_method_above_unified_is_a_yes_and_a_missing_question_is_left_out(tmp_path):

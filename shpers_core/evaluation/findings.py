@@ -11,12 +11,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from shpers_core.evaluation.forest import DIFFERENCE_FIELDS
-from shpers_core.evaluation.table import BETTER, NO_DIFFERENCE, WORSE, format_p, verdict_of
+from shpers_core.evaluation.stats import holm, simultaneous_interval
+from shpers_core.evaluation.table import (
+    ALPHA,
+    BETTER,
+    NO_DIFFERENCE,
+    WORSE,
+    format_p,
+    paired_diffs,
+    paired_p,
+    verdict_of,
+)
 
 # (label, the study's question in our words, the methods whose rows answer it)
 QUESTIONS = (
     ("RQ1", "does an adapter per persona beat one adapter for everyone (unified LoRA)?", ("per_persona_lora",)),
-    ("RQ2", "do cluster adapters, each trained on similar personas' pooled dialogues, beat unified LoRA?",
+    ("RQ2", "do cluster adapters, each trained on similar personas' pooled dialogues, beat unified LoRA (and "
+            "per-persona LoRA, trained on one persona's)?",
      ("cluster_lora",)),
     ("RQ3", "do merged per-persona adapters (sparse MoE, weighted merges) match unified LoRA?",
      ("sparse_moe", "weighted_merge")),
@@ -120,7 +131,7 @@ def findings(rows) -> list[GroupFindings]:
                 continue
             finding = Finding(label, question, _answer(answering), [_row_line(r) for r in answering])
             if label == "RQ2":
-                finding.rows += _against_per_persona(answering, members, baseline)
+                _add_per_persona_test(finding, answering, members, baseline)
             answers.append(finding)
         if answers:
             out.append(GroupFindings(f"{baseline.model} on dataset {baseline.dataset}", answers,
@@ -128,20 +139,45 @@ def findings(rows) -> list[GroupFindings]:
     return out
 
 
-def _against_per_persona(clusters, members, baseline) -> list[str]:
-    """Where the cluster rows sit against per-persona and unified LoRA, by their means (no paired test)."""
+def _add_per_persona_test(finding: Finding, clusters, members, baseline) -> None:
+    """RQ2's own question: does pooling similar personas' dialogues beat an adapter per persona?
+
+    Each cluster row is paired with the group's per-persona LoRA row over the personas both scored
+    (Wilcoxon, Holm over the cluster rows, simultaneous Student t intervals), as the table pairs rows
+    with unified LoRA.
+    """
     per_persona = next((r for r in members if r.method == PER_PERSONA and r.mean is not None), None)
-    if per_persona is None or baseline.mean is None:
-        return []
-    lines = []
-    for r in clusters:
-        if r.mean is None:
-            continue
-        low, high = sorted((per_persona.mean, baseline.mean))
-        where = "between" if low <= r.mean <= high else ("above" if r.mean > high else "below")
-        lines.append(f"{r.run_name}: mean {r.mean * 100:.2f}, {where} per-persona LoRA ({per_persona.mean * 100:.2f}) "
-                     f"and unified LoRA ({baseline.mean * 100:.2f})" + (" both" if where != "between" else ""))
-    return lines
+    if per_persona is None:
+        return
+    tested = [r for r in clusters if r.mean is not None]
+    diffs = [paired_diffs(per_persona.persona_scores.get("all", {}), r.persona_scores.get("all", {}))
+             for r in tested]
+    corrected = holm(paired_p(d) for d in diffs)
+    family = sum(d is not None for d in diffs)
+    verdicts: dict[str, list[str]] = {}
+    for r, d, p in zip(tested, diffs, corrected):
+        diff = r.mean - per_persona.mean
+        verdict = verdict_of(diff, p)
+        verdicts.setdefault(verdict, []).append(r.run_name)
+        interval = simultaneous_interval(d, family, level=1.0 - ALPHA) if d is not None else None
+        shown = "" if interval is None else f" [{_points(interval[0])}, {_points(interval[1])}]"
+        line = (f"{r.run_name} vs {per_persona.run_name}: {_points(diff)} points{shown}, "
+                f"p {format_p(p)}, {verdict}")
+        if baseline.mean is not None:
+            line += (f"; means {r.mean * 100:.2f}, per-persona {per_persona.mean * 100:.2f}, "
+                     f"unified {baseline.mean * 100:.2f}")
+        finding.rows.append(line)
+    if not family:
+        return
+    holm_over = f"paired over personas, Holm over {family} cluster row{'s' if family > 1 else ''}"
+    if verdicts.get(BETTER):
+        finding.answer += (f" Pooling did help against per-persona LoRA ({holm_over}): "
+                           f"{', '.join(verdicts[BETTER])} scored above it.")
+    elif verdicts.get(WORSE):
+        finding.answer += (f" Against per-persona LoRA ({holm_over}), {', '.join(verdicts[WORSE])} scored "
+                           "below it: pooling did not help.")
+    else:
+        finding.answer += (f" Against per-persona LoRA ({holm_over}), no cluster row differs at this size.")
 
 
 def findings_text(rows) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -71,6 +71,8 @@ class TableRow:
     seeds: tuple[int, ...] = ()
     # Across pooled seeds, the standard deviation of the row's mean (None for one run).
     seed_std: float | None = None
+    # Each persona's score by subset (SUBSETS), for paired tests beyond the unified baseline; not a column.
+    persona_scores: dict[str, dict[str, float]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def is_baseline(self) -> bool:
@@ -182,12 +184,11 @@ def study_rows(store, run_ids: list[str] | None = None, *, pool_seeds: bool = Fa
 
     units = replicate_groups(runs, parent_of) if pool_seeds else [[run] for run in runs]
     rows: list[TableRow] = []
-    scores: dict[str, dict[str, dict[str, float]]] = {}
     for unit in units:
         parts = [_run_row(store, run, effective_seed(run, parent_of)) for run in unit]
         row, unit_scores = parts[0] if len(parts) == 1 else _pooled_row(parts)
+        row.persona_scores = unit_scores
         rows.append(row)
-        scores[row.run_id] = unit_scores
     groups: dict[tuple[str, str], list[TableRow]] = {}
     for r in rows:
         groups.setdefault(r.group, []).append(r)
@@ -211,7 +212,7 @@ def study_rows(store, run_ids: list[str] | None = None, *, pool_seeds: bool = Fa
                 r.other_diff = r.other - base.other
             compared.append(r)
             for s in SUBSETS:
-                diffs[s].append(paired_diffs(scores[base.run_id][s], scores[r.run_id][s]))
+                diffs[s].append(paired_diffs(base.persona_scores[s], r.persona_scores[s]))
     for s in SUBSETS:
         prefix = "" if s == "all" else f"{s}_"
         corrected = holm(paired_p(d) for d in diffs[s])
@@ -330,10 +331,12 @@ def table_note(compared: int | None = None) -> str:
 
 def to_csv(rows: list[TableRow]) -> str:
     buf = io.StringIO()
-    fields = list(TableRow.__dataclass_fields__)
-    writer = csv.DictWriter(buf, fieldnames=fields)
+    columns = [name for name in TableRow.__dataclass_fields__ if name != "persona_scores"]
+    writer = csv.DictWriter(buf, fieldnames=columns)
     writer.writeheader()
     for r in rows:
+        values = asdict(r)
         # Seeds as "0 1 2": one cell a spreadsheet or pandas reads without parsing Python.
-        writer.writerow({k: " ".join(map(str, v)) if isinstance(v, tuple) else v for k, v in asdict(r).items()})
+        writer.writerow({k: " ".join(map(str, values[k])) if isinstance(values[k], tuple) else values[k]
+                         for k in columns})
     return buf.getvalue()
