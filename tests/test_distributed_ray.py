@@ -230,6 +230,15 @@ def test_a_killed_driver_leaves_its_run_interrupted(tmp_path, cluster):
 SAME = ["--param", "lora.lora_dropout=0", "--dtype", "float32"]
 
 
+def test_gpu_workers_pick_their_own_precision_unless_the_job_names_one():
+    from shpers_core.distributed.models import worker_dtype
+
+    # A CPU driver's float32 would halve a GPU worker's speed: GPU workers choose (bf16 / fp16) themselves.
+    assert worker_dtype(None, "float32", on_gpu=True) is None
+    assert worker_dtype(None, "float32", on_gpu=False) == "float32"
+    assert worker_dtype("float32", "float32", on_gpu=True) == "float32"  # --dtype float32 holds everywhere
+
+
 @pytest.mark.slow
 def test_per_persona_lora_in_two_shards_equals_the_one_process_run(tmp_path, shpers_cache, cluster):
     root = make_workspace(tmp_path, personas=4)
@@ -245,6 +254,9 @@ def test_per_persona_lora_in_two_shards_equals_the_one_process_run(tmp_path, shp
         assert_same_adapters(adapter(root, one.id, pid), adapter(root, sharded.id, pid), tol=1e-5)
     with RunStore(root / "shpers.sqlite") as store:
         assert any("in 2 shards on Ray" in line.message for line in store.logs(sharded.id))
+        # CPU workers hold the base as the job does: that is what keeps them equal to the one-process run.
+        assert any(line.message.startswith("base model on the training worker in float32 on cpu (as the job holds")
+                   for line in store.logs(sharded.id))
         for metric in ("embedding_similarity", "val_loss"):
             subset = "validation" if metric == "val_loss" else "all"
             assert store.persona_scores(sharded.id, metric, subset) == pytest.approx(
@@ -411,6 +423,8 @@ def test_unified_lora_data_parallel_on_two_workers_equals_the_one_process_run(tm
     assert_same_adapters(adapter(root, one.id), adapter(root, ddp.id), tol=1e-5)
     with RunStore(root / "shpers.sqlite") as store:
         assert any("data-parallel on 2 Ray Train workers" in line.message for line in store.logs(ddp.id))
+        assert sum(line.message.startswith("base model on the training worker in float32 on cpu")
+                   for line in store.logs(ddp.id)) == 1  # worker 0 says it, once
         # Worker 0's curve came back as it trained: the global batch's loss, step for step.
         (lcurve,), (dcurve,) = store.curves(one.id, kind="train").values(), store.curves(ddp.id, kind="train").values()
         assert dcurve.steps == lcurve.steps

@@ -26,7 +26,7 @@ import torch.distributed as dist
 
 from shpers_core.distributed.channel import RemoteReporter, new_channel
 from shpers_core.distributed.connection import connect
-from shpers_core.distributed.models import load_on_worker, model_ref
+from shpers_core.distributed.models import load_on_worker, model_ref, worker_dtype, worker_precision
 from shpers_core.distributed.options import shared_path, worker_options
 from shpers_core.distributed.scratch import worker_scratch
 from shpers_core.distributed.transfer import read_tree, unpack, write_files
@@ -92,6 +92,8 @@ def _train_worker(config: dict) -> None:
                 watcher = CheckpointWatcher(scratch, config["run_id"], reporter.send, shared=config["shared"])
                 watcher.start()
             base = load_on_worker(config["model"], config["device"], config["dtype"], reporter.log)
+            if rank == 0:
+                reporter.log(worker_precision(base, config["dtype"]))
             outcome = "finished"
             try:
                 result = fit_adapter(base.model, config["pad_id"], config["train"], config["val"], config["lora"],
@@ -197,7 +199,8 @@ def _fit_once(ctx, train, val, name, workers, series, model, shared, attempt):
     channel = new_channel()
     config = {"channel": channel, "run_id": ctx.run_id, "checkpoint_rel": str(checkpoint_rel),
               "checkpoint_files": read_tree(root, checkpoint_rel), "model": model, "shared": shared,
-              "device": "cuda" if use_gpu else "cpu", "dtype": ctx.base.dtype, "pad_id": ctx.pad_id,
+              "device": "cuda" if use_gpu else "cpu", "dtype": worker_dtype(ctx.spec.dtype, ctx.base.dtype, use_gpu),
+              "pad_id": ctx.pad_id,
               "train": train, "val": val, "lora": ctx.lora, "train_params": ctx.train, "series": series}
     scratch = Path(tempfile.mkdtemp(prefix="shpers-ray-train-"))
     trainer = TorchTrainer(

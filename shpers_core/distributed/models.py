@@ -18,6 +18,7 @@ from pathlib import Path
 from shpers_core.atomic import atomic_dir
 from shpers_core.models import load_base, registry
 from shpers_core.models.cache import models_dir
+from shpers_core.models.device import dtype_reason
 from shpers_core.models.pretrained import is_hub_id, looks_like_path
 from shpers_core.models.smollm2 import smollm2_dir
 from shpers_core.models.tiny import tiny_qwen2_dir
@@ -145,8 +146,28 @@ def worker_folder(ref: ModelRef, say) -> Path | None:
     return folder
 
 
+def worker_dtype(job_dtype: str | None, driver_dtype: str, on_gpu: bool) -> str | None:
+    """The dtype a training worker loads the base model in.
+
+    The job's own when it names one. On a GPU worker None: the worker picks for its GPU (bf16, or fp16
+    with a loss scaler), as a run on that machine would, where a CPU driver's float32 would halve its
+    speed and double its memory. Otherwise the driver's, which keeps CPU workers equal to the
+    one-process run.
+    """
+    if job_dtype:
+        return job_dtype
+    return None if on_gpu else driver_dtype
+
+
+def worker_precision(base, dtype: str | None) -> str:
+    """A log line: the dtype a training worker holds the base model in (``dtype``: as it was asked), and why."""
+    why = "as the job holds it" if dtype else dtype_reason(base.device)
+    return f"base model on the training worker in {base.dtype} on {base.device} ({why})"
+
+
 def load_on_worker(ref: ModelRef, device: str | None, dtype: str | None, say=lambda line: None):
-    """The base model of ``ref`` on this worker, loaded once per process; named as the job names it."""
+    """The base model of ``ref`` on this worker, loaded once per process; named as the job names it.
+    ``dtype`` None: this worker's own choice (:func:`shpers_core.models.device.pick_dtype`)."""
     folder = worker_folder(ref, say)
     key = (ref.name, ref.content_hash, device, dtype)
     if key not in _LOADED:

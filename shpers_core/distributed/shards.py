@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from shpers_core.distributed.channel import RemoteReporter, new_channel
 from shpers_core.distributed.connection import connect
-from shpers_core.distributed.models import load_on_worker, model_ref
+from shpers_core.distributed.models import load_on_worker, model_ref, worker_dtype, worker_precision
 from shpers_core.events import Event, JobCancelled, Step, Validation
 from shpers_core.third_party import hide_third_party_deprecations
 from shpers_core.threads import computing
@@ -41,6 +41,8 @@ def train_shard(shard: int, model, device: str | None, dtype: str | None, pad_id
     reporter = RemoteReporter(channel)
     try:
         base = load_on_worker(model, device, dtype, reporter.log)
+        if shard == 0:
+            reporter.log(worker_precision(base, dtype))
         with computing():
             result = train_many(base.model, pad_id, train_by, lora, train, reporter, val_by_adapter=val_by,
                                 micro_batch_rows=micro_batch_rows)
@@ -75,7 +77,8 @@ def train_sharded(ctx, ids: list[str], shards: int, micro_batch_rows: int | None
     ctx.reporter.log(f"training {len(ids)} adapters in {len(slices)} shards on Ray "
                      f"({', '.join(str(len(s)) for s in slices)} personas)")
     model = model_ref(ctx.spec.base_model)
-    refs = [task.remote(i, model, ctx.spec.device, ctx.base.dtype, ctx.pad_id,
+    dtype = worker_dtype(ctx.spec.dtype, ctx.base.dtype, gpus > 0 and (ctx.spec.device or "cuda").startswith("cuda"))
+    refs = [task.remote(i, model, ctx.spec.device, dtype, ctx.pad_id,
                         {pid: ctx.examples(pid, "train") for pid in part},
                         {pid: ctx.examples(pid, "val") for pid in part}, ctx.lora, ctx.train, micro_batch_rows, ch)
             for i, (part, ch) in enumerate(zip(slices, channels))]
