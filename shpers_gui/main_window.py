@@ -44,9 +44,9 @@ def generate_and_write(path, n_personas: int | None = None, dialogues_per_person
     return engine.get("load_dataset")(path)
 
 def device_and_models():
-    from shpers_core.models import DEFAULT_MODEL, describe_device, describe_models
+    from shpers_core.models import DEFAULT_MODEL, automatic_choice, describe_device, describe_models
 
-    return describe_device(), describe_models(), DEFAULT_MODEL
+    return describe_device(), describe_models(), DEFAULT_MODEL, automatic_choice()
 
 class ElidedLabel(QLabel):
     """A one-line label that shortens its text in the middle instead of widening the window."""
@@ -188,9 +188,11 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.device)
 
     def _device_known(self, result) -> None:
-        device, models, default = result
-        self.device.setText(f"device: {device}")
+        device, models, default, (picked, dtype, why) = result
+        self.device.setText(f"device: {device}, {dtype}")
+        self.device.setToolTip(f"Jobs set to automatic run on {picked} with the base model in {dtype}: {why}")
         self.launcher.set_models(models, default)
+        self.launcher.set_automatic(picked, dtype, why)
 
     def _dataset_label_update(self) -> None:
         ds = self.session.dataset

@@ -17,6 +17,7 @@ from shpers_core.jobs.spec import build_spec  # noqa: E402
 from shpers_gui.job_queue import RUNNING, Job  # noqa: E402
 from shpers_gui.widgets.jobs_view import format_eta  # noqa: E402
 from shpers_gui.widgets.plot_export import export_plot  # noqa: E402
+from shpers_gui.widgets.results_view import RUN_ID_ROLE  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(240)]
 TINY = {"train.num_epochs": 1, "eval.max_new_tokens": 4, "eval.max_test_dialogues": 1}
@@ -73,3 +74,34 @@ def test_the_eta_covers_evaluation_while_training():
     job.phase, job.estimate = "training", JobEstimate(2, 10, 100, 20, 1000, 10.0, None, "")
     left, complete = job.job_eta()
     assert not complete and format_eta(left, complete).startswith("≥ ")
+
+
+def _dtype_shown(win, run_id: str) -> str:
+    results = win.results
+    results.refresh()
+    model = results.model
+    column = model.COLUMNS.index("Model dtype")
+    (row,) = [r for r in range(model.rowCount()) if model.index(r, 0).data(RUN_ID_ROLE) == run_id]
+    return model.index(row, column).data()
+
+
+def test_the_dtype_chosen_in_the_launcher_is_the_runs_and_shown_after_a_restart(qtbot, tmp_path):
+    root = generated_workspace(tmp_path / "ws", 2)
+    with open_window(qtbot, root, tmp_path) as win:
+        launcher = win.launcher
+        # The automatic choice says what it is on this machine once the engine has looked.
+        qtbot.waitUntil(lambda: launcher.dtype.itemText(0) != "automatic", timeout=60000)
+        assert launcher.device.itemText(0) == "automatic (cpu here)"
+        assert launcher.dtype.itemText(0) in ("automatic (float32 here)", "automatic (bfloat16 here)")
+        launcher.set_method("unified_lora")
+        launcher.base_model.setCurrentText("tiny-qwen2")
+        launcher.form.set_values(TINY)
+        launcher.device.setCurrentIndex(launcher.device.findData("cpu"))
+        launcher.dtype.setCurrentIndex(launcher.dtype.findData("bfloat16"))
+        [job] = launcher.queue_job()
+        assert (job.spec.device, job.spec.dtype) == ("cpu", "bfloat16")
+        qtbot.waitUntil(lambda: job.status == "finished", timeout=180000)
+        assert "base model tiny-qwen2 in bfloat16 on cpu (set in the run)" in win.jobs.log.toPlainText()
+        assert _dtype_shown(win, job.run_id) == "bfloat16"
+    with open_window(qtbot, root, tmp_path) as win:
+        assert _dtype_shown(win, job.run_id) == "bfloat16"

@@ -108,3 +108,18 @@ def test_a_taken_run_name_is_offered_with_a_number(window, monkeypatch):
     assert job.spec.name == "lr test (3)"
     _answer(monkeypatch, QMessageBox.StandardButton.No)
     assert launcher.queue_job() == []
+
+
+def test_a_sweep_and_a_study_take_the_device_and_dtype_chosen(window, monkeypatch):
+    launcher = window.launcher
+    _answer(monkeypatch, QMessageBox.StandardButton.Yes)
+    [job] = launcher.queue_job()
+    assert (job.spec.device, job.spec.dtype) == (None, None)  # automatic: the engine picks where it runs
+    launcher.device.setCurrentIndex(launcher.device.findData("cpu"))
+    launcher.dtype.setCurrentIndex(launcher.dtype.findData("float32"))
+    launcher.sweep_param.setCurrentIndex(launcher.sweep_param.findData("train.learning_rate"))
+    launcher.sweep_values.setText("1e-4, 1e-3")
+    sweep = launcher.queue_sweep()
+    study = launcher.queue_study()
+    assert len(sweep) == 2 and len(study) > 3
+    assert {(j.spec.device, j.spec.dtype) for j in sweep + study} == {("cpu", "float32")}

@@ -9,7 +9,7 @@ from shpers_core.cli.executor_args import add_executor_args, job_runner
 from shpers_core.cli.progress import ProgressPrinter
 from shpers_core.cli.stopping import stop_on_signals
 from shpers_core.events import JobCancelled, Reporter
-from shpers_core.jobs.spec import build_spec, defaults_for, parameter_groups
+from shpers_core.jobs.spec import DEVICE_HELP, DTYPE_HELP, DTYPES, build_spec, defaults_for, parameter_groups
 from shpers_core.methods.registry import METHODS, get_method
 from shpers_core.models import DEFAULT_MODEL
 from shpers_core.params import parse_overrides
@@ -28,10 +28,8 @@ def add_parser(sub) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="set a parameter, e.g. learning_rate=1e-4 or train.num_epochs=5 (repeatable)")
     p.add_argument("--name", default="", help="a label for the run")
-    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
-                   help="base model dtype (default: bfloat16 on a GPU that has it and on a CPU whose bf16 products "
-                        "beat float32's, else float32; trained weights are float32 either way)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
+    p.add_argument("--dtype", default=None, choices=DTYPES, help=DTYPE_HELP)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     add_executor_args(p)
     p.set_defaults(func=run)

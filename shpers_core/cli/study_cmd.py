@@ -17,6 +17,7 @@ from shpers_core.evaluation.forest import forest_text
 from shpers_core.evaluation.table import study_rows, to_csv, to_markdown
 from shpers_core.events import JobCancelled, Reporter
 from shpers_core.jobs.estimate import estimate_job, format_duration, left_to_run, total_seconds
+from shpers_core.jobs.spec import DTYPE_HELP, DTYPES
 from shpers_core.jobs.study import PRESETS, plan_study, run_study, study_jobs
 from shpers_core.jobs.study_progress import FINISHED, NEW, RESUME
 from shpers_core.store import RunStore
@@ -29,9 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--preset", default="smoke", choices=list(PRESETS))
     p.add_argument("--model", default=None, help="base model (default: the preset's)")
     p.add_argument("--personas", nargs="+", default=None, metavar="ID", help="persona ids (default: the preset's)")
-    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
-                   help="base model dtype (default: bfloat16 on a GPU that has it and on a CPU whose bf16 products "
-                        "beat float32's, else float32; trained weights are float32 either way)")
+    p.add_argument("--dtype", default=None, choices=DTYPES, help=DTYPE_HELP)
     p.add_argument("--seeds", nargs="+", type=int, default=None, metavar="N",
                    help="training seeds: with several, every row that depends on the seed runs once per seed "
                         "(a whole pass after another) and the table pools them (default: Appendix A's seed)")

@@ -10,6 +10,7 @@ from shpers_core.distributed.study import run_specs_on_ray
 from shpers_core.evaluation.table import study_rows, to_markdown
 from shpers_core.events import JobCancelled, Reporter
 from shpers_core.jobs.runner import load_dataset_for, run_job
+from shpers_core.jobs.spec import DEVICE_HELP, DTYPE_HELP, DTYPES
 from shpers_core.jobs.sweep import sweep_specs
 from shpers_core.models import DEFAULT_MODEL
 from shpers_core.params import parse_overrides
@@ -32,9 +33,8 @@ def add_parser(sub) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="set another parameter for every run (repeatable)")
     p.add_argument("--name", default="", help="runs are named 'NAME PARAM=VALUE' (default NAME: the method)")
-    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
-                   help="base model dtype (default: as for `shpers run`)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
+    p.add_argument("--dtype", default=None, choices=DTYPES, help=DTYPE_HELP)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     add_executor_args(p)
     p.set_defaults(func=sweep)

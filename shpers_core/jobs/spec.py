@@ -29,6 +29,13 @@ GROUPS: dict[str, type[Params] | None] = {
 """Every parameter group, in the order forms and ``--help`` show them (None: the method's own class)."""
 GROUP_ALIASES = {"method": "method_params", "params": "method_params"}
 
+DEVICES = ("cuda", "mps", "cpu")
+DEVICE_HELP = "where the job computes: cuda (or cuda:N), mps or cpu (default: the best available)"
+DTYPES = ("float32", "bfloat16", "float16")
+DTYPE_HELP = ("the frozen base model's dtype (default: bfloat16 on a GPU that has it and on a CPU whose bf16 products "
+              "beat float32's, float16 with loss scaling on a GPU without bf16, else float32; trained weights, their "
+              "gradients and optimiser state are float32 either way; the run records the one it used)")
+
 
 def parameter_groups(method: str) -> dict[str, type[Params]]:
     """The parameter dataclasses ``method`` shows: its own, then LoRA, training and evaluation."""
@@ -69,7 +76,9 @@ class JobSpec:
     """Empty: the workspace's dataset."""
     name: str = ""
     device: str | None = None
+    """See :data:`DEVICE_HELP`."""
     dtype: str | None = None
+    """See :data:`DTYPE_HELP`."""
 
     @classmethod
     def for_method(cls, method: str, **fields: Any) -> JobSpec:

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from shpers_core.errors import UserError
-from shpers_core.jobs.spec import build_spec
+from shpers_core.jobs.spec import DEVICE_HELP, DEVICES, DTYPE_HELP, DTYPES, build_spec
 from shpers_core.jobs.sweep import sweep_specs
 from shpers_core.methods.registry import METHODS
 from shpers_gui import engine
@@ -57,6 +57,15 @@ class LauncherView(QWidget):
         self.base_model.setToolTip("A named model, a local folder or a hub id")
         self.run_name = QLineEdit()
         self.run_name.setPlaceholderText("optional run name")
+        # None: the engine picks for the machine the job runs on; set_automatic says what that is here.
+        self.device = QComboBox()
+        self.device.setToolTip(DEVICE_HELP[0].upper() + DEVICE_HELP[1:])
+        self.dtype = QComboBox()
+        self.dtype.setToolTip(DTYPE_HELP[0].upper() + DTYPE_HELP[1:])
+        for box, names in ((self.device, DEVICES), (self.dtype, DTYPES)):
+            box.addItem("automatic", None)
+            for name in names:
+                box.addItem(name, name)
         self.run_on = QComboBox()
         self.run_on.addItem("this machine", "local")
         self.run_on.addItem("Ray cluster", "ray")
@@ -141,6 +150,8 @@ class LauncherView(QWidget):
         jl.addRow("Method", self.method)
         jl.addRow("", self.summary)
         jl.addRow("Base model", self.base_model)
+        jl.addRow("Device", self.device)
+        jl.addRow("Model dtype", self.dtype)
         jl.addRow("Preset", self.preset)
         jl.addRow("Name", self.run_name)
         jl.addRow("Study seeds", self.study_seeds)
@@ -332,7 +343,18 @@ class LauncherView(QWidget):
         return build_spec(self.method.currentData(), overrides,
                           base_model=self.base_model.currentText().strip(),
                           personas=self.selected_personas(), name=self.run_name.text().strip() if name is None else name,
-                          dataset_path=self.session.job_dataset_path())
+                          dataset_path=self.session.job_dataset_path(), **self.hardware())
+
+    def hardware(self) -> dict[str, str | None]:
+        """The job's device and dtype as chosen (None: automatic)."""
+        return {"device": self.device.currentData(), "dtype": self.dtype.currentData()}
+
+    def set_automatic(self, device: str, dtype: str, why: str) -> None:
+        """Say in the "automatic" choices what the engine picks on this machine (``why``: the dtype's reason)."""
+        self.device.setItemText(0, f"automatic ({device} here)")
+        self.dtype.setItemText(0, f"automatic ({dtype} here)")
+        self.dtype.setItemData(0, f"Here: {dtype}, because {why}. On a Ray cluster each GPU worker picks for its "
+                                  "own GPU.", Qt.ItemDataRole.ToolTipRole)
 
     def _submit(self, specs, estimates=None) -> list:
         estimates = estimates or [None] * len(specs)
@@ -402,7 +424,8 @@ class LauncherView(QWidget):
                 raise UserError("no dataset is loaded: File ▸ Open dataset… or generate one first")
             specs = sweep_specs(self.method.currentData(), key, texts, self.form.values(),
                                 name=self.run_name.text().strip(), base_model=self.base_model.currentText().strip(),
-                                personas=self.selected_personas(), dataset_path=self.session.job_dataset_path())
+                                personas=self.selected_personas(), dataset_path=self.session.job_dataset_path(),
+                                **self.hardware())
             estimates = [engine.get("estimate_job")(s, self.session.dataset, self.session.store()) for s in specs]
         except UserError as exc:
             self._error("Cannot queue the sweep", exc)
@@ -435,10 +458,11 @@ class LauncherView(QWidget):
 
                 ids = preset_personas(self._presets[preset], self.session.dataset.persona_ids)
             seeds = self._study_seeds()
+            hardware = self.hardware()
             specs = engine.get("study_specs")(preset, ids, base_model=self.base_model.currentText().strip() or None,
-                                              seeds=seeds)
+                                              seeds=seeds, dtype=hardware["dtype"])
             path = self.session.job_dataset_path()
-            specs = [s.replace(dataset_path=path) for s in specs]
+            specs = [s.replace(dataset_path=path, device=hardware["device"]) for s in specs]
         except UserError as exc:
             self._error("Cannot queue the study", exc)
             return []

@@ -66,7 +66,7 @@ class RunsModel(RowTableModel):
     """One row per run: the study table's numbers plus model, parameters and status."""
 
     COLUMNS = ["Name", "Method", "Model", "Dataset", "Score % (mean ± std)", "Device P", "Param F1", "Num. P",
-               "Personas", "Parameters", "Trainable", "Train time", "Status", "Created", "Tags", "Run"]
+               "Personas", "Parameters", "Trainable", "Train time", "Status", "Created", "Tags", "Model dtype", "Run"]
     NAME, SCORE, PARAMS, STATUS, CREATED, TAGS = 0, 4, 9, 12, 13, 14
 
     def __init__(self, session, parent=None):
@@ -86,6 +86,8 @@ class RunsModel(RowTableModel):
         title = METHODS[run.method].title if run.method in METHODS else run.method
         score = "" if t.mean is None else f"{t.mean * 100:.1f} ± {(t.std or 0) * 100:.1f}"
         tags = ", ".join(run.tags)
+        # The dtype the run held its base model in (recorded when it loaded it); empty for a run still queued.
+        dtype = run.params.get("dtype") or ""
         return [
             (run.label, run.label.lower()), (title, title), (run.base_model, run.base_model),
             (t.dataset, t.dataset), (score, -1.0 if t.mean is None else t.mean),
@@ -95,7 +97,7 @@ class RunsModel(RowTableModel):
             (changed_params(run.method, run.params),) * 2,
             (f"{run.trainable_params:,}" if run.trainable_params else "", run.trainable_params or 0),
             (_duration(run.duration_s), run.duration_s or 0.0), (run.status, run.status),
-            (run.created_at[:19].replace("T", " "), run.created_at), (tags, tags), (run.id, run.id),
+            (run.created_at[:19].replace("T", " "), run.created_at), (tags, tags), (dtype, dtype), (run.id, run.id),
         ]
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
