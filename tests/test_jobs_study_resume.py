@@ -166,11 +166,16 @@ def test_a_stopped_study_names_the_command_that_continues_it():
     from shpers_core.cli.main import build_parser
     from shpers_core.cli.study_cmd import resume_command
 
-    argv = ["study", "--preset", "quick", "--model", "tiny-qwen2", "--seeds", "0", "1", "--personas", "a b", "c"]
+    argv = ["study", "--preset", "quick", "--model", "tiny-qwen2", "--seeds", "0", "1", "--personas", "a b", "c",
+            "--device", "cpu", "--dtype", "float32"]
     line = resume_command(build_parser(argv).parse_args(argv))
-    assert line == "shpers study --preset quick --model tiny-qwen2 --personas 'a b' c --seeds 0 1 --resume"
+    assert line == ("shpers study --preset quick --model tiny-qwen2 --device cpu --dtype float32 --personas 'a b' c "
+                    "--seeds 0 1 --resume")
     again = build_parser(shlex.split(line)[1:]).parse_args(shlex.split(line)[1:])
     assert (again.resume, again.seeds, again.personas, again.model) == (True, [0, 1], ["a b", "c"], "tiny-qwen2")
+    # Every row, in every pass, runs where and in the dtype the study was started with.
+    specs = study_specs("smoke", PERSONAS, base_model="tiny-qwen2", seeds=[0, 1], device="cpu", dtype="float32")
+    assert {(s.device, s.dtype) for s in specs} == {("cpu", "float32")}
 
 
 def test_a_one_seed_study_is_the_first_pass_of_a_study_over_more_seeds(tmp_path):

@@ -17,7 +17,7 @@ from shpers_core.evaluation.forest import forest_text
 from shpers_core.evaluation.table import study_rows, to_csv, to_markdown
 from shpers_core.events import JobCancelled, Reporter
 from shpers_core.jobs.estimate import estimate_job, format_duration, left_to_run, total_seconds
-from shpers_core.jobs.spec import DTYPE_HELP, DTYPES
+from shpers_core.jobs.spec import DEVICE_HELP, DTYPE_HELP, DTYPES
 from shpers_core.jobs.study import PRESETS, plan_study, run_study, study_jobs
 from shpers_core.jobs.study_progress import FINISHED, NEW, RESUME
 from shpers_core.store import RunStore
@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--preset", default="smoke", choices=list(PRESETS))
     p.add_argument("--model", default=None, help="base model (default: the preset's)")
     p.add_argument("--personas", nargs="+", default=None, metavar="ID", help="persona ids (default: the preset's)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--dtype", default=None, choices=DTYPES, help=DTYPE_HELP)
     p.add_argument("--seeds", nargs="+", type=int, default=None, metavar="N",
                    help="training seeds: with several, every row that depends on the seed runs once per seed "
@@ -50,7 +51,8 @@ def add_parser(sub) -> None:
 def resume_command(args) -> str:
     """The ``shpers study`` command line that continues the study ``args`` describe."""
     words = ["shpers", "study", "--preset", args.preset]
-    for flag, value in (("--model", args.model), ("--dtype", args.dtype), ("--ray-address", args.ray_address)):
+    for flag, value in (("--model", args.model), ("--device", args.device), ("--dtype", args.dtype),
+                        ("--ray-address", args.ray_address)):
         if value:
             words += [flag, value]
     for flag, values in (("--personas", args.personas), ("--seeds", args.seeds)):
@@ -64,7 +66,7 @@ def resume_command(args) -> str:
 def print_plan(args, ws: Workspace) -> int:
     """``--plan``: every row, what will happen to it, and the estimated time of what runs."""
     dataset, specs = study_jobs(args.preset, ws, base_model=args.model, personas=args.personas, dtype=args.dtype,
-                                seeds=args.seeds)
+                                device=args.device, seeds=args.seeds)
     rows = plan_study(specs, ws, dataset.content_hash(), Reporter(), resume=args.resume)
     what = {FINISHED: "kept", RESUME: "resume", NEW: "run"}
     estimates = []
@@ -111,10 +113,11 @@ def study(args) -> int:
         with stop_on_signals(reporter):
             if options is None:
                 run_ids = run_study(args.preset, ws, reporter, base_model=args.model, personas=args.personas,
-                                    dtype=args.dtype, seeds=args.seeds, resume=args.resume)
+                                    dtype=args.dtype, device=args.device, seeds=args.seeds, resume=args.resume)
             else:
                 run_ids = run_study_on_ray(args.preset, ws, reporter, options=options, base_model=args.model,
-                                           personas=args.personas, dtype=args.dtype, seeds=args.seeds,
+                                           personas=args.personas, dtype=args.dtype, device=args.device,
+                                           seeds=args.seeds,
                                            resume=args.resume)
     except (JobCancelled, KeyboardInterrupt):
         print(f"study stopped; `{resume_command(args)}` continues it in this workspace: finished rows are kept "

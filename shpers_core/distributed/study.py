@@ -30,7 +30,7 @@ def waves(specs: list) -> list[list[int]]:
 
 
 def run_study_on_ray(preset: str, workspace, reporter: Reporter, *, options, base_model: str | None = None,
-                     personas: list[str] | None = None, dtype: str | None = None,
+                     personas: list[str] | None = None, dtype: str | None = None, device: str | None = None,
                      seeds: list[int] | None = None, resume: bool = False) -> list[str]:
     """Every study row as a Ray job, a wave at a time; returns run ids in the study's row order.
 
@@ -41,7 +41,7 @@ def run_study_on_ray(preset: str, workspace, reporter: Reporter, *, options, bas
     dataset = load_dataset_for(build_spec("base_model", base_model=base_model or p.base_model), workspace)
     ids = personas or preset_personas(p, dataset.persona_ids)
     run_ids: list[str] = []
-    for specs in study_passes(p, ids, base_model=base_model, dtype=dtype, seeds=seeds):
+    for specs in study_passes(p, ids, base_model=base_model, dtype=dtype, device=device, seeds=seeds):
         rows = plan_study(specs, workspace, dataset.content_hash(), reporter, resume=resume)
         for row in rows:
             if row.state != NEW:

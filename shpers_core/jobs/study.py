@@ -121,7 +121,7 @@ def seed_dependent(spec: JobSpec) -> bool:
 
 
 def study_passes(preset: str | StudyPreset, persona_ids: list[str], *, base_model: str | None = None,
-                 extra: dict[str, Any] | None = None, dtype: str | None = None,
+                 extra: dict[str, Any] | None = None, dtype: str | None = None, device: str | None = None,
                  seeds: Sequence[int] | None = None) -> list[list[JobSpec]]:
     """The study's jobs, one list per training seed in ``seeds`` (one list, the preset's seed, when None).
 
@@ -130,12 +130,12 @@ def study_passes(preset: str | StudyPreset, persona_ids: list[str], *, base_mode
     "ROW seed=N" (Table 5.1 pools such runs); a row that does not runs in the first pass only.
     """
     if seeds is None:
-        return [_one_pass(preset, persona_ids, base_model=base_model, extra=extra, dtype=dtype)]
+        return [_one_pass(preset, persona_ids, base_model=base_model, extra=extra, dtype=dtype, device=device)]
     seeds = check_seeds(seeds)
     passes = []
     for k, seed in enumerate(seeds):
         specs = _one_pass(preset, persona_ids, base_model=base_model, extra={**(extra or {}), "train.seed": seed},
-                          dtype=dtype)
+                          dtype=dtype, device=device)
         if len(seeds) > 1:
             # A row that neither trains nor builds on a trained run replies the same whatever the seed.
             specs = [s.replace(name=f"{s.name} seed={seed}") if seed_dependent(s) else s
@@ -145,23 +145,23 @@ def study_passes(preset: str | StudyPreset, persona_ids: list[str], *, base_mode
 
 
 def study_specs(preset: str | StudyPreset, persona_ids: list[str], *, base_model: str | None = None,
-                extra: dict[str, Any] | None = None, dtype: str | None = None,
+                extra: dict[str, Any] | None = None, dtype: str | None = None, device: str | None = None,
                 seeds: Sequence[int] | None = None) -> list[JobSpec]:
     """One job per study row for ``preset`` over ``persona_ids`` (already chosen), every pass of
     :func:`study_passes` in order."""
     return [spec for one in study_passes(preset, persona_ids, base_model=base_model, extra=extra, dtype=dtype,
-                                         seeds=seeds) for spec in one]
+                                         device=device, seeds=seeds) for spec in one]
 
 
 def _one_pass(preset: str | StudyPreset, persona_ids: list[str], *, base_model: str | None,
-              extra: dict[str, Any] | None, dtype: str | None) -> list[JobSpec]:
+              extra: dict[str, Any] | None, dtype: str | None, device: str | None) -> list[JobSpec]:
     p = get_preset(preset) if isinstance(preset, str) else preset
     specs = []
     for label, method, own in STUDY_STEPS:
         overrides = applicable(method, {**p.overrides, **p.method_overrides.get(method, {}), **(extra or {})})
         overrides.update({f"method_params.{k}": v for k, v in own.items()})
         spec = build_spec(method, overrides, base_model=base_model or p.base_model,
-                          personas=list(persona_ids), name=label, dtype=dtype)
+                          personas=list(persona_ids), name=label, dtype=dtype, device=device)
         if p.note_cuts and "train" in parameter_groups(method):
             full, used = default_params(method, "train").num_epochs, spec.train.num_epochs
             cuts = [f"{used} of {full} epochs"] if used < full else []
@@ -179,16 +179,17 @@ def preset_personas(preset: StudyPreset, all_ids: list[str]) -> list[str]:
 
 
 def study_jobs(preset: str, workspace, *, base_model: str | None = None, personas: list[str] | None = None,
-               dtype: str | None = None, seeds: Sequence[int] | None = None) -> tuple[Dataset, list[JobSpec]]:
+               dtype: str | None = None, device: str | None = None,
+               seeds: Sequence[int] | None = None) -> tuple[Dataset, list[JobSpec]]:
     """The workspace's dataset and the study's jobs on it, as :func:`run_study` runs them."""
     p = get_preset(preset)
     dataset = load_dataset_for(build_spec("base_model", base_model=base_model or p.base_model), workspace)
     ids = personas or preset_personas(p, dataset.persona_ids)
-    return dataset, study_specs(p, ids, base_model=base_model, dtype=dtype, seeds=seeds)
+    return dataset, study_specs(p, ids, base_model=base_model, dtype=dtype, device=device, seeds=seeds)
 
 
 def run_study(preset: str, workspace, reporter: Reporter, *, base_model: str | None = None,
-              personas: list[str] | None = None, dtype: str | None = None,
+              personas: list[str] | None = None, dtype: str | None = None, device: str | None = None,
               seeds: Sequence[int] | None = None, resume: bool = False) -> list[str]:
     """Run every study row (once per seed in ``seeds``, see :func:`study_specs`) in one process; returns run ids.
 
@@ -197,7 +198,7 @@ def run_study(preset: str, workspace, reporter: Reporter, *, base_model: str | N
     :func:`~shpers_core.jobs.study_progress.study_progress`).
     """
     dataset, specs = study_jobs(preset, workspace, base_model=base_model, personas=personas, dtype=dtype,
-                                seeds=seeds)
+                                device=device, seeds=seeds)
     rows = plan_study(specs, workspace, dataset.content_hash(), reporter, resume=resume)
     run_ids = []
     for i, row in enumerate(rows):

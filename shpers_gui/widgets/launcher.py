@@ -458,11 +458,10 @@ class LauncherView(QWidget):
 
                 ids = preset_personas(self._presets[preset], self.session.dataset.persona_ids)
             seeds = self._study_seeds()
-            hardware = self.hardware()
             specs = engine.get("study_specs")(preset, ids, base_model=self.base_model.currentText().strip() or None,
-                                              seeds=seeds, dtype=hardware["dtype"])
+                                              seeds=seeds, **self.hardware())
             path = self.session.job_dataset_path()
-            specs = [s.replace(dataset_path=path, device=hardware["device"]) for s in specs]
+            specs = [s.replace(dataset_path=path) for s in specs]
         except UserError as exc:
             self._error("Cannot queue the study", exc)
             return []
