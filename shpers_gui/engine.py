@@ -18,6 +18,7 @@ _WHERE = {
     "install_dataset": "shpers_core.data.library",
     "export_persona": "shpers_core.export",
     "paired_comparison": "shpers_core.evaluation.stats",
+    "JobSpec": "shpers_core.jobs.spec",
     "EmbeddingScorer": "shpers_core.evaluation.embedding",
     "study_rows": "shpers_core.evaluation.table",
     "to_markdown": "shpers_core.evaluation.table",

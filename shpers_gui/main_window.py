@@ -94,6 +94,7 @@ class MainWindow(QMainWindow):
         self.results.open_curves.connect(self.show_run_curves)
         self.results.chat_with.connect(self.chat_with_run)
         self.results.resume_requested.connect(self.resume_run)
+        self.results.launch_like.connect(self.launch_like)
         self.session.jobs.job_ended.connect(self._job_ended)
         self._build_menus()
         self._build_status_bar()
@@ -218,6 +219,15 @@ class MainWindow(QMainWindow):
         """Continue a stopped run (from Results, after a restart too) and show it in the Jobs tab."""
         self.jobs.resume_run(run_id)
         self.tabs.setCurrentWidget(self.jobs)
+
+    def launch_like(self, run_id: str) -> None:
+        """A stored run's job in the Launch tab, ready to change and queue."""
+        record = self.session.store().get_run(run_id)
+        missing = self.launcher.load_spec(engine.get("JobSpec").from_dict(record.params))
+        self.tabs.setCurrentWidget(self.launcher)
+        note = (f"; {len(missing)} of its personas are not in the loaded dataset ({', '.join(missing[:3])}"
+                f"{', …' if len(missing) > 3 else ''})" if missing else "")
+        self.statusBar().showMessage(f"Launch: the settings of run {record.label}{note}", 15000)
 
     def chat_with_run(self, run_id: str) -> None:
         self.chat.choose_run(run_id)

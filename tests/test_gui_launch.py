@@ -123,3 +123,26 @@ def test_a_sweep_and_a_study_take_the_device_and_dtype_chosen(window, monkeypatc
     study = launcher.queue_study()
     assert len(sweep) == 2 and len(study) > 3
     assert {(j.spec.device, j.spec.dtype) for j in sweep + study} == {("cpu", "float32")}
+
+
+def test_a_stored_run_opens_in_the_launcher_and_queues_as_it_was_with_one_change(window, monkeypatch):
+    from shpers_core.jobs.spec import build_spec
+
+    launcher, session = window.launcher, window.session
+    spec = build_spec("cluster_lora", {"method_params.k": 2, "train.learning_rate": 5e-4, "lora.rank": 4},
+                      base_model="tiny-qwen2", personas=["persona_001", "persona_003"], name="clusters",
+                      dtype="float32")
+    with RunStore(session.workspace.db_path) as store:
+        run_id = store.create_run(spec.method, spec.to_dict(), spec.base_model, "h", spec.personas, name=spec.name)
+    window.results.refresh()
+    menu = window.results.run_menu(run_id)
+    next(a for a in menu.actions() if a.text() == "Run again with changes…").trigger()
+    assert window.tabs.currentWidget() is launcher
+    assert launcher.checked_personas() == ["persona_001", "persona_003"]
+    assert launcher.dtype.currentData() == "float32" and launcher.device.currentData() is None
+    assert "the settings of run clusters" in window.statusBar().currentMessage()
+    launcher.form.set_values({"train.num_epochs": 1})  # the one change
+    _answer(monkeypatch, QMessageBox.StandardButton.Yes)
+    [job] = launcher.queue_job()
+    assert job.spec.name == "clusters (2)" and job.spec.train.num_epochs == 1
+    assert job.spec.replace(name=spec.name, train=spec.train) == spec

@@ -8,8 +8,19 @@ from shpers_core.cli.commands import command_help
 from shpers_core.cli.executor_args import add_executor_args, job_runner
 from shpers_core.cli.progress import ProgressPrinter
 from shpers_core.cli.stopping import stop_on_signals
+from shpers_core.cli.stored_runs import open_store
+from shpers_core.errors import UserError
 from shpers_core.events import JobCancelled, Reporter
-from shpers_core.jobs.spec import DEVICE_HELP, DTYPE_HELP, DTYPES, build_spec, defaults_for, parameter_groups
+from shpers_core.jobs.spec import (
+    DEVICE_HELP,
+    DTYPE_HELP,
+    DTYPES,
+    JobSpec,
+    build_spec,
+    defaults_for,
+    parameter_groups,
+    spec_like,
+)
 from shpers_core.methods.registry import METHODS, get_method
 from shpers_core.models import DEFAULT_MODEL
 from shpers_core.params import parse_overrides
@@ -21,7 +32,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("run", help=command_help("run"), formatter_class=argparse.RawDescriptionHelpFormatter,
                        description=f"Run one method and store the run.\n\nmethods:\n{lines}\n\n"
                                    "See `shpers methods METHOD` for a method's parameters.")
-    p.add_argument("method", help="method name (see `shpers methods`)")
+    p.add_argument("method", nargs="?", help="method name (see `shpers methods`); optional with --like")
+    p.add_argument("--like", metavar="RUN", help="start from a stored run's settings (method, parameters, base model, "
+                   "personas, dataset, device and dtype); the other options change only what they name")
     p.add_argument("--personas", nargs="+", default=[], metavar="ID", help="persona ids (default: all)")
     p.add_argument("--model", default=None, help="base model name, local folder or hub id")
     p.add_argument("--dataset", default="", help="dataset file or folder (default: the workspace's)")
@@ -40,9 +53,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    spec = build_spec(args.method, parse_overrides(args.param), base_model=args.model or DEFAULT_MODEL,
-                      personas=args.personas, dataset_path=args.dataset, name=args.name, device=args.device,
-                      dtype=args.dtype)
+    spec = _spec_from(args)
     run_job = job_runner(args)
     reporter = Reporter(ProgressPrinter(quiet=args.quiet))
     try:
@@ -52,6 +63,21 @@ def run(args) -> int:
         return 130
     print(run_id)
     return 0
+
+
+def _spec_from(args) -> JobSpec:
+    fields = {"personas": args.personas, "dataset_path": args.dataset, "name": args.name, "device": args.device,
+              "dtype": args.dtype}
+    if not args.like:
+        if not args.method:
+            raise UserError("shpers run: name a method (see `shpers methods`) or a run to start from with --like RUN")
+        return build_spec(args.method, parse_overrides(args.param), base_model=args.model or DEFAULT_MODEL, **fields)
+    with open_store(args) as store:
+        record = store.get_run(args.like)
+    if args.method and args.method != record.method:
+        raise UserError(f"shpers run: run {record.id} is {record.method}, not {args.method}; leave the method out "
+                        "to run it again")
+    return spec_like(record.params, parse_overrides(args.param), base_model=args.model, **fields)
 
 
 def methods(args) -> int:

@@ -106,6 +106,11 @@ class JobSpec:
         return self.replace(**{group: getattr(self, group).replace(**changes[group])
                                for group in shown if group in changes})
 
+    def form_values(self) -> dict[str, Any]:
+        """Every parameter the method shows as ``{"group.name": value}``: the shape forms and overrides take."""
+        return {f"{group}.{name}": value for group, params in self.groups().items()
+                for name, value in params.to_dict().items()}
+
     def to_dict(self) -> dict[str, Any]:
         """The store's and the child processes' shape (groups the method does not show are empty)."""
         shown = parameter_groups(self.method)
@@ -130,6 +135,13 @@ class JobSpec:
             return cls(method=method, **groups, **values)
         except TypeError as exc:
             raise UserError(f"{method}: {exc}") from None
+
+
+def spec_like(params: dict[str, Any], overrides: dict[str, Any] | None = None, **fields: Any) -> JobSpec:
+    """A new job with a stored run's settings (``params``: its record's), then ``overrides`` ("group.name")
+    and the job fields given (None, "" and [] keep the run's)."""
+    spec = JobSpec.from_dict(params).with_overrides(overrides)
+    return _checked(spec.replace(**{k: v for k, v in fields.items() if v not in (None, "", [])}))
 
 
 def resolve_key(method: str, key: str, shown: dict[str, type[Params]] | None = None) -> tuple[str, str]:
@@ -171,7 +183,10 @@ def build_spec(method: str, overrides: dict[str, Any] | None = None, **fields: A
     A key may be bare (``learning_rate``) when only one group has it, or qualified
     (``train.learning_rate``). Unknown keys and out-of-range values raise :class:`ParamError`.
     """
-    spec = JobSpec.for_method(method, **fields).with_overrides(overrides)
+    return _checked(JobSpec.for_method(method, **fields).with_overrides(overrides))
+
+
+def _checked(spec: JobSpec) -> JobSpec:
     if any(not ch.isprintable() for ch in spec.name):
         # A newline in a name could fake a row in `runs list` or a CSV export.
         raise ParamError(f"run name {spec.name!r} contains a newline or another control character")

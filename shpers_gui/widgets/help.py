@@ -28,7 +28,9 @@ each row's difference and interval on one axis, so rows whose interval crosses z
 <i>Findings</i> tab answers the study's questions RQ1-RQ4 in words from the same rows.
 To read why a row wins or loses, click a persona's score in <i>Grid</i>: its test replies show beside the
 references and, with <i>Beside</i>, another run's; <i>lowest score first</i> puts the turns it lost most on
-first (<code>shpers runs replies RUN --beside OTHER --worst 10</code> from a terminal).</li>
+first (<code>shpers runs replies RUN --beside OTHER --worst 10</code> from a terminal). To try one change,
+right-click a run in <i>Results</i> ▸ <i>Run again with changes…</i>: its settings fill the Launch tab
+(<code>shpers run --like RUN --param …</code> from a terminal).</li>
 <li><b>Chat.</b> In <i>Chat</i>, pick a persona and a run; put a second run <i>Beside</i> it to see both
 answer the same conversation. <i>Load a test dialogue</i> shows the reference reply next to them.
 From a terminal, <code>shpers chat RUN --persona ID</code> answers the same way

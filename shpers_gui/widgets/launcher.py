@@ -345,6 +345,22 @@ class LauncherView(QWidget):
                           personas=self.selected_personas(), name=self.run_name.text().strip() if name is None else name,
                           dataset_path=self.session.job_dataset_path(), **self.hardware())
 
+    def load_spec(self, spec) -> list[str]:
+        """Fill the form with a stored run's job (:class:`JobSpec`), to change a setting and queue it again.
+
+        Returns its personas the loaded dataset lacks (they stay unchecked).
+        """
+        self.preset.setCurrentIndex(0)  # a preset would overwrite the run's settings
+        self.set_method(spec.method)
+        self.form.set_values(spec.form_values())
+        self.base_model.setCurrentText(spec.base_model)
+        self.run_name.setText(spec.name)
+        for box, value in ((self.device, spec.device), (self.dtype, spec.dtype)):
+            box.setCurrentIndex(max(0, box.findData(value)))
+        listed = {self.personas.item(i).text() for i in range(self.personas.count())}
+        self._check(None if not spec.personas else spec.personas)
+        return [p for p in spec.personas if p not in listed]
+
     def hardware(self) -> dict[str, str | None]:
         """The job's device and dtype as chosen (None: automatic)."""
         return {"device": self.device.currentData(), "dtype": self.dtype.currentData()}

@@ -187,6 +187,7 @@ class ResultsView(QWidget):
     open_curves = Signal(str)  # run id: show its stored curves in the Jobs tab
     chat_with = Signal(str)  # run id: pick it in the Chat tab
     resume_requested = Signal(str)  # run id: continue it from its checkpoint in the Jobs tab
+    launch_like = Signal(str)  # run id: its settings into the Launch tab, to change one and queue it
 
     def __init__(self, session, parent=None, *, settings=None):
         super().__init__(parent)
@@ -298,6 +299,8 @@ class ResultsView(QWidget):
         resume = menu.addAction("Resume from checkpoint", lambda: self.resume_requested.emit(run_id))
         resume.setEnabled(self.session.store().get_run(run_id).status in RESUMABLE_STATUSES)
         resume.setToolTip("Continue this cancelled, interrupted or failed run in the Jobs tab")
+        again = menu.addAction("Run again with changes…", lambda: self.launch_like.emit(run_id))
+        again.setToolTip("Open this run's method, settings, base model and personas in the Launch tab")
         menu.addSeparator()
         menu.addAction("Rename…", lambda: self.rename(run_id))
         menu.addAction("Notes and tags…", lambda: self.edit_details(run_id))
