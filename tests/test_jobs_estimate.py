@@ -49,6 +49,20 @@ def test_time_comes_from_the_newest_speed_measured_on_the_same_model(dataset, tm
         assert f"measured in run {newest}" in e.summary()
 
 
+def test_a_job_that_names_its_dtype_is_timed_only_by_runs_in_that_dtype(dataset, tmp_path):
+    with RunStore(tmp_path / "s.sqlite") as store:
+        for dtype, tokens in (("bfloat16", 300.0), ("float32", 100.0)):
+            rid = store.create_run("unified_lora", {"dtype": dtype}, "tiny-qwen2", "h", ["p"])
+            store.set_metrics(rid, {"train_tokens_per_s": tokens, "eval_turns_per_s": 2.0}, subset="info")
+            store.finish_run(rid)
+        speed = {dtype: estimate_job(build_spec("unified_lora", base_model="tiny-qwen2", dtype=dtype), dataset,
+                                     store) for dtype in (None, "bfloat16", "float16")}
+    assert speed[None].tokens_per_s == 100.0  # automatic: the newest run, whatever it held
+    assert speed["bfloat16"].tokens_per_s == 300.0
+    assert speed["float16"].seconds is None
+    assert "no finished run of this base model in float16 has measured" in speed["float16"].summary()
+
+
 @pytest.mark.parametrize("method", ["unified_lora", "per_persona_lora"])
 def test_a_stopped_run_has_left_only_the_training_its_checkpoints_have_not_done(tmp_path, method):
     from shpers_core.data import write_jsonl

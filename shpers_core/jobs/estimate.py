@@ -31,6 +31,8 @@ class JobEstimate:
     turns_per_s: float | None
     measured_in: str
     """The run whose speed was used; empty when none was measured."""
+    dtype: str = ""
+    """The dtype the job asks for, whose runs alone time it; empty: automatic, timed by any run."""
 
     @property
     def seconds(self) -> float | None:
@@ -56,7 +58,8 @@ class JobEstimate:
         missing = [what for what, needed, speed in (("training", self.train_tokens, self.tokens_per_s),
                                                     ("evaluation", self.test_turns, self.turns_per_s))
                    if needed and not speed]
-        return (f"{head}. No time estimate: no finished run of this base model has measured this machine's "
+        model = f"this base model in {self.dtype}" if self.dtype else "this base model"
+        return (f"{head}. No time estimate: no finished run of {model} has measured this machine's "
                 f"{' or '.join(missing)} speed yet (finish one small job first).")
 
 
@@ -85,12 +88,13 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def measured_speed(store, base_model: str) -> tuple[float | None, float | None, str]:
-    """(training tokens/s, evaluation turns/s, run id) from the newest finished runs of ``base_model``."""
+def measured_speed(store, base_model: str, dtype: str | None = None) -> tuple[float | None, float | None, str]:
+    """(training tokens/s, evaluation turns/s, run id) from the newest finished runs of ``base_model``; with
+    ``dtype``, only from runs that held it in that dtype (bf16 and float32 differ several times over)."""
     tokens = turns = None
     source = ""
     for run in store.list_runs(status="finished"):
-        if run.base_model != base_model:
+        if run.base_model != base_model or (dtype and run.params.get("dtype") != dtype):
             continue
         info = store.metrics(run.id, subset="info")
         if tokens is None and info.get("train_tokens_per_s"):
@@ -132,6 +136,6 @@ def estimate_job(spec, dataset, store) -> JobEstimate:
         else:
             steps = math.ceil(sum(per_persona) / train.batch_size) * train.num_epochs
         tokens = int(chars / CHARS_PER_TOKEN * train.num_epochs)
-    tokens_per_s, turns_per_s, source = measured_speed(store, spec.base_model)
+    tokens_per_s, turns_per_s, source = measured_speed(store, spec.base_model, spec.dtype)
     return JobEstimate(len(ids), sum(per_persona) if method.trains else 0, test_turns, steps, tokens,
-                       tokens_per_s, turns_per_s, source)
+                       tokens_per_s, turns_per_s, source, spec.dtype or "")

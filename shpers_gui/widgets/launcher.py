@@ -197,6 +197,7 @@ class LauncherView(QWidget):
         self.form.changed.connect(self._fill_sweep_params)
         self.form.changed.connect(self._cost_timer.start)
         self.base_model.currentTextChanged.connect(lambda _t: self._cost_timer.start())
+        self.dtype.currentIndexChanged.connect(lambda _i: self._cost_timer.start())  # speeds differ by dtype
         session.runs_changed.connect(self._cost_timer.start)
         session.dataset_changed.connect(self._fill_personas)
         session.clusters_changed.connect(self._fill_clusters)
