@@ -43,6 +43,10 @@ def test_each_question_is_answered_from_its_rows_verdicts(tmp_path):
     assert answers["RQ1"].startswith("No: every row scored below unified LoRA.")
     assert "Every interval ends below zero" in answers["RQ1"]
     assert answers["RQ3"].startswith("No row beat unified LoRA: 1 of 2 rows scored below it")
+    # RQ3 pairs the merges with the per-persona adapters they merge: merge +3 points, moe +15 above them.
+    assert answers["RQ3"].endswith("Merging did help against per-persona LoRA (paired over personas, Holm over 2 "
+                                   "merge rows): moe, merge scored above it.")
+    assert "merge vs per persona: +3.00 points [" in text
     assert answers["RQ4"].startswith("Not shown: no row differs from unified LoRA at this size.")
     assert "On persona-dependent turns, text prefix scored above it." in answers["RQ4"]
     # RQ2 also pairs the clusters with per-persona LoRA: 5 points above it on every persona.
@@ -101,3 +105,11 @@ def test_without_a_unified_run_nothing_is_claimed_and_the_cli_prints_it(tmp_path
         add_scored_run(store, "per_persona_lora", spread(N, 0.5, 4))
     assert main(["--workspace", str(ws.root), "runs", "export", "--format", "findings"]) == 0
     assert "No study question can be answered" in capsys.readouterr().out
+
+
+def test_a_p_just_below_the_threshold_is_not_printed_as_the_threshold():
+    from shpers_core.evaluation.table import format_p, verdict_of
+
+    assert (format_p(0.0498), verdict_of(0.1, 0.0498)) == ("0.0498", "better")
+    assert (format_p(0.0502), verdict_of(0.1, 0.0502)) == ("0.0502", "no difference shown")
+    assert (format_p(0.0449), format_p(0.2), format_p(0.0004)) == ("0.045", "0.200", "< 0.001")

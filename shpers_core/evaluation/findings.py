@@ -29,11 +29,15 @@ QUESTIONS = (
     ("RQ2", "do cluster adapters, each trained on similar personas' pooled dialogues, beat unified LoRA (and "
             "per-persona LoRA, trained on one persona's)?",
      ("cluster_lora",)),
-    ("RQ3", "do merged per-persona adapters (sparse MoE, weighted merges) match unified LoRA?",
+    ("RQ3", "do merged per-persona adapters (sparse MoE, weighted merges) match unified LoRA (and improve on the "
+            "per-persona adapters they merge)?",
      ("sparse_moe", "weighted_merge")),
     ("RQ4", "do prefixes on top of the unified adapter improve on it?", ("static_prefix", "soft_prompt")),
 )
 PER_PERSONA = "per_persona_lora"
+# Questions whose rows are also paired with per-persona LoRA: (what they do with per-persona data, what a row is).
+# Pooling (RQ2) and merging (RQ3) are both meant to beat an adapter trained on one persona's few dialogues.
+VS_PER_PERSONA = {"RQ2": ("pooling", "cluster row"), "RQ3": ("merging", "merge row")}
 
 
 @dataclass
@@ -130,8 +134,8 @@ def findings(rows) -> list[GroupFindings]:
             if not answering:
                 continue
             finding = Finding(label, question, _answer(answering), [_row_line(r) for r in answering])
-            if label == "RQ2":
-                _add_per_persona_test(finding, answering, members, baseline)
+            if label in VS_PER_PERSONA:
+                _add_per_persona_test(finding, answering, members, baseline, *VS_PER_PERSONA[label])
             answers.append(finding)
         if answers:
             out.append(GroupFindings(f"{baseline.model} on dataset {baseline.dataset}", answers,
@@ -139,17 +143,17 @@ def findings(rows) -> list[GroupFindings]:
     return out
 
 
-def _add_per_persona_test(finding: Finding, clusters, members, baseline) -> None:
-    """RQ2's own question: does pooling similar personas' dialogues beat an adapter per persona?
+def _add_per_persona_test(finding: Finding, answering, members, baseline, doing: str, row: str) -> None:
+    """Does ``doing`` (pooling, merging) beat an adapter per persona?
 
-    Each cluster row is paired with the group's per-persona LoRA row over the personas both scored
-    (Wilcoxon, Holm over the cluster rows, simultaneous Student t intervals), as the table pairs rows
-    with unified LoRA.
+    Each of ``answering`` is paired with the group's per-persona LoRA row over the personas both scored
+    (Wilcoxon, Holm over these rows, simultaneous Student t intervals), as the table pairs rows with
+    unified LoRA.
     """
     per_persona = next((r for r in members if r.method == PER_PERSONA and r.mean is not None), None)
     if per_persona is None:
         return
-    tested = [r for r in clusters if r.mean is not None]
+    tested = [r for r in answering if r.mean is not None]
     diffs = [paired_diffs(per_persona.persona_scores.get("all", {}), r.persona_scores.get("all", {}))
              for r in tested]
     corrected = holm(paired_p(d) for d in diffs)
@@ -169,15 +173,15 @@ def _add_per_persona_test(finding: Finding, clusters, members, baseline) -> None
         finding.rows.append(line)
     if not family:
         return
-    holm_over = f"paired over personas, Holm over {family} cluster row{'s' if family > 1 else ''}"
+    holm_over = f"paired over personas, Holm over {family} {row}{'s' if family > 1 else ''}"
     if verdicts.get(BETTER):
-        finding.answer += (f" Pooling did help against per-persona LoRA ({holm_over}): "
+        finding.answer += (f" {doing.capitalize()} did help against per-persona LoRA ({holm_over}): "
                            f"{', '.join(verdicts[BETTER])} scored above it.")
     elif verdicts.get(WORSE):
         finding.answer += (f" Against per-persona LoRA ({holm_over}), {', '.join(verdicts[WORSE])} scored "
-                           "below it: pooling did not help.")
+                           f"below it: {doing} did not help.")
     else:
-        finding.answer += (f" Against per-persona LoRA ({holm_over}), no cluster row differs at this size.")
+        finding.answer += f" Against per-persona LoRA ({holm_over}), no {row} differs at this size."
 
 
 def findings_text(rows) -> str:

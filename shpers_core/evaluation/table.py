@@ -238,7 +238,10 @@ def _pct(x: float | None, signed: bool = False) -> str:
 def format_p(p: float | None) -> str:
     if p is None:
         return "–"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+    if p < 0.001:
+        return "< 0.001"
+    # One more digit where three would print a p below the verdict's threshold as the threshold itself.
+    return f"{p:.4f}" if f"{p:.3f}" == f"{ALPHA:.3f}" and p != ALPHA else f"{p:.3f}"
 
 
 def _params(n: int | None) -> str:
