@@ -227,6 +227,9 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.launcher)
         note = (f"; {len(missing)} of its personas are not in the loaded dataset ({', '.join(missing[:3])}"
                 f"{', …' if len(missing) > 3 else ''})" if missing else "")
+        dataset = self.session.dataset
+        if dataset is not None and record.dataset_hash and record.dataset_hash != dataset.content_hash():
+            note += f"; it ran on other data ({Path(record.dataset_path).name}): the job uses the loaded dataset"
         self.statusBar().showMessage(f"Launch: the settings of run {record.label}{note}", 15000)
 
     def chat_with_run(self, run_id: str) -> None:

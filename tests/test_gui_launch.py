@@ -140,7 +140,9 @@ def test_a_stored_run_opens_in_the_launcher_and_queues_as_it_was_with_one_change
     assert window.tabs.currentWidget() is launcher
     assert launcher.checked_personas() == ["persona_001", "persona_003"]
     assert launcher.dtype.currentData() == "float32" and launcher.device.currentData() is None
-    assert "the settings of run clusters" in window.statusBar().currentMessage()
+    message = window.statusBar().currentMessage()
+    assert "the settings of run clusters" in message
+    assert "it ran on other data" in message  # its dataset hash is not the loaded dataset's
     launcher.form.set_values({"train.num_epochs": 1})  # the one change
     _answer(monkeypatch, QMessageBox.StandardButton.Yes)
     [job] = launcher.queue_job()

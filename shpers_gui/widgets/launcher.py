@@ -357,6 +357,8 @@ class LauncherView(QWidget):
         self.base_model.setCurrentText(spec.base_model)
         self.run_name.setText(spec.name)
         for box, value in ((self.device, spec.device), (self.dtype, spec.dtype)):
+            if value and box.findData(value) < 0:  # e.g. "cuda:1"
+                box.addItem(value, value)
             box.setCurrentIndex(max(0, box.findData(value)))
         listed = {self.personas.item(i).text() for i in range(self.personas.count())}
         self._check(None if not spec.personas else spec.personas)
