@@ -356,6 +356,7 @@ class LauncherView(QWidget):
         self.form.set_values(spec.form_values())
         self.base_model.setCurrentText(spec.base_model)
         self.run_name.setText(spec.name)
+        self.run_name.setCursorPosition(0)  # long study names differ at their start
         for box, value in ((self.device, spec.device), (self.dtype, spec.dtype)):
             if value and box.findData(value) < 0:  # e.g. "cuda:1"
                 box.addItem(value, value)
