@@ -31,6 +31,9 @@ def test_counts_follow_the_split_and_the_training_settings(dataset, tmp_path):
         per = estimate_job(build_spec("per_persona_lora", {"train.num_epochs": 2, "train.batch_size": 4},
                                       base_model="tiny-qwen2", personas=ids), dataset, store)
         assert per.steps == sum(math.ceil(n / 4) for n in n_train) * 2
+        prompts = estimate_job(build_spec("soft_prompt", {"train.num_epochs": 2, "train.batch_size": 4},
+                                          base_model="tiny-qwen2", personas=ids), dataset, store)
+        assert prompts.steps == per.steps > e.steps  # a prompt per persona: each persona's batches round up
         prompt = estimate_job(build_spec("system_prompt", base_model="tiny-qwen2", personas=ids), dataset, store)
         assert (prompt.steps, prompt.train_tokens, prompt.train_dialogues) == (0, 0, 0)
         assert e.seconds is None and "No time estimate" in e.summary()

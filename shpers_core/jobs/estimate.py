@@ -131,7 +131,8 @@ def estimate_job(spec, dataset, store) -> JobEstimate:
     if not method.trains:
         steps, tokens = 0, 0
     else:
-        if spec.method in PER_PERSONA_METHODS:
+        # A learned prompt per persona (soft_prompt's scope) is one fit per persona too.
+        if spec.method in PER_PERSONA_METHODS or getattr(spec.method_params, "scope", None) == "persona":
             steps = sum(math.ceil(n / train.batch_size) for n in per_persona if n) * train.num_epochs
         else:
             steps = math.ceil(sum(per_persona) / train.batch_size) * train.num_epochs
