@@ -65,15 +65,17 @@ def test_clusters_no_better_than_per_persona_are_said_so_and_not_tested_without_
         add_scored_run(store, "unified_lora", base, name="unified")
         add_scored_run(store, "cluster_lora", _alike(per_persona), name="k=2")
         add_scored_run(store, "cluster_lora", _shift(per_persona, -0.05), name="k=4")
+        add_scored_run(store, "cluster_lora", per_persona, name="k=8")
         alone = _answers(store)["RQ2"]
         add_scored_run(store, "per_persona_lora", per_persona, name="per persona")
         rq2 = _answers(store)["RQ2"]
         text = findings_text(study_rows(store))
     assert "per-persona" not in alone  # nothing to pair with
-    assert rq2.endswith("Against per-persona LoRA (paired over personas, Holm over 2 cluster rows), k=4 scored "
+    assert "k=8 vs per persona: the same score on each of the 12 personas" in text
+    assert rq2.endswith("Against per-persona LoRA (paired over personas, Holm over 3 cluster rows), k=4 scored "
                         "below it: pooling did not help.")
     assert "k=2 vs per persona: -0.05 points [" in text
-    assert "p 0.850, no difference shown; means 49.37" in text
+    assert "p 1.000, no difference shown; means 49.37" in text
 
 
 def test_a_method_above_unified_is_a_yes_and_a_missing_question_is_left_out(tmp_path):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from shpers_core.evaluation.forest import DIFFERENCE_FIELDS
 from shpers_core.evaluation.stats import holm, simultaneous_interval
 from shpers_core.evaluation.table import (
@@ -167,6 +169,9 @@ def _add_per_persona_test(finding: Finding, answering, members, baseline, doing:
         shown = "" if interval is None else f" [{_points(interval[0])}, {_points(interval[1])}]"
         line = (f"{r.run_name} vs {per_persona.run_name}: {_points(diff)} points{shown}, "
                 f"p {format_p(p)}, {verdict}")
+        if d is not None and not np.any(np.abs(d) > 1e-9):
+            # E.g. a merge of adapters that barely moved: say so rather than print a zero-width interval.
+            line = f"{r.run_name} vs {per_persona.run_name}: the same score on each of the {len(d)} personas"
         if baseline.mean is not None:
             line += (f"; means {r.mean * 100:.2f}, per-persona {per_persona.mean * 100:.2f}, "
                      f"unified {baseline.mean * 100:.2f}")
