@@ -29,6 +29,8 @@ def test_a_run_started_like_another_keeps_its_settings_but_what_is_named(tmp_pat
     a, b = _spec(root, first), _spec(root, again)
     assert b.train.learning_rate == 1e-3 and a.train.learning_rate == 3e-4
     assert b.replace(train=a.train, name=a.name) == a  # method, rank, model, personas, dtype: the first run's
+    rc, out, _ = shpers(root, "runs", "show", again)
+    assert rc == 0 and "base model tiny-qwen2  in float32  status finished" in out
     with RunStore(root / "shpers.sqlite") as store:
         assert store.get_run(again).name == "first (2)"
         assert store.get_run(again).status == "finished"

@@ -183,7 +183,9 @@ def show_run(args) -> int:
         if args.json:
             print(strict_json(_run_json(store, run, full=True)))
             return 0
-        print(f"run {run.id}  {one_line(run.name)}\nmethod {run.method}  base model {run.base_model}  status {run.status}")
+        dtype = f"  in {run.params['dtype']}" if run.params.get("dtype") else ""
+        print(f"run {run.id}  {one_line(run.name)}\nmethod {run.method}  base model {run.base_model}{dtype}  "
+              f"status {run.status}")
         if run.error:
             print(f"error: {run.error}")
         if run.tags or run.notes:
