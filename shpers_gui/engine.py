@@ -33,6 +33,7 @@ _WHERE = {
     "forest_rows": "shpers_core.evaluation.forest",
     "findings": "shpers_core.evaluation.findings",
     "NOTHING_TO_ANSWER": "shpers_core.evaluation.findings",
+    "report_markdown": "shpers_core.evaluation.report",
     "HEADING": "shpers_core.evaluation.findings",
     "short_label": "shpers_core.evaluation.forest",
     "lowest_first": "shpers_core.evaluation.turn_replies",

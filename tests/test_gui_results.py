@@ -260,3 +260,8 @@ def test_table_5_1_answers_the_study_questions_in_its_findings_tab(tmp_path, qtb
         assert "No: every row scored below unified LoRA." in text and "per persona: -20." in text
         assert "RQ2" not in text and f"No personalisation method beat unified LoRA on {N} personas" in text
         assert "<b>RQ1, " in findings_html(dialog.rows)
+        # The report puts the answers, the table and its forest plots in one Markdown file.
+        dialog.export_report(str(tmp_path / "report.md"))
+        report = (tmp_path / "report.md").read_text()
+        assert report.startswith("# Table 5.1\n") and "- **RQ1**, does an adapter per persona beat" in report
+        assert "| per persona |" in report and report.count("●") == 2 and "## Differences from unified LoRA, all turns" in report

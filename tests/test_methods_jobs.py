@@ -34,6 +34,7 @@ class Study:
     out: str
     markdown: str
     csv: str
+    report: str
 
     def store(self) -> RunStore:
         return RunStore(self.root / "shpers.sqlite")
@@ -60,10 +61,10 @@ def study(models_cache, tmp_path_factory) -> Study:
         mp.setenv("SHPERS_CACHE", str(models_cache))
         mp.setenv("HF_HUB_OFFLINE", "1")
         write_jsonl(generate_dataset(6, 9, seed=1), Workspace.open(root).dataset_path)
-        md, csv = root / "table.md", root / "table.csv"
+        md, csv, report = root / "table.md", root / "table.csv", root / "report.md"
         rc, out = shpers(root, "study", "--preset", "smoke", "--model", "tiny-qwen2", "-q",
-                         "--markdown", str(md), "--csv", str(csv))
-    return Study(root, rc, out, md.read_text() if md.exists() else "", csv.read_text() if csv.exists() else "")
+                         "--markdown", str(md), "--csv", str(csv), "--report", str(report))
+    return Study(root, rc, out, *(f.read_text() if f.exists() else "" for f in (md, csv, report)))
 
 
 def test_study_prints_a_row_for_every_method_and_variant(study):
@@ -72,6 +73,9 @@ def test_study_prints_a_row_for_every_method_and_variant(study):
         assert f"| {label} |" in study.out
     assert study.markdown.strip() in study.out
     assert len(study.csv.strip().splitlines()) == len(STUDY_STEPS) + 1
+    # The report: the answers, then the same table, then the forest plots.
+    assert study.report.index("- **RQ1**") < study.report.index(study.markdown.strip().splitlines()[0])
+    assert study.report.count("```") == 4
 
 
 def test_every_run_finished_with_all_four_metrics_for_every_persona(study):

@@ -8,22 +8,21 @@ import signal
 import time
 from pathlib import Path
 
-from shpers_core.atomic import atomic_write_text
 from shpers_core.cli.commands import command_help
 from shpers_core.cli.executor_args import add_executor_args, job_runner
 from shpers_core.cli.progress import ProgressPrinter
 from shpers_core.cli.replies_cmd import add_parser as add_replies_parser
 from shpers_core.cli.stopping import stop_on_signals
-from shpers_core.cli.stored_runs import one_line, open_store, strict_json
+from shpers_core.cli.stored_runs import one_line, open_store, strict_json, write_text_file
 from shpers_core.errors import UserError
 from shpers_core.evaluation.findings import findings_text
 from shpers_core.evaluation.forest import DIFFERENCE_FIELDS, forest_text
 from shpers_core.evaluation.likeness import unlike_settings
 from shpers_core.evaluation.metrics import METRIC_NAMES
+from shpers_core.evaluation.report import report_markdown
 from shpers_core.evaluation.stats import paired_comparison
 from shpers_core.evaluation.table import study_rows, to_csv, to_markdown
 from shpers_core.events import JobCancelled, Reporter
-from shpers_core.export.folder import describe_os_error
 from shpers_core.jobs.delete import delete_run as delete
 from shpers_core.jobs.delete import (
     discard_progress,
@@ -68,16 +67,17 @@ def add_parser(sub) -> None:
     exp = rs.add_parser(
         "export", help="the results table (Markdown, CSV, a text forest plot or the findings), or one persona's model "
                        "(merged, GGUF, PEFT)",
-        usage="%(prog)s [RUN ...] [--format markdown|csv|forest|findings] [--subset ...] [--out FILE]\n"
+        usage="%(prog)s [RUN ...] [--format markdown|csv|forest|findings|report] [--subset ...] [--out FILE]\n"
               "       %(prog)s RUN --persona ID --to merged|gguf|peft DIR",
         description="Without --to: the results table of RUNs (default: all, newest first), its differences "
                     "from unified LoRA drawn as a text forest plot, or RQ1-RQ4 answered in words. With --to: one persona's answer in "
                     "RUN, as a merged Hugging Face model folder, a GGUF LoRA adapter with the base GGUF and an "
                     "Ollama Modelfile, or the PEFT folders, into the new or empty folder DIR (or --out).")
     exp.add_argument("run_ids", nargs="*", metavar="RUN", help="runs to include (default: all)")
-    exp.add_argument("--format", choices=("markdown", "csv", "forest", "findings"), default="markdown",
+    exp.add_argument("--format", choices=("markdown", "csv", "forest", "findings", "report"), default="markdown",
                      help="the table as Markdown or CSV, its differences from unified LoRA drawn as a text "
-                          "forest plot (one interval per row), or the study's questions RQ1-RQ4 answered from it")
+                          "forest plot (one interval per row), the study's questions RQ1-RQ4 answered from it, or "
+                          "all of these in one Markdown report")
     exp.add_argument("--subset", choices=tuple(DIFFERENCE_FIELDS),
                      help="with --format forest: the turns whose differences are drawn (default: all)")
     exp.add_argument("--pool-seeds", action="store_true",
@@ -253,6 +253,8 @@ def export_runs(args) -> int:
         text = forest_text(rows, args.subset or "all")
     elif args.format == "findings":
         text = findings_text(rows)
+    elif args.format == "report":
+        text = report_markdown(rows)
     else:
         text = to_csv(rows) if args.format == "csv" else to_markdown(rows)
     if args.out:
@@ -261,18 +263,6 @@ def export_runs(args) -> int:
     else:
         print(text, end="")
     return 0
-
-
-def write_text_file(path: Path, text: str) -> None:
-    """Write ``path`` whole (temporary file, rename) or raise a one-line :class:`UserError`."""
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder; give a file name")
-    if not path.absolute().parent.is_dir():
-        raise UserError(f"{path}: parent folder {path.absolute().parent} does not exist")
-    try:
-        atomic_write_text(path, text)
-    except OSError as exc:
-        raise UserError(describe_os_error(path, exc)) from None
 
 
 def export_persona_model(args) -> int:

@@ -1,12 +1,15 @@
-"""What the commands that read stored runs share: opening the store, one-line text, strict JSON."""
+"""What the commands that read stored runs share: opening the store, one-line text, strict JSON, output files."""
 
 from __future__ import annotations
 
 import json
 import math
 import sys
+from pathlib import Path
 
+from shpers_core.atomic import atomic_write_text
 from shpers_core.errors import UserError
+from shpers_core.export.folder import describe_os_error
 from shpers_core.jobs.delete import finish_pending_deletes
 from shpers_core.store import RunStore, StoreError
 from shpers_core.workspace import Workspace
@@ -44,3 +47,21 @@ def strict_json(value) -> str:
         return v
 
     return json.dumps(clean(value), indent=1, default=str, allow_nan=False)
+
+
+def check_output_file(path: Path) -> None:
+    """A one-line :class:`UserError` now for an output file that could not be written later (a folder, or a
+    missing parent folder): before a long job, not after it."""
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; give a file name")
+    if not path.absolute().parent.is_dir():
+        raise UserError(f"{path}: parent folder {path.absolute().parent} does not exist")
+
+
+def write_text_file(path: Path, text: str) -> None:
+    """Write ``path`` whole (temporary file, rename) or raise a one-line :class:`UserError`."""
+    check_output_file(path)
+    try:
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise UserError(describe_os_error(path, exc)) from None

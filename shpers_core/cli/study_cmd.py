@@ -10,10 +10,12 @@ from shpers_core.cli.commands import command_help
 from shpers_core.cli.executor_args import add_executor_args, ray_options
 from shpers_core.cli.progress import ProgressPrinter
 from shpers_core.cli.stopping import stop_on_signals
+from shpers_core.cli.stored_runs import check_output_file, write_text_file
 from shpers_core.data import generate_dataset, write_jsonl
 from shpers_core.distributed.study import run_study_on_ray
 from shpers_core.evaluation.findings import findings_text
 from shpers_core.evaluation.forest import forest_text
+from shpers_core.evaluation.report import report_markdown
 from shpers_core.evaluation.table import study_rows, to_csv, to_markdown
 from shpers_core.events import JobCancelled, Reporter
 from shpers_core.jobs.estimate import estimate_job, format_duration, left_to_run, total_seconds
@@ -43,6 +45,7 @@ def add_parser(sub) -> None:
                         "the time left, from speeds measured here; run nothing")
     p.add_argument("--markdown", help="also write the table as Markdown to this file")
     p.add_argument("--csv", help="also write the table as CSV to this file")
+    p.add_argument("--report", help="also write the findings, the table and its forest plots as one Markdown file")
     p.add_argument("-q", "--quiet", action="store_true")
     add_executor_args(p)
     p.set_defaults(func=study)
@@ -102,6 +105,10 @@ def print_plan(args, ws: Workspace) -> int:
 def study(args) -> int:
     ws = Workspace.open(args.workspace)
     options = ray_options(args)
+    outputs = {Path(path): make for path, make in ((args.markdown, to_markdown), (args.csv, to_csv),
+                                                   (args.report, report_markdown)) if path}
+    for path in outputs:
+        check_output_file(path)  # refused now, not after an hour of study
     if not ws.dataset_path.exists():
         print(f"no dataset in {ws.root}: generating the default one", flush=True)
         write_jsonl(generate_dataset(), ws.dataset_path)
@@ -129,8 +136,7 @@ def study(args) -> int:
     print(to_markdown(rows))
     print(forest_text(rows))
     print(findings_text(rows))
-    if args.markdown:
-        Path(args.markdown).write_text(to_markdown(rows))
-    if args.csv:
-        Path(args.csv).write_text(to_csv(rows))
+    for path, make in outputs.items():
+        write_text_file(path, make(rows))
+        print(f"wrote {path}")
     return 0

@@ -205,6 +205,22 @@ def findings_text(rows) -> str:
     return "\n".join(lines) + "\n"
 
 
+def findings_markdown(rows) -> str:
+    """:func:`findings` as Markdown: each question a bullet (its label in bold), its rows nested under it."""
+    found = findings(rows)
+    if not found:
+        return NOTHING_TO_ANSWER + "\n"
+    lines = [HEADING, ""]
+    for group in found:
+        if len(found) > 1:
+            lines += [f"**{group.where}**", ""]
+        for f in group.answers:
+            lines.append(f"- **{f.label}**, {f.question} {f.answer}")
+            lines += [f"  - {line}" for line in f.rows]
+        lines += ["", group.overall, ""]
+    return "\n".join(lines)
+
+
 def _overall(members, baseline) -> str:
     methods = {m for _, _, ms in QUESTIONS for m in ms}
     beat = sorted({f"{r.run_name} ({subset.replace('_', '-')} turns)" for r in members

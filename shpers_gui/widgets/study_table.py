@@ -152,7 +152,7 @@ class StudyTableDialog(QDialog):
         note.setWordWrap(True)
         box = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         for text, slot in (("Copy as Markdown", self.copy), ("Export Markdown…", lambda: self.export("md")),
-                           ("Export CSV…", lambda: self.export("csv"))):
+                           ("Export CSV…", lambda: self.export("csv")), ("Export report…", self.export_report)):
             box.addButton(text, QDialogButtonBox.ButtonRole.ActionRole).clicked.connect(slot)
         box.rejected.connect(self.reject)
         self.pool.toggled.connect(self.reload)
@@ -201,6 +201,11 @@ class StudyTableDialog(QDialog):
     def export(self, fmt: str, path: str | None = None) -> str:
         text = self.markdown() if fmt == "md" else engine.get("to_csv")(self.rows)
         return save_table_text(self, text, fmt, "Export Table 5.1", "table-5-1", path)
+
+    def export_report(self, path: str | None = None) -> str:
+        """The findings, the table and its forest plots in one Markdown file, as ``runs export --format report``."""
+        return save_table_text(self, engine.get("report_markdown")(self.rows), "md", "Export the study report",
+                               "table-5-1-report", path)
 
 
 def findings_html(rows) -> str:
