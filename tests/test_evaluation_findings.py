@@ -115,3 +115,16 @@ def test_a_p_just_below_the_threshold_is_not_printed_as_the_threshold():
     assert (format_p(0.0498), verdict_of(0.1, 0.0498)) == ("0.0498", "better")
     assert (format_p(0.0502), verdict_of(0.1, 0.0502)) == ("0.0502", "no difference shown")
     assert (format_p(0.0449), format_p(0.2), format_p(0.0004)) == ("0.045", "0.200", "< 0.001")
+
+
+def test_merges_above_and_below_per_persona_lora_are_both_named(tmp_path):
+    base = spread(N, 0.6, 6)
+    per_persona = _shift(base, -0.1)
+    with RunStore(Workspace.open(tmp_path).db_path) as store:
+        add_scored_run(store, "unified_lora", base, name="unified")
+        add_scored_run(store, "per_persona_lora", per_persona, name="per persona")
+        add_scored_run(store, "weighted_merge", _shift(per_persona, 0.03), name="factor average")
+        add_scored_run(store, "weighted_merge", _shift(per_persona, -0.03), name="TIES")
+        rq3 = _answers(store)["RQ3"]
+    assert rq3.endswith("Merging did help against per-persona LoRA (paired over personas, Holm over 2 merge rows): "
+                        "factor average scored above it; TIES scored below it.")

@@ -180,8 +180,9 @@ def _add_per_persona_test(finding: Finding, answering, members, baseline, doing:
         return
     holm_over = f"paired over personas, Holm over {family} {row}{'s' if family > 1 else ''}"
     if verdicts.get(BETTER):
+        below = f"; {', '.join(verdicts[WORSE])} scored below it" if verdicts.get(WORSE) else ""
         finding.answer += (f" {doing.capitalize()} did help against per-persona LoRA ({holm_over}): "
-                           f"{', '.join(verdicts[BETTER])} scored above it.")
+                           f"{', '.join(verdicts[BETTER])} scored above it{below}.")
     elif verdicts.get(WORSE):
         finding.answer += (f" Against per-persona LoRA ({holm_over}), {', '.join(verdicts[WORSE])} scored "
                            f"below it: {doing} did not help.")
