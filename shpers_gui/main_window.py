@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QTabWidget,
 )
 
+from shpers_core.errors import UserError
 from shpers_gui import engine
 from shpers_gui.pending_jobs import PendingJob, read_pending, save_pending
 from shpers_gui.widgets.chat_view import ChatView
@@ -223,7 +224,12 @@ class MainWindow(QMainWindow):
     def launch_like(self, run_id: str) -> None:
         """A stored run's job in the Launch tab, ready to change and queue."""
         record = self.session.store().get_run(run_id)
-        missing = self.launcher.load_spec(engine.get("JobSpec").from_dict(record.params))
+        try:
+            spec = engine.get("JobSpec").from_dict(record.params)
+        except UserError as exc:  # e.g. a method this build no longer has
+            QMessageBox.warning(self, "Cannot run it again", f"Run {record.label}: {exc}")
+            return
+        missing = self.launcher.load_spec(spec)
         self.tabs.setCurrentWidget(self.launcher)
         note = (f"; {len(missing)} of its personas are not in the loaded dataset ({', '.join(missing[:3])}"
                 f"{', …' if len(missing) > 3 else ''})" if missing else "")

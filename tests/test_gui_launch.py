@@ -148,3 +148,14 @@ def test_a_stored_run_opens_in_the_launcher_and_queues_as_it_was_with_one_change
     [job] = launcher.queue_job()
     assert job.spec.name == "clusters (2)" and job.spec.train.num_epochs == 1
     assert job.spec.replace(name=spec.name, train=spec.train) == spec
+
+
+def test_a_run_of_a_method_this_build_lacks_is_refused_in_one_message(window, monkeypatch):
+    warned = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, title, text, *_a, **_k: warned.append((title, text)))
+    with RunStore(window.session.workspace.db_path) as store:
+        run_id = store.create_run("gone_method", {"method": "gone_method"}, "tiny-qwen2", "h", ["persona_000"],
+                                  name="old")
+    window.launch_like(run_id)
+    assert warned and warned[0][0] == "Cannot run it again" and "unknown method 'gone_method'" in warned[0][1]
+    assert window.tabs.currentWidget() is not window.launcher
