@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 
 from PySide6.QtCore import QObject, Signal
 
+from shpers_core.errors import UserError
 from shpers_core.jobs.spec import JobSpec
+from shpers_core.methods.registry import get_method
 from shpers_core.store import CANCELLED, FAILED, FINISHED, INTERRUPTED, RUNNING  # noqa: F401 - the app's statuses
 from shpers_gui.workers.job_worker import JobWorker
 
@@ -86,6 +88,7 @@ class JobQueue(QObject):
     job_validation = Signal(object, str, int, float)
     job_log = Signal(object, str)
     job_ended = Signal(object)
+    jobs_reordered = Signal()
 
     def __init__(self, session, max_running: int = 1):
         super().__init__(session)
@@ -121,6 +124,27 @@ class JobQueue(QObject):
         self.job_changed.emit(job)
         self._start_waiting()
         return job
+
+    def run_next(self, job: Job) -> None:
+        """Move a waiting job ahead of the other waiting ones: it starts when a running job ends.
+
+        Refused (:class:`UserError`) while a job it would build on waits: it would train its own copy first.
+        """
+        if job.status != WAITING:
+            raise UserError(f"“{job.label}” is {job.status}: only a waiting job can run next")
+        sources = get_method(job.spec.method).sources(job.spec.method_params)
+        before = next((j for j in self.jobs if j is not job and j.status == WAITING and j.spec.method in sources
+                       and j.spec.base_model == job.spec.base_model), None)
+        if before is not None:
+            raise UserError(f"“{job.label}” builds on a {before.spec.method} run, and “{before.label}” is still "
+                            "waiting: moved ahead of it, the job would train a copy of that run first. Move "
+                            f"“{before.label}” first.")
+        self.jobs.remove(job)
+        first_waiting = next((i for i, j in enumerate(self.jobs) if j.status == WAITING), len(self.jobs))
+        self.jobs.insert(first_waiting, job)
+        self.jobs_reordered.emit()
+        self._on_log(job, "moved to run next")
+        self._start_waiting()
 
     def running(self) -> list[Job]:
         return [j for j in self.jobs if j.status == RUNNING]

@@ -159,3 +159,27 @@ def test_a_run_of_a_method_this_build_lacks_is_refused_in_one_message(window, mo
     window.launch_like(run_id)
     assert warned and warned[0][0] == "Cannot run it again" and "unknown method 'gone_method'" in warned[0][1]
     assert window.tabs.currentWidget() is not window.launcher
+
+
+def test_a_waiting_job_runs_next_unless_it_builds_on_one_still_waiting(window, monkeypatch):
+    from shpers_core.jobs.spec import build_spec
+
+    jobs_view, queue = window.jobs, window.session.jobs
+    specs = [build_spec(method, base_model="tiny-qwen2", name=name) for method, name in
+             (("unified_lora", "first"), ("per_persona_lora", "per persona"), ("weighted_merge", "merge"),
+              ("base_model", "quick look"))]
+    first, per_persona, merge, look = (queue.submit(s) for s in specs)
+    jobs_view.table.selectRow(queue.jobs.index(look))
+    assert jobs_view.next_button.isEnabled()
+    jobs_view.run_selected_next()
+    assert [j.spec.name for j in queue.jobs] == ["quick look", "first", "per persona", "merge"]
+    assert jobs_view.selected_job() is look and "moved to run next" in jobs_view.log.toPlainText()
+    warned = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda _p, title, text, *_a, **_k: warned.append(text))
+    jobs_view.table.selectRow(queue.jobs.index(merge))
+    jobs_view.run_selected_next()
+    assert "builds on a per_persona_lora run, and “per persona” is still waiting" in warned[0]
+    assert queue.jobs[-1] is merge  # not moved
+    queue.max_running = 1
+    queue._start_waiting()
+    assert look.status == "running" and first.status == "waiting"

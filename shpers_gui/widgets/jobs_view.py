@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from shpers_core.errors import UserError
 from shpers_core.jobs.spec import JobSpec
 from shpers_core.store import RESUMABLE_STATUSES
 from shpers_gui import engine
@@ -61,6 +62,7 @@ class JobsModel(RowTableModel):
         queue.job_added.connect(self._added)
         queue.job_changed.connect(self._changed)
         queue.job_log.connect(self._logged)
+        queue.jobs_reordered.connect(self.refresh)
 
 
     def job(self, row: int) -> Job:
@@ -189,6 +191,9 @@ class JobsView(QWidget):
         self.resume_button = QPushButton("Resume")
         self.resume_button.setToolTip("Run the selected cancelled or interrupted run again from its checkpoint")
         self.resume_button.clicked.connect(self.resume_selected)
+        self.next_button = QPushButton("Run next")
+        self.next_button.setToolTip("Move the selected waiting job ahead of the other waiting ones")
+        self.next_button.clicked.connect(self.run_selected_next)
         self.clear_button = QPushButton("Clear ended")
         self.clear_button.clicked.connect(self._clear_ended)
         self.stored_runs = QComboBox()
@@ -199,7 +204,7 @@ class JobsView(QWidget):
         clear_plot = QPushButton("Clear plot")
         clear_plot.clicked.connect(self._clear_plot)
         buttons = QHBoxLayout()
-        for w in (self.cancel_button, self.resume_button, self.clear_button):
+        for w in (self.cancel_button, self.resume_button, self.next_button, self.clear_button):
             buttons.addWidget(w)
         buttons.addStretch(1)
         buttons.addWidget(QLabel("Stored run:"))
@@ -275,6 +280,7 @@ class JobsView(QWidget):
         job = self.selected_job()
         self.cancel_button.setEnabled(job is not None and job.status in ACTIVE)
         self.resume_button.setEnabled(job is not None and job.status in RESUMABLE_STATUSES and bool(job.run_id))
+        self.next_button.setEnabled(job is not None and job.status == WAITING)
 
     def _pending_bar(self) -> QWidget:
         """Shown when the last window on this workspace closed with jobs left (see :meth:`offer_pending`)."""
@@ -335,6 +341,17 @@ class JobsView(QWidget):
         job = self.selected_job()
         if job is not None:
             self.queue.cancel(job)
+
+    def run_selected_next(self) -> None:
+        job = self.selected_job()
+        if job is None:
+            return
+        try:
+            self.queue.run_next(job)
+        except UserError as exc:
+            QMessageBox.warning(self, "Cannot run it next", str(exc))
+            return
+        self.table.selectRow(self.queue.jobs.index(job))
 
     def resume_selected(self) -> None:
         job = self.selected_job()
