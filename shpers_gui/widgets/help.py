@@ -25,7 +25,8 @@ together with the others, and a verdict per row; runs that differ only in their 
 (Study seeds on the Launch tab repeats the whole study over seeds; <i>Run the whole study</i> on a
 workspace where it stopped offers to continue it). Its <i>Differences</i> tab draws
 each row's difference and interval on one axis, so rows whose interval crosses zero stand out; its
-<i>Findings</i> tab answers the study's questions RQ1-RQ4 in words from the same rows.
+<i>Findings</i> tab answers the study's questions RQ1-RQ4 in words from the same rows; <i>Export report…</i>
+writes the findings, the table and its forest plots as one Markdown file to share.
 To read why a row wins or loses, click a persona's score in <i>Grid</i>: its test replies show beside the
 references and, with <i>Beside</i>, another run's; <i>lowest score first</i> puts the turns it lost most on
 first (<code>shpers runs replies RUN --beside OTHER --worst 10</code> from a terminal). To try one change,
@@ -37,8 +38,8 @@ From a terminal, <code>shpers chat RUN --persona ID</code> answers the same way
 (<code>--test-dialogue</code> replays a test dialogue).</li>
 <li><b>Stopping and coming back.</b> <i>Cancel</i> (Ctrl+.) stops a job at its next step with a checkpoint;
 <i>Resume</i> in its Jobs row, or <i>Resume from checkpoint</i> in the Results tab's menu after a restart,
-continues it in the same run. Jobs running or waiting when the window closes are offered again, in the
-Jobs tab, the next time this workspace opens.</li>
+continues it in the same run. <i>Run next</i> moves a waiting job ahead of the others. Jobs running or
+waiting when the window closes are offered again, in the Jobs tab, the next time this workspace opens.</li>
 </ol>
 """
 
