@@ -101,7 +101,8 @@ def test_the_dtype_chosen_in_the_launcher_is_the_runs_and_shown_after_a_restart(
         [job] = launcher.queue_job()
         assert (job.spec.device, job.spec.dtype) == ("cpu", "bfloat16")
         qtbot.waitUntil(lambda: job.status == "finished", timeout=180000)
-        assert "base model tiny-qwen2 in bfloat16 on cpu (set in the run)" in win.jobs.log.toPlainText()
+        # (Where bf16 is slower than float32, as on a CPU without AMX, the line also says what automatic takes.)
+        assert "base model tiny-qwen2 in bfloat16 on cpu (set in the run" in win.jobs.log.toPlainText()
         assert _dtype_shown(win, job.run_id) == "bfloat16"
     with open_window(qtbot, root, tmp_path) as win:
         assert _dtype_shown(win, job.run_id) == "bfloat16"

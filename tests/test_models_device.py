@@ -41,3 +41,26 @@ def test_the_measured_speedup_is_a_ratio_only_where_bf16_instructions_exist():
         assert 0.05 < speedup < 50
     else:
         assert speedup == 0.0
+
+
+def test_a_run_set_to_a_dtype_slower_here_says_what_automatic_would_take(monkeypatch):
+    from types import SimpleNamespace
+
+    from shpers_core.events import CollectingReporter
+    from shpers_core.jobs.runner import record_precision
+    from shpers_core.jobs.spec import build_spec
+
+    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 0.54)
+    store = SimpleNamespace(update_run=lambda *_a, **_k: None)
+
+    def line(dtype: str | None, held: str) -> str:
+        reporter = CollectingReporter()
+        record_precision(store, "r1", build_spec("unified_lora", dtype=dtype),
+                         SimpleNamespace(name="m", dtype=held, device="cpu"), reporter)
+        return reporter.of_kind("log")[0].message
+
+    assert "in bfloat16 on cpu (set in the run; automatic would take float32: the CPU's AVX512-BF16 products run at " \
+           "0.54x float32's" in line("bfloat16", "bfloat16")
+    assert "in float32 on cpu (set in the run)" in line("float32", "float32")
+    assert "in float32 on cpu (the CPU's AVX512-BF16 products run at 0.54x" in line(None, "float32")

@@ -22,7 +22,7 @@ from shpers_core.methods.base import MethodSpec
 from shpers_core.methods.context import MethodContext
 from shpers_core.methods.registry import get_method
 from shpers_core.models import MODEL_NAMES, ModelError, load_base
-from shpers_core.models.device import check_device, dtype_reason, torch_dtype
+from shpers_core.models.device import check_device, dtype_reason, pick_dtype, torch_dtype
 from shpers_core.models.pretrained import check_local_folder, is_hub_id, looks_like_path
 from shpers_core.params import ParamError, Params
 from shpers_core.store import RunStore, StoreSink
@@ -302,7 +302,11 @@ def record_precision(store, run_id: str, spec: JobSpec, base, reporter: Reporter
     """Write the dtype the base model runs in into the run's stored spec (so a resume and chat use it too)."""
     if spec.dtype != base.dtype:
         store.update_run(run_id, params={**spec.to_dict(), "dtype": base.dtype})
-    why = "set in the run" if spec.dtype else dtype_reason(base.device)
+    why = dtype_reason(base.device)
+    if spec.dtype:
+        automatic = pick_dtype(base.device)
+        # A dtype this machine computes more slowly in (bf16 on a CPU without fast bf16 products) is worth a word.
+        why = "set in the run" + ("" if base.dtype == automatic else f"; automatic would take {automatic}: {why}")
     reporter.log(f"base model {base.name} in {base.dtype} on {base.device} ({why}); trained weights, their "
                  "gradients, optimiser state and the loss in float32")
 
