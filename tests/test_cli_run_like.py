@@ -31,6 +31,7 @@ def test_a_run_started_like_another_keeps_its_settings_but_what_is_named(tmp_pat
     assert b.replace(train=a.train, name=a.name) == a  # method, rank, model, personas, dtype: the first run's
     rc, out, _ = shpers(root, "runs", "show", again)
     assert rc == 0 and "base model tiny-qwen2  in float32  status finished" in out
+    assert "made with shpers " in out and "; torch " in out
     with RunStore(root / "shpers.sqlite") as store:
         assert store.get_run(again).name == "first (2)"
         assert store.get_run(again).status == "finished"

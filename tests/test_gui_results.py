@@ -215,6 +215,7 @@ def test_runs_are_renamed_tagged_and_filtered_by_tag(window, runs, monkeypatch):
     row = results.proxy.index(0, 0)
     assert row.data() == "tiny, prompted" and "the one to beat" in row.data(Qt.ItemDataRole.ToolTipRole)
     assert ids["tiny base"] in row.data(Qt.ItemDataRole.ToolTipRole)
+    assert "made with shpers " in row.data(Qt.ItemDataRole.ToolTipRole) and "torch " in row.data(Qt.ItemDataRole.ToolTipRole)
     results.tag_filter.setCurrentIndex(0)
     assert len(results.visible_run_ids()) == 4
 

@@ -31,6 +31,10 @@ def test_lifecycle_round_trip(store):
     assert (run.status, run.method, run.seed, run.name, run.personas) == ("queued", "lora", 3, "first", ["p1", "p2"])
     assert run.params == {"method": {"rank": 8}, "train": {"lr": 1e-3}}
     assert run.code_version.startswith("shpers ") and run.created_at.endswith("+00:00")
+    # The libraries that change a run's numbers, with their versions, for whoever reproduces it.
+    import torch
+
+    assert f"torch {torch.__version__}" in run.code_version and ", transformers " in run.code_version
     store.start_run(rid)
     run = store.get_run(rid)
     assert (run.status, run.host) == ("running", host_name()) and run.pid and run.heartbeat_at

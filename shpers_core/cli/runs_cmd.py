@@ -186,6 +186,8 @@ def show_run(args) -> int:
         dtype = f"  in {run.params['dtype']}" if run.params.get("dtype") else ""
         print(f"run {run.id}  {one_line(run.name)}\nmethod {run.method}  base model {run.base_model}{dtype}  "
               f"status {run.status}")
+        if run.code_version:
+            print(f"made with {run.code_version}" + (f" on {run.host}" if run.host else ""))
         if run.error:
             print(f"error: {run.error}")
         if run.tags or run.notes:

@@ -50,15 +50,26 @@ def _is_zombie(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
+# The libraries whose versions change a run's numbers (kernels, model code, LoRA layers, the metric).
+NUMERIC_LIBRARIES = ("torch", "transformers", "peft", "sentence-transformers")
+
+
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """``shpers <version>``, plus the git commit when running from a checkout."""
+    """``shpers <version>``, plus the git commit when running from a checkout, then the versions of
+    :data:`NUMERIC_LIBRARIES` installed, e.g. ``shpers 0.1.0 (git 1a2b3c4); torch 2.13.0, transformers 5.17.0``."""
     try:
         version = metadata.version("shpers")
     except metadata.PackageNotFoundError:
         version = "unknown"
     commit = _git_commit(Path(__file__).resolve().parents[2])
-    return f"shpers {version}" + (f" (git {commit})" if commit else "")
+    libraries = []
+    for name in NUMERIC_LIBRARIES:
+        try:
+            libraries.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return f"shpers {version}" + (f" (git {commit})" if commit else "") + (f"; {', '.join(libraries)}" if libraries else "")
 
 
 def _git_commit(root: Path) -> str:

@@ -117,7 +117,8 @@ class RunsModel(RowTableModel):
             if col == self.PARAMS:
                 return self._values(run, t)[self.PARAMS][0] or None
             if col == self.NAME:
-                return f"{run.label}\n{run.id}" + (f"\n\n{run.notes}" if run.notes else "")
+                made = f"\nmade with {run.code_version}" if run.code_version else ""
+                return f"{run.label}\n{run.id}{made}" + (f"\n\n{run.notes}" if run.notes else "")
             if col == 3:
                 return run.dataset_path or None
         if role == Qt.ItemDataRole.TextAlignmentRole and self.SCORE <= col <= 11 and col != self.PARAMS:
