@@ -124,8 +124,7 @@ def study(args) -> int:
             else:
                 run_ids = run_study_on_ray(args.preset, ws, reporter, options=options, base_model=args.model,
                                            personas=args.personas, dtype=args.dtype, device=args.device,
-                                           seeds=args.seeds,
-                                           resume=args.resume)
+                                           seeds=args.seeds, resume=args.resume)
     except (JobCancelled, KeyboardInterrupt):
         print(f"study stopped; `{resume_command(args)}` continues it in this workspace: finished rows are kept "
               "and the stopped one resumes from its checkpoint", file=sys.stderr)

@@ -69,7 +69,8 @@ def code_version() -> str:
             libraries.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
             continue
-    return f"shpers {version}" + (f" (git {commit})" if commit else "") + (f"; {', '.join(libraries)}" if libraries else "")
+    shpers = f"shpers {version}" + (f" (git {commit})" if commit else "")
+    return "; ".join([shpers, ", ".join(libraries)]) if libraries else shpers
 
 
 def _git_commit(root: Path) -> str:
