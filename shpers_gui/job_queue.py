@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from PySide6.QtCore import QObject, Signal
 
 from shpers_core.errors import UserError
+from shpers_core.jobs.estimate import format_duration
 from shpers_core.jobs.spec import JobSpec
 from shpers_core.methods.registry import get_method
 from shpers_core.store import CANCELLED, FAILED, FINISHED, INTERRUPTED, RUNNING  # noqa: F401 - the app's statuses
@@ -77,6 +78,28 @@ class Job:
         if not getattr(e, "turns_per_s", None):
             return phase_left, False
         return phase_left + e.test_turns / e.turns_per_s, True
+
+
+def queue_summary(jobs: list[Job]) -> str:
+    """The queue in a few words for the window title, e.g. "3 jobs to go, about 25 min left"; empty when idle.
+
+    The time counts a running job's ETA (or its estimate until it has one) and each waiting job's estimate;
+    it is left out when any of them is unknown.
+    """
+    active = [j for j in jobs if j.status in ACTIVE]
+    if not active:
+        return ""
+    left, known = 0.0, True
+    for job in active:
+        eta, complete = job.job_eta() if job.status == RUNNING else (None, False)
+        if eta is None or not complete:
+            eta = job.estimate.seconds if job.estimate is not None else None
+        if eta is None:
+            known = False
+        else:
+            left += eta
+    what = f"{len(active)} job{'s' if len(active) > 1 else ''} to go"
+    return what + (f", about {format_duration(left)} left" if known else "")
 
 
 class JobQueue(QObject):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from shpers_core.errors import UserError
 from shpers_gui import engine
+from shpers_gui.job_queue import queue_summary
 from shpers_gui.pending_jobs import PendingJob, read_pending, save_pending
 from shpers_gui.widgets.chat_view import ChatView
 from shpers_gui.widgets.grid_view import PersonaGridView
@@ -97,6 +98,13 @@ class MainWindow(QMainWindow):
         self.results.resume_requested.connect(self.resume_run)
         self.results.launch_like.connect(self.launch_like)
         self.session.jobs.job_ended.connect(self._job_ended)
+        # The title tells a researcher working in another window how far the queue is.
+        self._title_timer = QTimer(self)
+        self._title_timer.setInterval(5000)
+        self._title_timer.timeout.connect(self._update_title)
+        for signal in (self.session.jobs.job_added, self.session.jobs.job_changed, self.session.jobs.job_ended,
+                       self.session.jobs.jobs_reordered):
+            signal.connect(lambda *_: self._update_title())
         self._build_menus()
         self._build_status_bar()
         self.session.dataset_changed.connect(self._dataset_label_update)
@@ -220,6 +228,14 @@ class MainWindow(QMainWindow):
         """Continue a stopped run (from Results, after a restart too) and show it in the Jobs tab."""
         self.jobs.resume_run(run_id)
         self.tabs.setCurrentWidget(self.jobs)
+
+    def _update_title(self) -> None:
+        summary = queue_summary(self.session.jobs.jobs)
+        self.setWindowTitle(f"shpers — {summary} — {self.session.root}" if summary else f"shpers — {self.session.root}")
+        if summary and not self._title_timer.isActive():
+            self._title_timer.start()
+        elif not summary:
+            self._title_timer.stop()
 
     def launch_like(self, run_id: str) -> None:
         """A stored run's job in the Launch tab, ready to change and queue."""

@@ -183,3 +183,22 @@ def test_a_waiting_job_runs_next_unless_it_builds_on_one_still_waiting(window, m
     queue.max_running = 1
     queue._start_waiting()
     assert look.status == "running" and first.status == "waiting"
+
+
+def test_the_window_title_says_how_far_the_queue_is(window):
+    from shpers_core.jobs.estimate import JobEstimate
+    from shpers_core.jobs.spec import build_spec
+
+    queue = window.session.jobs
+    root = str(window.session.root)
+    assert window.windowTitle() == f"shpers — {root}"
+    minute = JobEstimate(2, 10, 0, 5, 6000, 100.0, None, "r1")  # 6000 tokens at 100 tokens/s: 60 s
+    first = queue.submit(build_spec("unified_lora", base_model="tiny-qwen2", name="a"), estimate=minute)
+    assert window.windowTitle() == f"shpers — 1 job to go, about 60 s left — {root}"
+    queue.submit(build_spec("unified_lora", base_model="tiny-qwen2", name="b"), estimate=minute)
+    assert window.windowTitle() == f"shpers — 2 jobs to go, about 2 min left — {root}"
+    queue.submit(build_spec("unified_lora", base_model="tiny-qwen2", name="c"))  # no estimate: no time
+    assert window.windowTitle() == f"shpers — 3 jobs to go — {root}"
+    for job in list(queue.active()):
+        queue.cancel(job)
+    assert window.windowTitle() == f"shpers — {root}" and first.status == "cancelled"
