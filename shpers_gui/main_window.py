@@ -8,6 +8,7 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QInputDialog,
     QLabel,
@@ -260,6 +261,9 @@ class MainWindow(QMainWindow):
 
     def _job_ended(self, job) -> None:
         self.statusBar().showMessage(f"{job.label}: {job.status}" + (f" — {job.error}" if job.error else ""), 10000)
+        if not self.session.jobs.active() or job.status == "failed":
+            # The queue is done, or needs a look: the taskbar entry asks for attention (no-op when in front).
+            QApplication.alert(self)
 
     # -- dataset ----------------------------------------------------------------------------
 

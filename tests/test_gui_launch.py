@@ -202,3 +202,18 @@ def test_the_window_title_says_how_far_the_queue_is(window):
     for job in list(queue.active()):
         queue.cancel(job)
     assert window.windowTitle() == f"shpers — {root}" and first.status == "cancelled"
+
+
+def test_the_taskbar_asks_for_attention_when_the_queue_is_done(window, monkeypatch):
+    from PySide6.QtWidgets import QApplication
+
+    from shpers_core.jobs.spec import build_spec
+
+    alerted = []
+    monkeypatch.setattr(QApplication, "alert", lambda widget, *_a: alerted.append(widget))
+    queue = window.session.jobs
+    a, b = (queue.submit(build_spec("unified_lora", base_model="tiny-qwen2", name=n)) for n in ("a", "b"))
+    queue.cancel(a)
+    assert alerted == []  # b still waits
+    queue.cancel(b)
+    assert alerted == [window]
