@@ -97,7 +97,8 @@ def test_a_cancelled_study_resumes_its_row_and_keeps_the_finished_ones(workspace
         rc = main(["--workspace", str(workspace.root), "study", "--preset", "smoke", "--model", "tiny-qwen2",
                    "--seeds", "0", "1", "--resume", "--plan"])
     lines = plan.getvalue().splitlines()
-    assert rc == 0 and lines[0] == f"Study 'smoke': {len(STUDY_STEPS) + len(second_pass)} rows on 4 personas, tiny-qwen2"
+    assert rc == 0 and lines[0] == (f"Study 'smoke': {len(STUDY_STEPS) + len(second_pass)} rows on 4 personas, "
+                                    "tiny-qwen2 (device and dtype automatic)")
     rows = [re.match(r"\s*\d+\s+(kept|resume|run)\s+(.*?)  \((.*)\)$", line) for line in lines[1:-1]]
     assert [m.group(1) for m in rows] == ["kept"] * len(STUDY_STEPS) + ["run"] * len(second_pass)
     assert [m.group(2) for m in rows[len(STUDY_STEPS):]] == [s.name for s in second_pass]

@@ -74,7 +74,10 @@ def print_plan(args, ws: Workspace) -> int:
     what = {FINISHED: "kept", RESUME: "resume", NEW: "run"}
     estimates = []
     with RunStore(ws.db_path) as store:
-        print(f"Study '{args.preset}': {len(rows)} rows on {len(specs[0].personas)} personas, {specs[0].base_model}")
+        hardware = ", ".join(f"{what_} {value}" for what_, value in (("device", args.device), ("dtype", args.dtype))
+                             if value) or "device and dtype automatic"
+        print(f"Study '{args.preset}': {len(rows)} rows on {len(specs[0].personas)} personas, {specs[0].base_model} "
+              f"({hardware})")
         for i, row in enumerate(rows, 1):
             if row.state == FINISHED:
                 print(f"{i:3}  {what[row.state]:7} {row.spec.name}  (run {row.run_id})")
@@ -95,7 +98,7 @@ def print_plan(args, ws: Workspace) -> int:
     elif total is None:
         unknown = sum(e.seconds is None for e in estimates)
         print(f"{len(estimates)} rows to run; no time estimate for {unknown} of them: no finished run of "
-              f"{specs[0].base_model} has measured this machine's speed yet.")
+              f"{specs[0].base_model}{f' in {args.dtype}' if args.dtype else ''} has measured this machine's speed yet.")
     else:
         print(f"{len(estimates)} rows to run: about {format_duration(total)} "
               f"(speeds measured in run {estimates[0].measured_in}).")
