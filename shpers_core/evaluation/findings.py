@@ -13,15 +13,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from shpers_core.evaluation.forest import DIFFERENCE_FIELDS
-from shpers_core.evaluation.stats import holm, simultaneous_interval
 from shpers_core.evaluation.table import (
-    ALPHA,
     BETTER,
     NO_DIFFERENCE,
     WORSE,
     format_p,
     paired_diffs,
-    paired_p,
+    paired_family,
     verdict_of,
 )
 
@@ -158,14 +156,12 @@ def _add_per_persona_test(finding: Finding, answering, members, baseline, doing:
     tested = [r for r in answering if r.mean is not None]
     diffs = [paired_diffs(per_persona.persona_scores.get("all", {}), r.persona_scores.get("all", {}))
              for r in tested]
-    corrected = holm(paired_p(d) for d in diffs)
     family = sum(d is not None for d in diffs)
     verdicts: dict[str, list[str]] = {}
-    for r, d, p in zip(tested, diffs, corrected):
+    for r, d, (p, interval) in zip(tested, diffs, paired_family(diffs)):
         diff = r.mean - per_persona.mean
         verdict = verdict_of(diff, p)
         verdicts.setdefault(verdict, []).append(r.run_name)
-        interval = simultaneous_interval(d, family, level=1.0 - ALPHA) if d is not None else None
         shown = "" if interval is None else f" [{_points(interval[0])}, {_points(interval[1])}]"
         line = (f"{r.run_name} vs {per_persona.run_name}: {_points(diff)} points{shown}, "
                 f"p {format_p(p)}, {verdict}")

@@ -99,6 +99,15 @@ def paired_p(diffs: np.ndarray | None) -> float | None:
     return wilcoxon_p(np.where(np.abs(diffs) <= 1e-9, 0.0, diffs))
 
 
+def paired_family(diffs: list[np.ndarray | None]) -> list[tuple[float | None, tuple[float, float] | None]]:
+    """Each of a family of paired comparisons (:func:`paired_diffs`, None where untested): its Holm-corrected
+    p and its simultaneous 95 % interval (Bonferroni over the comparisons that have a test)."""
+    corrected = holm(paired_p(d) for d in diffs)
+    family = sum(d is not None for d in diffs)  # Holm's family and Bonferroni's: the rows that have a test
+    return [(p, simultaneous_interval(d, family, level=1.0 - ALPHA) if d is not None else None)
+            for d, p in zip(diffs, corrected)]
+
+
 def verdict_of(diff: float | None, p: float | None) -> str:
     """One word for a difference from unified LoRA and its corrected p-value."""
     if diff is None or p is None:
@@ -215,12 +224,8 @@ def study_rows(store, run_ids: list[str] | None = None, *, pool_seeds: bool = Fa
                 diffs[s].append(paired_diffs(base.persona_scores[s], r.persona_scores[s]))
     for s in SUBSETS:
         prefix = "" if s == "all" else f"{s}_"
-        corrected = holm(paired_p(d) for d in diffs[s])
-        # Holm's family and Bonferroni's: the rows that have a test.
-        family = sum(d is not None for d in diffs[s])
-        for r, d, p in zip(compared, diffs[s], corrected):
+        for r, (p, interval) in zip(compared, paired_family(diffs[s])):
             setattr(r, f"{prefix}p_holm", p)
-            interval = simultaneous_interval(d, family, level=1.0 - ALPHA) if d is not None else None
             if interval is not None:
                 setattr(r, f"{prefix}ci_low", interval[0])
                 setattr(r, f"{prefix}ci_high", interval[1])
