@@ -52,3 +52,9 @@ def test_a_local_sweep_stores_one_finished_run_per_value(tmp_path, shpers_cache)
         assert set(runs) == {"unified_lora rank=2", "unified_lora rank=4"}
         assert all(r.status == "finished" for r in runs.values())
         assert [store.get_run(rid).params["lora"]["rank"] for rid in out.split()] == [2, 4]
+    # The sweep's curve: both values, their final validation losses, the default's rank as the reference.
+    rc, out, err = shpers(root, "runs", "effect", *out.split(), "--format", "csv")
+    assert rc == 0, err
+    rows = out.splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ["2", "4"]
+    assert all(float(r.split(",")[6]) > 0 for r in rows)  # val_loss

@@ -191,6 +191,7 @@ def test_every_import_of_our_own_names_resolves():
 # commands) and the imported one loads torch or transformers. Anything else imports at the top.
 LAZY_ENGINE_IMPORTS = {
     "shpers_core.cli.chat_cmd": {"shpers_core.jobs.chat"},
+    "shpers_core.cli.effect_cmd": {"shpers_core.jobs.spec"},
     "shpers_core.cli.executor_args": {"shpers_core.distributed.ray_executor", "shpers_core.jobs.runner"},
     "shpers_core.cli.runs_cmd": {"shpers_core.export", "shpers_core.jobs.spec"},
     "shpers_core.evaluation.embedding": {"shpers_core.models.device"},

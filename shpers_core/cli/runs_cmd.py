@@ -1,4 +1,5 @@
-"""``shpers runs list|show|compare|export|resume|delete|cancel|rename|note`` (``replies``: its own module)."""
+"""``shpers runs list|show|compare|export|resume|delete|cancel|rename|note`` (``replies`` and ``effect``: their own
+modules)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 from shpers_core.cli.commands import command_help
+from shpers_core.cli.effect_cmd import add_parser as add_effect_parser
 from shpers_core.cli.executor_args import add_executor_args, job_runner
 from shpers_core.cli.progress import ProgressPrinter
 from shpers_core.cli.replies_cmd import add_parser as add_replies_parser
@@ -63,6 +65,7 @@ def add_parser(sub) -> None:
     cmp_.add_argument("--subset", default="all", choices=("all", "persona_dependent", "other"),
                       help="which test turns: all, persona-dependent (★) or the others")
     cmp_.set_defaults(func=compare_runs)
+    add_effect_parser(rs)
 
     exp = rs.add_parser(
         "export", help="the results table (Markdown, CSV, a text forest plot or the findings), or one persona's model "

@@ -7,11 +7,12 @@ from shpers_core.cli.executor_args import add_executor_args, ray_options
 from shpers_core.cli.progress import ProgressPrinter
 from shpers_core.cli.stopping import stop_on_signals
 from shpers_core.distributed.study import run_specs_on_ray
+from shpers_core.evaluation.parameter_effect import effect_markdown, parameter_effect
 from shpers_core.evaluation.table import study_rows, to_markdown
 from shpers_core.events import JobCancelled, Reporter
 from shpers_core.jobs.runner import load_dataset_for, run_job
-from shpers_core.jobs.spec import DEVICE_HELP, DTYPE_HELP, DTYPES
-from shpers_core.jobs.sweep import sweep_specs
+from shpers_core.jobs.spec import DEVICE_HELP, DTYPE_HELP, DTYPES, flat_defaults
+from shpers_core.jobs.sweep import sweep_parameter, sweep_specs
 from shpers_core.models import DEFAULT_MODEL
 from shpers_core.params import parse_overrides
 from shpers_core.store import RunStore
@@ -21,8 +22,9 @@ from shpers_core.workspace import Workspace
 def add_parser(sub) -> None:
     p = sub.add_parser("sweep", help=command_help("sweep"),
                        description="Run METHOD once per VALUE of PARAM (every other parameter as --param sets it) "
-                                   "and print the runs' rows of the results table. The Launch tab's sweep builds "
-                                   "the same jobs. On Ray the runs go out together.",
+                                   "and print the runs' rows of the results table, then the score against PARAM with "
+                                   "each value paired with the default's (as `shpers runs effect`). The Launch "
+                                   "tab's sweep builds the same jobs. On Ray the runs go out together.",
                        epilog="example: shpers sweep unified_lora train.learning_rate 1e-4 5e-4 1e-3 --executor ray")
     p.add_argument("method", help="method name (see `shpers methods`)")
     p.add_argument("parameter", help="the parameter to vary, e.g. train.learning_rate (see `shpers methods METHOD`)")
@@ -66,8 +68,12 @@ def sweep(args) -> int:
         return 130
     with RunStore(ws.db_path) as store:
         rows = study_rows(store, run_ids)
+        effect = parameter_effect(store, run_ids, sweep_parameter(args.method, args.parameter)[0],
+                                  defaults=flat_defaults(args.method)) if len(run_ids) > 1 else None
     if not args.quiet:
         print(f"\nSweep of {args.parameter} for {args.method}\n")
         print(to_markdown(rows))
+        if effect is not None:
+            print(effect_markdown(effect))
     print("\n".join(run_ids))
     return 0

@@ -61,6 +61,16 @@ def defaults_for(method: str) -> dict[str, dict[str, Any]]:
     return {group: default_params(method, group).to_dict() for group in parameter_groups(method)}
 
 
+def flat_defaults(method: str) -> dict[str, Any]:
+    """Every parameter's default for ``method`` as ``{"group.name": value}``; empty for a method this
+    build lacks (a stored run of a removed method still reads)."""
+    try:
+        return {f"{group}.{name}": value for group, values in defaults_for(method).items()
+                for name, value in values.items()}
+    except UserError:
+        return {}
+
+
 @dataclass(frozen=True)
 class JobSpec:
     method: str

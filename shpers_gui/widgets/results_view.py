@@ -30,6 +30,7 @@ from shpers_core.store import RESUMABLE_STATUSES, RUNNING, TERMINAL_STATUSES
 from shpers_gui import engine
 from shpers_gui.widgets.compare_view import CompareView
 from shpers_gui.widgets.jobs_view import STATUS_COLOURS
+from shpers_gui.widgets.parameter_effect_view import ParameterEffectDialog
 from shpers_gui.widgets.study_table import StudyTableDialog, save_table_text
 from shpers_gui.widgets.table_model import RowTableModel
 
@@ -244,6 +245,9 @@ class ResultsView(QWidget):
                 ("Export Markdown…", lambda: self.export("md"), "The visible rows as a Markdown table"),
                 ("Export CSV…", lambda: self.export("csv"), "The visible rows as CSV"),
                 ("Table 5.1", self.show_study_table, "The study's table over the finished runs"),
+                ("Against a parameter…", self.show_parameter_effect,
+                 "The selected runs' scores against the one parameter they differ in (a sweep's curve), each "
+                 "value paired with the default's"),
                 ("Export model…", self.export_model, "A persona's model from the selected run: merged, GGUF, PEFT"),
                 ("Delete run", self.delete_selected, "Delete the selected runs and their rows")):
             b = QPushButton(text)
@@ -295,6 +299,10 @@ class ResultsView(QWidget):
     def run_menu(self, run_id: str) -> QMenu:
         """The right-click menu of one run."""
         menu = QMenu(self)
+        selected = self.selected_run_ids()
+        if run_id in selected and len(selected) > 1:
+            menu.addAction(f"Plot the {len(selected)} runs against a parameter…", self.show_parameter_effect)
+            menu.addSeparator()
         menu.addAction("Show curves", lambda: self.open_curves.emit(run_id))
         menu.addAction("Chat with this run", lambda: self.chat_with.emit(run_id))
         resume = menu.addAction("Resume from checkpoint", lambda: self.resume_requested.emit(run_id))
@@ -381,6 +389,22 @@ class ResultsView(QWidget):
         # Oldest first: the order the study ran its rows in.
         dialog = StudyTableDialog(store, [r.id for r in reversed(store.list_runs(status="finished"))], self,
                                   settings=self.settings)
+        dialog.show()
+        return dialog
+
+    def show_parameter_effect(self):
+        """The selected runs' scores against the parameter they differ in, in a window of its own."""
+        ids = self.selected_run_ids()
+        if len(ids) < 2:
+            QMessageBox.information(self, "Against a parameter", "Select two or more runs of one method first, "
+                                    "for example a sweep's runs (Ctrl+click or Shift+click).")
+            return None
+        methods = sorted({r.method for r, _ in self.model.rows if r.id in ids})
+        if len(methods) > 1:
+            QMessageBox.information(self, "Against a parameter", f"The selected runs are of several methods "
+                                    f"({', '.join(methods)}); select runs of one method.")
+            return None
+        dialog = ParameterEffectDialog(self.session.store(), ids, self)
         dialog.show()
         return dialog
 
