@@ -58,3 +58,22 @@ def test_a_local_sweep_stores_one_finished_run_per_value(tmp_path, shpers_cache)
     rows = out.splitlines()[1:]
     assert [r.split(",")[0] for r in rows] == ["2", "4"]
     assert all(float(r.split(",")[6]) > 0 for r in rows)  # val_loss
+    # A sweep around a stored run: its settings (rank 4, the fast evaluation) in every run, one value changed.
+    rank4 = next(r.id for r in runs.values() if r.params["lora"]["rank"] == 4)
+    rc, out, err = shpers(root, "sweep", "--like", rank4, "train.learning_rate", "1e-3", "-q")
+    assert rc == 0, err
+    with RunStore(root / "shpers.sqlite") as store:
+        (new,) = [store.get_run(rid) for rid in out.split()]
+        old = store.get_run(rank4)
+    assert new.name == "unified_lora rank=4 learning_rate=0.001" and new.params["train"]["learning_rate"] == 1e-3
+    assert {k: v for k, v in new.params["train"].items() if k != "learning_rate"} == {
+        k: v for k, v in old.params["train"].items() if k != "learning_rate"}
+    assert new.params["lora"] == old.params["lora"] and new.params["eval"] == old.params["eval"]
+    assert new.personas == old.personas and new.base_model == old.base_model
+    # Another method than the run's, or no value: one line, nothing run.
+    rc, _, err = shpers(root, "sweep", "--like", rank4, "base_model", "lora.rank", "2")
+    assert rc == 2 and "is unified_lora, not base_model" in err
+    rc, _, err = shpers(root, "sweep", "--like", rank4, "lora.rank")
+    assert rc == 2 and "at least one value" in err
+    with RunStore(root / "shpers.sqlite") as store:
+        assert len(store.list_runs()) == 3

@@ -1,18 +1,24 @@
-"""``shpers sweep METHOD PARAM VALUE...``: one run per value, then their rows of the results table."""
+"""``shpers sweep [METHOD | --like RUN] PARAM VALUE...``: one run per value, then their rows of the results table
+and the score against PARAM."""
 
 from __future__ import annotations
+
+import argparse
 
 from shpers_core.cli.commands import command_help
 from shpers_core.cli.executor_args import add_executor_args, ray_options
 from shpers_core.cli.progress import ProgressPrinter
 from shpers_core.cli.stopping import stop_on_signals
+from shpers_core.cli.stored_runs import open_store
 from shpers_core.distributed.study import run_specs_on_ray
+from shpers_core.errors import UserError
 from shpers_core.evaluation.parameter_effect import effect_markdown, parameter_effect
 from shpers_core.evaluation.table import study_rows, to_markdown
 from shpers_core.events import JobCancelled, Reporter
 from shpers_core.jobs.runner import load_dataset_for, run_job
-from shpers_core.jobs.spec import DEVICE_HELP, DTYPE_HELP, DTYPES, flat_defaults
+from shpers_core.jobs.spec import DEVICE_HELP, DTYPE_HELP, DTYPES, flat_defaults, spec_like
 from shpers_core.jobs.sweep import sweep_parameter, sweep_specs
+from shpers_core.methods.registry import METHODS
 from shpers_core.models import DEFAULT_MODEL
 from shpers_core.params import parse_overrides
 from shpers_core.store import RunStore
@@ -21,20 +27,29 @@ from shpers_core.workspace import Workspace
 
 def add_parser(sub) -> None:
     p = sub.add_parser("sweep", help=command_help("sweep"),
+                       usage="%(prog)s METHOD PARAM VALUE [VALUE ...] [options]\n"
+                             "       %(prog)s --like RUN PARAM VALUE [VALUE ...] [options]",
                        description="Run METHOD once per VALUE of PARAM (every other parameter as --param sets it) "
                                    "and print the runs' rows of the results table, then the score against PARAM with "
-                                   "each value paired with the default's (as `shpers runs effect`). The Launch "
+                                   "each value paired with the default's (as `shpers runs effect`). With --like RUN, "
+                                   "every run starts from RUN's settings instead of the defaults. The Launch "
                                    "tab's sweep builds the same jobs. On Ray the runs go out together.",
-                       epilog="example: shpers sweep unified_lora train.learning_rate 1e-4 5e-4 1e-3 --executor ray")
-    p.add_argument("method", help="method name (see `shpers methods`)")
-    p.add_argument("parameter", help="the parameter to vary, e.g. train.learning_rate (see `shpers methods METHOD`)")
-    p.add_argument("values", nargs="+", metavar="VALUE", help="its values, one run each")
+                       epilog="examples:\n  shpers sweep unified_lora train.learning_rate 1e-4 5e-4 1e-3 --executor ray\n"
+                              "  shpers sweep --like RUN lora.rank 4 16   (RUN's settings, two ranks)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    # METHOD is optional with --like, so the positionals are read by hand (argparse cannot drop a leading one).
+    p.add_argument("words", nargs="+", metavar="[METHOD] PARAM VALUE",
+                   help="the method (see `shpers methods`; left out with --like), the parameter to vary, e.g. "
+                        "train.learning_rate (see `shpers methods METHOD`), and its values, one run each")
+    p.add_argument("--like", metavar="RUN", help="start every run from a stored run's settings (method, parameters, "
+                   "base model, personas, dataset, device and dtype); the other options change only what they name")
     p.add_argument("--personas", nargs="+", default=[], metavar="ID", help="persona ids (default: all)")
     p.add_argument("--model", default=None, help="base model name, local folder or hub id")
     p.add_argument("--dataset", default="", help="dataset file or folder (default: the workspace's)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="set another parameter for every run (repeatable)")
-    p.add_argument("--name", default="", help="runs are named 'NAME PARAM=VALUE' (default NAME: the method)")
+    p.add_argument("--name", default="", help="runs are named 'NAME PARAM=VALUE' (default NAME: the method, or "
+                                              "the --like run's name)")
     p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--dtype", default=None, choices=DTYPES, help=DTYPE_HELP)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -42,11 +57,38 @@ def add_parser(sub) -> None:
     p.set_defaults(func=sweep)
 
 
-def sweep(args) -> int:
-    options = ray_options(args)  # --ray-address without --executor ray is refused before any work
-    specs = sweep_specs(args.method, args.parameter, args.values, parse_overrides(args.param), name=args.name,
+def _sweep_from(args) -> tuple[str, str, list[str], list]:
+    """The method, the parameter, its values and the jobs the command line asks for."""
+    words = list(args.words)
+    if args.like:
+        with open_store(args) as store:
+            record = store.get_run(args.like)
+        if words[0] in METHODS:
+            if words[0] != record.method:
+                raise UserError(f"shpers sweep: run {record.id} is {record.method}, not {words[0]}; leave the method "
+                                "out to sweep around it")
+            words.pop(0)
+        if len(words) < 2:
+            raise UserError("shpers sweep --like RUN: give the parameter to vary and at least one value")
+        base = spec_like(record.params, parse_overrides(args.param), base_model=args.model, personas=args.personas,
+                         dataset_path=args.dataset, device=args.device, dtype=args.dtype)
+        specs = sweep_specs(base.method, words[0], words[1:], base.form_values(), name=args.name or record.label,
+                            base_model=base.base_model, personas=base.personas, dataset_path=base.dataset_path,
+                            device=base.device, dtype=base.dtype)
+        return base.method, words[0], words[1:], specs
+    if len(words) < 3:
+        raise UserError("shpers sweep: give a method, the parameter to vary and at least one value "
+                        "(or --like RUN, the parameter and its values)")
+    method, parameter, values = words[0], words[1], words[2:]
+    specs = sweep_specs(method, parameter, values, parse_overrides(args.param), name=args.name,
                         base_model=args.model or DEFAULT_MODEL, personas=args.personas, dataset_path=args.dataset,
                         device=args.device, dtype=args.dtype)
+    return method, parameter, values, specs
+
+
+def sweep(args) -> int:
+    options = ray_options(args)  # --ray-address without --executor ray is refused before any work
+    method, parameter, _values, specs = _sweep_from(args)
     ws = Workspace.open(args.workspace)
     reporter = Reporter(ProgressPrinter(quiet=args.quiet))
     try:
@@ -68,10 +110,10 @@ def sweep(args) -> int:
         return 130
     with RunStore(ws.db_path) as store:
         rows = study_rows(store, run_ids)
-        effect = parameter_effect(store, run_ids, sweep_parameter(args.method, args.parameter)[0],
-                                  defaults=flat_defaults(args.method)) if len(run_ids) > 1 else None
+        effect = parameter_effect(store, run_ids, sweep_parameter(method, parameter)[0],
+                                  defaults=flat_defaults(method)) if len(run_ids) > 1 else None
     if not args.quiet:
-        print(f"\nSweep of {args.parameter} for {args.method}\n")
+        print(f"\nSweep of {parameter} for {method}\n")
         print(to_markdown(rows))
         if effect is not None:
             print(effect_markdown(effect))
