@@ -82,7 +82,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or QSettings("shpers", "shpers")
         self.setWindowTitle(f"shpers — {session.root}")
         self.personas = PersonasView(session)
-        self.launcher = LauncherView(session)
+        self.launcher = LauncherView(session, settings=self.settings)
         self.jobs = JobsView(session)
         self.results = ResultsView(session, settings=self.settings)
         self.grid = PersonaGridView(session)

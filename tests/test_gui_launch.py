@@ -217,3 +217,34 @@ def test_the_taskbar_asks_for_attention_when_the_queue_is_done(window, monkeypat
     assert alerted == []  # b still waits
     queue.cancel(b)
     assert alerted == [window]
+
+
+def test_the_device_and_dtype_chosen_are_there_after_a_restart(window, qtbot, tmp_path, monkeypatch):
+    launcher = window.launcher
+    assert launcher.hardware() == {"device": None, "dtype": None}  # a first start: automatic
+    launcher.device.setCurrentIndex(launcher.device.findData("cpu"))
+    launcher.dtype.setCurrentIndex(launcher.dtype.findData("bfloat16"))
+    second = MainWindow(Session(tmp_path / "ws"), settings=QSettings(str(tmp_path / "s.ini"),
+                                                                     QSettings.Format.IniFormat), ask_on_close=False)
+    qtbot.addWidget(second)
+    assert second.launcher.hardware() == {"device": "cpu", "dtype": "bfloat16"}
+    # A job queued there carries the remembered choice.
+    for box in ("question", "warning", "information"):  # never a modal dialog in a test
+        monkeypatch.setattr(QMessageBox, box, lambda *_a, **_k: QMessageBox.StandardButton.Yes)
+    second.session.jobs.max_running = 0
+    second.start()
+    qtbot.waitUntil(lambda: second.session.dataset is not None, timeout=30000)
+    second.launcher.set_method("unified_lora")
+    second.launcher.base_model.setCurrentText("tiny-qwen2")
+    (job,) = second.launcher.queue_job()
+    assert (job.spec.device, job.spec.dtype) == ("cpu", "bfloat16")
+    second.session.jobs.cancel(job)
+    # Back to automatic, and a third window starts automatic.
+    second.launcher.dtype.setCurrentIndex(0)
+    second.launcher.device.setCurrentIndex(0)
+    second.close()
+    third = MainWindow(Session(tmp_path / "ws"), settings=QSettings(str(tmp_path / "s.ini"),
+                                                                    QSettings.Format.IniFormat), ask_on_close=False)
+    qtbot.addWidget(third)
+    assert third.launcher.hardware() == {"device": None, "dtype": None}
+    third.close()

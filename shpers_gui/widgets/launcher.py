@@ -42,9 +42,10 @@ class LauncherView(QWidget):
 
     submitted = Signal(list)  # the jobs just queued
 
-    def __init__(self, session, parent=None):
+    def __init__(self, session, parent=None, *, settings=None):
         super().__init__(parent)
         self.session = session
+        self.settings = settings  # a QSettings: the device and dtype last chosen, kept across restarts
         self.method = QComboBox()
         for spec in METHODS.values():
             self.method.addItem(spec.title, spec.name)
@@ -62,10 +63,12 @@ class LauncherView(QWidget):
         self.device.setToolTip(DEVICE_HELP[0].upper() + DEVICE_HELP[1:])
         self.dtype = QComboBox()
         self.dtype.setToolTip(DTYPE_HELP[0].upper() + DTYPE_HELP[1:])
-        for box, names in ((self.device, DEVICES), (self.dtype, DTYPES)):
+        for key, box, names in (("device", self.device, DEVICES), ("dtype", self.dtype, DTYPES)):
             box.addItem("automatic", None)
             for name in names:
                 box.addItem(name, name)
+            self._restore_choice(key, box)
+            box.currentIndexChanged.connect(lambda _i, key=key, box=box: self._remember_choice(key, box))
         self.run_on = QComboBox()
         self.run_on.addItem("this machine", "local")
         self.run_on.addItem("Ray cluster", "ray")
@@ -364,6 +367,16 @@ class LauncherView(QWidget):
         listed = {self.personas.item(i).text() for i in range(self.personas.count())}
         self._check(None if not spec.personas else spec.personas)
         return [p for p in spec.personas if p not in listed]
+
+    def _restore_choice(self, key: str, box: QComboBox) -> None:
+        value = str(self.settings.value(f"launcher/{key}", "")) if self.settings is not None else ""
+        if value and box.findData(value) < 0 and key == "device" and value.startswith("cuda:"):
+            box.addItem(value, value)  # a GPU index a run asked for
+        box.setCurrentIndex(max(0, box.findData(value)) if value else 0)
+
+    def _remember_choice(self, key: str, box: QComboBox) -> None:
+        if self.settings is not None:
+            self.settings.setValue(f"launcher/{key}", box.currentData() or "")
 
     def hardware(self) -> dict[str, str | None]:
         """The job's device and dtype as chosen (None: automatic)."""
