@@ -5,9 +5,7 @@ The app's Results tab draws the same points (select the runs, right-click, "Plot
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from shpers_core.cli.stored_runs import open_store, write_text_file
+from shpers_core.cli.stored_runs import open_store, print_or_write
 from shpers_core.evaluation.metrics import METRIC_NAMES
 from shpers_core.evaluation.parameter_effect import effect_csv, effect_markdown, parameter_effect
 from shpers_core.evaluation.table import SUBSETS
@@ -45,9 +43,5 @@ def show_effect(args) -> int:
         effect = parameter_effect(store, args.run_ids, args.parameter, metric=args.metric, subset=args.subset,
                                   defaults=flat_defaults(method))
     text = effect_csv(effect) if args.format == "csv" else effect_markdown(effect)
-    if args.out:
-        write_text_file(Path(args.out), text)
-        print(f"wrote {len(effect.points)} values of {effect.parameter} to {args.out}")
-    else:
-        print(text, end="")
+    print_or_write(text, args.out, f"{len(effect.points)} values of {effect.parameter}")
     return 0

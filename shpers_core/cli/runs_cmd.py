@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 
 from shpers_core.cli.commands import command_help
 from shpers_core.cli.effect_cmd import add_parser as add_effect_parser
@@ -15,7 +14,7 @@ from shpers_core.cli.executor_args import add_executor_args, job_runner
 from shpers_core.cli.progress import ProgressPrinter
 from shpers_core.cli.replies_cmd import add_parser as add_replies_parser
 from shpers_core.cli.stopping import stop_on_signals
-from shpers_core.cli.stored_runs import one_line, open_store, strict_json, write_text_file
+from shpers_core.cli.stored_runs import one_line, open_store, print_or_write, strict_json
 from shpers_core.errors import UserError
 from shpers_core.evaluation.findings import findings_text
 from shpers_core.evaluation.forest import DIFFERENCE_FIELDS, forest_text
@@ -262,11 +261,7 @@ def export_runs(args) -> int:
         text = report_markdown(rows)
     else:
         text = to_csv(rows) if args.format == "csv" else to_markdown(rows)
-    if args.out:
-        write_text_file(Path(args.out), text)
-        print(f"wrote {len(rows)} runs to {args.out}")
-    else:
-        print(text, end="")
+    print_or_write(text, args.out, f"{len(rows)} runs")
     return 0
 
 

@@ -65,3 +65,12 @@ def write_text_file(path: Path, text: str) -> None:
         atomic_write_text(path, text)
     except OSError as exc:
         raise UserError(describe_os_error(path, exc)) from None
+
+
+def print_or_write(text: str, out: str | None, what: str) -> None:
+    """``text`` to the file ``out`` (then "wrote WHAT to OUT"), or to standard output when ``out`` is None."""
+    if out:
+        write_text_file(Path(out), text)
+        print(f"wrote {what} to {out}")
+    else:
+        print(text, end="")
