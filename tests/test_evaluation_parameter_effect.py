@@ -133,3 +133,12 @@ def test_runs_effect_prints_the_curve_and_writes_csv(tmp_path, capsys):
     assert "at least two runs" in capsys.readouterr().err
     with RunStore(ws.db_path) as store:
         assert effect_csv(parameter_effect(store, ids)) == (tmp_path / "lr.csv").read_text()
+
+
+def test_runs_on_other_data_never_pool(store):
+    a = _lr_run(store, 1e-3, 0.5)
+    b = add_scored_run(store, "unified_lora", spread(N, 0.5, 7), seed=1, dataset_hash="other",
+                       train_params={"learning_rate": 1e-3})
+    c = _lr_run(store, 2e-4, 0.6)
+    with pytest.raises(EffectError, match="also differ in dataset"):
+        parameter_effect(store, [a, b, c], "learning_rate")

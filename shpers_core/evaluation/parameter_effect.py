@@ -93,11 +93,13 @@ class ParameterEffect:
 
 
 def run_settings(run: RunRecord) -> dict[str, Any]:
-    """A run's recorded settings as ``{"group.name": value}``, plus ``base_model`` and ``dtype``."""
+    """A run's recorded settings as ``{"group.name": value}``, plus ``base_model``, ``dtype`` and ``dataset``
+    (its hash: runs on other data are never pooled, and a curve across datasets says so)."""
     out = {f"{group}.{name}": value for group in SETTING_GROUPS
            for name, value in (run.params.get(group) or {}).items()}
     out["base_model"] = run.base_model
     out["dtype"] = run.params.get("dtype")
+    out["dataset"] = run.dataset_hash
     return out
 
 
@@ -153,10 +155,9 @@ def _final_val_loss(store, run_id: str) -> float | None:
 
 
 def _order(values: list[Any]) -> list[int]:
-    """Indices of ``values`` in ascending order when they are all numbers, else as they came."""
-    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-        return sorted(range(len(values)), key=lambda i: values[i])
-    if all(isinstance(v, bool) for v in values):
+    """Indices of ``values`` in ascending order when they are all numbers or all bools, else as they came."""
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    if numbers or all(isinstance(v, bool) for v in values):
         return sorted(range(len(values)), key=lambda i: values[i])
     return list(range(len(values)))
 
