@@ -126,11 +126,13 @@ def test_runs_effect_prints_the_curve_and_writes_csv(tmp_path, capsys):
     assert "| 0.001 | lr=0.001 seed=0 | 12 |" in out and "worse" in out
     assert main(["--workspace", str(ws.root), "runs", "effect", *ids, "--format", "csv",
                  "--out", str(tmp_path / "lr.csv")]) == 0
+    assert capsys.readouterr().out.startswith("wrote 2 values of train.learning_rate to ")
     rows = list(csv.DictReader(io.StringIO((tmp_path / "lr.csv").read_text())))
     assert [r["train.learning_rate"] for r in rows] == ["0.0002", "0.001"]
     assert rows[0]["reference"] == "yes" and rows[1]["verdict"] == "worse" and float(rows[1]["diff"]) < -0.1
-    assert main(["--workspace", str(ws.root), "runs", "effect", ids[0]]) == 2
-    assert "at least two runs" in capsys.readouterr().err
+    # One of them alone finds the other: the same curve.
+    assert main(["--workspace", str(ws.root), "runs", "effect", ids[0], "--format", "csv"]) == 0
+    assert capsys.readouterr().out == (tmp_path / "lr.csv").read_text()
     with RunStore(ws.db_path) as store:
         assert effect_csv(parameter_effect(store, ids)) == (tmp_path / "lr.csv").read_text()
 
@@ -142,3 +144,19 @@ def test_runs_on_other_data_never_pool(store):
     c = _lr_run(store, 2e-4, 0.6)
     with pytest.raises(EffectError, match="also differ in dataset"):
         parameter_effect(store, [a, b, c], "learning_rate")
+
+
+def test_one_run_finds_the_runs_of_its_sweep_from_the_command_line(tmp_path, capsys):
+    ws = Workspace.open(tmp_path / "ws")
+    with RunStore(ws.db_path) as store:
+        ids = [_lr_run(store, lr, c) for lr, c in ((1e-3, 0.40), (2e-4, 0.60), (5e-5, 0.58))]
+        add_scored_run(store, "base_model", spread(N, 0.45, 9))  # another method: never part of the curve
+        far = _lr_run(store, 3e-3, 0.5, num_epochs=9)  # two settings away: not part of it either
+    assert main(["--workspace", str(ws.root), "runs", "effect", ids[1], "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["train.learning_rate"] for r in rows] == ["5e-05", "0.0002", "0.001"]
+    assert far not in ";".join(r["run_ids"] for r in rows)
+    assert main(["--workspace", str(ws.root), "runs", "effect", far]) == 2
+    assert f"sweep --like {far}" in capsys.readouterr().err
+    assert main(["--workspace", str(ws.root), "runs", "effect", ids[0], "--parameter", "seed"]) == 2
+    assert "in train.seed alone; some differ from it in train.learning_rate alone" in capsys.readouterr().err

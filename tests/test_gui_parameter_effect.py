@@ -17,6 +17,7 @@ from shpers_core.store import RunStore  # noqa: E402
 from shpers_core.workspace import Workspace  # noqa: E402
 from shpers_gui.main_window import MainWindow  # noqa: E402
 from shpers_gui.session import Session  # noqa: E402
+from shpers_gui.widgets.parameter_effect_view import ParameterEffectDialog  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(120)]
 N = 12
@@ -77,8 +78,37 @@ def test_a_sweeps_runs_are_drawn_against_their_parameter_and_restart_safe(qtbot,
     win = _window(qtbot, ws, tmp_path)
     win.results.select_runs([ids[DEFAULT_LR], base])
     assert win.results.show_parameter_effect() is None and "several methods" in told[-1]
-    win.results.select_runs([base])
-    assert win.results.show_parameter_effect() is None and "two or more runs" in told[-1]
+    win.results.select_runs([])
+    assert win.results.show_parameter_effect() is None and "Select a run of a sweep" in told[-1]
+    win.close()
+
+
+def test_one_run_brings_its_sweep_found_by_settings_not_names(qtbot, sweep, tmp_path):
+    ws, ids, base = sweep
+    with RunStore(ws.db_path) as store:
+        store.rename_run(ids[DEFAULT_LR * 10], "something else entirely")
+        # Another seed at the default pools with it; a rank change is another curve through the same run.
+        repeat = add_scored_run(store, "unified_lora", spread(N, 0.62, 21), seed=1, name="again",
+                                train_params={"learning_rate": DEFAULT_LR})
+        rank = add_scored_run(store, "unified_lora", spread(N, 0.6, 22), train_params={"learning_rate": DEFAULT_LR})
+        store.update_run(rank, params={**store.get_run(rank).params, "lora": {"rank": 4}})
+    win = _window(qtbot, ws, tmp_path)
+    win.results.select_runs([ids[DEFAULT_LR]])
+    menu = win.results.run_menu(ids[DEFAULT_LR])
+    assert menu.actions()[0].text() == "Plot with its sweep against a parameter…"
+    menu.actions()[0].trigger()
+    dialog = next(w for w in win.results.findChildren(ParameterEffectDialog))
+    assert [dialog.parameter_box.itemText(i) for i in range(dialog.parameter_box.count())] == [
+        "train.learning_rate (4 runs)", "lora.rank (3 runs)"]
+    assert [p.value for p in dialog.effect.points] == [DEFAULT_LR / 10, DEFAULT_LR, DEFAULT_LR * 10]
+    assert dialog.effect.points[1].run_ids == [ids[DEFAULT_LR], repeat]  # the seeds pooled
+    dialog.parameter_box.setCurrentIndex(1)
+    assert dialog.effect.parameter == "lora.rank" and len(dialog.effect.points) == 2
+    dialog.close()
+    # The base model's run has no sweep: the window says how to make one.
+    base_dialog = win.results.show_parameter_effect([base])
+    assert base_dialog.effect is None and "sweep around it first" in base_dialog.summary.text()
+    base_dialog.close()
     win.close()
 
 

@@ -5,9 +5,11 @@ The app's Results tab draws the same points (select the runs, right-click, "Plot
 
 from __future__ import annotations
 
+import argparse
+
 from shpers_core.cli.stored_runs import open_store, print_or_write
 from shpers_core.evaluation.metrics import METRIC_NAMES
-from shpers_core.evaluation.parameter_effect import effect_csv, effect_markdown, parameter_effect
+from shpers_core.evaluation.parameter_effect import curve_runs, effect_csv, effect_markdown, parameter_effect
 from shpers_core.evaluation.table import SUBSETS
 
 
@@ -19,8 +21,12 @@ def add_parser(runs_actions) -> None:
                     "Each value is paired with the reference (the parameter's default where a run has it, else the "
                     "best mean) over the personas both scored: Wilcoxon, Holm over the other values, simultaneous "
                     "intervals, as Table 5.1 does.",
-        epilog="example: shpers runs effect $(shpers sweep unified_lora train.learning_rate 1e-4 2e-4 5e-4 -q)")
-    p.add_argument("run_ids", nargs="+", metavar="RUN", help="two or more runs of one method")
+        epilog="examples:\n  shpers runs effect RUN   (RUN and its sweep's runs, whatever they are named)\n"
+               "  shpers runs effect $(shpers sweep unified_lora train.learning_rate 1e-4 2e-4 5e-4 -q)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_ids", nargs="+", metavar="RUN",
+                   help="two or more runs of one method, or one run: then it and the finished runs that differ "
+                        "from it in one setting alone (its sweep)")
     p.add_argument("--parameter", metavar="NAME",
                    help="the parameter to plot against, e.g. train.learning_rate or rank (default: the one "
                         "setting the runs differ in, the seed aside)")
@@ -40,7 +46,8 @@ def show_effect(args) -> int:
 
     with open_store(args) as store:
         method = store.get_run(args.run_ids[0]).method
-        effect = parameter_effect(store, args.run_ids, args.parameter, metric=args.metric, subset=args.subset,
+        parameter, run_ids = curve_runs(store, args.run_ids, args.parameter)
+        effect = parameter_effect(store, run_ids, parameter, metric=args.metric, subset=args.subset,
                                   defaults=flat_defaults(method))
     text = effect_csv(effect) if args.format == "csv" else effect_markdown(effect)
     print_or_write(text, args.out, f"{len(effect.points)} values of {effect.parameter}")

@@ -148,6 +148,48 @@ def _chosen(runs: Sequence[RunRecord], parameter: str | None) -> tuple[str, list
     return candidates[0], varied
 
 
+def sibling_groups(store, run_id: str) -> dict[str, list[str]]:
+    """The curves ``run_id`` belongs to: for each setting, the finished runs of its method that differ from it
+    in that setting alone (the seed aside), ``run_id`` and its other-seed repeats first; most runs first.
+
+    A sweep's runs are found from any one of them, whatever they were named.
+    """
+    anchor = store.get_run(run_id)
+    mine = run_settings(anchor)
+    repeats: list[str] = []
+    groups: dict[str, list[str]] = {}
+    for run in reversed(store.list_runs(status="finished", method=anchor.method)):  # oldest first
+        if run.id == anchor.id:
+            continue
+        theirs = run_settings(run)
+        differ = [k for k in sorted(set(mine) | set(theirs)) if k != SEED and _key(mine.get(k)) != _key(theirs.get(k))]
+        if not differ:
+            repeats.append(run.id)
+        elif len(differ) == 1:
+            groups.setdefault(differ[0], []).append(run.id)
+    ordered = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    return {key: [anchor.id, *repeats, *ids] for key, ids in ordered}
+
+
+def curve_runs(store, run_ids: Sequence[str], parameter: str | None = None) -> tuple[str | None, list[str]]:
+    """The parameter and runs of a curve: ``run_ids`` as given when there are several, or, for one run, the
+    runs that differ from it in ``parameter`` alone (None: the setting with the most such runs)."""
+    if len(run_ids) != 1:
+        return parameter, list(run_ids)
+    groups = sibling_groups(store, run_ids[0])
+    if not groups:
+        raise EffectError(f"no finished run of this method differs from {run_ids[0]} in one setting alone; sweep "
+                          f"around it first (shpers sweep --like {run_ids[0]} PARAM VALUE ...)")
+    if parameter is None:
+        chosen = next(iter(groups))
+    else:
+        chosen = resolve_setting(parameter, list(groups), set(run_settings(store.get_run(run_ids[0]))))
+        if chosen not in groups:
+            raise EffectError(f"no finished run differs from {run_ids[0]} in {chosen} alone; some differ from it "
+                              f"in {', '.join(groups)} alone")
+    return chosen, groups[chosen]
+
+
 def _final_val_loss(store, run_id: str) -> float | None:
     lasts = [curve.points[-1][1] for curve in store.curves(run_id, kind="val").values() if curve.points]
     lasts = [v for v in lasts if v is not None and math.isfinite(v)]

@@ -32,9 +32,9 @@ references and, with <i>Beside</i>, another run's; <i>lowest score first</i> put
 first (<code>shpers runs replies RUN --beside OTHER --worst 10</code> from a terminal). To try one change,
 right-click a run in <i>Results</i> ▸ <i>Run again with changes…</i>: its settings fill the Launch tab
 (<code>shpers run --like RUN --param …</code> from a terminal). To see how a score moves with one
-parameter, queue a <i>Sweep</i> on the Launch tab, select its runs in <i>Results</i> and press
-<i>Against a parameter…</i>: each value's score with its interval and final validation loss, paired with the
-default's value (<code>shpers runs effect RUN RUN …</code>).</li>
+parameter, queue a <i>Sweep</i> on the Launch tab, select its runs (or one of them) in <i>Results</i> and
+press <i>Against a parameter…</i>: each value's score with its interval and final validation loss, paired with the
+default's value (<code>shpers runs effect RUN</code>).</li>
 <li><b>Chat.</b> In <i>Chat</i>, pick a persona and a run; put a second run <i>Beside</i> it to see both
 answer the same conversation. <i>Load a test dialogue</i> shows the reference reply next to them.
 From a terminal, <code>shpers chat RUN --persona ID</code> answers the same way

@@ -38,22 +38,27 @@ REFERENCE_COLOUR = "#1f4e79"
 
 
 class ParameterEffectDialog(QDialog):
-    """``run_ids``' scores against the parameter chosen among those they differ in."""
+    """``run_ids``' scores against the parameter chosen among those they differ in; for one run, that run and
+    the finished runs that differ from it in one setting alone (its sweep), by setting."""
 
     def __init__(self, store, run_ids: list[str], parent=None):
         super().__init__(parent)
         self.setWindowTitle("Score against a parameter")
-        self.store, self.run_ids = store, list(run_ids)
+        self.store = store
         self.effect = None
-        runs = [store.get_run(r) for r in self.run_ids]
-        self.defaults = engine.get("flat_defaults")(runs[0].method) if runs else {}
-        varied = engine.get("varied_settings")(runs)
+        self.defaults = engine.get("flat_defaults")(store.get_run(run_ids[0]).method) if run_ids else {}
+        self.single = len(run_ids) == 1
+        if self.single:
+            self.choices = engine.get("sibling_groups")(store, run_ids[0])
+        else:
+            varied = engine.get("varied_settings")([store.get_run(r) for r in run_ids])
+            # The seed last: a sweep of anything else pools over it.
+            self.choices = {key: list(run_ids) for key in sorted(varied, key=lambda k: k == "train.seed")}
         self.parameter_box = QComboBox()
-        # The seed last: a sweep of anything else pools over it.
-        for key in sorted(varied, key=lambda k: k == "train.seed"):
-            self.parameter_box.addItem(key, key)
+        for key, ids in self.choices.items():
+            self.parameter_box.addItem(f"{key} ({len(ids)} runs)" if self.single else key, key)
         self.parameter_box.setToolTip("The settings these runs differ in; the curve needs the runs at one value to "
-                                  "differ in nothing else but the seed")
+                                      "differ in nothing else but the seed")
         self.metric_box = QComboBox()
         for name in METRIC_NAMES:
             self.metric_box.addItem(METRIC_LABELS.get(name, name), name)
@@ -120,12 +125,16 @@ class ParameterEffectDialog(QDialog):
         self.table.setRowCount(0)
         self.effect = None
         if self.parameter_box.count() == 0:
-            self.summary.setText("These runs share every setting: there is nothing to plot them against. "
+            self.summary.setText("No finished run of this method differs from this one in one setting alone: "
+                                 "sweep around it first (right-click ▸ Run again with changes…, then Sweep on the "
+                                 "Launch tab)." if self.single else
+                                 "These runs share every setting: there is nothing to plot them against. "
                                  "Compare two of them in the Results tab's panel instead.")
             return
+        key = self.parameter_box.currentData()
         try:
             self.effect = engine.get("parameter_effect")(
-                self.store, self.run_ids, self.parameter_box.currentData(), metric=self.metric_box.currentData(),
+                self.store, self.choices[key], key, metric=self.metric_box.currentData(),
                 subset=self.subset_box.currentData(), defaults=self.defaults)
         except Exception as exc:  # noqa: BLE001 - EffectError and StoreError: say why instead of a plot
             self.summary.setText(html.escape(str(exc)))

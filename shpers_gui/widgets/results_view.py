@@ -245,9 +245,9 @@ class ResultsView(QWidget):
                 ("Export Markdown…", lambda: self.export("md"), "The visible rows as a Markdown table"),
                 ("Export CSV…", lambda: self.export("csv"), "The visible rows as CSV"),
                 ("Table 5.1", self.show_study_table, "The study's table over the finished runs"),
-                ("Against a parameter…", self.show_parameter_effect,
+                ("Against a parameter…", lambda: self.show_parameter_effect(),
                  "The selected runs' scores against the one parameter they differ in (a sweep's curve), each "
-                 "value paired with the default's"),
+                 "value paired with the default's; one selected run brings its sweep's other runs"),
                 ("Export model…", self.export_model, "A persona's model from the selected run: merged, GGUF, PEFT"),
                 ("Delete run", self.delete_selected, "Delete the selected runs and their rows")):
             b = QPushButton(text)
@@ -301,8 +301,11 @@ class ResultsView(QWidget):
         menu = QMenu(self)
         selected = self.selected_run_ids()
         if run_id in selected and len(selected) > 1:
-            menu.addAction(f"Plot the {len(selected)} runs against a parameter…", self.show_parameter_effect)
+            menu.addAction(f"Plot the {len(selected)} runs against a parameter…", lambda: self.show_parameter_effect())
             menu.addSeparator()
+        else:
+            menu.addAction("Plot with its sweep against a parameter…",
+                           lambda: self.show_parameter_effect([run_id]))
         menu.addAction("Show curves", lambda: self.open_curves.emit(run_id))
         menu.addAction("Chat with this run", lambda: self.chat_with.emit(run_id))
         resume = menu.addAction("Resume from checkpoint", lambda: self.resume_requested.emit(run_id))
@@ -392,12 +395,13 @@ class ResultsView(QWidget):
         dialog.show()
         return dialog
 
-    def show_parameter_effect(self):
-        """The selected runs' scores against the parameter they differ in, in a window of its own."""
-        ids = self.selected_run_ids()
-        if len(ids) < 2:
-            QMessageBox.information(self, "Against a parameter", "Select two or more runs of one method first, "
-                                    "for example a sweep's runs (Ctrl+click or Shift+click).")
+    def show_parameter_effect(self, run_ids: list[str] | None = None):
+        """The selected runs' (or ``run_ids``') scores against the parameter they differ in, in a window of its
+        own; one run brings the runs that differ from it in one setting alone (its sweep)."""
+        ids = run_ids if run_ids is not None else self.selected_run_ids()
+        if not ids:
+            QMessageBox.information(self, "Against a parameter", "Select a run of a sweep (its other runs are found "
+                                    "from it), or two or more runs of one method (Ctrl+click or Shift+click).")
             return None
         methods = sorted({r.method for r, _ in self.model.rows if r.id in ids})
         if len(methods) > 1:
