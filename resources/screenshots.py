@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     store = session.store()
     runs = {}
-    for r in store.list_runs(status="finished"):
+    for r in reversed(store.list_runs(status="finished")):  # oldest first: a study's own row before a sweep's
         # A study whose epochs were cut names its rows "Unified LoRA (1 of 3 epochs)": file them under
         # the row's name too, so a quick-study workspace finds its pairs.
         runs.setdefault(r.name, r)
@@ -172,6 +172,18 @@ def main(argv: list[str] | None = None) -> int:
     table.grab().save(str(out / "9-table-findings.png"))
     print(f"saved {out / '9-table-findings.png'}", flush=True)
     table.close()
+
+    # A sweep's curve through the unified run, where the workspace has one (`shpers sweep --like RUN ...`).
+    unified = runs.get("Unified LoRA")
+    if unified is not None:
+        curve = window.results.show_parameter_effect([unified.id])
+        if curve is not None and curve.effect is not None:
+            curve.resize(1000, 720)
+            settle(app)
+            curve.grab().save(str(out / "10-parameter-curve.png"))
+            print(f"saved {out / '10-parameter-curve.png'}", flush=True)
+        if curve is not None:
+            curve.close()
 
     window.tabs.setCurrentWidget(window.grid)
     window.grid.refresh()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from cli_workspace import make_workspace, shpers
 
+from shpers_core.jobs.spec import flat_defaults
 from shpers_core.jobs.sweep import sweep_specs
 from shpers_core.params import ParamError
 from shpers_core.store import RunStore
@@ -60,10 +61,14 @@ def test_a_local_sweep_stores_one_finished_run_per_value(tmp_path, shpers_cache)
     assert all(float(r.split(",")[6]) > 0 for r in rows)  # val_loss
     # A sweep around a stored run: its settings (rank 4, the fast evaluation) in every run, one value changed.
     rank4 = next(r.id for r in runs.values() if r.params["lora"]["rank"] == 4)
-    rc, out, err = shpers(root, "sweep", "--like", rank4, "train.learning_rate", "1e-3", "-q")
+    rc, out, err = shpers(root, "sweep", "--like", rank4, "train.learning_rate", "1e-3")
     assert rc == 0, err
+    # Its curve goes through the run it sweeps around, here at the default rate: the reference.
+    default = flat_defaults("unified_lora")["train.learning_rate"]
+    assert f"Reference: train.learning_rate = {default:g} (the default)" in out
+    assert "| 0.001 | unified_lora rank=4 learning_rate=0.001 |" in out
     with RunStore(root / "shpers.sqlite") as store:
-        (new,) = [store.get_run(rid) for rid in out.split()]
+        new = store.get_run(out.split()[-1])
         old = store.get_run(rank4)
     assert new.name == "unified_lora rank=4 learning_rate=0.001" and new.params["train"]["learning_rate"] == 1e-3
     assert {k: v for k, v in new.params["train"].items() if k != "learning_rate"} == {

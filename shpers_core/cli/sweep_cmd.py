@@ -86,6 +86,18 @@ def _sweep_from(args) -> tuple[str, str, list[str], list]:
     return method, parameter, values, specs
 
 
+def _like_point(store, like: str | None, qualified: str, specs: list) -> list[str]:
+    """The --like run, as a point of the sweep's curve where it finished and holds a value the sweep did not
+    run: the curve goes through the run it sweeps around (often the default it is paired with)."""
+    if not like:
+        return []
+    run = store.get_run(like)
+    group, name = qualified.split(".", 1)
+    own = (run.params.get(group) or {}).get(name)
+    swept = [getattr(getattr(spec, group), name) for spec in specs]
+    return [run.id] if run.status == "finished" and own not in swept else []
+
+
 def sweep(args) -> int:
     options = ray_options(args)  # --ray-address without --executor ray is refused before any work
     method, parameter, _values, specs = _sweep_from(args)
@@ -110,8 +122,9 @@ def sweep(args) -> int:
         return 130
     with RunStore(ws.db_path) as store:
         rows = study_rows(store, run_ids)
-        effect = parameter_effect(store, run_ids, sweep_parameter(method, parameter)[0],
-                                  defaults=flat_defaults(method)) if len(run_ids) > 1 else None
+        qualified = sweep_parameter(method, parameter)[0]
+        curve = run_ids + _like_point(store, args.like, qualified, specs)
+        effect = parameter_effect(store, curve, qualified, defaults=flat_defaults(method)) if len(curve) > 1 else None
     if not args.quiet:
         print(f"\nSweep of {parameter} for {method}\n")
         print(to_markdown(rows))
