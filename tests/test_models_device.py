@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from shpers_core.models import device
 
@@ -41,6 +42,20 @@ def test_the_measured_speedup_is_a_ratio_only_where_bf16_instructions_exist():
         assert 0.05 < speedup < 50
     else:
         assert speedup == 0.0
+
+
+def test_a_round_slowed_by_other_work_does_not_flip_the_choice(monkeypatch):
+    # bf16 at half float32's rate, but float32's first round lost to another thread's work (a tenth of its
+    # rate): one round each would read bf16 as 5x faster.
+    rounds = {torch.bfloat16: iter([100.0] * 9), torch.float32: iter([20.0] + [200.0] * 9)}
+    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    monkeypatch.setattr(device, "matmul_rate", lambda dtype, *_a, **_k: next(rounds[dtype]))
+    device.cpu_bf16_speedup.cache_clear()
+    try:
+        assert device.cpu_bf16_speedup() == 0.5
+        assert device.choose_cpu_dtype(device.cpu_flags(), device.cpu_bf16_speedup) == "float32"
+    finally:
+        device.cpu_bf16_speedup.cache_clear()
 
 
 def test_a_run_set_to_a_dtype_slower_here_says_what_automatic_would_take(monkeypatch):
