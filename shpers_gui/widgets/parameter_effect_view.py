@@ -87,6 +87,8 @@ class ParameterEffectDialog(QDialog):
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setWordWrap(False)
+        # A sweep's run names share their start and differ at their end ("... learning_rate=0.001").
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(plots)
