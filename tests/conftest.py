@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,6 +50,27 @@ def smollm2_base(models_cache) -> Iterator:
     with pytest.MonkeyPatch.context() as mp:
         _offline_cache(mp, models_cache)
         yield load_base("smollm2-135m-instruct", device="cpu", dtype="float32")
+
+
+@pytest.fixture(autouse=True)
+def no_unanswered_dialogs(monkeypatch) -> None:
+    """A modal dialog in a headless test waits for a click forever, past pytest-timeout, whose alarm cannot
+    interrupt Qt's event loop: one the test did not answer (by patching it) fails the test instead."""
+    widgets = sys.modules.get("PySide6.QtWidgets")
+    if widgets is None:  # an engine-only run: no Qt to guard
+        return
+
+    def unanswered(owner: str, name: str):
+        def fail(*args, **_kwargs):
+            shown = " | ".join(str(a) for a in args if isinstance(a, str))
+            raise AssertionError(f"{owner}.{name} opened a modal dialog the test did not answer: {shown}")
+        return fail
+
+    for owner, names in (("QMessageBox", ("question", "warning", "information", "critical")),
+                         ("QFileDialog", ("getSaveFileName", "getOpenFileName", "getExistingDirectory")),
+                         ("QInputDialog", ("getText", "getItem", "getInt"))):
+        for name in names:
+            monkeypatch.setattr(getattr(widgets, owner), name, unanswered(owner, name))
 
 
 def pytest_collection_modifyitems(config, items) -> None:
