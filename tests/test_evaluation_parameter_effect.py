@@ -156,6 +156,10 @@ def test_one_run_finds_the_runs_of_its_sweep_from_the_command_line(tmp_path, cap
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [r["train.learning_rate"] for r in rows] == ["5e-05", "0.0002", "0.001"]
     assert far not in ";".join(r["run_ids"] for r in rows)
+    # `runs show` points to the curve a run lies on.
+    assert main(["--workspace", str(ws.root), "runs", "show", ids[1]]) == 0
+    assert (f"on a curve against train.learning_rate with 2 other run(s): shpers runs effect {ids[1]} "
+            "--parameter train.learning_rate") in capsys.readouterr().out
     assert main(["--workspace", str(ws.root), "runs", "effect", far]) == 2
     assert f"sweep --like {far}" in capsys.readouterr().err
     assert main(["--workspace", str(ws.root), "runs", "effect", ids[0], "--parameter", "seed"]) == 2

@@ -20,6 +20,7 @@ from shpers_core.evaluation.findings import findings_text
 from shpers_core.evaluation.forest import DIFFERENCE_FIELDS, forest_text
 from shpers_core.evaluation.likeness import unlike_settings
 from shpers_core.evaluation.metrics import METRIC_NAMES
+from shpers_core.evaluation.parameter_effect import sibling_groups
 from shpers_core.evaluation.report import report_markdown
 from shpers_core.evaluation.stats import paired_comparison
 from shpers_core.evaluation.table import study_rows, to_csv, to_markdown
@@ -208,6 +209,10 @@ def show_run(args) -> int:
             print("embedding similarity per persona:")
             for pid, value in sorted(scores.items()):
                 print(f"  {pid}  {value * 100:.2f}")
+        sweeps = sibling_groups(store, run.id) if run.status == "finished" else {}
+        for key, ids in sweeps.items():
+            print(f"on a curve against {key} with {len(ids) - 1} other run(s): "
+                  f"shpers runs effect {run.id} --parameter {key}")
     return 0
 
 
