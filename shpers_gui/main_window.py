@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 
 from shpers_core.errors import UserError
 from shpers_gui import engine
-from shpers_gui.job_queue import queue_summary
+from shpers_gui.job_queue import ACTIVE, FINISHED, queue_summary
 from shpers_gui.pending_jobs import PendingJob, read_pending, save_pending
 from shpers_gui.widgets.chat_view import ChatView
 from shpers_gui.widgets.grid_view import PersonaGridView
@@ -99,6 +99,8 @@ class MainWindow(QMainWindow):
         self.results.resume_requested.connect(self.resume_run)
         self.results.launch_like.connect(self.launch_like)
         self.session.jobs.job_ended.connect(self._job_ended)
+        self._sweeps: list[tuple[list, str]] = []  # queued sweeps not yet ended: their jobs and parameter
+        self.launcher.sweep_queued.connect(lambda jobs, key: self._sweeps.append((list(jobs), key)))
         # The title tells a researcher working in another window how far the queue is.
         self._title_timer = QTimer(self)
         self._title_timer.setInterval(5000)
@@ -261,9 +263,26 @@ class MainWindow(QMainWindow):
 
     def _job_ended(self, job) -> None:
         self.statusBar().showMessage(f"{job.label}: {job.status}" + (f" — {job.error}" if job.error else ""), 10000)
+        self._sweep_ended(job)
         if not self.session.jobs.active() or job.status == "failed":
             # The queue is done, or needs a look: the taskbar entry asks for attention (no-op when in front).
             QApplication.alert(self)
+
+    def _sweep_ended(self, job) -> None:
+        """When the last job of a queued sweep ends, select its finished runs in Results and say where the
+        curve is, so the next click draws it."""
+        for sweep in list(self._sweeps):
+            jobs, key = sweep
+            if job not in jobs or any(j.status in ACTIVE for j in jobs):
+                continue
+            self._sweeps.remove(sweep)
+            finished = [j.run_id for j in jobs if j.status == FINISHED and j.run_id]
+            if len(finished) < 2:
+                continue
+            self.results.refresh()
+            self.results.select_runs(finished)
+            self.statusBar().showMessage(f"Sweep of {key} done: {len(finished)} runs selected in Results; "
+                                         f"Against a parameter… draws the curve", 30000)
 
     # -- dataset ----------------------------------------------------------------------------
 

@@ -248,3 +248,31 @@ def test_the_device_and_dtype_chosen_are_there_after_a_restart(window, qtbot, tm
     qtbot.addWidget(third)
     assert third.launcher.hardware() == {"device": None, "dtype": None}
     third.close()
+
+
+def test_when_a_sweep_ends_its_runs_are_selected_for_the_curve(window, monkeypatch):
+    launcher, session = window.launcher, window.session
+    _answer(monkeypatch, QMessageBox.StandardButton.Yes)
+    launcher.sweep_param.setCurrentIndex(launcher.sweep_param.findData("lora.rank"))
+    launcher.sweep_values.setText("2, 4, 8")
+    jobs = launcher.queue_sweep()
+    other = launcher.queue_job()[0]  # a job queued beside the sweep is not part of it
+    with RunStore(session.workspace.db_path) as store:
+        for job, status in zip(jobs, ("finished", "failed", "finished")):
+            job.run_id = store.create_run(job.spec.method, job.spec.to_dict(), job.spec.base_model, "h", [],
+                                          name=job.spec.name)
+            store.start_run(job.run_id)
+            if status == "finished":
+                store.finish_run(job.run_id)
+            else:
+                store.fail_run(job.run_id, "boom")
+    for i, (job, status) in enumerate(zip(jobs, ("finished", "failed", "finished"))):
+        job.status = status
+        session.jobs.job_ended.emit(job)
+        if i < 2:  # the sweep is not over yet
+            assert "Sweep of" not in window.statusBar().currentMessage()
+    assert window.statusBar().currentMessage().startswith("Sweep of lora.rank done: 2 runs selected in Results")
+    assert set(window.results.selected_run_ids()) == {jobs[0].run_id, jobs[2].run_id}
+    other.status = "finished"
+    session.jobs.job_ended.emit(other)
+    assert "Sweep of" not in window.statusBar().currentMessage()  # said once, for the sweep alone

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from shpers_core.errors import UserError
 from shpers_core.jobs.spec import DEVICE_HELP, DEVICES, DTYPE_HELP, DTYPES, build_spec
-from shpers_core.jobs.sweep import sweep_specs
+from shpers_core.jobs.sweep import sweep_parameter, sweep_specs
 from shpers_core.methods.registry import METHODS
 from shpers_gui import engine
 from shpers_gui.widgets.param_form import ParamForm
@@ -41,6 +41,7 @@ class LauncherView(QWidget):
     """Builds validated :class:`JobSpec` objects and submits them to the session's queue."""
 
     submitted = Signal(list)  # the jobs just queued
+    sweep_queued = Signal(list, str)  # a sweep's jobs and the parameter they vary ("group.name")
 
     def __init__(self, session, parent=None, *, settings=None):
         super().__init__(parent)
@@ -468,7 +469,9 @@ class LauncherView(QWidget):
         taken = self._taken_names()
         # The store would add " (2)" anyway; naming it here keeps job and run alike.
         specs = [s.replace(name=self.session.store().unique_name(s.name)) if s.name in taken else s for s in specs]
-        return self._submit(specs, estimates)
+        jobs = self._submit(specs, estimates)
+        self.sweep_queued.emit(jobs, sweep_parameter(self.method.currentData(), key)[0])
+        return jobs
 
     def _study_seeds(self) -> list[int] | None:
         """The seeds typed for the study (None: the preset's); a :class:`UserError` names a bad one."""
