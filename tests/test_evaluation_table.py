@@ -119,3 +119,18 @@ def test_markdown_and_csv_carry_model_dataset_run_method_p_and_verdict(store):
     assert {"model", "dataset", "run_name", "method", "p_holm", "verdict", "persona_dependent_p_holm",
             "other_p_holm", "ci_low", "ci_high", "persona_dependent_ci_low", "other_ci_high"} <= set(records[0])
     assert {r["verdict"] for r in records} == {"baseline", "worse"}
+
+
+def test_the_baseline_is_the_oldest_unified_run_in_any_order(store):
+    import time
+
+    study = add_scored_run(store, "unified_lora", spread(12, 0.60, 1), name="study's unified")
+    base = add_scored_run(store, "base_model", spread(12, 0.45, 2), name="base")
+    time.sleep(0.01)  # created_at has millisecond steps
+    # A later learning-rate trial of unified LoRA, much worse: never the baseline the study is read against.
+    trial = add_scored_run(store, "unified_lora", spread(12, 0.30, 3), name="trial", train_params={"learning_rate": 1})
+    for order in (None, [study, base, trial], [trial, base, study]):
+        rows = _by_name(study_rows(store, order))
+        assert rows["study's unified"].verdict == "baseline"
+        assert {r.baseline_run_id for r in rows.values()} == {study}
+        assert rows["base"].verdict == "worse" and rows["trial"].verdict == "worse"

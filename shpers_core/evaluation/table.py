@@ -1,7 +1,8 @@
 """The study's Table 5.1, regenerated from the run store, as Markdown or CSV.
 
-Rows are grouped by base model and dataset; each group's baseline is its own unified LoRA run, so a
-run is never compared with a unified run of another model or dataset. Every row but the baseline
+Rows are grouped by base model and dataset; each group's baseline is its own unified LoRA run (the
+oldest scored one, where a sweep or a retrial added more), so a run is never compared with a unified
+run of another model or dataset. Every row but the baseline
 gets a paired Wilcoxon p-value against it (on the personas both scored), Holm-corrected over all
 rows of the table, and a simultaneous 95 % interval for its difference (Bonferroni over the same
 rows), for all turns and separately for persona-dependent and other turns.
@@ -177,8 +178,8 @@ def _pooled_row(parts: list[tuple[TableRow, dict[str, dict[str, float]]]]) -> tu
 
 def study_rows(store, run_ids: list[str] | None = None, *, pool_seeds: bool = False) -> list[TableRow]:
     """One row per run, grouped by (base model, dataset) in order of first appearance; within a
-    group rows keep the given order (newest first when ``run_ids`` is None). Numbers are read from
-    the store. With ``pool_seeds``, finished runs that differ only in their training seed become one
+    group rows keep the given order (newest first when ``run_ids`` is None), and the baseline is the
+    group's oldest scored unified LoRA run. Numbers are read from the store. With ``pool_seeds``, finished runs that differ only in their training seed become one
     row whose per-persona scores are means over the seeds (:func:`replicate_groups`)."""
     runs = [store.get_run(r) for r in run_ids] if run_ids else store.list_runs()
     known: dict[str, RunRecord | None] = {run.id: run for run in runs}
@@ -203,8 +204,14 @@ def study_rows(store, run_ids: list[str] | None = None, *, pool_seeds: bool = Fa
         groups.setdefault(r.group, []).append(r)
     diffs: dict[str, list[np.ndarray | None]] = {s: [] for s in SUBSETS}
     compared: list[TableRow] = []
+    def started(row: TableRow) -> str:  # a pooled row's earliest run
+        return min(known[rid].created_at for rid in row.run_id.split(","))
+
     for members in groups.values():
-        base = next((r for r in members if r.method == BASELINE_METHOD and r.mean is not None), None)
+        # The oldest scored unified run: the study's own row, not a later sweep or retrial of it, whatever
+        # the order the rows are listed in (`runs export` lists newest first, the app's table oldest first).
+        base = min((r for r in members if r.method == BASELINE_METHOD and r.mean is not None), key=started,
+                   default=None)
         for r in members:
             if base is None:
                 r.verdict = NO_BASELINE if r.mean is not None else "–"
@@ -329,7 +336,8 @@ def _n_compared(rows: list[TableRow]) -> int:
 def table_note(compared: int | None = None) -> str:
     """What the table's comparisons mean, for under it; ``compared``: how many rows were tested."""
     rows = f"the {compared} compared rows" if compared is not None else "the compared rows"
-    return ("Grouped by model and dataset; each group is compared with its own unified LoRA run. "
+    return ("Grouped by model and dataset; each group is compared with its own unified LoRA run (the oldest, "
+            "where there are several). "
             f"p: paired two-sided Wilcoxon over personas, Holm-corrected over {rows}; verdict at "
             f"p < {ALPHA:g}. {CI_HEADER}: the difference's interval in points, Student t at the Bonferroni "
             f"level over the same rows, so all intervals hold together with {(1 - ALPHA) * 100:g} % confidence. "
