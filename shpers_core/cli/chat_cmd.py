@@ -11,7 +11,9 @@ beside the reference, as the Chat tab's "Load a test dialogue".
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 
 from shpers_core.cli.commands import command_help
 from shpers_core.cli.stored_runs import one_line
@@ -129,6 +131,12 @@ def _stream_answers(sessions: list, asked: list[list[Message]],
     parts: list[list[str]] = [[] for _ in sessions]
     truncated = [False] * len(sessions)
     stopped = False
+    # Ctrl+C sets a flag read after each piece. A KeyboardInterrupt alone can be lost: raised while a
+    # finaliser runs, Python prints "Exception ignored" and the reply streams on to its token limit.
+    ctrl_c = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, lambda _signum, _frame: ctrl_c.set())
     pieces = stream_together(sessions, asked)
     try:
         for piece in pieces:
@@ -137,10 +145,17 @@ def _stream_answers(sessions: list, asked: list[list[Message]],
             if out is not None and piece.row == 0 and piece.text:
                 out.write(piece.text)
                 out.flush()
-    except KeyboardInterrupt:
-        stopped = True
+            if ctrl_c.is_set():
+                break
+    except KeyboardInterrupt:  # a handler of the caller's (no main thread here)
+        ctrl_c.set()
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         pieces.close()  # the batch's adapters come off the model even when stopped
+    stopped = ctrl_c.is_set()
+    if stopped:
+        truncated = [False] * len(sessions)
     return [("".join(p).strip(), cut) for p, cut in zip(parts, truncated)], stopped
 
 
