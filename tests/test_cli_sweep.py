@@ -75,10 +75,15 @@ def test_a_local_sweep_stores_one_finished_run_per_value(tmp_path, shpers_cache)
         k: v for k, v in old.params["train"].items() if k != "learning_rate"}
     assert new.params["lora"] == old.params["lora"] and new.params["eval"] == old.params["eval"]
     assert new.personas == old.personas and new.base_model == old.base_model
+    # With another setting changed too, the run it sweeps around is no point of the curve: it differs in two.
+    rc, out, err = shpers(root, "sweep", "--like", rank4, "train.learning_rate", "2e-3", "3e-3",
+                          "--param", "eval.max_new_tokens=3")
+    assert rc == 0, err
+    assert "(the best mean)" in out and f"| {default:g} |" not in out
     # Another method than the run's, or no value: one line, nothing run.
     rc, _, err = shpers(root, "sweep", "--like", rank4, "base_model", "lora.rank", "2")
     assert rc == 2 and "is unified_lora, not base_model" in err
     rc, _, err = shpers(root, "sweep", "--like", rank4, "lora.rank")
     assert rc == 2 and "at least one value" in err
     with RunStore(root / "shpers.sqlite") as store:
-        assert len(store.list_runs()) == 3
+        assert len(store.list_runs()) == 5

@@ -12,7 +12,7 @@ from shpers_core.cli.stopping import stop_on_signals
 from shpers_core.cli.stored_runs import open_store
 from shpers_core.distributed.study import run_specs_on_ray
 from shpers_core.errors import UserError
-from shpers_core.evaluation.parameter_effect import effect_markdown, parameter_effect
+from shpers_core.evaluation.parameter_effect import SEED, effect_markdown, parameter_effect, varied_settings
 from shpers_core.evaluation.table import study_rows, to_markdown
 from shpers_core.events import JobCancelled, Reporter
 from shpers_core.jobs.runner import load_dataset_for, run_job
@@ -57,8 +57,8 @@ def add_parser(sub) -> None:
     p.set_defaults(func=sweep)
 
 
-def _sweep_from(args) -> tuple[str, str, list[str], list]:
-    """The method, the parameter, its values and the jobs the command line asks for."""
+def _sweep_from(args) -> tuple[str, str, list]:
+    """The method, the parameter and the jobs the command line asks for."""
     words = list(args.words)
     if args.like:
         with open_store(args) as store:
@@ -75,7 +75,7 @@ def _sweep_from(args) -> tuple[str, str, list[str], list]:
         specs = sweep_specs(base.method, words[0], words[1:], base.form_values(), name=args.name or record.label,
                             base_model=base.base_model, personas=base.personas, dataset_path=base.dataset_path,
                             device=base.device, dtype=base.dtype)
-        return base.method, words[0], words[1:], specs
+        return base.method, words[0], specs
     if len(words) < 3:
         raise UserError("shpers sweep: give a method, the parameter to vary and at least one value "
                         "(or --like RUN, the parameter and its values)")
@@ -83,24 +83,23 @@ def _sweep_from(args) -> tuple[str, str, list[str], list]:
     specs = sweep_specs(method, parameter, values, parse_overrides(args.param), name=args.name,
                         base_model=args.model or DEFAULT_MODEL, personas=args.personas, dataset_path=args.dataset,
                         device=args.device, dtype=args.dtype)
-    return method, parameter, values, specs
+    return method, parameter, specs
 
 
-def _like_point(store, like: str | None, qualified: str, specs: list) -> list[str]:
-    """The --like run, as a point of the sweep's curve where it finished and holds a value the sweep did not
-    run: the curve goes through the run it sweeps around (often the default it is paired with)."""
-    if not like:
+def _like_point(store, like: str | None, qualified: str, run_ids: list[str]) -> list[str]:
+    """The --like run, as a point of the sweep's curve where it finished and differs from the sweep's runs in
+    the swept parameter alone (not where --param changed more): the curve goes through the run it sweeps
+    around, often the default it is paired with."""
+    if not like or not run_ids:
         return []
     run = store.get_run(like)
-    group, name = qualified.split(".", 1)
-    own = (run.params.get(group) or {}).get(name)
-    swept = [getattr(getattr(spec, group), name) for spec in specs]
-    return [run.id] if run.status == "finished" and own not in swept else []
+    differ = [k for k in varied_settings([run, store.get_run(run_ids[0])]) if k != SEED]
+    return [run.id] if run.status == "finished" and differ == [qualified] else []
 
 
 def sweep(args) -> int:
     options = ray_options(args)  # --ray-address without --executor ray is refused before any work
-    method, parameter, _values, specs = _sweep_from(args)
+    method, parameter, specs = _sweep_from(args)
     ws = Workspace.open(args.workspace)
     reporter = Reporter(ProgressPrinter(quiet=args.quiet))
     try:
@@ -123,7 +122,7 @@ def sweep(args) -> int:
     with RunStore(ws.db_path) as store:
         rows = study_rows(store, run_ids)
         qualified = sweep_parameter(method, parameter)[0]
-        curve = run_ids + _like_point(store, args.like, qualified, specs)
+        curve = run_ids + _like_point(store, args.like, qualified, run_ids)
         effect = parameter_effect(store, curve, qualified, defaults=flat_defaults(method)) if len(curve) > 1 else None
     if not args.quiet:
         print(f"\nSweep of {parameter} for {method}\n")
