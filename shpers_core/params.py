@@ -21,6 +21,10 @@ INT_MAX = 2**63 - 1
 INT_MIN = -(2**63)
 
 
+GROUP_ALIASES = {"method": "method_params", "params": "method_params"}
+"""Other names a ``group.name`` key may give the method's own group (``method.k`` for ``method_params.k``)."""
+
+
 class ParamError(UserError, ValueError):
     """A parameter name or value a user gave is not acceptable."""
 

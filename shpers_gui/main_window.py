@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 
 from shpers_core.errors import UserError
 from shpers_gui import engine
-from shpers_gui.job_queue import ACTIVE, FINISHED, queue_summary
+from shpers_gui.job_queue import ACTIVE, FAILED, FINISHED, queue_summary
 from shpers_gui.pending_jobs import PendingJob, read_pending, save_pending
 from shpers_gui.widgets.chat_view import ChatView
 from shpers_gui.widgets.grid_view import PersonaGridView
@@ -264,7 +264,7 @@ class MainWindow(QMainWindow):
     def _job_ended(self, job) -> None:
         self.statusBar().showMessage(f"{job.label}: {job.status}" + (f" — {job.error}" if job.error else ""), 10000)
         self._sweep_ended(job)
-        if not self.session.jobs.active() or job.status == "failed":
+        if not self.session.jobs.active() or job.status == FAILED:
             # The queue is done, or needs a look: the taskbar entry asks for attention (no-op when in front).
             QApplication.alert(self)
 

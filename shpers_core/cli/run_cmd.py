@@ -24,6 +24,7 @@ from shpers_core.jobs.spec import (
 from shpers_core.methods.registry import METHODS, get_method
 from shpers_core.models import DEFAULT_MODEL
 from shpers_core.params import parse_overrides
+from shpers_core.store.records import RunRecord
 from shpers_core.workspace import Workspace
 
 
@@ -66,18 +67,26 @@ def run(args) -> int:
 
 
 def _spec_from(args) -> JobSpec:
-    fields = {"personas": args.personas, "dataset_path": args.dataset, "name": args.name, "device": args.device,
-              "dtype": args.dtype}
     if not args.like:
         if not args.method:
             raise UserError("shpers run: name a method (see `shpers methods`) or a run to start from with --like RUN")
-        return build_spec(args.method, parse_overrides(args.param), base_model=args.model or DEFAULT_MODEL, **fields)
+        return build_spec(args.method, parse_overrides(args.param), base_model=args.model or DEFAULT_MODEL,
+                          personas=args.personas, dataset_path=args.dataset, name=args.name, device=args.device,
+                          dtype=args.dtype)
+    return like_spec(args, args.method, "shpers run", "run it again", name=args.name)[1]
+
+
+def like_spec(args, method: str | None, command: str, purpose: str, **fields) -> tuple[RunRecord, JobSpec]:
+    """``--like RUN``: the run's record and its job, changed only where ``--param``, ``--model``, ``--personas``,
+    ``--dataset``, ``--device``, ``--dtype`` and ``fields`` say. A ``method`` other than the run's is refused."""
     with open_store(args) as store:
         record = store.get_run(args.like)
-    if args.method and args.method != record.method:
-        raise UserError(f"shpers run: run {record.id} is {record.method}, not {args.method}; leave the method out "
-                        "to run it again")
-    return spec_like(record.params, parse_overrides(args.param), base_model=args.model, **fields)
+    if method and method != record.method:
+        raise UserError(f"{command}: run {record.id} is {record.method}, not {method}; leave the method out "
+                        f"to {purpose}")
+    return record, spec_like(record.params, parse_overrides(args.param), base_model=args.model,
+                             personas=args.personas, dataset_path=args.dataset, device=args.device, dtype=args.dtype,
+                             **fields)
 
 
 def methods(args) -> int:

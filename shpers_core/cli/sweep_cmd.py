@@ -8,15 +8,15 @@ import argparse
 from shpers_core.cli.commands import command_help
 from shpers_core.cli.executor_args import add_executor_args, ray_options
 from shpers_core.cli.progress import ProgressPrinter
+from shpers_core.cli.run_cmd import like_spec
 from shpers_core.cli.stopping import stop_on_signals
-from shpers_core.cli.stored_runs import open_store
 from shpers_core.distributed.study import run_specs_on_ray
 from shpers_core.errors import UserError
 from shpers_core.evaluation.parameter_effect import SEED, effect_markdown, parameter_effect, varied_settings
 from shpers_core.evaluation.table import study_rows, to_markdown
 from shpers_core.events import JobCancelled, Reporter
 from shpers_core.jobs.runner import load_dataset_for, run_job
-from shpers_core.jobs.spec import DEVICE_HELP, DTYPE_HELP, DTYPES, flat_defaults, spec_like
+from shpers_core.jobs.spec import DEVICE_HELP, DTYPE_HELP, DTYPES, flat_defaults
 from shpers_core.jobs.sweep import sweep_parameter, sweep_specs
 from shpers_core.methods.registry import METHODS
 from shpers_core.models import DEFAULT_MODEL
@@ -61,17 +61,10 @@ def _sweep_from(args) -> tuple[str, str, list]:
     """The method, the parameter and the jobs the command line asks for."""
     words = list(args.words)
     if args.like:
-        with open_store(args) as store:
-            record = store.get_run(args.like)
-        if words[0] in METHODS:
-            if words[0] != record.method:
-                raise UserError(f"shpers sweep: run {record.id} is {record.method}, not {words[0]}; leave the method "
-                                "out to sweep around it")
-            words.pop(0)
+        method = words.pop(0) if words[0] in METHODS else None
+        record, base = like_spec(args, method, "shpers sweep", "sweep around it")
         if len(words) < 2:
             raise UserError("shpers sweep --like RUN: give the parameter to vary and at least one value")
-        base = spec_like(record.params, parse_overrides(args.param), base_model=args.model, personas=args.personas,
-                         dataset_path=args.dataset, device=args.device, dtype=args.dtype)
         specs = sweep_specs(base.method, words[0], words[1:], base.form_values(), name=args.name or record.label,
                             base_model=base.base_model, personas=base.personas, dataset_path=base.dataset_path,
                             device=base.device, dtype=base.dtype)

@@ -31,12 +31,12 @@ from shpers_core.evaluation.table import (
     paired_family,
     verdict_of,
 )
+from shpers_core.params import GROUP_ALIASES
 from shpers_core.store.records import RunRecord
 
 SEED = "train.seed"
 SETTING_GROUPS = ("method_params", "lora", "train", "eval")
 """The recorded parameter groups a curve can vary (as ``group.name``), besides the base model and dtype."""
-GROUP_ALIASES = {"method.": "method_params.", "params.": "method_params."}
 REFERENCE_DEFAULT, REFERENCE_BEST = "the default", "the best mean"
 REFERENCE = "reference"
 """The verdict of the point the others are paired with."""
@@ -116,9 +116,9 @@ def varied_settings(runs: Sequence[RunRecord]) -> list[str]:
 
 def resolve_setting(name: str, varied: list[str], known: set[str]) -> str:
     """The full ``group.name`` of a parameter a user named bare, qualified or by a group alias."""
-    for alias, group in GROUP_ALIASES.items():
-        if name.startswith(alias):
-            name = group + name[len(alias):]
+    group, dot, rest = name.partition(".")
+    if dot and group in GROUP_ALIASES:
+        name = f"{GROUP_ALIASES[group]}.{rest}"
     if name in known:
         return name
     matches = sorted(k for k in known if k.endswith("." + name))

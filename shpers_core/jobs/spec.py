@@ -21,13 +21,12 @@ from shpers_core.errors import UserError
 from shpers_core.evaluation.config import EvalParams
 from shpers_core.methods.registry import get_method
 from shpers_core.models import DEFAULT_MODEL
-from shpers_core.params import ParamError, Params
+from shpers_core.params import GROUP_ALIASES, ParamError, Params
 from shpers_core.training.config import LoraParams, TrainParams
 
 GROUPS: dict[str, type[Params] | None] = {
     "method_params": None, "lora": LoraParams, "train": TrainParams, "eval": EvalParams}
 """Every parameter group, in the order forms and ``--help`` show them (None: the method's own class)."""
-GROUP_ALIASES = {"method": "method_params", "params": "method_params"}
 
 DEVICES = ("cuda", "mps", "cpu")
 DEVICE_HELP = "where the job computes: cuda (or cuda:N), mps or cpu (default: the best available)"
