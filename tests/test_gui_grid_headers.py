@@ -21,3 +21,10 @@ def test_a_short_name_is_left_as_it_is():
     assert column_title("unified") == "unified"
     assert column_title("Per-persona LoRA (8 training dialogues a persona)").replace("\n", " ") == \
         "Per-persona LoRA (8 training dialogues a persona)"
+
+
+def test_a_name_too_long_for_the_head_ends_in_an_ellipsis():
+    name = KV_RANDOM + " seed 3, learning rate 0.001, rank 16, alpha 32, dropout 0.1, ten more words here"
+    lines = column_title(name).split("\n")
+    assert len(lines) == HEADER_LINES and all(len(line) <= HEADER_CHARS for line in lines)
+    assert lines[-1].endswith(" …") and not name.endswith("…")
