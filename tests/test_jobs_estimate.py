@@ -7,7 +7,7 @@ import math
 import pytest
 
 from shpers_core.data import generate_dataset, split_dataset
-from shpers_core.jobs.estimate import estimate_job
+from shpers_core.jobs.estimate import estimate_job, job_workload
 from shpers_core.jobs.spec import build_spec
 from shpers_core.store import RunStore
 
@@ -66,6 +66,48 @@ def test_a_job_that_names_its_dtype_is_timed_only_by_runs_in_that_dtype(dataset,
     assert "no finished run of this base model in float16 has measured" in speed["float16"].summary()
 
 
+def test_a_finished_run_teaches_the_estimate_its_models_tokens_per_character(tmp_path):
+    """The estimate of a job that ran counts the tokens it trained on, chat template and all, not text / 4."""
+    from shpers_core.data import write_jsonl
+    from shpers_core.events import CollectingReporter
+    from shpers_core.jobs.runner import run_job
+    from shpers_core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws")
+    data = generate_dataset(n_personas=2, dialogues_per_persona=10)
+    write_jsonl(data, ws.dataset_path)
+    spec = build_spec("unified_lora", {"train.num_epochs": 2, "train.batch_size": 4, "eval.max_new_tokens": 2,
+                                       "eval.max_test_dialogues": 1}, base_model="tiny-qwen2")
+    with RunStore(ws.db_path) as store:
+        before = estimate_job(spec, data, store)
+    run_id = run_job(spec, ws, CollectingReporter())
+    with RunStore(ws.db_path) as store:
+        info = store.metrics(run_id, subset="info")
+        after = estimate_job(spec, data, store)
+        # Another job on the same model: its characters, the run's tokens per character.
+        other = build_spec("unified_lora", {"train.num_epochs": 1}, base_model="tiny-qwen2",
+                           personas=data.persona_ids[:1])
+        one = estimate_job(other, data, store)
+    assert before.seconds is None
+    assert after.train_tokens == info["train_tokens"] != before.train_tokens
+    assert after.seconds == pytest.approx(info["train_tokens"] / info["train_tokens_per_s"]
+                                          + after.test_turns / info["eval_turns_per_s"])
+    work = job_workload(other, data)
+    assert one.train_tokens == round(work.train_chars * info["train_tokens"] / info["train_chars"])
+
+
+def test_a_method_is_timed_by_its_own_runs_first(dataset, tmp_path):
+    """Retrieval's long prompts evaluate several times slower than the base model's: its own run times it."""
+    with RunStore(tmp_path / "s.sqlite") as store:
+        for method, turns in (("retrieval", 1.0), ("base_model", 5.0)):
+            rid = store.create_run(method, {}, "tiny-qwen2", "h", ["p"])
+            store.set_metrics(rid, {"eval_turns_per_s": turns}, subset="info")
+            store.finish_run(rid)
+        speed = {m: estimate_job(build_spec(m, base_model="tiny-qwen2"), dataset, store).turns_per_s
+                 for m in ("retrieval", "base_model", "system_prompt")}
+    assert speed == {"retrieval": 1.0, "base_model": 5.0, "system_prompt": 5.0}  # no own run: the newest
+
+
 @pytest.mark.parametrize("method", ["unified_lora", "per_persona_lora"])
 def test_a_stopped_run_has_left_only_the_training_its_checkpoints_have_not_done(tmp_path, method):
     from shpers_core.data import write_jsonl
@@ -93,6 +135,11 @@ def test_a_stopped_run_has_left_only_the_training_its_checkpoints_have_not_done(
     assert done == 2 and left.steps == whole.steps - done
     assert left.train_tokens == round(whole.train_tokens * (1 - done / whole.steps)) < whole.train_tokens
     assert (left.test_turns, left.personas) == (whole.test_turns, whole.personas)  # evaluation runs in full
+    # Resumed, it trains only what was left: its tokens would teach later estimates too few per character.
+    resumed = run_job(spec, ws, CollectingReporter(), run_id=run.id)
+    with RunStore(ws.db_path) as store:
+        info = store.metrics(resumed, subset="info")
+    assert info["train_tokens"] > 0 and "train_chars" not in info
     # A run with no checkpoint (never trained, or discarded) has all of it left.
     again, none = left_to_run(whole, tmp_path / "nowhere")
     assert (again, none) == (whole, 0)

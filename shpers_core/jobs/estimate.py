@@ -1,8 +1,11 @@
 """What a job will cost before it runs: personas, dialogues, optimiser steps and an estimated time.
 
 The time comes from speeds this machine measured on earlier runs of the same base model (their
-``info`` metrics ``train_tokens_per_s`` and ``eval_turns_per_s``); with none measured the estimate
-says so instead of guessing. Tokens are counted roughly, at four characters per token.
+``info`` metrics ``train_tokens_per_s`` and ``eval_turns_per_s``), runs of the same method first (a
+retrieval prompt is several times longer than a plain one); with none measured the estimate says so
+instead of guessing. Training tokens are the job's characters times the tokens per character that run
+trained on (``train_chars`` beside ``train_tokens``): a chat template adds tokens of its own, and
+SmolLM2's dialogues came to about two characters a token, not the four of plain English text.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from shpers_core.methods.registry import get_method
 from shpers_core.training.checkpoint import steps_saved
 
 CHARS_PER_TOKEN = 4.0
+"""Used only where no run on the base model has recorded its characters and tokens (runs before 2026-12-07)."""
 # Methods that train one adapter per persona: their steps add up persona by persona.
 PER_PERSONA_METHODS = ("per_persona_lora",)
 
@@ -88,29 +92,58 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def measured_speed(store, base_model: str, dtype: str | None = None) -> tuple[float | None, float | None, str]:
-    """(training tokens/s, evaluation turns/s, run id) from the newest finished runs of ``base_model``; with
-    ``dtype``, only from runs that held it in that dtype (bf16 and float32 differ several times over)."""
-    tokens = turns = None
-    source = ""
+@dataclass(frozen=True)
+class MeasuredSpeed:
+    tokens_per_s: float | None
+    turns_per_s: float | None
+    tokens_per_char: float
+    """Training tokens per character of dialogue text, chat template included (1 / CHARS_PER_TOKEN when unmeasured)."""
+    run_id: str
+    """The run the speeds came from (the training speed's, when two runs gave them); empty when none."""
+
+
+def measured_speed(store, base_model: str, dtype: str | None = None, method: str | None = None) -> MeasuredSpeed:
+    """The newest speeds this machine measured on ``base_model``, from runs of ``method`` where one has them,
+    else from any; with ``dtype``, only from runs that held it in that dtype (bf16 and float32 differ
+    several times over)."""
+    infos = []
     for run in store.list_runs(status="finished"):
         if run.base_model != base_model or (dtype and run.params.get("dtype") != dtype):
             continue
-        info = store.metrics(run.id, subset="info")
-        if tokens is None and info.get("train_tokens_per_s"):
-            tokens, source = float(info["train_tokens_per_s"]), source or run.id
-        if turns is None and info.get("eval_turns_per_s"):
-            turns, source = float(info["eval_turns_per_s"]), source or run.id
-        if tokens is not None and turns is not None:
-            break
-    return tokens, turns, source
+        infos.append((run, store.metrics(run.id, subset="info")))
+    ordered = [x for x in infos if x[0].method == method] + [x for x in infos if x[0].method != method]
+
+    def first(has):
+        return next(((run, info) for run, info in ordered if has(info)), (None, {}))
+
+    trained, train_info = first(lambda info: info.get("train_tokens_per_s"))
+    evaluated, eval_info = first(lambda info: info.get("eval_turns_per_s"))
+    # The character count of the run that gave the training speed, or the newest that has one.
+    counted = train_info if train_info.get("train_chars") else first(lambda info: info.get("train_chars"))[1]
+    per_char = (counted["train_tokens"] / counted["train_chars"] if counted.get("train_tokens")
+                else 1.0 / CHARS_PER_TOKEN)
+    source = trained or evaluated
+    return MeasuredSpeed(train_info.get("train_tokens_per_s"), eval_info.get("eval_turns_per_s"), per_char,
+                         source.id if source else "")
 
 
 _last_split: dict = {}
 
 
-def estimate_job(spec, dataset, store) -> JobEstimate:
-    """The cost of running ``spec`` on ``dataset``, timed with the speeds recorded in ``store``."""
+@dataclass(frozen=True)
+class Workload:
+    """What a job reads and does, whatever the machine."""
+
+    personas: int
+    train_dialogues: int
+    steps: int
+    train_chars: int
+    """Characters of training text over all epochs, each dialogue cut at ``max_length`` tokens' worth."""
+    test_turns: int
+
+
+def job_workload(spec, dataset) -> Workload:
+    """The personas, training dialogues, optimiser steps, training characters and test turns of ``spec``."""
     method = get_method(spec.method)
     train, ev = spec.train, spec.eval
     ids = list(spec.personas) or list(dataset.persona_ids)
@@ -129,14 +162,19 @@ def estimate_job(spec, dataset, store) -> JobEstimate:
         tests = split.test[: ev.max_test_dialogues] if ev.max_test_dialogues else split.test
         test_turns += sum(len(d.turns()) for d in tests)
     if not method.trains:
-        steps, tokens = 0, 0
+        return Workload(len(ids), 0, 0, 0, test_turns)
+    # A learned prompt per persona (soft_prompt's scope) is one fit per persona too.
+    if spec.method in PER_PERSONA_METHODS or getattr(spec.method_params, "scope", None) == "persona":
+        steps = sum(math.ceil(n / train.batch_size) for n in per_persona if n) * train.num_epochs
     else:
-        # A learned prompt per persona (soft_prompt's scope) is one fit per persona too.
-        if spec.method in PER_PERSONA_METHODS or getattr(spec.method_params, "scope", None) == "persona":
-            steps = sum(math.ceil(n / train.batch_size) for n in per_persona if n) * train.num_epochs
-        else:
-            steps = math.ceil(sum(per_persona) / train.batch_size) * train.num_epochs
-        tokens = int(chars / CHARS_PER_TOKEN * train.num_epochs)
-    tokens_per_s, turns_per_s, source = measured_speed(store, spec.base_model, spec.dtype)
-    return JobEstimate(len(ids), sum(per_persona) if method.trains else 0, test_turns, steps, tokens,
-                       tokens_per_s, turns_per_s, source, spec.dtype or "")
+        steps = math.ceil(sum(per_persona) / train.batch_size) * train.num_epochs
+    return Workload(len(ids), sum(per_persona), steps, int(chars * train.num_epochs), test_turns)
+
+
+def estimate_job(spec, dataset, store) -> JobEstimate:
+    """The cost of running ``spec`` on ``dataset``, timed with the speeds recorded in ``store``."""
+    work = job_workload(spec, dataset)
+    speed = measured_speed(store, spec.base_model, spec.dtype, spec.method)
+    return JobEstimate(work.personas, work.train_dialogues, work.test_turns, work.steps,
+                       round(work.train_chars * speed.tokens_per_char), speed.tokens_per_s, speed.turns_per_s,
+                       speed.run_id, spec.dtype or "")

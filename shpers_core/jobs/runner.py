@@ -17,6 +17,7 @@ from shpers_core.data.schema import Dataset
 from shpers_core.errors import UserError
 from shpers_core.evaluation.evaluate import evaluate_plan
 from shpers_core.events import Cancelled, Failed, Finished, JobCancelled, Reporter, Started
+from shpers_core.jobs.estimate import job_workload
 from shpers_core.jobs.spec import JobSpec, source_spec
 from shpers_core.methods.base import MethodSpec
 from shpers_core.methods.context import MethodContext
@@ -227,6 +228,8 @@ def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=N
     store = store or RunStore(workspace.db_path)
     if run_id is None and not spec.dataset_path:
         remember(workspace, dataset)  # a later import must not take a run's data away
+    # A resumed run trains only what its checkpoint had left: its characters would not match its tokens.
+    fresh = run_id is None
     if run_id is None:
         run_id = store.create_run(
             spec.method, spec.to_dict(), spec.base_model, dataset.content_hash(), personas,
@@ -266,7 +269,7 @@ def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=N
             store.add_persona_scores(run_id, rows)
             store.add_predictions(run_id, [t.__dict__ for t in result.turns])
             store.set_metrics(run_id, {"eval_seconds": time.perf_counter() - started - train_seconds,
-                                       **speed_info(ctx, result)}, subset="info")
+                                       **speed_info(ctx, result, counted=fresh)}, subset="info")
             store.finish_run(run_id, duration_s=train_seconds, trainable_params=ctx.trainable_params)
         job_reporter.emit(Finished(run_id, result.metrics["all"]))
         return run_id
@@ -311,13 +314,20 @@ def record_precision(store, run_id: str, spec: JobSpec, base, reporter: Reporter
                  "gradients, optimiser state and the loss in float32")
 
 
-def speed_info(ctx, result) -> dict[str, float]:
-    """The run's training tokens/s, padding share and evaluation turns/s, for its info metrics."""
+def speed_info(ctx, result, counted: bool = True) -> dict[str, float]:
+    """The run's training tokens/s, padding share and evaluation turns/s, for its info metrics.
+
+    With ``counted`` (a run trained from its start, to its last epoch), also the characters of training text
+    the job estimate counts, so that later estimates turn characters into this model's tokens.
+    """
     info = {"eval_turns_per_s": result.turns_per_second, "eval_turns_truncated": float(result.truncated_turns)}
     if ctx.train_tokens:
         info["train_tokens"] = float(ctx.train_tokens)
         info["train_tokens_per_s"] = ctx.train_tokens / ctx.train_seconds if ctx.train_seconds > 0 else 0.0
         info["train_padding_share"] = ctx.train_padded / (ctx.train_padded + ctx.train_tokens)
+        # Early stopping ends before the last epoch: fewer tokens than the characters counted.
+        if counted and not ctx.train.early_stopping_patience:
+            info["train_chars"] = float(job_workload(ctx.spec, ctx.dataset).train_chars)
     return info
 
 
