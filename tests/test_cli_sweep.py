@@ -25,6 +25,18 @@ def test_sweep_specs_are_typed_named_and_keep_the_other_parameters():
     assert spec.lora.rank == 4 and spec.name == "unified_lora rank=4"
 
 
+def test_a_seeded_sweep_runs_every_value_once_per_seed_a_pass_per_seed():
+    specs = sweep_specs("unified_lora", "lora.rank", [4, 8], base_model="tiny-qwen2", seeds=[0, 1])
+    assert [(s.lora.rank, s.train.seed) for s in specs] == [(4, 0), (8, 0), (4, 1), (8, 1)]
+    assert specs[3].name == "unified_lora rank=8 seed=1"
+    (one,) = sweep_specs("unified_lora", "lora.rank", [4], base_model="tiny-qwen2", seeds=[7])
+    assert (one.train.seed, one.name) == (7, "unified_lora rank=4 seed=7")
+    with pytest.raises(ParamError, match="trains nothing"):
+        sweep_specs("retrieval", "examples", [1, 2], base_model="tiny-qwen2", seeds=[0, 1])
+    with pytest.raises(ParamError, match="one seed per value already"):
+        sweep_specs("unified_lora", "train.seed", [1, 2], base_model="tiny-qwen2", seeds=[0, 1])
+
+
 @pytest.mark.parametrize("key, values, message", [
     ("train.no_such", ["1"], "cannot sweep 'train.no_such'"),
     ("learning_rate", ["fast"], "'fast' is not a valid float"),
@@ -85,5 +97,12 @@ def test_a_local_sweep_stores_one_finished_run_per_value(tmp_path, shpers_cache)
     assert rc == 2 and "is unified_lora, not base_model" in err
     rc, _, err = shpers(root, "sweep", "--like", rank4, "lora.rank")
     assert rc == 2 and "at least one value" in err
+    # Seeds: the new rate once per seed, pooled into one point; the run swept around (seed 0) is the reference.
+    rc, out, err = shpers(root, "sweep", "--like", rank4, "train.learning_rate", "1e-3", "--seeds", "1", "2")
+    assert rc == 0, err
+    assert "| 0.001 | 2 runs pooled | 2 |" in out and f"| {default:g} | unified_lora rank=4 |" in out
     with RunStore(root / "shpers.sqlite") as store:
-        assert len(store.list_runs()) == 5
+        seeded = [store.get_run(r) for r in out.split()[-2:]]
+        assert [(r.name, r.params["train"]["seed"]) for r in seeded] == [
+            ("unified_lora rank=4 learning_rate=0.001 seed=1", 1), ("unified_lora rank=4 learning_rate=0.001 seed=2", 2)]
+        assert len(store.list_runs()) == 7

@@ -220,7 +220,15 @@ def test_sweep_and_study_queue_one_job_each(window, monkeypatch):
     monkeypatch.setattr(launcher, "_error", lambda title, exc: errors.append(str(exc)))
     launcher.study_seeds.setText("0, one")
     assert launcher.queue_study() == [] and "'one' is not a whole number" in errors[0]
-    for job in jobs + study + seeded:
+    # A sweep over two seeds: every value once per seed, all of seed 3's before seed 4's.
+    launcher.sweep_seeds.setText("3 4")
+    sweep_seeded = launcher.queue_sweep()
+    assert [(j.spec.train.learning_rate, j.spec.train.seed) for j in sweep_seeded] == [
+        (1e-4, 3), (1e-3, 3), (1e-4, 4), (1e-3, 4)]
+    assert sweep_seeded[0].spec.name.endswith("learning_rate=0.0001 seed=3")
+    launcher.sweep_seeds.setText("3, 3")
+    assert launcher.queue_sweep() == [] and "3 repeats" in errors[-1]
+    for job in jobs + study + seeded + sweep_seeded:
         queue.cancel(job)
     assert not queue.active()
 

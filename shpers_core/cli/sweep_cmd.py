@@ -35,7 +35,8 @@ def add_parser(sub) -> None:
                                    "every run starts from RUN's settings instead of the defaults. The Launch "
                                    "tab's sweep builds the same jobs. On Ray the runs go out together.",
                        epilog="examples:\n  shpers sweep unified_lora train.learning_rate 1e-4 5e-4 1e-3 --executor ray\n"
-                              "  shpers sweep --like RUN lora.rank 4 16   (RUN's settings, two ranks)",
+                              "  shpers sweep --like RUN lora.rank 4 16   (RUN's settings, two ranks)\n"
+                              "  shpers sweep unified_lora lora.rank 4 8 16 --seeds 0 1 2   (nine runs, three points)",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     # METHOD is optional with --like, so the positionals are read by hand (argparse cannot drop a leading one).
     p.add_argument("words", nargs="+", metavar="[METHOD] PARAM VALUE",
@@ -50,6 +51,10 @@ def add_parser(sub) -> None:
                    help="set another parameter for every run (repeatable)")
     p.add_argument("--name", default="", help="runs are named 'NAME PARAM=VALUE' (default NAME: the method, or "
                                               "the --like run's name)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, metavar="N",
+                   help="training seeds: every value runs once per seed, one pass over the values after another "
+                        "(runs named '... seed=N'); the table and the curve pool each value's seeds persona by "
+                        "persona (default: the training seed of --param, the --like run or Appendix A)")
     p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--dtype", default=None, choices=DTYPES, help=DTYPE_HELP)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -67,7 +72,7 @@ def _sweep_from(args) -> tuple[str, str, list]:
             raise UserError("shpers sweep --like RUN: give the parameter to vary and at least one value")
         specs = sweep_specs(base.method, words[0], words[1:], base.form_values(), name=args.name or record.label,
                             base_model=base.base_model, personas=base.personas, dataset_path=base.dataset_path,
-                            device=base.device, dtype=base.dtype)
+                            device=base.device, dtype=base.dtype, seeds=args.seeds)
         return base.method, words[0], specs
     if len(words) < 3:
         raise UserError("shpers sweep: give a method, the parameter to vary and at least one value "
@@ -75,19 +80,24 @@ def _sweep_from(args) -> tuple[str, str, list]:
     method, parameter, values = words[0], words[1], words[2:]
     specs = sweep_specs(method, parameter, values, parse_overrides(args.param), name=args.name,
                         base_model=args.model or DEFAULT_MODEL, personas=args.personas, dataset_path=args.dataset,
-                        device=args.device, dtype=args.dtype)
+                        device=args.device, dtype=args.dtype, seeds=args.seeds)
     return method, parameter, specs
 
 
 def _like_point(store, like: str | None, qualified: str, run_ids: list[str]) -> list[str]:
     """The --like run, as a point of the sweep's curve where it finished and differs from the sweep's runs in
-    the swept parameter alone (not where --param changed more): the curve goes through the run it sweeps
-    around, often the default it is paired with."""
+    the swept parameter and the seed alone (not where --param changed more): the curve goes through the run it
+    sweeps around, often the default it is paired with. At a value the sweep ran with the run's own seed it
+    would count that seed twice, and stays out."""
     if not like or not run_ids:
         return []
     run = store.get_run(like)
-    differ = [k for k in varied_settings([run, store.get_run(run_ids[0])]) if k != SEED]
-    return [run.id] if run.status == "finished" and differ == [qualified] else []
+    if run.status != "finished":
+        return []
+    differ = [varied_settings([run, store.get_run(r)]) for r in run_ids]
+    if any(not d for d in differ) or any(k not in (qualified, SEED) for d in differ for k in d):
+        return []
+    return [run.id]
 
 
 def sweep(args) -> int:
@@ -113,7 +123,7 @@ def sweep(args) -> int:
     except JobCancelled:
         return 130
     with RunStore(ws.db_path) as store:
-        rows = study_rows(store, run_ids)
+        rows = study_rows(store, run_ids, pool_seeds=bool(args.seeds and len(args.seeds) > 1))
         qualified = sweep_parameter(method, parameter)[0]
         curve = run_ids + _like_point(store, args.like, qualified, run_ids)
         effect = parameter_effect(store, curve, qualified, defaults=flat_defaults(method)) if len(curve) > 1 else None

@@ -28,12 +28,27 @@ GROUPS: dict[str, type[Params] | None] = {
     "method_params": None, "lora": LoraParams, "train": TrainParams, "eval": EvalParams}
 """Every parameter group, in the order forms and ``--help`` show them (None: the method's own class)."""
 
+TRAINING_SEED = "train.seed"
+"""The parameter a study's and a sweep's seeds set: the training seed (the split's stays, so every run tests alike)."""
 DEVICES = ("cuda", "mps", "cpu")
 DEVICE_HELP = "where the job computes: cuda (or cuda:N), mps or cpu (default: the best available)"
 DTYPES = ("float32", "bfloat16", "float16")
 DTYPE_HELP = ("the frozen base model's dtype (default: bfloat16 on a GPU that has it and on a CPU whose bf16 products "
               "beat float32's, float16 with loss scaling on a GPU without bf16, else float32; trained weights, their "
               "gradients and optimiser state are float32 either way; the run records the one it used)")
+
+
+def check_seeds(seeds) -> list[int]:
+    """``seeds`` as a list, or a :class:`UserError` if there are none or one is negative or repeated."""
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise UserError("give at least one training seed")
+    if any(s < 0 for s in seeds):
+        raise UserError(f"training seeds are whole numbers from 0; got {', '.join(map(str, seeds))}")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise UserError(f"each training seed runs once; {', '.join(map(str, repeated))} repeats")
+    return seeds
 
 
 def parameter_groups(method: str) -> dict[str, type[Params]]:

@@ -15,7 +15,15 @@ from shpers_core.data import Dataset
 from shpers_core.errors import UserError
 from shpers_core.events import Reporter
 from shpers_core.jobs.runner import load_dataset_for, run_job
-from shpers_core.jobs.spec import JobSpec, applicable, build_spec, default_params, parameter_groups
+from shpers_core.jobs.spec import (
+    TRAINING_SEED,
+    JobSpec,
+    applicable,
+    build_spec,
+    check_seeds,
+    default_params,
+    parameter_groups,
+)
 from shpers_core.jobs.study_progress import FINISHED, NEW, RESUME, StudyRow, describe_progress, study_progress
 from shpers_core.methods.registry import get_method
 from shpers_core.models import DEFAULT_MODEL
@@ -101,19 +109,6 @@ def get_preset(name: str) -> StudyPreset:
         raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
 
 
-def check_seeds(seeds: Sequence[int]) -> list[int]:
-    """``seeds`` as a list, or a :class:`UserError` if one is negative or repeated."""
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise UserError("a study needs at least one training seed")
-    if any(s < 0 for s in seeds):
-        raise UserError(f"training seeds are whole numbers from 0; got {', '.join(map(str, seeds))}")
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
-    if repeated:
-        raise UserError(f"each training seed runs once; {', '.join(map(str, repeated))} repeats")
-    return seeds
-
-
 def seed_dependent(spec: JobSpec) -> bool:
     """Whether a study row changes with the training seed: it trains, or builds on a run that does."""
     method = get_method(spec.method)
@@ -134,7 +129,7 @@ def study_passes(preset: str | StudyPreset, persona_ids: list[str], *, base_mode
     seeds = check_seeds(seeds)
     passes = []
     for k, seed in enumerate(seeds):
-        specs = _one_pass(preset, persona_ids, base_model=base_model, extra={**(extra or {}), "train.seed": seed},
+        specs = _one_pass(preset, persona_ids, base_model=base_model, extra={**(extra or {}), TRAINING_SEED: seed},
                           dtype=dtype, device=device)
         if len(seeds) > 1:
             # A row that neither trains nor builds on a trained run replies the same whatever the seed.

@@ -1,4 +1,4 @@
-"""A sweep: one method, one parameter, several values, one job per value.
+"""A sweep: one method, one parameter, several values, one job per value (per training seed, with seeds).
 
 The app's Launch tab and ``shpers sweep`` both build their jobs here, so a sweep queued in the window
 and one typed on the command line give the same specs and the same run names.
@@ -6,9 +6,18 @@ and one typed on the command line give the same specs and the same run names.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from shpers_core.jobs.spec import JobSpec, build_spec, parameter_groups, resolve_key
+from shpers_core.jobs.spec import (
+    TRAINING_SEED,
+    JobSpec,
+    build_spec,
+    check_seeds,
+    parameter_groups,
+    resolve_key,
+)
+from shpers_core.methods.registry import get_method
 from shpers_core.params import ParamError, ParamSpec, coerce
 
 SWEEPABLE = (int, float, str, bool)
@@ -34,11 +43,13 @@ def sweep_parameter(method: str, key: str) -> tuple[str, ParamSpec]:
 
 
 def sweep_specs(method: str, key: str, values: list[Any], overrides: dict[str, Any] | None = None, *,
-                name: str = "", **fields: Any) -> list[JobSpec]:
+                name: str = "", seeds: Sequence[int] | None = None, **fields: Any) -> list[JobSpec]:
     """One validated spec per value of ``key``, named "NAME KEY=VALUE" (NAME: ``name`` or the method's).
 
-    ``values`` may be typed or text as a user wrote it; ``overrides`` hold every other parameter.
-    Raises :class:`ParamError` for an unknown parameter, a bad value, none or a repeated one.
+    ``values`` may be typed or text as a user wrote it; ``overrides`` hold every other parameter. With
+    ``seeds``, every value runs once per training seed, a pass over the values per seed (a sweep stopped
+    part-way has whole curves), named "NAME KEY=VALUE seed=S"; the curve pools them. Raises :class:`ParamError` for an unknown parameter, a bad value, none or a repeated one, and
+    :class:`UserError` for seeds a method that trains nothing has no use for.
     """
     qualified, spec = sweep_parameter(method, key)
     if not values:
@@ -49,4 +60,13 @@ def sweep_specs(method: str, key: str, values: list[Any], overrides: dict[str, A
         raise ParamError(f"a sweep runs each value once; {qualified} repeats {', '.join(repeated)}")
     base = name or method
     rest = {k: v for k, v in (overrides or {}).items() if k not in (key, qualified)}
-    return [build_spec(method, {**rest, qualified: v}, name=f"{base} {spec.name}={v}", **fields) for v in typed]
+    if seeds is None:
+        return [build_spec(method, {**rest, qualified: v}, name=f"{base} {spec.name}={v}", **fields) for v in typed]
+    seeds = check_seeds(seeds)
+    if qualified == TRAINING_SEED:
+        raise ParamError(f"a sweep of {TRAINING_SEED} runs one seed per value already; leave the seeds out")
+    if not get_method(method).trains:
+        raise ParamError(f"{method} trains nothing: its replies are the same whatever the training seed; "
+                         "leave the seeds out")
+    return [build_spec(method, {**rest, qualified: v, TRAINING_SEED: seed}, name=f"{base} {spec.name}={v} seed={seed}",
+                       **fields) for seed in seeds for v in typed]

@@ -141,12 +141,18 @@ class LauncherView(QWidget):
         self.sweep_param.activated.connect(lambda i: setattr(self, "_sweep_choice", self.sweep_param.itemData(i)))
         self.sweep_values = QLineEdit()
         self.sweep_values.setPlaceholderText("values, comma-separated, e.g. 1e-4, 5e-4, 1e-3")
+        self.sweep_seeds = QLineEdit()
+        self.sweep_seeds.setPlaceholderText("the form's training seed; e.g. 0, 1, 2")
+        self.sweep_seeds.setToolTip("Training seeds for the sweep: with several, every value runs once per seed, one "
+                                    "pass over the values after another, and the curve (Against a parameter…) "
+                                    "pools each value's seeds persona by persona")
         self.sweep_button = QPushButton("Queue sweep")
         self.sweep_button.clicked.connect(self.queue_sweep)
         sweep_box = QGroupBox("Sweep")
         sl = QFormLayout(sweep_box)
         sl.addRow("Parameter", self.sweep_param)
         sl.addRow("Values", self.sweep_values)
+        sl.addRow("Seeds", self.sweep_seeds)
         sl.addRow("", self.sweep_button)
 
         job_box = QGroupBox("Job")
@@ -459,7 +465,7 @@ class LauncherView(QWidget):
             specs = sweep_specs(self.method.currentData(), key, texts, self.form.values(),
                                 name=self.run_name.text().strip(), base_model=self.base_model.currentText().strip(),
                                 personas=self.selected_personas(), dataset_path=self.session.job_dataset_path(),
-                                **self.hardware())
+                                seeds=_seeds_in(self.sweep_seeds, "Sweep seeds"), **self.hardware())
             estimates = [engine.get("estimate_job")(s, self.session.dataset, self.session.store()) for s in specs]
         except UserError as exc:
             self._error("Cannot queue the sweep", exc)
@@ -473,14 +479,6 @@ class LauncherView(QWidget):
         self.sweep_queued.emit(jobs, sweep_parameter(self.method.currentData(), key)[0])
         return jobs
 
-    def _study_seeds(self) -> list[int] | None:
-        """The seeds typed for the study (None: the preset's); a :class:`UserError` names a bad one."""
-        words = self.study_seeds.text().replace(",", " ").split()
-        bad = [w for w in words if not (w.isascii() and w.isdigit())]
-        if bad:
-            raise UserError(f"Study seeds: {bad[0]!r} is not a whole number from 0")
-        return [int(w) for w in words] or None
-
     def queue_study(self) -> list:
         preset = self.preset.currentData() or "smoke"
         try:
@@ -493,7 +491,7 @@ class LauncherView(QWidget):
                 from shpers_core.jobs.study import preset_personas
 
                 ids = preset_personas(self._presets[preset], self.session.dataset.persona_ids)
-            seeds = self._study_seeds()
+            seeds = _seeds_in(self.study_seeds, "Study seeds")
             specs = engine.get("study_specs")(preset, ids, base_model=self.base_model.currentText().strip() or None,
                                               seeds=seeds, **self.hardware())
             path = self.session.job_dataset_path()
@@ -550,3 +548,12 @@ def _time_of(estimates: list) -> str:
     if total is None:
         return "no time estimate yet (no finished run of this model has measured this machine's speed)"
     return f"about {engine.get('format_duration')(total)}"
+
+
+def _seeds_in(field: QLineEdit, label: str) -> list[int] | None:
+    """The seeds typed in ``field`` (None: none typed); a :class:`UserError` names a bad one."""
+    words = field.text().replace(",", " ").split()
+    bad = [w for w in words if not (w.isascii() and w.isdigit())]
+    if bad:
+        raise UserError(f"{label}: {bad[0]!r} is not a whole number from 0")
+    return [int(w) for w in words] or None
