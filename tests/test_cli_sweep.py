@@ -100,6 +100,7 @@ def test_a_local_sweep_stores_one_finished_run_per_value(tmp_path, shpers_cache)
     # Seeds: the new rate once per seed, pooled into one point; the run swept around (seed 0) is the reference.
     rc, out, err = shpers(root, "sweep", "--like", rank4, "train.learning_rate", "1e-3", "--seeds", "1", "2")
     assert rc == 0, err
+    assert "2 runs, about " in out + err  # timed by the runs before it
     assert "| 0.001 | 2 runs pooled | 2 |" in out and f"| {default:g} | unified_lora rank=4 |" in out
     with RunStore(root / "shpers.sqlite") as store:
         seeded = [store.get_run(r) for r in out.split()[-2:]]

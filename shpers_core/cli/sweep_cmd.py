@@ -15,6 +15,7 @@ from shpers_core.errors import UserError
 from shpers_core.evaluation.parameter_effect import SEED, effect_markdown, parameter_effect, varied_settings
 from shpers_core.evaluation.table import study_rows, to_markdown
 from shpers_core.events import JobCancelled, Reporter
+from shpers_core.jobs.estimate import estimate_job, format_duration, total_seconds
 from shpers_core.jobs.runner import load_dataset_for, run_job
 from shpers_core.jobs.spec import DEVICE_HELP, DTYPE_HELP, DTYPES, flat_defaults
 from shpers_core.jobs.sweep import sweep_parameter, sweep_specs
@@ -110,6 +111,10 @@ def sweep(args) -> int:
         with stop_on_signals(reporter):
             if options is None:
                 dataset = load_dataset_for(specs[0], ws)  # read and validated once for every run
+                with RunStore(ws.db_path) as store:
+                    total = total_seconds([estimate_job(spec, dataset, store) for spec in specs])
+                reporter.log(f"{len(specs)} run{'s' if len(specs) != 1 else ''}"
+                             + ("" if total is None else f", about {format_duration(total)}"))
                 run_ids = []
                 for i, spec in enumerate(specs):
                     if reporter.should_stop():
