@@ -90,8 +90,10 @@ def test_a_finished_run_teaches_the_estimate_its_models_tokens_per_character(tmp
         one = estimate_job(other, data, store)
     assert before.seconds is None
     assert after.train_tokens == info["train_tokens"] != before.train_tokens
+    # Plus what the run spent before evaluation besides training: sanity check, validation, saving.
+    assert 0 < info["other_seconds"] < info["train_tokens"] / info["train_tokens_per_s"] * 10
     assert after.seconds == pytest.approx(info["train_tokens"] / info["train_tokens_per_s"]
-                                          + after.test_turns / info["eval_turns_per_s"])
+                                          + after.test_turns / info["eval_turns_per_s"] + info["other_seconds"])
     work = job_workload(other, data)
     assert one.train_tokens == round(work.train_chars * info["train_tokens"] / info["train_chars"])
 
@@ -106,6 +108,24 @@ def test_a_method_is_timed_by_its_own_runs_first(dataset, tmp_path):
         speed = {m: estimate_job(build_spec(m, base_model="tiny-qwen2"), dataset, store).turns_per_s
                  for m in ("retrieval", "base_model", "system_prompt")}
     assert speed == {"retrieval": 1.0, "base_model": 5.0, "system_prompt": 5.0}  # no own run: the newest
+
+
+def test_time_besides_training_comes_from_a_run_of_the_same_method_and_settings(dataset, tmp_path):
+    """A TIES merge spends half a minute merging where a factor average takes under a second."""
+    from shpers_core.jobs.spec import build_spec as spec_of
+
+    def merge(mode):
+        return spec_of("weighted_merge", {"method_params.merge_mode": mode}, base_model="tiny-qwen2")
+
+    with RunStore(tmp_path / "s.sqlite") as store:
+        for mode, other in (("ties", 30.0), ("factor_average", 0.5)):
+            rid = store.create_run("weighted_merge", merge(mode).to_dict(), "tiny-qwen2", "h", ["p"])
+            store.set_metrics(rid, {"eval_turns_per_s": 2.0, "other_seconds": other}, subset="info")
+            store.finish_run(rid)
+        est = {mode: estimate_job(merge(mode), dataset, store) for mode in ("ties", "factor_average", "exact")}
+    assert est["ties"].seconds == pytest.approx(est["ties"].test_turns / 2.0 + 30.0)
+    assert est["factor_average"].other_seconds == 0.5
+    assert est["exact"].other_seconds == 0.5  # no run in its mode: the method's newest
 
 
 @pytest.mark.parametrize("method", ["unified_lora", "per_persona_lora"])

@@ -10,12 +10,14 @@ SmolLM2's dialogues came to about two characters a token, not the four of plain 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from shpers_core.data import split_dataset
 from shpers_core.methods.registry import get_method
+from shpers_core.store.records import to_json
 from shpers_core.training.checkpoint import steps_saved
 
 CHARS_PER_TOKEN = 4.0
@@ -37,6 +39,9 @@ class JobEstimate:
     """The run whose speed was used; empty when none was measured."""
     dtype: str = ""
     """The dtype the job asks for, whose runs alone time it; empty: automatic, timed by any run."""
+    other_seconds: float = 0.0
+    """Time before evaluation besides training (sanity check, validation, clustering, merging, saving), as the
+    newest run of the same method took it; 0 when none recorded it."""
 
     @property
     def seconds(self) -> float | None:
@@ -46,7 +51,7 @@ class JobEstimate:
         if self.test_turns and not self.turns_per_s:
             return None
         train = self.train_tokens / self.tokens_per_s if self.train_tokens else 0.0
-        return train + (self.test_turns / self.turns_per_s if self.test_turns else 0.0)
+        return train + (self.test_turns / self.turns_per_s if self.test_turns else 0.0) + self.other_seconds
 
     def summary(self) -> str:
         """One paragraph a person reads before queueing."""
@@ -100,9 +105,13 @@ class MeasuredSpeed:
     """Training tokens per character of dialogue text, chat template included (1 / CHARS_PER_TOKEN when unmeasured)."""
     run_id: str
     """The run the speeds came from (the training speed's, when two runs gave them); empty when none."""
+    other_seconds: float = 0.0
+    """The newest run of the method's time before evaluation besides training, with the same method
+    parameters where one has them (a TIES merge takes half a minute, a factor average under a second)."""
 
 
-def measured_speed(store, base_model: str, dtype: str | None = None, method: str | None = None) -> MeasuredSpeed:
+def measured_speed(store, base_model: str, dtype: str | None = None, method: str | None = None,
+                   method_params: dict | None = None) -> MeasuredSpeed:
     """The newest speeds this machine measured on ``base_model``, from runs of ``method`` where one has them,
     else from any; with ``dtype``, only from runs that held it in that dtype (bf16 and float32 differ
     several times over)."""
@@ -123,8 +132,11 @@ def measured_speed(store, base_model: str, dtype: str | None = None, method: str
     per_char = (counted["train_tokens"] / counted["train_chars"] if counted.get("train_tokens")
                 else 1.0 / CHARS_PER_TOKEN)
     source = trained or evaluated
+    own = [(run, info) for run, info in infos if run.method == method and "other_seconds" in info]
+    alike = [x for x in own if x[0].params.get("method_params") == method_params] + own
+    other = alike[0][1]["other_seconds"] if alike else 0.0
     return MeasuredSpeed(train_info.get("train_tokens_per_s"), eval_info.get("eval_turns_per_s"), per_char,
-                         source.id if source else "")
+                         source.id if source else "", other)
 
 
 _last_split: dict = {}
@@ -174,7 +186,9 @@ def job_workload(spec, dataset) -> Workload:
 def estimate_job(spec, dataset, store) -> JobEstimate:
     """The cost of running ``spec`` on ``dataset``, timed with the speeds recorded in ``store``."""
     work = job_workload(spec, dataset)
-    speed = measured_speed(store, spec.base_model, spec.dtype, spec.method)
+    # As the store holds them (JSON: lists, not tuples), to match the runs' recorded method parameters.
+    params = json.loads(to_json(spec.to_dict()["method_params"]))
+    speed = measured_speed(store, spec.base_model, spec.dtype, spec.method, params)
     return JobEstimate(work.personas, work.train_dialogues, work.test_turns, work.steps,
                        round(work.train_chars * speed.tokens_per_char), speed.tokens_per_s, speed.turns_per_s,
-                       speed.run_id, spec.dtype or "")
+                       speed.run_id, spec.dtype or "", speed.other_seconds)

@@ -153,12 +153,14 @@ def check_adapters_fit(plan, model) -> None:
             check_adapter_fits(adapter, model)
 
 
-def resolve_sources(ctx: MethodContext, method: MethodSpec, params: Params) -> None:
-    """Find or train the run of each method ``method`` builds on (``MethodSpec.requires``), into ``ctx.sources``.
+def resolve_sources(ctx: MethodContext, method: MethodSpec, params: Params) -> float:
+    """Find or train the run of each method ``method`` builds on (``MethodSpec.requires``), into ``ctx.sources``;
+    returns the seconds spent training such runs here.
 
     A source run found in the store is reused: the newest finished one on this base model, data
     and personas. Otherwise one is trained first, with this run's LoRA and evaluation settings.
     """
+    trained = 0.0
     for source in method.sources(params):
         found = find_matching_run(ctx.store, source, ctx.base.name, ctx.dataset.content_hash(), ctx.personas)
         if found:
@@ -166,8 +168,11 @@ def resolve_sources(ctx: MethodContext, method: MethodSpec, params: Params) -> N
         else:
             ctx.reporter.log(f"no finished {source} run for these personas: training one first")
             sub = source_spec(ctx.spec, source, ctx.personas)
+            began = time.perf_counter()
             found = run_job(sub, ctx.workspace, ctx.reporter, store=ctx.store, base=ctx.base, dataset=ctx.dataset)
+            trained += time.perf_counter() - began
         ctx.sources[source] = found
+    return trained
 
 
 def find_matching_run(store, method: str, base_model: str, dataset_hash: str, personas: list[str]) -> str | None:
@@ -246,7 +251,7 @@ def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=N
         ctx = MethodContext(spec=spec, workspace=workspace, store=store, run_id=run_id, reporter=job_reporter,
                             base=base, dataset=dataset, splits=split_dataset(dataset, seed=ev.split_seed),
                             personas=personas, lora=lora, train=train, eval=ev)
-        resolve_sources(ctx, method, mp)
+        sources_seconds = resolve_sources(ctx, method, mp)
         plan = method.run(ctx, mp)
         check_adapters_fit(plan, base.model)
         check_persona_adapters(store, run_id, personas)
@@ -268,8 +273,12 @@ def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=N
                 store.set_metrics(run_id, values, subset=subset)
             store.add_persona_scores(run_id, rows)
             store.add_predictions(run_id, [t.__dict__ for t in result.turns])
+            # What came before evaluation besides training tokens and the runs trained to build on: the
+            # sanity check, validation, clustering, merging, saving. Later estimates add it.
+            other = max(0.0, train_seconds - ctx.train_seconds - sources_seconds)
             store.set_metrics(run_id, {"eval_seconds": time.perf_counter() - started - train_seconds,
-                                       **speed_info(ctx, result, counted=fresh)}, subset="info")
+                                       "other_seconds": other, **speed_info(ctx, result, counted=fresh)},
+                              subset="info")
             store.finish_run(run_id, duration_s=train_seconds, trainable_params=ctx.trainable_params)
         job_reporter.emit(Finished(run_id, result.metrics["all"]))
         return run_id
