@@ -119,6 +119,15 @@ def test_markdown_and_csv_carry_model_dataset_run_method_p_and_verdict(store):
     assert {"model", "dataset", "run_name", "method", "p_holm", "verdict", "persona_dependent_p_holm",
             "other_p_holm", "ci_low", "ci_high", "persona_dependent_ci_low", "other_ci_high"} <= set(records[0])
     assert {r["verdict"] for r in records} == {"baseline", "worse"}
+    assert "Holm-corrected over the 1 compared row;" in md
+
+
+def test_rows_with_no_unified_run_say_nothing_was_compared(store):
+    """A per-persona sweep's table: no 'Holm over 0 rows' that reads like a result."""
+    ids = [add_scored_run(store, "per_persona_lora", spread(8, 0.4 + k / 100, k), name=f"pp {k}") for k in (1, 2)]
+    note = to_markdown(study_rows(store, ids)).strip().splitlines()[-1]
+    assert note.startswith("Grouped by model and dataset. No row is compared: no group here has a scored unified")
+    assert "Holm" not in note
 
 
 def test_the_baseline_is_the_oldest_unified_run_in_any_order(store):

@@ -335,14 +335,20 @@ def _n_compared(rows: list[TableRow]) -> int:
 
 def table_note(compared: int | None = None) -> str:
     """What the table's comparisons mean, for under it; ``compared``: how many rows were tested."""
-    rows = f"the {compared} compared rows" if compared is not None else "the compared rows"
+    seeds = ("Seeds: the training seeds of the row's runs; for runs pooled over seeds, the spread (± one standard "
+             "deviation, in points) of their means.")
+    if compared == 0:
+        # A per-persona sweep's rows, say: saying "Holm over 0 rows" would read as a result.
+        return ("Grouped by model and dataset. No row is compared: no group here has a scored unified LoRA run, "
+                f"the baseline each group's rows are compared with. {seeds}")
+    rows = ("the compared rows" if compared is None else
+            f"the {compared} compared row{'s' if compared != 1 else ''}")
     return ("Grouped by model and dataset; each group is compared with its own unified LoRA run (the oldest, "
             "where there are several). "
             f"p: paired two-sided Wilcoxon over personas, Holm-corrected over {rows}; verdict at "
             f"p < {ALPHA:g}. {CI_HEADER}: the difference's interval in points, Student t at the Bonferroni "
             f"level over the same rows, so all intervals hold together with {(1 - ALPHA) * 100:g} % confidence. "
-            "Seeds: the training seeds of the row's runs; for runs pooled over seeds, the spread (± one standard "
-            "deviation, in points) of their means.")
+            f"{seeds}")
 
 
 def to_csv(rows: list[TableRow]) -> str:

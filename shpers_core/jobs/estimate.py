@@ -115,15 +115,19 @@ def measured_speed(store, base_model: str, dtype: str | None = None, method: str
     """The newest speeds this machine measured on ``base_model``, from runs of ``method`` where one has them,
     else from any; with ``dtype``, only from runs that held it in that dtype (bf16 and float32 differ
     several times over)."""
-    infos = []
-    for run in store.list_runs(status="finished"):
-        if run.base_model != base_model or (dtype and run.params.get("dtype") != dtype):
-            continue
-        infos.append((run, store.metrics(run.id, subset="info")))
-    ordered = [x for x in infos if x[0].method == method] + [x for x in infos if x[0].method != method]
+    runs = [run for run in store.list_runs(status="finished")
+            if run.base_model == base_model and not (dtype and run.params.get("dtype") != dtype)]
+    mine = [run for run in runs if run.method == method]
+    ordered = mine + [run for run in runs if run.method != method]
+    infos: dict[str, dict] = {}  # read as needed: the app asks after every edit of the form
 
-    def first(has):
-        return next(((run, info) for run, info in ordered if has(info)), (None, {}))
+    def first(has, candidates=ordered):
+        for run in candidates:
+            if run.id not in infos:
+                infos[run.id] = store.metrics(run.id, subset="info")
+            if has(infos[run.id]):
+                return run, infos[run.id]
+        return None, {}
 
     trained, train_info = first(lambda info: info.get("train_tokens_per_s"))
     evaluated, eval_info = first(lambda info: info.get("eval_turns_per_s"))
@@ -132,9 +136,12 @@ def measured_speed(store, base_model: str, dtype: str | None = None, method: str
     per_char = (counted["train_tokens"] / counted["train_chars"] if counted.get("train_tokens")
                 else 1.0 / CHARS_PER_TOKEN)
     source = trained or evaluated
-    own = [(run, info) for run, info in infos if run.method == method and "other_seconds" in info]
-    alike = [x for x in own if x[0].params.get("method_params") == method_params] + own
-    other = alike[0][1]["other_seconds"] if alike else 0.0
+
+    def recorded(info):
+        return "other_seconds" in info
+
+    alike = first(recorded, [run for run in mine if run.params.get("method_params") == method_params])[1]
+    other = (alike or first(recorded, mine)[1]).get("other_seconds", 0.0)
     return MeasuredSpeed(train_info.get("train_tokens_per_s"), eval_info.get("eval_turns_per_s"), per_char,
                          source.id if source else "", other)
 
