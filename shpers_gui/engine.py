@@ -37,6 +37,7 @@ _WHERE = {
     "parameter_effect": "shpers_core.evaluation.parameter_effect",
     "varied_settings": "shpers_core.evaluation.parameter_effect",
     "sibling_groups": "shpers_core.evaluation.parameter_effect",
+    "like_point": "shpers_core.evaluation.parameter_effect",
     "point_cells": "shpers_core.evaluation.parameter_effect",
     "EFFECT_HEADERS": "shpers_core.evaluation.parameter_effect",
     "effect_summary": "shpers_core.evaluation.parameter_effect",

@@ -99,8 +99,11 @@ class MainWindow(QMainWindow):
         self.results.resume_requested.connect(self.resume_run)
         self.results.launch_like.connect(self.launch_like)
         self.session.jobs.job_ended.connect(self._job_ended)
-        self._sweeps: list[tuple[list, str]] = []  # queued sweeps not yet ended: their jobs and parameter
-        self.launcher.sweep_queued.connect(lambda jobs, key: self._sweeps.append((list(jobs), key)))
+        # Queued sweeps not yet ended: their jobs, parameter, and the run whose settings the Launch tab held
+        # (Run again with changes…), which their curve goes through where it differs in that parameter alone.
+        self._sweeps: list[tuple[list, str, str | None]] = []
+        self._loaded_run: str | None = None
+        self.launcher.sweep_queued.connect(lambda jobs, key: self._sweeps.append((list(jobs), key, self._loaded_run)))
         # The title tells a researcher working in another window how far the queue is.
         self._title_timer = QTimer(self)
         self._title_timer.setInterval(5000)
@@ -249,6 +252,7 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Cannot run it again", f"Run {record.label}: {exc}")
             return
         missing = self.launcher.load_spec(spec)
+        self._loaded_run = record.id
         self.tabs.setCurrentWidget(self.launcher)
         note = (f"; {len(missing)} of its personas are not in the loaded dataset ({', '.join(missing[:3])}"
                 f"{', …' if len(missing) > 3 else ''})" if missing else "")
@@ -272,17 +276,23 @@ class MainWindow(QMainWindow):
         """When the last job of a queued sweep ends, select its finished runs in Results and say where the
         curve is, so the next click draws it."""
         for sweep in list(self._sweeps):
-            jobs, key = sweep
+            jobs, key, loaded = sweep
             if job not in jobs or any(j.status in ACTIVE for j in jobs):
                 continue
             self._sweeps.remove(sweep)
             finished = [j.run_id for j in jobs if j.status == FINISHED and j.run_id]
-            if len(finished) < 2:
+            try:
+                start = engine.get("like_point")(self.session.store(), loaded, key, finished)
+            except UserError:  # deleted since
+                start = []
+            if len(finished) + len(start) < 2:
                 continue
             self.results.refresh()
-            self.results.select_runs(finished)
-            self.statusBar().showMessage(f"Sweep of {key} done: {len(finished)} runs selected in Results; "
-                                         f"Against a parameter… draws the curve", 30000)
+            self.results.select_runs(finished + start)
+            also = f" and the run it started from ({start[0]})" if start else ""
+            self.statusBar().showMessage(f"Sweep of {key} done: {len(finished) + len(start)} runs selected in "
+                                         f"Results ({len(finished)} of the sweep{also}); Against a parameter… "
+                                         "draws the curve", 30000)
 
     # -- dataset ----------------------------------------------------------------------------
 

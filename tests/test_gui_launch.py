@@ -276,3 +276,42 @@ def test_when_a_sweep_ends_its_runs_are_selected_for_the_curve(window, monkeypat
     other.status = "finished"
     session.jobs.job_ended.emit(other)
     assert "Sweep of" not in window.statusBar().currentMessage()  # said once, for the sweep alone
+
+
+def test_a_sweep_from_a_run_loaded_to_change_draws_its_curve_through_that_run(window, monkeypatch):
+    """Run again with changes… then Queue sweep: the curve goes through the run it started from, as
+    `shpers sweep --like RUN` does, but not where the sweep changed another setting as well."""
+    from shpers_core.jobs.spec import build_spec
+
+    launcher, session = window.launcher, window.session
+    _answer(monkeypatch, QMessageBox.StandardButton.Yes)
+    spec = build_spec("unified_lora", {"train.num_epochs": 2}, base_model="tiny-qwen2", name="around")
+    with RunStore(session.workspace.db_path) as store:
+        start = store.create_run(spec.method, spec.to_dict(), spec.base_model, "h", [], name=spec.name)
+        store.start_run(start)
+        store.finish_run(start)
+
+    def sweep_and_finish(values):
+        launcher.sweep_param.setCurrentIndex(launcher.sweep_param.findData("lora.rank"))
+        launcher.sweep_values.setText(values)
+        jobs = launcher.queue_sweep()
+        with RunStore(session.workspace.db_path) as store:
+            for job in jobs:
+                job.run_id = store.create_run(job.spec.method, job.spec.to_dict(), job.spec.base_model, "h", [],
+                                              name=job.spec.name)
+                store.start_run(job.run_id)
+                store.finish_run(job.run_id)
+        for job in jobs:
+            job.status = "finished"
+            session.jobs.job_ended.emit(job)
+        return {job.run_id for job in jobs}
+
+    window.launch_like(start)
+    swept = sweep_and_finish("2, 4")
+    assert set(window.results.selected_run_ids()) == swept | {start}
+    assert f"3 runs selected in Results (2 of the sweep and the run it started from ({start}))" in \
+        window.statusBar().currentMessage()
+    # Another setting changed in the form as well: the loaded run would differ in two, and stays out.
+    launcher.form.set_values({**launcher.form.values(), "train.num_epochs": 3})
+    swept = sweep_and_finish("16, 32")
+    assert set(window.results.selected_run_ids()) == swept

@@ -12,7 +12,7 @@ from shpers_core.cli.run_cmd import like_spec
 from shpers_core.cli.stopping import stop_on_signals
 from shpers_core.distributed.study import run_specs_on_ray
 from shpers_core.errors import UserError
-from shpers_core.evaluation.parameter_effect import SEED, effect_markdown, parameter_effect, varied_settings
+from shpers_core.evaluation.parameter_effect import effect_markdown, like_point, parameter_effect
 from shpers_core.evaluation.table import study_rows, to_markdown
 from shpers_core.events import JobCancelled, Reporter
 from shpers_core.jobs.estimate import estimate_job, format_duration, total_seconds
@@ -85,22 +85,6 @@ def _sweep_from(args) -> tuple[str, str, list]:
     return method, parameter, specs
 
 
-def _like_point(store, like: str | None, qualified: str, run_ids: list[str]) -> list[str]:
-    """The --like run, as a point of the sweep's curve where it finished and differs from the sweep's runs in
-    the swept parameter and the seed alone (not where --param changed more): the curve goes through the run it
-    sweeps around, often the default it is paired with. At a value the sweep ran with the run's own seed it
-    would count that seed twice, and stays out."""
-    if not like or not run_ids:
-        return []
-    run = store.get_run(like)
-    if run.status != "finished":
-        return []
-    differ = [varied_settings([run, store.get_run(r)]) for r in run_ids]
-    if any(not d for d in differ) or any(k not in (qualified, SEED) for d in differ for k in d):
-        return []
-    return [run.id]
-
-
 def sweep(args) -> int:
     options = ray_options(args)  # --ray-address without --executor ray is refused before any work
     method, parameter, specs = _sweep_from(args)
@@ -130,7 +114,7 @@ def sweep(args) -> int:
     with RunStore(ws.db_path) as store:
         rows = study_rows(store, run_ids, pool_seeds=bool(args.seeds and len(args.seeds) > 1))
         qualified = sweep_parameter(method, parameter)[0]
-        curve = run_ids + _like_point(store, args.like, qualified, run_ids)
+        curve = run_ids + like_point(store, args.like, qualified, run_ids)
         effect = parameter_effect(store, curve, qualified, defaults=flat_defaults(method)) if len(curve) > 1 else None
     if not args.quiet:
         print(f"\nSweep of {parameter} for {method}\n")

@@ -190,6 +190,23 @@ def curve_runs(store, run_ids: Sequence[str], parameter: str | None = None) -> t
     return chosen, groups[chosen]
 
 
+def like_point(store, like: str | None, parameter: str, run_ids: Sequence[str]) -> list[str]:
+    """``[like]`` where that run belongs on the curve of a sweep around it (``run_ids``, varying ``parameter``):
+    it finished, is of their method, and differs from every one of them in ``parameter`` and the seed alone
+    (not where the sweep changed more). At a value the sweep ran with its own seed it would count that seed
+    twice, and stays out. Else ``[]``."""
+    if not like or not run_ids:
+        return []
+    run = store.get_run(like)
+    others = [store.get_run(r) for r in run_ids]
+    if run.status != "finished" or any(o.method != run.method for o in others):
+        return []
+    differ = [varied_settings([run, other]) for other in others]
+    if any(not d for d in differ) or any(k not in (parameter, SEED) for d in differ for k in d):
+        return []
+    return [run.id]
+
+
 def _final_val_loss(store, run_id: str) -> float | None:
     lasts = [curve.points[-1][1] for curve in store.curves(run_id, kind="val").values() if curve.points]
     lasts = [v for v in lasts if v is not None and math.isfinite(v)]
