@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QMessageBox  # noqa: E402
 from shpers_core.data import generate_dataset, write_jsonl  # noqa: E402
 from shpers_core.store import RunStore  # noqa: E402
 from shpers_core.workspace import Workspace  # noqa: E402
+from shpers_gui import engine  # noqa: E402
 from shpers_gui.main_window import MainWindow  # noqa: E402
 from shpers_gui.session import Session  # noqa: E402
 
@@ -84,6 +85,27 @@ def test_the_cost_is_shown_and_a_long_job_is_confirmed(window, monkeypatch):
     assert launcher.queue_job() == [] and "This will take about" in asked[0]
     _answer(monkeypatch, QMessageBox.StandardButton.Yes)
     assert len(launcher.queue_job()) == 1
+
+
+def test_the_sweep_box_says_how_many_runs_and_how_long_as_it_is_typed(window, qtbot):
+    launcher = window.launcher
+    launcher.set_method("unified_lora")
+    launcher.set_personas(["persona_000", "persona_001"])
+    assert launcher.update_sweep_cost() == ""  # nothing typed, nothing said
+    launcher.sweep_param.setCurrentIndex(launcher.sweep_param.findData("train.learning_rate"))
+    launcher.sweep_values.setText("1e-4, 1e-3")
+    launcher.sweep_seeds.setText("0 1")
+    qtbot.waitUntil(lambda: launcher.sweep_cost.text().startswith("4 runs, no time estimate yet"), timeout=5000)
+    with RunStore(window.session.workspace.db_path) as store:
+        rid = store.create_run("unified_lora", {}, "tiny-qwen2", "h", ["persona_000"])
+        store.set_metrics(rid, {"train_tokens_per_s": 100.0, "eval_turns_per_s": 1.0}, subset="info")
+        store.finish_run(rid)
+    estimates = [launcher.update_cost()] * 4  # the same job four times over, bar the rate and seed
+    total = sum(e.seconds for e in estimates)
+    assert launcher.update_sweep_cost() == f"4 runs, about {engine.get('format_duration')(total)}."
+    launcher.sweep_values.setText("1e-4, fast")
+    qtbot.waitUntil(lambda: "Cannot queue yet" in launcher.sweep_cost.text(), timeout=5000)
+    assert "'fast' is not a valid float" in launcher.sweep_cost.text()
 
 
 def test_an_empty_parameter_is_refused_with_its_name(window, monkeypatch, qtbot):

@@ -107,6 +107,7 @@ class LauncherView(QWidget):
         self._cost_timer.setSingleShot(True)
         self._cost_timer.setInterval(250)
         self._cost_timer.timeout.connect(self.update_cost)
+        self._cost_timer.timeout.connect(self.update_sweep_cost)
 
         self.preset = QComboBox()
         self.preset.setToolTip("Study presets from the engine: their settings fill the form")
@@ -153,6 +154,12 @@ class LauncherView(QWidget):
         sl.addRow("Parameter", self.sweep_param)
         sl.addRow("Values", self.sweep_values)
         sl.addRow("Seeds", self.sweep_seeds)
+        self.sweep_cost = QLabel()
+        self.sweep_cost.setWordWrap(True)
+        sl.addRow("", self.sweep_cost)
+        for edit in (self.sweep_values, self.sweep_seeds):
+            edit.textChanged.connect(lambda _t: self._cost_timer.start())
+        self.sweep_param.currentIndexChanged.connect(lambda _i: self._cost_timer.start())
         sl.addRow("", self.sweep_button)
 
         job_box = QGroupBox("Job")
@@ -454,19 +461,40 @@ class LauncherView(QWidget):
         spec = spec.replace(name=name)
         return self._submit([spec], [estimate])
 
-    def queue_sweep(self) -> list:
+    def _sweep_jobs(self) -> tuple[list, list]:
+        """The Sweep box's jobs and their estimates; a :class:`UserError` says what is missing or wrong."""
         key = self.sweep_param.currentData()
         texts = [t.strip() for t in self.sweep_values.text().split(",") if t.strip()]
+        if not key or not texts:
+            raise UserError("a sweep needs a parameter and at least one value")
+        if self.session.dataset is None:
+            raise UserError("no dataset is loaded: File ▸ Open dataset… or generate one first")
+        specs = sweep_specs(self.method.currentData(), key, texts, self.form.values(),
+                            name=self.run_name.text().strip(), base_model=self.base_model.currentText().strip(),
+                            personas=self.selected_personas(), dataset_path=self.session.job_dataset_path(),
+                            seeds=_seeds_in(self.sweep_seeds, "Sweep seeds"), **self.hardware())
+        return specs, [engine.get("estimate_job")(s, self.session.dataset, self.session.store()) for s in specs]
+
+    def update_sweep_cost(self) -> str:
+        """Under the Sweep box: how many runs the typed sweep makes and about how long they take."""
+        if not self.sweep_values.text().strip():
+            text = ""
+        elif not self.checked_personas():
+            text = "Nothing to run: no persona is checked."
+        else:
+            try:
+                specs, estimates = self._sweep_jobs()
+            except UserError as exc:
+                text = f"Cannot queue yet: {exc}"
+            else:
+                text = f"{len(specs)} run{'s' if len(specs) != 1 else ''}, {_time_of(estimates)}."
+        self.sweep_cost.setText(text)
+        return text
+
+    def queue_sweep(self) -> list:
+        key = self.sweep_param.currentData()
         try:
-            if not key or not texts:
-                raise UserError("a sweep needs a parameter and at least one value")
-            if self.session.dataset is None:
-                raise UserError("no dataset is loaded: File ▸ Open dataset… or generate one first")
-            specs = sweep_specs(self.method.currentData(), key, texts, self.form.values(),
-                                name=self.run_name.text().strip(), base_model=self.base_model.currentText().strip(),
-                                personas=self.selected_personas(), dataset_path=self.session.job_dataset_path(),
-                                seeds=_seeds_in(self.sweep_seeds, "Sweep seeds"), **self.hardware())
-            estimates = [engine.get("estimate_job")(s, self.session.dataset, self.session.store()) for s in specs]
+            specs, estimates = self._sweep_jobs()
         except UserError as exc:
             self._error("Cannot queue the sweep", exc)
             return []
