@@ -48,8 +48,9 @@ def sweep_specs(method: str, key: str, values: list[Any], overrides: dict[str, A
 
     ``values`` may be typed or text as a user wrote it; ``overrides`` hold every other parameter. With
     ``seeds``, every value runs once per training seed, a pass over the values per seed (a sweep stopped
-    part-way has whole curves), named "NAME KEY=VALUE seed=S"; the curve pools them. Raises :class:`ParamError` for an unknown parameter, a bad value, none or a repeated one, and
-    :class:`UserError` for seeds a method that trains nothing has no use for.
+    part-way has whole curves), named "NAME KEY=VALUE seed=S"; the curve pools them. Raises
+    :class:`ParamError` for an unknown parameter, a bad value, none or a repeated one, seeds for a method
+    that trains nothing or for a sweep of the seed itself, and :class:`UserError` for bad seeds.
     """
     qualified, spec = sweep_parameter(method, key)
     if not values:
@@ -68,5 +69,6 @@ def sweep_specs(method: str, key: str, values: list[Any], overrides: dict[str, A
     if not get_method(method).trains:
         raise ParamError(f"{method} trains nothing: its replies are the same whatever the training seed; "
                          "leave the seeds out")
-    return [build_spec(method, {**rest, qualified: v, TRAINING_SEED: seed}, name=f"{base} {spec.name}={v} seed={seed}",
-                       **fields) for seed in seeds for v in typed]
+    return [build_spec(method, {**rest, qualified: v, TRAINING_SEED: seed},
+                       name=f"{base} {spec.name}={v} seed={seed}", **fields)
+            for seed in seeds for v in typed]
