@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 from shpers_core.errors import UserError
 from shpers_gui import engine
 from shpers_gui.job_queue import ACTIVE, FAILED, FINISHED, queue_summary
-from shpers_gui.pending_jobs import PendingJob, read_pending, save_pending
+from shpers_gui.pending_jobs import PendingJob, PendingSweep, read_pending, save_pending
 from shpers_gui.widgets.chat_view import ChatView
 from shpers_gui.widgets.grid_view import PersonaGridView
 from shpers_gui.widgets.jobs_view import JobsView
@@ -99,11 +99,14 @@ class MainWindow(QMainWindow):
         self.results.resume_requested.connect(self.resume_run)
         self.results.launch_like.connect(self.launch_like)
         self.session.jobs.job_ended.connect(self._job_ended)
-        # Queued sweeps not yet ended: their jobs, parameter, and the run whose settings the Launch tab held
-        # (Run again with changes…), which their curve goes through where it differs in that parameter alone.
-        self._sweeps: list[tuple[list, str, str | None]] = []
+        # Queued sweeps not yet ended: their jobs, parameter, the run whose settings the Launch tab held (Run
+        # again with changes…), which their curve goes through where it differs in that parameter alone, and
+        # their runs that finished before a restart.
+        self._sweeps: list[tuple[list, str, str | None, tuple[str, ...]]] = []
         self._loaded_run: str | None = None
-        self.launcher.sweep_queued.connect(lambda jobs, key: self._sweeps.append((list(jobs), key, self._loaded_run)))
+        self.launcher.sweep_queued.connect(
+            lambda jobs, key: self._sweeps.append((list(jobs), key, self._loaded_run, ())))
+        self.jobs.pending_queued.connect(self._sweeps_queued_again)
         # The title tells a researcher working in another window how far the queue is.
         self._title_timer = QTimer(self)
         self._title_timer.setInterval(5000)
@@ -276,11 +279,11 @@ class MainWindow(QMainWindow):
         """When the last job of a queued sweep ends, select its finished runs in Results and say where the
         curve is, so the next click draws it."""
         for sweep in list(self._sweeps):
-            jobs, key, loaded = sweep
+            jobs, key, loaded, before = sweep
             if job not in jobs or any(j.status in ACTIVE for j in jobs):
                 continue
             self._sweeps.remove(sweep)
-            finished = [j.run_id for j in jobs if j.status == FINISHED and j.run_id]
+            finished = [*before, *(j.run_id for j in jobs if j.status == FINISHED and j.run_id)]
             try:
                 start = engine.get("like_point")(self.session.store(), loaded, key, finished)
             except UserError:  # deleted since
@@ -293,6 +296,25 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"Sweep of {key} done: {len(finished) + len(start)} runs selected in "
                                          f"Results ({len(finished)} of the sweep{also}); Against a parameter… "
                                          "draws the curve", 30000)
+
+    def _sweeps_queued_again(self, pairs: list) -> None:
+        """Jobs a last window left, queued again: those of one sweep are tracked as that sweep once more."""
+        again: dict[int, tuple[list, object]] = {}
+        for pending, job in pairs:
+            if pending.sweep is not None:
+                again.setdefault(pending.sweep.number, ([], pending.sweep))[0].append(job)
+        for jobs, sweep in again.values():
+            self._sweeps.append((jobs, sweep.parameter, sweep.loaded_run or None, sweep.finished))
+
+    def _pending_sweep(self, job, numbers: dict, first: int) -> PendingSweep | None:
+        """What a job left running or waiting at close keeps of its sweep (``numbers``: the sweeps numbered so
+        far, from ``first``)."""
+        for jobs, key, loaded, before in self._sweeps:
+            if job in jobs:
+                number = numbers.setdefault(id(jobs), first + len(numbers))
+                done = (*before, *(j.run_id for j in jobs if j.status == FINISHED and j.run_id))
+                return PendingSweep(number, key, loaded or "", done)
+        return None
 
     # -- dataset ----------------------------------------------------------------------------
 
@@ -361,12 +383,19 @@ class MainWindow(QMainWindow):
             if answer != QMessageBox.StandardButton.Yes:
                 event.ignore()
                 return
+        # Each job's sweep, read before the cancel ends them (and with them the sweeps); sweeps still on offer
+        # from the last window keep their numbers, this window's come after them.
+        first = max((p.sweep.number for p in self.jobs.pending if p.sweep is not None), default=-1) + 1
+        numbers: dict[int, int] = {}
+        sweeps = {id(j): self._pending_sweep(j, numbers, first) for j in active}
+        self._sweeps = []
         self.statusBar().showMessage("stopping jobs…")
         self.session.jobs.cancel_all_and_wait()
         # After the cancel, a job that had started knows its run.
         try:
             # Jobs offered at start and not acted on stay offered.
-            save_pending(self.session.root, self.jobs.pending + [PendingJob(j.spec, j.run_id) for j in active])
+            left = [PendingJob(j.spec, j.run_id, sweeps[id(j)]) for j in active]
+            save_pending(self.session.root, self.jobs.pending + left)
         except OSError as exc:  # a full disk or a read-only workspace must not keep the window open
             log.warning("could not keep the jobs left for next time: %s", exc)
         self.chat.stop()

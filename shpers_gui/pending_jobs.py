@@ -1,7 +1,8 @@
 """Jobs a closing window leaves behind, kept in the workspace and offered again when it next opens.
 
 Closing the app with a sweep half done should not lose the sweep: the running job stops at a
-checkpoint and resumes, the waiting ones queue again, once the user agrees.
+checkpoint and resumes, the waiting ones queue again, once the user agrees, and when the last of them
+ends the sweep's runs are selected as if the window had stayed open.
 """
 
 from __future__ import annotations
@@ -20,10 +21,41 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class PendingSweep:
+    """The sweep a pending job belongs to, so that its end still selects all its runs after a restart."""
+
+    number: int
+    """Tells the sweeps of one file apart."""
+    parameter: str
+    loaded_run: str = ""
+    """The run whose settings the sweep started from (Run again with changes…); empty when none."""
+    finished: tuple[str, ...] = ()
+    """Runs of the sweep that had finished before the window closed."""
+
+
+@dataclass(frozen=True)
 class PendingJob:
     spec: JobSpec
     run_id: str = ""
     """The run a job that had started continues; empty for one that never started."""
+    sweep: PendingSweep | None = None
+
+
+def _sweep_entry(sweep: PendingSweep | None) -> dict | None:
+    if sweep is None:
+        return None
+    return {"number": sweep.number, "parameter": sweep.parameter, "loaded_run": sweep.loaded_run,
+            "finished": list(sweep.finished)}
+
+
+def _sweep_of(entry) -> PendingSweep | None:
+    """The sweep an entry names; anything else (none, or written by hand) is no sweep: the job still queues."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("parameter"), str):
+        return None
+    finished = entry.get("finished")
+    number = entry.get("number")
+    return PendingSweep(number if isinstance(number, int) else 0, entry["parameter"], str(entry.get("loaded_run") or ""),
+                        tuple(str(r) for r in finished) if isinstance(finished, list) else ())
 
 
 def pending_path(workspace_root: Path) -> Path:
@@ -36,7 +68,8 @@ def save_pending(workspace_root: Path, jobs: list[PendingJob]) -> None:
     if not jobs:
         path.unlink(missing_ok=True)
         return
-    atomic_write_text(path, json.dumps([{"spec": j.spec.to_dict(), "run_id": j.run_id} for j in jobs], indent=1))
+    atomic_write_text(path, json.dumps([{"spec": j.spec.to_dict(), "run_id": j.run_id, "sweep": _sweep_entry(j.sweep)}
+                                        for j in jobs], indent=1))
 
 
 def read_pending(workspace_root: Path) -> list[PendingJob]:
@@ -53,7 +86,8 @@ def read_pending(workspace_root: Path) -> list[PendingJob]:
     jobs = []
     for entry in entries if isinstance(entries, list) else []:
         try:
-            jobs.append(PendingJob(JobSpec.from_dict(dict(entry["spec"])), str(entry.get("run_id") or "")))
+            jobs.append(PendingJob(JobSpec.from_dict(dict(entry["spec"])), str(entry.get("run_id") or ""),
+                                   _sweep_of(entry.get("sweep"))))
         except (UserError, KeyError, TypeError, ValueError) as exc:
             log.warning("ignoring a job in %s: %s", path, exc)
     return jobs

@@ -344,6 +344,45 @@ def test_jobs_left_when_the_app_closes_are_offered_when_it_opens_again(qtbot, tm
     assert not pending_path(ws.root).exists()  # nothing was active at this close
 
 
+def test_a_sweep_left_at_close_still_selects_all_its_runs_when_it_ends_after_a_restart(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    ws = Workspace(generated_workspace(tmp_path / "ws", 3))
+    monkeypatch.setattr(QMessageBox, "question", lambda *_a, **_k: QMessageBox.StandardButton.Yes)
+
+    def finish(window, job):
+        with RunStore(ws.db_path) as store:
+            job.run_id = job.run_id or store.create_run(job.spec.method, job.spec.to_dict(), job.spec.base_model,
+                                                        "h", [], name=job.spec.name)
+            store.start_run(job.run_id)
+            store.finish_run(job.run_id)
+        job.status = "finished"
+        window.session.jobs.job_ended.emit(job)
+
+    with open_window(qtbot, ws.root, tmp_path) as first:
+        first.session.jobs.max_running = 0  # they wait; the test says when each ends
+        launcher = first.launcher
+        launcher.set_method("unified_lora")
+        launcher.base_model.setCurrentText("tiny-qwen2")
+        launcher.sweep_param.setCurrentIndex(launcher.sweep_param.findData("lora.rank"))
+        launcher.sweep_values.setText("2, 4, 8")
+        sweep = launcher.queue_sweep()
+        other = first.session.jobs.submit(build_spec("system_prompt", {"eval.max_new_tokens": 4}, base_model="tiny-qwen2",
+                                                     name="aside"))
+        finish(first, sweep[0])
+        done_before = sweep[0].run_id
+    with open_window(qtbot, ws.root, tmp_path) as second:
+        second.session.jobs.max_running = 0
+        again = second.jobs.queue_pending()
+        assert [j.spec.name for j in again] == [sweep[1].spec.name, sweep[2].spec.name, other.spec.name]
+        finish(second, again[2])  # the job beside the sweep ends first: not part of it
+        finish(second, again[0])
+        assert "Sweep of" not in second.statusBar().currentMessage()
+        finish(second, again[1])
+        assert second.statusBar().currentMessage().startswith("Sweep of lora.rank done: 3 runs selected in Results")
+        assert set(second.results.selected_run_ids()) == {done_before, again[0].run_id, again[1].run_id}
+
+
 def test_a_study_queued_again_after_a_restart_runs_each_row_once(qtbot, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QMessageBox
 

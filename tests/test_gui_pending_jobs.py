@@ -28,3 +28,18 @@ def test_jobs_read_back_as_they_were_left_and_damage_is_skipped(tmp_path, caplog
     assert read_pending(tmp_path) == []
     save_pending(tmp_path, [])
     assert not pending_path(tmp_path).exists() and read_pending(tmp_path) == []
+
+
+def test_a_jobs_sweep_reads_back_and_a_damaged_one_leaves_the_job_queueable(tmp_path):
+    from shpers_gui.pending_jobs import PendingSweep
+
+    sweep = PendingSweep(3, "lora.rank", "r0", ("r1", "r2"))
+    save_pending(tmp_path, [PendingJob(build_spec("unified_lora", {"lora.rank": 4}, name="a"), "", sweep)])
+    (back,) = read_pending(tmp_path)
+    assert back.sweep == sweep
+    entries = json.loads(pending_path(tmp_path).read_text())
+    for damaged in ("a sweep", {"number": "x", "parameter": 5}, None):
+        entries[0]["sweep"] = damaged
+        pending_path(tmp_path).write_text(json.dumps(entries))
+        (back,) = read_pending(tmp_path)
+        assert back.sweep is None and back.spec.lora.rank == 4

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QApplication,
@@ -165,6 +165,8 @@ class ProgressDelegate(QStyledItemDelegate):
 class JobsView(QWidget):
     """The Jobs tab."""
 
+    pending_queued = Signal(list)  # (PendingJob, Job) pairs: the jobs a last window left, queued again
+
     def __init__(self, session, parent=None):
         super().__init__(parent)
         self.session = session
@@ -317,20 +319,21 @@ class JobsView(QWidget):
 
     def queue_pending(self) -> list[Job]:
         """Queue the offered jobs: started ones resume their runs (unless those finished or went since)."""
-        jobs = []
+        pairs = []
         store = self.session.store()
         for pending in self.pending:
             if not pending.run_id:
-                jobs.append(self.queue.submit_once(pending.spec))
+                pairs.append((pending, self.queue.submit_once(pending.spec)))
                 continue
             try:
                 status = store.get_run(pending.run_id).status
             except Exception:  # noqa: BLE001 - StoreError: the run was deleted since; nothing to resume
                 continue
             if status in RESUMABLE_STATUSES:
-                jobs.append(self.queue.resume(pending.run_id, pending.spec))
+                pairs.append((pending, self.queue.resume(pending.run_id, pending.spec)))
         self.dismiss_pending()
-        return jobs
+        self.pending_queued.emit(pairs)
+        return [job for _pending, job in pairs]
 
     def dismiss_pending(self) -> None:
         self.pending = []
