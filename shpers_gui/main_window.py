@@ -283,7 +283,7 @@ class MainWindow(QMainWindow):
             if job not in jobs or any(j.status in ACTIVE for j in jobs):
                 continue
             self._sweeps.remove(sweep)
-            finished = [*before, *(j.run_id for j in jobs if j.status == FINISHED and j.run_id)]
+            finished = _sweep_runs(jobs, before)
             try:
                 start = engine.get("like_point")(self.session.store(), loaded, key, finished)
             except UserError:  # deleted since
@@ -312,8 +312,7 @@ class MainWindow(QMainWindow):
         for jobs, key, loaded, before in self._sweeps:
             if job in jobs:
                 number = numbers.setdefault(id(jobs), first + len(numbers))
-                done = (*before, *(j.run_id for j in jobs if j.status == FINISHED and j.run_id))
-                return PendingSweep(number, key, loaded or "", done)
+                return PendingSweep(number, key, loaded or "", tuple(_sweep_runs(jobs, before)))
         return None
 
     # -- dataset ----------------------------------------------------------------------------
@@ -405,6 +404,11 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/tab", self.tabs.currentIndex())
         self.session.close()
         event.accept()
+
+def _sweep_runs(jobs: list, before: tuple[str, ...]) -> list[str]:
+    """A sweep's finished runs: those that finished before a restart, then its jobs' that have."""
+    return [*before, *(j.run_id for j in jobs if j.status == FINISHED and j.run_id)]
+
 
 def shortcut_text(window: MainWindow) -> dict[str, str]:
     """Every action's shortcut, for help and tests."""

@@ -23,6 +23,15 @@ pytestmark = [pytest.mark.gui, pytest.mark.timeout(240)]
 TINY = {"train.num_epochs": 1, "eval.max_new_tokens": 4, "eval.max_test_dialogues": 1}
 
 
+def _queue_tiny_sweep(launcher, parameter: str, values: str) -> list:
+    """Queue a unified LoRA sweep on tiny-qwen2 from the Launch tab, as a person types it."""
+    launcher.set_method("unified_lora")
+    launcher.base_model.setCurrentText("tiny-qwen2")
+    launcher.sweep_param.setCurrentIndex(launcher.sweep_param.findData(parameter))
+    launcher.sweep_values.setText(values)
+    return launcher.queue_sweep()
+
+
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
@@ -198,11 +207,7 @@ def test_sweep_and_study_queue_one_job_each(window, monkeypatch):
     queue = window.session.jobs
     queue.max_running = 0  # nothing starts: only what is queued is checked
     launcher = window.launcher
-    launcher.set_method("unified_lora")
-    launcher.base_model.setCurrentText("tiny-qwen2")
-    launcher.sweep_param.setCurrentIndex(launcher.sweep_param.findData("train.learning_rate"))
-    launcher.sweep_values.setText("1e-4, 1e-3")
-    jobs = launcher.queue_sweep()
+    jobs = _queue_tiny_sweep(launcher, "train.learning_rate", "1e-4, 1e-3")
     assert [j.spec.train.learning_rate for j in jobs] == [1e-4, 1e-3]
     assert all(j.status == "waiting" for j in jobs)
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
@@ -361,12 +366,7 @@ def test_a_sweep_left_at_close_still_selects_all_its_runs_when_it_ends_after_a_r
 
     with open_window(qtbot, ws.root, tmp_path) as first:
         first.session.jobs.max_running = 0  # they wait; the test says when each ends
-        launcher = first.launcher
-        launcher.set_method("unified_lora")
-        launcher.base_model.setCurrentText("tiny-qwen2")
-        launcher.sweep_param.setCurrentIndex(launcher.sweep_param.findData("lora.rank"))
-        launcher.sweep_values.setText("2, 4, 8")
-        sweep = launcher.queue_sweep()
+        sweep = _queue_tiny_sweep(first.launcher, "lora.rank", "2, 4, 8")
         other = first.session.jobs.submit(build_spec("system_prompt", {"eval.max_new_tokens": 4}, base_model="tiny-qwen2",
                                                      name="aside"))
         finish(first, sweep[0])
