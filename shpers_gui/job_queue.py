@@ -152,10 +152,11 @@ class JobQueue(QObject):
         """Move a waiting job ahead of the other waiting ones: it starts when a running job ends.
 
         Refused (:class:`UserError`) while a job it would build on waits: it would train its own copy first.
+        A job that names the finished run it builds on waits for none.
         """
         if job.status != WAITING:
             raise UserError(f"“{job.label}” is {job.status}: only a waiting job can run next")
-        sources = get_method(job.spec.method).sources(job.spec.method_params)
+        sources = () if job.spec.source_run else get_method(job.spec.method).sources(job.spec.method_params)
         before = next((j for j in self.jobs if j is not job and j.status == WAITING and j.spec.method in sources
                        and j.spec.base_model == job.spec.base_model), None)
         if before is not None:

@@ -250,7 +250,8 @@ class MainWindow(QMainWindow):
         """A stored run's job in the Launch tab, ready to change and queue."""
         record = self.session.store().get_run(run_id)
         try:
-            spec = engine.get("JobSpec").from_dict(record.params)
+            # Built on what the run built on: a sweep around a merge varies the merge, not its adapters.
+            spec = engine.get("built_like")(engine.get("JobSpec").from_dict(record.params), record.parent_run_id)
         except UserError as exc:  # e.g. a method this build no longer has
             QMessageBox.warning(self, "Cannot run it again", f"Run {record.label}: {exc}")
             return

@@ -282,6 +282,11 @@ def test_run_the_whole_study_again_offers_to_continue_it(qtbot, tmp_path, monkey
         assert "Continuing it runs 16 of them: about " in asked[0] and "Running every row again: about " in asked[0]
         assert [j.spec.name for j in jobs] == [label for label, _, _ in STUDY_STEPS[2:]]
         assert jobs[0].run_id == ids[2] and not any(j.run_id for j in jobs[1:])  # the stopped row resumes
+        # Prefixes build on the kept unified row, not on a unified run that finished since; merges on the
+        # per-persona row that runs again, the newest when they start.
+        on_unified = [j for j in jobs if j.spec.method in ("static_prefix", "soft_prompt")]
+        assert len(on_unified) == 5 and all(j.spec.source_run == ids[1] for j in on_unified)
+        assert all(j.spec.source_run == "" for j in jobs if j.spec.method in ("weighted_merge", "sparse_moe"))
         for job in jobs:
             session.jobs.cancel(job)
         monkeypatch.setattr(QMessageBox, "exec", answer("Run every row again"))

@@ -337,3 +337,36 @@ def test_a_sweep_from_a_run_loaded_to_change_draws_its_curve_through_that_run(wi
     launcher.form.set_values({**launcher.form.values(), "train.num_epochs": 3})
     swept = sweep_and_finish("16, 32")
     assert set(window.results.selected_run_ids()) == swept
+
+
+def test_a_merge_run_again_builds_on_what_it_built_on_unless_another_is_chosen(window, monkeypatch):
+    from shpers_core.jobs.spec import build_spec
+
+    launcher, session = window.launcher, window.session
+    assert not launcher._job_rows.isRowVisible(launcher.source)  # unified LoRA builds on nothing
+    ids = {}
+    with RunStore(session.workspace.db_path) as store:
+        for name, method in (("per persona A", "per_persona_lora"), ("per persona B", "per_persona_lora"),
+                             ("per persona on another model", "per_persona_lora")):
+            spec = build_spec(method, base_model="smollm2-135m" if "another" in name else "tiny-qwen2", name=name)
+            ids[name] = store.create_run(method, spec.to_dict(), spec.base_model, "h", ["persona_000"], name=name)
+            store.start_run(ids[name])
+            store.finish_run(ids[name], duration_s=1.0)
+        merge = build_spec("weighted_merge", {"method_params.k": 2}, base_model="tiny-qwen2", name="merge")
+        merge_id = store.create_run("weighted_merge", merge.to_dict(), "tiny-qwen2", "h", ["persona_000"],
+                                    name="merge", parent_run_id=ids["per persona A"])
+    session.runs_changed.emit()
+    window.results.refresh()
+    next(a for a in window.results.run_menu(merge_id).actions() if a.text() == "Run again with changes…").trigger()
+    assert launcher._job_rows.isRowVisible(launcher.source)
+    listed = [launcher.source.itemData(i) for i in range(launcher.source.count())]
+    # The newest, then this base model's finished per-persona runs, newest first.
+    assert listed == ["", ids["per persona B"], ids["per persona A"]]
+    assert launcher.source.currentData() == ids["per persona A"]
+    _answer(monkeypatch, QMessageBox.StandardButton.Yes)
+    [job] = launcher.queue_job()
+    assert job.spec.source_run == ids["per persona A"] and job.spec.method_params.k == 2
+    launcher.source.setCurrentIndex(0)
+    assert launcher.build().source_run == ""
+    launcher.set_method("unified_lora")
+    assert launcher.build().source_run == ""  # a method that builds on nothing names nothing

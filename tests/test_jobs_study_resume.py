@@ -198,3 +198,40 @@ def test_a_one_seed_study_is_the_first_pass_of_a_study_over_more_seeds(tmp_path)
         _record(store, by_label["Weighted merge (exact)"], "finished", parent=seed1)
         rows = {r.spec.name: r for r in study_progress(store, one, "h1")}
         assert rows["Weighted merge (exact)"].state == NEW and rows["Per-persona LoRA"].state == NEW
+
+
+def test_each_pass_names_its_own_rows_as_the_runs_its_merges_and_prefixes_build_on(workspace, monkeypatch):
+    import shpers_core.jobs.study as study_module
+    from shpers_core.methods.registry import get_method
+
+    ran = []
+
+    def fake_run_job(spec, _ws, _reporter, **_kw):
+        ran.append((spec, f"r-{len(ran)}"))
+        return ran[-1][1]
+    monkeypatch.setattr(study_module, "run_job", fake_run_job)
+    run_study("smoke", workspace, CollectingReporter(), base_model="tiny-qwen2", personas=PERSONAS, seeds=[0, 1])
+    by_name = {spec.name: rid for spec, rid in ran}
+    building = 0
+    for spec, _rid in ran:
+        wanted = get_method(spec.method).sources(spec.method_params)
+        if not wanted:
+            assert spec.source_run == ""
+            continue
+        building += 1
+        seed = spec.name.rsplit("seed=", 1)[1]
+        own = {"per_persona_lora": "Per-persona LoRA", "unified_lora": "Unified LoRA"}[wanted[0]]
+        assert spec.source_run == by_name[f"{own} seed={seed}"], spec.name
+    # A sweep's run finished later in the workspace would otherwise be "the newest" they took.
+    assert building == 2 * 11  # 6 merges and 5 prefixes a pass (retrieval builds on nothing by default)
+
+
+def test_a_row_that_named_its_source_counts_as_done(tmp_path):
+    specs = study_specs("smoke", PERSONAS, base_model="tiny-qwen2")
+    by_label = {spec.name: spec for spec in specs}
+    with RunStore(tmp_path / "s.sqlite") as store:
+        per_persona = _record(store, by_label["Per-persona LoRA"], "finished")
+        merge_spec = by_label["Weighted merge (exact)"]
+        merge = _record(store, merge_spec.replace(source_run=per_persona), "finished", parent=per_persona)
+        rows = {r.spec.name: r for r in study_progress(store, specs, "h1")}
+    assert rows["Weighted merge (exact)"].state == FINISHED and rows["Weighted merge (exact)"].run_id == merge

@@ -11,6 +11,7 @@ from shpers_core.cli.stopping import stop_on_signals
 from shpers_core.cli.stored_runs import open_store
 from shpers_core.errors import UserError
 from shpers_core.events import JobCancelled, Reporter
+from shpers_core.jobs.sources import built_like
 from shpers_core.jobs.spec import (
     DEVICE_HELP,
     DTYPE_HELP,
@@ -42,6 +43,7 @@ def add_parser(sub) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="set a parameter, e.g. learning_rate=1e-4 or train.num_epochs=5 (repeatable)")
     p.add_argument("--name", default="", help="a label for the run")
+    add_source_arg(p)
     p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--dtype", default=None, choices=DTYPES, help=DTYPE_HELP)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -72,7 +74,7 @@ def _spec_from(args) -> JobSpec:
             raise UserError("shpers run: name a method (see `shpers methods`) or a run to start from with --like RUN")
         return build_spec(args.method, parse_overrides(args.param), base_model=args.model or DEFAULT_MODEL,
                           personas=args.personas, dataset_path=args.dataset, name=args.name, device=args.device,
-                          dtype=args.dtype)
+                          dtype=args.dtype, source_run=source_argument(args))
     return like_spec(args, args.method, "shpers run", "run it again", name=args.name)[1]
 
 
@@ -84,9 +86,30 @@ def like_spec(args, method: str | None, command: str, purpose: str, **fields) ->
     if method and method != record.method:
         raise UserError(f"{command}: run {record.id} is {record.method}, not {method}; leave the method out "
                         f"to {purpose}")
-    return record, spec_like(record.params, parse_overrides(args.param), base_model=args.model,
-                             personas=args.personas, dataset_path=args.dataset, device=args.device, dtype=args.dtype,
-                             **fields)
+    spec = spec_like(record.params, parse_overrides(args.param), base_model=args.model, personas=args.personas,
+                     dataset_path=args.dataset, device=args.device, dtype=args.dtype, **fields)
+    if args.source is not None:
+        spec = spec.replace(source_run=source_argument(args))
+    elif not (args.model or args.dataset):  # on another model or data, RUN's source would not fit
+        spec = built_like(spec, record.parent_run_id)
+    return record, spec
+
+
+SOURCE_NEWEST = "newest"
+
+
+def add_source_arg(p) -> None:
+    """``--source RUN``: the run a merge or prefix job builds on."""
+    p.add_argument("--source", default=None, metavar="RUN",
+                   help="the run a merge or prefix builds on: a per-persona LoRA run (merges) or a unified LoRA run "
+                        "(prefixes, retrieval); default: the newest finished one on the same model, data and personas "
+                        f"(or one trained first), or with --like, the one RUN built on; '{SOURCE_NEWEST}' takes the "
+                        "newest with --like too")
+
+
+def source_argument(args) -> str:
+    """The run ``--source`` names; empty for the newest."""
+    return "" if args.source in (None, SOURCE_NEWEST) else args.source
 
 
 def methods(args) -> int:

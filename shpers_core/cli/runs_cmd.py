@@ -32,6 +32,7 @@ from shpers_core.jobs.delete import (
     plan_delete,
     resolve_run_id,
 )
+from shpers_core.store import StoreError
 from shpers_core.store.host import host_name, pid_alive
 from shpers_core.workspace import Workspace
 
@@ -191,6 +192,9 @@ def show_run(args) -> int:
               f"status {run.status}")
         if run.code_version:
             print(f"made with {run.code_version}" + (f" on {run.host}" if run.host else ""))
+        if run.parent_run_id:
+            print(f"built on run {run.parent_run_id}" + _name_of(store, run.parent_run_id)
+                  + (" (named by the job)" if run.params.get("source_run") else " (the newest when it ran)"))
         if run.error:
             print(f"error: {run.error}")
         if run.tags or run.notes:
@@ -214,6 +218,13 @@ def show_run(args) -> int:
             print(f"on a curve against {key} with {len(ids) - 1} other run(s): "
                   f"shpers runs effect {run.id} --parameter {key}")
     return 0
+
+
+def _name_of(store, run_id: str) -> str:
+    try:
+        return f"  {one_line(store.get_run(run_id).label)}"
+    except StoreError:
+        return "  (deleted since)"
 
 
 def _print_metrics(by_subset: dict[str, dict[str, float]]) -> None:

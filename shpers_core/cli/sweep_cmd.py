@@ -8,7 +8,7 @@ import argparse
 from shpers_core.cli.commands import command_help
 from shpers_core.cli.executor_args import add_executor_args, ray_options
 from shpers_core.cli.progress import ProgressPrinter
-from shpers_core.cli.run_cmd import like_spec
+from shpers_core.cli.run_cmd import add_source_arg, like_spec, source_argument
 from shpers_core.cli.stopping import stop_on_signals
 from shpers_core.distributed.study import run_specs_on_ray
 from shpers_core.errors import UserError
@@ -56,6 +56,7 @@ def add_parser(sub) -> None:
                    help="training seeds: every value runs once per seed, one pass over the values after another "
                         "(runs named '... seed=N'); the table and the curve pool each value's seeds persona by "
                         "persona (default: the training seed of --param, the --like run or Appendix A)")
+    add_source_arg(p)
     p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--dtype", default=None, choices=DTYPES, help=DTYPE_HELP)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -73,7 +74,7 @@ def _sweep_from(args) -> tuple[str, str, list]:
             raise UserError("shpers sweep --like RUN: give the parameter to vary and at least one value")
         specs = sweep_specs(base.method, words[0], words[1:], base.form_values(), name=args.name or record.label,
                             base_model=base.base_model, personas=base.personas, dataset_path=base.dataset_path,
-                            device=base.device, dtype=base.dtype, seeds=args.seeds)
+                            device=base.device, dtype=base.dtype, seeds=args.seeds, source_run=base.source_run)
         return base.method, words[0], specs
     if len(words) < 3:
         raise UserError("shpers sweep: give a method, the parameter to vary and at least one value "
@@ -81,7 +82,8 @@ def _sweep_from(args) -> tuple[str, str, list]:
     method, parameter, values = words[0], words[1], words[2:]
     specs = sweep_specs(method, parameter, values, parse_overrides(args.param), name=args.name,
                         base_model=args.model or DEFAULT_MODEL, personas=args.personas, dataset_path=args.dataset,
-                        device=args.device, dtype=args.dtype, seeds=args.seeds)
+                        device=args.device, dtype=args.dtype, seeds=args.seeds,
+                        source_run=source_argument(args))
     return method, parameter, specs
 
 

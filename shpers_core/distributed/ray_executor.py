@@ -30,10 +30,10 @@ from shpers_core.events import JobCancelled, Log, Reporter
 from shpers_core.jobs.runner import (
     check_base_model,
     check_cluster_count,
-    find_matching_run,
     load_dataset_for,
     select_personas,
 )
+from shpers_core.jobs.sources import check_source_run, find_matching_run
 from shpers_core.jobs.spec import JobSpec
 from shpers_core.methods.registry import get_method
 from shpers_core.store import RunStore, StoreSink
@@ -171,6 +171,9 @@ def run_on_ray(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, optio
 
     model = model_ref(spec.base_model)  # before the run is recorded: a model this machine cannot read fails here
     with RunStore(workspace.db_path) as store:
+        named = check_source_run(store, spec, spec.base_model, dataset.content_hash(), personas)
+        if named is not None:
+            spec = spec.replace(source_run=named[1])
         if run_id is None:
             if not spec.dataset_path:
                 remember(workspace, dataset)
@@ -178,8 +181,10 @@ def run_on_ray(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, optio
                                       seed=train.seed, dataset_path=str(spec.dataset_path or workspace.dataset_path),
                                       name=spec.name)
         store.start_run(run_id)
+        # The worker finds the one run of each method it is sent: the job's named one, else the newest.
         sources = [found for m in SOURCE_METHODS
-                   if (found := find_matching_run(store, m, spec.base_model, dataset.content_hash(), personas))]
+                   if (found := named[1] if named and named[0] == m
+                       else find_matching_run(store, m, spec.base_model, dataset.content_hash(), personas))]
         sink = StoreSink(workspace.db_path, run_id)
         job_reporter = Reporter(sink, reporter.should_stop)
         job_reporter.add_sink(reporter.emit)

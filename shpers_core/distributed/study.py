@@ -13,7 +13,14 @@ from shpers_core.distributed.ray_executor import connect, run_on_ray
 from shpers_core.events import Reporter
 from shpers_core.jobs.runner import load_dataset_for
 from shpers_core.jobs.spec import build_spec
-from shpers_core.jobs.study import get_preset, plan_study, preset_personas, row_line, study_passes
+from shpers_core.jobs.study import (
+    built_on_study_rows,
+    get_preset,
+    plan_study,
+    preset_personas,
+    row_line,
+    study_passes,
+)
 from shpers_core.jobs.study_progress import FINISHED, NEW
 from shpers_core.methods.registry import get_method
 
@@ -35,7 +42,7 @@ def run_study_on_ray(preset: str, workspace, reporter: Reporter, *, options, bas
     """Every study row as a Ray job, a wave at a time; returns run ids in the study's row order.
 
     With several ``seeds``, one pass of the study after another: a pass's merges and prefixes
-    build on the newest runs they need, which must be that pass's own. ``resume`` keeps finished
+    build on the pass's own runs (see :func:`~shpers_core.jobs.study.built_on_study_rows`). ``resume`` keeps finished
     rows and continues stopped ones, as :func:`~shpers_core.jobs.study.run_study` does."""
     p = get_preset(preset)
     dataset = load_dataset_for(build_spec("base_model", base_model=base_model or p.base_model), workspace)
@@ -47,16 +54,19 @@ def run_study_on_ray(preset: str, workspace, reporter: Reporter, *, options, bas
             if row.state != NEW:
                 reporter.log(row_line(row))
         todo = [i for i, row in enumerate(rows) if row.state != FINISHED]
+        built = {row.spec.method: row.run_id for row in rows if row.state == FINISHED}
         ran = iter(run_specs_on_ray([rows[i].spec for i in todo], workspace, reporter, options=options,
-                                    dataset=dataset, run_ids=[rows[i].run_id for i in todo]))
+                                    dataset=dataset, run_ids=[rows[i].run_id for i in todo], built=built))
         run_ids += [row.run_id if row.state == FINISHED else next(ran) for row in rows]
     return run_ids
 
 
 def run_specs_on_ray(specs: list, workspace, reporter: Reporter, *, options, dataset=None,
-                     label: str = "study", run_ids: list[str | None] | None = None) -> list[str]:
+                     label: str = "study", run_ids: list[str | None] | None = None,
+                     built: dict[str, str] | None = None) -> list[str]:
     """Every spec as a Ray job, a wave at a time (see :func:`waves`); run ids in the order of ``specs``.
-    ``run_ids[i]``, where given, is a stopped run that spec ``i`` continues.
+    ``run_ids[i]``, where given, is a stopped run that spec ``i`` continues. With ``built`` (a study pass's
+    runs so far, by method), a merge or prefix builds on the pass's own run, which a wave before it made.
 
     A failure stops the jobs still running (each at a checkpoint) and is raised once they have stopped.
     """
@@ -69,6 +79,8 @@ def run_specs_on_ray(specs: list, workspace, reporter: Reporter, *, options, dat
     run_ids = [None] * len(specs)
     done = 0
     for wave in waves(specs):
+        if built is not None:
+            specs = [built_on_study_rows(spec, built) if i in wave else spec for i, spec in enumerate(specs)]
         reporter.log(f"starting {len(wave)} jobs on Ray: {', '.join(specs[i].name for i in wave)}")
         with ThreadPoolExecutor(max_workers=max(1, len(wave))) as pool:
             futures = {i: pool.submit(run_on_ray, specs[i], workspace, reporter, options=options, dataset=dataset,
@@ -78,6 +90,8 @@ def run_specs_on_ray(specs: list, workspace, reporter: Reporter, *, options, dat
             for i, future in futures.items():
                 try:
                     run_ids[i] = future.result()
+                    if built is not None:
+                        built[specs[i].method] = run_ids[i]
                 except BaseException as exc:  # noqa: BLE001 - the others stop at a checkpoint; the first error is raised
                     if failure is None:
                         reporter.request_stop()

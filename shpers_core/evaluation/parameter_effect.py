@@ -93,13 +93,15 @@ class ParameterEffect:
 
 
 def run_settings(run: RunRecord) -> dict[str, Any]:
-    """A run's recorded settings as ``{"group.name": value}``, plus ``base_model``, ``dtype`` and ``dataset``
-    (its hash: runs on other data are never pooled, and a curve across datasets says so)."""
+    """A run's recorded settings as ``{"group.name": value}``, plus ``base_model``, ``dtype``, ``dataset``
+    (its hash: runs on other data are never pooled, and a curve across datasets says so) and ``source_run``,
+    the run a merge or prefix built on (merges of other adapters are not repeats of each other)."""
     out = {f"{group}.{name}": value for group in SETTING_GROUPS
            for name, value in (run.params.get(group) or {}).items()}
     out["base_model"] = run.base_model
     out["dtype"] = run.params.get("dtype")
     out["dataset"] = run.dataset_hash
+    out["source_run"] = run.parent_run_id
     return out
 
 

@@ -34,7 +34,8 @@ def effective_seed(run: RunRecord, parent_of: ParentLookup = _no_parents) -> int
 
 def replicate_key(run: RunRecord, parent_of: ParentLookup = _no_parents) -> str:
     """What two runs must share to be replicates: every recorded setting but the name and seed."""
-    params = {k: v for k, v in run.params.items() if k != "name"}
+    # The run built on is compared below through its own key, whether the job named it or not.
+    params = {k: v for k, v in run.params.items() if k not in ("name", "source_run")}
     if isinstance(params.get("train"), dict):
         params["train"] = {k: v for k, v in params["train"].items() if k != "seed"}
     parent = _parent(run, parent_of)

@@ -18,8 +18,8 @@ from shpers_core.errors import UserError
 from shpers_core.evaluation.evaluate import evaluate_plan
 from shpers_core.events import Cancelled, Failed, Finished, JobCancelled, Reporter, Started
 from shpers_core.jobs.estimate import job_workload
+from shpers_core.jobs.sources import source_runs
 from shpers_core.jobs.spec import JobSpec, source_spec
-from shpers_core.methods.base import MethodSpec
 from shpers_core.methods.context import MethodContext
 from shpers_core.methods.registry import get_method
 from shpers_core.models import MODEL_NAMES, ModelError, load_base
@@ -153,18 +153,18 @@ def check_adapters_fit(plan, model) -> None:
             check_adapter_fits(adapter, model)
 
 
-def resolve_sources(ctx: MethodContext, method: MethodSpec, params: Params) -> float:
-    """Find or train the run of each method ``method`` builds on (``MethodSpec.requires``), into ``ctx.sources``;
-    returns the seconds spent training such runs here.
+def resolve_sources(ctx: MethodContext, sources: dict[str, str | None]) -> float:
+    """Put the run of each method the job builds on into ``ctx.sources``, training one first where
+    ``sources`` (from :func:`~shpers_core.jobs.sources.source_runs`) has none; returns the seconds spent
+    training such runs here.
 
-    A source run found in the store is reused: the newest finished one on this base model, data
-    and personas. Otherwise one is trained first, with this run's LoRA and evaluation settings.
+    A trained source gets this run's LoRA and evaluation settings.
     """
     trained = 0.0
-    for source in method.sources(params):
-        found = find_matching_run(ctx.store, source, ctx.base.name, ctx.dataset.content_hash(), ctx.personas)
+    for source, found in sources.items():
         if found:
-            ctx.reporter.log(f"using {source} run {found}")
+            named = found == ctx.spec.source_run
+            ctx.reporter.log(f"using {source} run {found}" + (" (named by the job)" if named else ", the newest"))
         else:
             ctx.reporter.log(f"no finished {source} run for these personas: training one first")
             sub = source_spec(ctx.spec, source, ctx.personas)
@@ -173,14 +173,6 @@ def resolve_sources(ctx: MethodContext, method: MethodSpec, params: Params) -> f
             trained += time.perf_counter() - began
         ctx.sources[source] = found
     return trained
-
-
-def find_matching_run(store, method: str, base_model: str, dataset_hash: str, personas: list[str]) -> str | None:
-    """Newest finished run of ``method`` on the same base model and data covering ``personas``."""
-    for run in store.list_runs(status="finished", method=method):
-        if run.base_model == base_model and run.dataset_hash == dataset_hash and set(personas) <= set(run.personas):
-            return run.id
-    return None
 
 
 def run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=None, base=None,
@@ -231,6 +223,16 @@ def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=N
         check_target_modules(lora.target_modules, base.model)
     own_store = store is None
     store = store or RunStore(workspace.db_path)
+    try:
+        # A source run the job cannot build on is refused before the run is recorded.
+        sources = source_runs(store, spec, base.name, dataset.content_hash(), personas)
+    except UserError:
+        if own_store:
+            store.close()
+        raise
+    if spec.source_run:
+        # The run records the full id, whatever start of it the user typed.
+        spec = spec.replace(source_run=next(r for r in sources.values() if r and r.startswith(spec.source_run)))
     if run_id is None and not spec.dataset_path:
         remember(workspace, dataset)  # a later import must not take a run's data away
     # A resumed run trains only what its checkpoint had left: its characters would not match its tokens.
@@ -251,7 +253,7 @@ def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=N
         ctx = MethodContext(spec=spec, workspace=workspace, store=store, run_id=run_id, reporter=job_reporter,
                             base=base, dataset=dataset, splits=split_dataset(dataset, seed=ev.split_seed),
                             personas=personas, lora=lora, train=train, eval=ev)
-        sources_seconds = resolve_sources(ctx, method, mp)
+        sources_seconds = resolve_sources(ctx, sources)
         plan = method.run(ctx, mp)
         check_adapters_fit(plan, base.model)
         check_persona_adapters(store, run_id, personas)

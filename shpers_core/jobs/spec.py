@@ -103,6 +103,9 @@ class JobSpec:
     """See :data:`DEVICE_HELP`."""
     dtype: str | None = None
     """See :data:`DTYPE_HELP`."""
+    source_run: str = ""
+    """The run a merge or prefix builds on (see ``MethodSpec.requires``); empty: the newest finished run
+    of that method on the same base model, data and personas, or one trained first."""
 
     @classmethod
     def for_method(cls, method: str, **fields: Any) -> JobSpec:
@@ -142,6 +145,9 @@ class JobSpec:
         for group in GROUPS:
             out[group] = out[group].to_dict() if group in shown else {}
         out["personas"] = list(self.personas)
+        if not out["source_run"]:
+            # Left out when unset, so records written before the field existed still compare equal.
+            del out["source_run"]
         return out
 
     @classmethod

@@ -120,8 +120,8 @@ def study_passes(preset: str | StudyPreset, persona_ids: list[str], *, base_mode
                  seeds: Sequence[int] | None = None) -> list[list[JobSpec]]:
     """The study's jobs, one list per training seed in ``seeds`` (one list, the preset's seed, when None).
 
-    Passes must run one after another: a pass's merges and prefixes build on the newest runs they
-    need, its own. With several seeds, a row that depends on the seed runs in every pass, named
+    Passes run one after another: a pass's merges and prefixes build on its own runs (the runners name
+    them as the rows run, :func:`built_on_study_rows`). With several seeds, a row that depends on the seed runs in every pass, named
     "ROW seed=N" (Table 5.1 pools such runs); a row that does not runs in the first pass only.
     """
     if seeds is None:
@@ -196,16 +196,45 @@ def run_study(preset: str, workspace, reporter: Reporter, *, base_model: str | N
                                 device=device, seeds=seeds)
     rows = plan_study(specs, workspace, dataset.content_hash(), reporter, resume=resume)
     run_ids = []
+    built: dict[str, str] = {}
     for i, row in enumerate(rows):
         reporter.check()  # stopped between rows: the next one does not start
         reporter.progress("study", i, len(rows))
         reporter.log(f"[{i + 1}/{len(rows)}] {row_line(row)}")
         if row.state == FINISHED:
             run_ids.append(row.run_id)
-            continue
-        run_ids.append(run_job(row.spec, workspace, reporter, dataset=dataset, run_id=row.run_id))
+        else:
+            run_ids.append(run_job(built_on_study_rows(row.spec, built), workspace, reporter, dataset=dataset,
+                                   run_id=row.run_id))
+        built[row.spec.method] = run_ids[-1]
     reporter.progress("study", len(rows), len(rows))
     return run_ids
+
+
+def kept_rows_built_on(rows: list[StudyRow]) -> list[StudyRow]:
+    """``rows`` whose merges and prefixes name the finished row of their pass they build on, where that row
+    is kept (a continued study queued job by job, as the app does, where rows run in order and a row that
+    runs again is the newest when they start)."""
+    built: dict[str, str] = {}
+    out = []
+    for row in rows:
+        if row.state != FINISHED:
+            row = StudyRow(built_on_study_rows(row.spec, built), row.state, row.run_id)
+        out.append(row)
+        if row.state == FINISHED:
+            built[row.spec.method] = row.run_id
+        else:
+            built.pop(row.spec.method, None)
+    return out
+
+
+def built_on_study_rows(spec: JobSpec, built: dict[str, str]) -> JobSpec:
+    """``spec`` building on the study's own run of each method it needs (``built``: the latest row of each
+    method so far), not on whichever such run finished last in the workspace (a sweep's, say)."""
+    for method in get_method(spec.method).sources(spec.method_params):
+        if method in built and not spec.source_run:
+            return spec.replace(source_run=built[method])
+    return spec
 
 
 def plan_study(specs: list[JobSpec], workspace, dataset_hash: str, reporter: Reporter, *,

@@ -43,7 +43,8 @@ SEED_SUFFIX = re.compile(r" seed=\d+$")
 def _recipe(params: dict[str, Any]) -> str:
     # Where the data file lies is not part of the recipe: its content hash is compared instead. The
     # seed is compared apart from the name: in the training settings, or through the run built on.
-    kept = {k: v for k, v in params.items() if k != "dataset_path"}
+    # Nor is the run a row built on, which the study names as it runs (its seed is compared instead).
+    kept = {k: v for k, v in params.items() if k not in ("dataset_path", "source_run")}
     kept["name"] = SEED_SUFFIX.sub("", str(kept.get("name", "")))
     return json.dumps(kept, sort_keys=True, default=str)
 

@@ -59,6 +59,12 @@ class LauncherView(QWidget):
         self.base_model.setToolTip("A named model, a local folder or a hub id")
         self.run_name = QLineEdit()
         self.run_name.setPlaceholderText("optional run name")
+        self.source = QComboBox()
+        self.source.setToolTip("The run a merge or prefix builds on: a per-persona LoRA run's adapters (merges) or a "
+                               "unified LoRA run's adapter (prefixes, retrieval). The newest: whichever such run on "
+                               "this base model, data and personas finished last when the job starts (one is "
+                               "trained first where there is none)")
+        self.source.currentIndexChanged.connect(lambda _i: self._cost_timer.start())
         # None: the engine picks for the machine the job runs on; set_automatic says what that is here.
         self.device = QComboBox()
         self.device.setToolTip(DEVICE_HELP[0].upper() + DEVICE_HELP[1:])
@@ -163,10 +169,11 @@ class LauncherView(QWidget):
         sl.addRow("", self.sweep_button)
 
         job_box = QGroupBox("Job")
-        jl = QFormLayout(job_box)
+        jl = self._job_rows = QFormLayout(job_box)
         jl.addRow("Method", self.method)
         jl.addRow("", self.summary)
         jl.addRow("Base model", self.base_model)
+        jl.addRow("Builds on", self.source)
         jl.addRow("Device", self.device)
         jl.addRow("Model dtype", self.dtype)
         jl.addRow("Preset", self.preset)
@@ -212,6 +219,9 @@ class LauncherView(QWidget):
         lay.addWidget(split)
 
         self.form.changed.connect(self._fill_sweep_params)
+        self.form.changed.connect(self._fill_sources)  # retrieval builds on unified LoRA only when set to
+        self.base_model.currentTextChanged.connect(lambda _t: self._fill_sources())
+        session.runs_changed.connect(self._fill_sources)
         self.form.changed.connect(self._cost_timer.start)
         self.base_model.currentTextChanged.connect(lambda _t: self._cost_timer.start())
         self.dtype.currentIndexChanged.connect(lambda _i: self._cost_timer.start())  # speeds differ by dtype
@@ -330,6 +340,47 @@ class LauncherView(QWidget):
         self.form.set_method(spec.name)
         self._apply_preset()
 
+    def _source_methods(self) -> tuple[str, ...]:
+        """The methods whose runs the form's job builds on."""
+        method = METHODS[self.method.currentData()]
+        try:
+            own = {k.split(".", 1)[1]: v for k, v in self.form.values().items() if k.startswith("method_params.")}
+            return method.sources(method.params.from_dict(own))
+        except (UserError, TypeError, ValueError):  # mid-edit: whatever the method may need
+            return method.requires
+
+    def _fill_sources(self) -> None:
+        """List the finished runs the job may build on; the row shows only for a method that builds on one."""
+        methods = self._source_methods()
+        self._job_rows.setRowVisible(self.source, bool(methods))
+        if not methods:
+            return
+        chosen = self.source.currentData()
+        model = self.base_model.currentText().strip()
+        runs = [r for m in methods for r in self.session.store().list_runs(status="finished", method=m)
+                if r.base_model == model]
+        items = [("the newest when the job starts", "")] + [(f"{r.label}  ({r.id})", r.id) for r in runs]
+        if [self.source.itemData(i) for i in range(self.source.count())] == [d for _t, d in items]:
+            return
+        self.source.blockSignals(True)
+        self.source.clear()
+        for text, data in items:
+            self.source.addItem(text, data)
+        self.source.setCurrentIndex(max(0, self.source.findData(chosen)))
+        self.source.blockSignals(False)
+
+    def choose_source(self, run_id: str) -> None:
+        """Build on ``run_id`` (listed even where the chosen base model differs: the job then says why not)."""
+        self._fill_sources()
+        if run_id and self.source.findData(run_id) < 0:
+            self.source.addItem(run_id, run_id)
+        self.source.setCurrentIndex(max(0, self.source.findData(run_id)))
+
+    def source_run(self) -> dict[str, str]:
+        """The run the job builds on as a job field (empty: the newest)."""
+        chosen = self.source.currentData() if self._source_methods() else None
+        return {"source_run": chosen or ""}
+
     def _apply_preset(self) -> None:
         name = self.preset.currentData()
         self.form.reset()
@@ -361,7 +412,7 @@ class LauncherView(QWidget):
         return build_spec(self.method.currentData(), overrides,
                           base_model=self.base_model.currentText().strip(),
                           personas=self.selected_personas(), name=self.run_name.text().strip() if name is None else name,
-                          dataset_path=self.session.job_dataset_path(), **self.hardware())
+                          dataset_path=self.session.job_dataset_path(), **self.hardware(), **self.source_run())
 
     def load_spec(self, spec) -> list[str]:
         """Fill the form with a stored run's job (:class:`JobSpec`), to change a setting and queue it again.
@@ -374,6 +425,7 @@ class LauncherView(QWidget):
         self.base_model.setCurrentText(spec.base_model)
         self.run_name.setText(spec.name)
         self.run_name.setCursorPosition(0)  # long study names differ at their start
+        self.choose_source(spec.source_run)
         for box, value in ((self.device, spec.device), (self.dtype, spec.dtype)):
             if value and box.findData(value) < 0:  # e.g. "cuda:1"
                 box.addItem(value, value)
@@ -472,7 +524,7 @@ class LauncherView(QWidget):
         specs = sweep_specs(self.method.currentData(), key, texts, self.form.values(),
                             name=self.run_name.text().strip(), base_model=self.base_model.currentText().strip(),
                             personas=self.selected_personas(), dataset_path=self.session.job_dataset_path(),
-                            seeds=_seeds_in(self.sweep_seeds, "Sweep seeds"), **self.hardware())
+                            seeds=_seeds_in(self.sweep_seeds, "Sweep seeds"), **self.hardware(), **self.source_run())
         return specs, [engine.get("estimate_job")(s, self.session.dataset, self.session.store()) for s in specs]
 
     def update_sweep_cost(self) -> str:
@@ -561,6 +613,8 @@ class LauncherView(QWidget):
         if box.clickedButton() is not go_on:
             return []
         jobs = []
+        # A merge whose per-persona row is kept builds on that row, not on a run that finished since (a sweep's).
+        rows = engine.get("kept_rows_built_on")(rows)
         for row, estimate in zip(rows, estimates):  # in the study's order; finished rows are left out
             if row.state == engine.get("RESUME"):
                 jobs.append(self.session.jobs.resume(row.run_id, row.spec))
