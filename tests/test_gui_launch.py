@@ -357,6 +357,9 @@ def test_a_merge_run_again_builds_on_what_it_built_on_unless_another_is_chosen(w
                                     name="merge", parent_run_id=ids["per persona A"])
     session.runs_changed.emit()
     window.results.refresh()
+    model = window.results.model
+    row = next(i for i, (run, _t) in enumerate(model.rows) if run.id == merge_id)
+    assert model.data(model.index(row, model.PARAMS)) == "k=2, built on per persona A"
     next(a for a in window.results.run_menu(merge_id).actions() if a.text() == "Run again with changes…").trigger()
     assert launcher._job_rows.isRowVisible(launcher.source)
     listed = [launcher.source.itemData(i) for i in range(launcher.source.count())]

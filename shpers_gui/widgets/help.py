@@ -31,7 +31,8 @@ To read why a row wins or loses, click a persona's score in <i>Grid</i>: its tes
 references and, with <i>Beside</i>, another run's; <i>lowest score first</i> puts the turns it lost most on
 first (<code>shpers runs replies RUN --beside OTHER --worst 10</code> from a terminal). To try one change,
 right-click a run in <i>Results</i> ▸ <i>Run again with changes…</i>: its settings fill the Launch tab
-(<code>shpers run --like RUN --param …</code> from a terminal). To see how a score moves with one
+(<code>shpers run --like RUN --param …</code> from a terminal); a merge or prefix run again builds on the
+run it built on (<i>Builds on</i>, which may name another). To see how a score moves with one
 parameter, queue a <i>Sweep</i> on the Launch tab, select its runs (or one of them) in <i>Results</i> and
 press <i>Against a parameter…</i>: each value's score with its interval and final validation loss, paired with the
 default's value (<code>shpers runs effect RUN</code>).</li>

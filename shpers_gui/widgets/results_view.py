@@ -74,10 +74,12 @@ class RunsModel(RowTableModel):
         super().__init__(lambda: len(self.rows), parent)
         self.session = session
         self.rows: list[tuple] = []
+        self.labels: dict[str, str] = {}
 
     def refresh(self) -> None:
         store = self.session.store()
         runs = {r.id: r for r in store.list_runs()}
+        self.labels = {rid: r.label for rid, r in runs.items()}
         table = engine.get("study_rows")(store, list(runs)) if runs else []
         self.reset_with(lambda: setattr(self, "rows", [(runs[t.run_id], t) for t in table]))
 
@@ -95,11 +97,19 @@ class RunsModel(RowTableModel):
             (_pct(t.device_precision), t.device_precision or -1.0), (_pct(t.parameter_f1), t.parameter_f1 or -1.0),
             (_pct(t.numerical_precision), t.numerical_precision or -1.0),
             (str(len(run.personas)), len(run.personas)),
-            (changed_params(run.method, run.params),) * 2,
+            (self._settings(run),) * 2,
             (f"{run.trainable_params:,}" if run.trainable_params else "", run.trainable_params or 0),
             (_duration(run.duration_s), run.duration_s or 0.0), (run.status, run.status),
             (run.created_at[:19].replace("T", " "), run.created_at), (tags, tags), (dtype, dtype), (run.id, run.id),
         ]
+
+    def _settings(self, run) -> str:
+        """What differs from the defaults, and the run a merge or prefix built on."""
+        changed = changed_params(run.method, run.params)
+        if not run.parent_run_id:
+            return changed
+        built = f"built on {self.labels.get(run.parent_run_id, run.parent_run_id)}"
+        return f"{changed}, {built}" if changed else built
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         run, t = self.rows[index.row()]
