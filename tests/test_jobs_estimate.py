@@ -52,6 +52,23 @@ def test_time_comes_from_the_newest_speed_measured_on_the_same_model(dataset, tm
         assert f"measured in run {newest}" in e.summary()
 
 
+def test_an_estimate_names_the_run_that_timed_each_part_it_has(dataset, tmp_path):
+    with RunStore(tmp_path / "s.sqlite") as store:
+        ids = {}
+        for method, info in (("unified_lora", {"train_tokens_per_s": 100.0, "eval_turns_per_s": 2.0}),
+                             ("weighted_merge", {"eval_turns_per_s": 7.0})):  # newest last
+            ids[method] = store.create_run(method, {}, "tiny-qwen2", "h", ["p"])
+            store.set_metrics(ids[method], info, subset="info")
+            store.finish_run(ids[method])
+        merge = estimate_job(build_spec("weighted_merge", base_model="tiny-qwen2"), dataset, store)
+        # A merge trains nothing: its time and the run named are the merge run's, not the training run's.
+        assert merge.turns_per_s == 7.0 and f"measured in run {ids['weighted_merge']})" in merge.summary()
+        cluster = estimate_job(build_spec("cluster_lora", base_model="tiny-qwen2"), dataset, store)
+        assert cluster.turns_per_s == 7.0  # the newest evaluation speed, where the method has no run of its own
+        assert (f"measured in runs {ids['unified_lora']} (training) and {ids['weighted_merge']} (evaluation)"
+                in cluster.summary())
+
+
 def test_a_job_that_names_its_dtype_is_timed_only_by_runs_in_that_dtype(dataset, tmp_path):
     with RunStore(tmp_path / "s.sqlite") as store:
         for dtype, tokens in (("bfloat16", 300.0), ("float32", 100.0)):

@@ -100,7 +100,7 @@ def print_plan(args, ws: Workspace) -> int:
         print(f"{len(estimates)} rows to run; no time estimate for {unknown} of them: no finished run of "
               f"{specs[0].base_model}{f' in {args.dtype}' if args.dtype else ''} has measured this machine's speed yet.")
     else:
-        sources = sorted({e.measured_in for e in estimates})
+        sources = sorted({run for e in estimates for run in e.speed_runs() if run})
         where = f"run {sources[0]}" if len(sources) == 1 else f"{len(sources)} of this workspace's runs"
         print(f"{len(estimates)} rows to run: about {format_duration(total)} (speeds measured in {where}).")
     return 0

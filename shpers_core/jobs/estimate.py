@@ -42,6 +42,9 @@ class JobEstimate:
     other_seconds: float = 0.0
     """Time before evaluation besides training (sanity check, validation, clustering, merging, saving), as the
     newest run of the same method took it; 0 when none recorded it."""
+    evaluated_in: str = ""
+    """The run whose evaluation speed was used, where it is not ``measured_in`` (a merge trains nothing: its
+    evaluation is timed by merges, its training speed by another method's run)."""
 
     @property
     def seconds(self) -> float | None:
@@ -53,6 +56,18 @@ class JobEstimate:
         train = self.train_tokens / self.tokens_per_s if self.train_tokens else 0.0
         return train + (self.test_turns / self.turns_per_s if self.test_turns else 0.0) + self.other_seconds
 
+    def speed_runs(self) -> tuple[str, str]:
+        """The runs whose training and evaluation speeds time this job ("" for a part it does not have)."""
+        return (self.measured_in if self.train_tokens else "",
+                (self.evaluated_in or self.measured_in) if self.test_turns else "")
+
+    def measured_where(self) -> str:
+        """The run(s) whose speeds time this job: "run A", or "runs A (training) and B (evaluation)"."""
+        trained, evaluated = self.speed_runs()
+        if trained and evaluated and evaluated != trained:
+            return f"runs {trained} (training) and {evaluated} (evaluation)"
+        return f"run {trained or evaluated}"
+
     def summary(self) -> str:
         """One paragraph a person reads before queueing."""
         head = (f"{self.personas} personas · {self.train_dialogues:,} training dialogues · {self.steps:,} training "
@@ -63,7 +78,7 @@ class JobEstimate:
                 speed.append(f"training {self.tokens_per_s:.0f} tokens/s")
             if self.test_turns:
                 speed.append(f"evaluation {self.turns_per_s:.2f} turns/s")
-            return f"{head}. About {format_duration(self.seconds)} ({', '.join(speed)}, measured in run {self.measured_in})."
+            return f"{head}. About {format_duration(self.seconds)} ({', '.join(speed)}, measured in {self.measured_where()})."
         missing = [what for what, needed, speed in (("training", self.train_tokens, self.tokens_per_s),
                                                     ("evaluation", self.test_turns, self.turns_per_s))
                    if needed and not speed]
@@ -108,6 +123,8 @@ class MeasuredSpeed:
     other_seconds: float = 0.0
     """The newest run of the method's time before evaluation besides training, with the same method
     parameters where one has them (a TIES merge takes half a minute, a factor average under a second)."""
+    eval_run_id: str = ""
+    """The run the evaluation speed came from; empty when none."""
 
 
 def measured_speed(store, base_model: str, dtype: str | None = None, method: str | None = None,
@@ -143,7 +160,7 @@ def measured_speed(store, base_model: str, dtype: str | None = None, method: str
     alike = first(recorded, [run for run in mine if run.params.get("method_params") == method_params])[1]
     other = (alike or first(recorded, mine)[1]).get("other_seconds", 0.0)
     return MeasuredSpeed(train_info.get("train_tokens_per_s"), eval_info.get("eval_turns_per_s"), per_char,
-                         source.id if source else "", other)
+                         source.id if source else "", other, evaluated.id if evaluated else "")
 
 
 _last_split: dict = {}
@@ -198,4 +215,4 @@ def estimate_job(spec, dataset, store) -> JobEstimate:
     speed = measured_speed(store, spec.base_model, spec.dtype, spec.method, params)
     return JobEstimate(work.personas, work.train_dialogues, work.test_turns, work.steps,
                        round(work.train_chars * speed.tokens_per_char), speed.tokens_per_s, speed.turns_per_s,
-                       speed.run_id, spec.dtype or "", speed.other_seconds)
+                       speed.run_id, spec.dtype or "", speed.other_seconds, speed.eval_run_id)
