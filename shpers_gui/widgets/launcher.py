@@ -31,6 +31,9 @@ from shpers_core.methods.registry import METHODS
 from shpers_gui import engine
 from shpers_gui.widgets.param_form import ParamForm
 
+SOURCE_HELP = ("The run a merge or prefix builds on: a per-persona LoRA run's adapters (merges) or a unified LoRA "
+               "run's adapter (prefixes, retrieval). The newest: whichever such run on this base model, data and "
+               "personas finished last when the job starts (one is trained first where there is none)")
 # Jobs estimated longer than this are confirmed before they are queued.
 CONFIRM_ABOVE_S = 600.0
 # Without a measured speed, a job training on more tokens than this is confirmed too.
@@ -60,11 +63,13 @@ class LauncherView(QWidget):
         self.run_name = QLineEdit()
         self.run_name.setPlaceholderText("optional run name")
         self.source = QComboBox()
-        self.source.setToolTip("The run a merge or prefix builds on: a per-persona LoRA run's adapters (merges) or a "
-                               "unified LoRA run's adapter (prefixes, retrieval). The newest: whichever such run on "
-                               "this base model, data and personas finished last when the job starts (one is "
-                               "trained first where there is none)")
         self.source.currentIndexChanged.connect(lambda _i: self._cost_timer.start())
+        self.source.currentIndexChanged.connect(lambda _i: self.source.setToolTip(
+            f"{SOURCE_HELP}\n\nChosen: {self.source.currentText()}"))
+        # Long study names end in the run id that tells two apart: the list cuts them in the middle.
+        self.source.view().setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.source.setMinimumContentsLength(20)
+        self.source.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         # None: the engine picks for the machine the job runs on; set_automatic says what that is here.
         self.device = QComboBox()
         self.device.setToolTip(DEVICE_HELP[0].upper() + DEVICE_HELP[1:])
@@ -366,6 +371,7 @@ class LauncherView(QWidget):
         self.source.clear()
         for text, data in items:
             self.source.addItem(text, data)
+            self.source.setItemData(self.source.count() - 1, text, Qt.ItemDataRole.ToolTipRole)
         self.source.setCurrentIndex(max(0, self.source.findData(chosen)))
         self.source.blockSignals(False)
 
