@@ -43,6 +43,9 @@ class Job:
     logged_tenth: int = 0
     estimate: object | None = None
     """The launcher's :class:`JobEstimate`, whose evaluation part the ETA adds while training."""
+    builds_on: Job | None = None
+    """A study row's job whose run this one builds on (its pass's per-persona or unified LoRA row): named as
+    the job's source when it starts, so that no other run finished meanwhile takes its place."""
 
     @property
     def label(self) -> str:
@@ -209,7 +212,21 @@ class JobQueue(QObject):
             waiting = [j for j in self.jobs if j.status == WAITING and j.worker is None]
             if not waiting:
                 return
-            self._start(waiting[0])
+            if self.name_source(waiting[0]):
+                self._start(waiting[0])
+
+    def name_source(self, job: Job) -> bool:
+        """Name the run of ``job.builds_on`` as the job's source; False (the job failed) when that job ended
+        without a run: the merge or prefix would build on some other run instead."""
+        source = job.builds_on
+        if source is None or job.spec.source_run or source.status in ACTIVE:
+            return True
+        if source.status == FINISHED and source.run_id:
+            job.spec = job.spec.replace(source_run=source.run_id)
+            return True
+        self._end(job, FAILED, f"not started: it builds on “{source.label}”, which {source.status}; run that "
+                               "again first (Run the whole study offers to continue the study)")
+        return False
 
     def _start(self, job: Job) -> None:
         job.status = RUNNING

@@ -253,6 +253,11 @@ def test_run_the_whole_study_again_offers_to_continue_it(qtbot, tmp_path, monkey
         monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
         first = launcher.queue_study()
         assert len(first) == len(STUDY_STEPS)
+        by_method = {j.spec.method: j for j in first}
+        assert all(j.builds_on is by_method["per_persona_lora"] for j in first
+                   if j.spec.method in ("weighted_merge", "sparse_moe"))
+        assert all(j.builds_on is by_method["unified_lora"] for j in first
+                   if j.spec.method in ("static_prefix", "soft_prompt"))
         for job in first:
             session.jobs.cancel(job)
         # What an earlier session left: the first two rows finished, the third cancelled mid-way.
@@ -286,7 +291,16 @@ def test_run_the_whole_study_again_offers_to_continue_it(qtbot, tmp_path, monkey
         # per-persona row that runs again, the newest when they start.
         on_unified = [j for j in jobs if j.spec.method in ("static_prefix", "soft_prompt")]
         assert len(on_unified) == 5 and all(j.spec.source_run == ids[1] for j in on_unified)
-        assert all(j.spec.source_run == "" for j in jobs if j.spec.method in ("weighted_merge", "sparse_moe"))
+        merges = [j for j in jobs if j.spec.method in ("weighted_merge", "sparse_moe")]
+        assert len(merges) == 6 and all(j.spec.source_run == "" and j.builds_on is jobs[0] for j in merges)
+        # When a merge starts, the row it builds on has finished: its run is named, whatever finished since.
+        jobs[0].status, jobs[0].run_id = "finished", ids[2]
+        assert session.jobs.name_source(merges[0]) and merges[0].spec.source_run == ids[2]
+        # Had that row failed, the merge does not start on some other per-persona run.
+        jobs[0].status = "failed"
+        assert not session.jobs.name_source(merges[1])
+        assert merges[1].status == "failed" and "builds on “Per-persona LoRA”, which failed" in merges[1].error
+        jobs[0].status = "waiting"
         for job in jobs:
             session.jobs.cancel(job)
         monkeypatch.setattr(QMessageBox, "exec", answer("Run every row again"))

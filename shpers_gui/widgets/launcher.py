@@ -599,7 +599,7 @@ class LauncherView(QWidget):
         estimates = [engine.get("estimate_job")(s, self.session.dataset, self.session.store()) for s in specs]
         if not before:
             answer = QMessageBox.question(self, "Run the whole study", f"Queue {what}? {_time_of(estimates)}.")
-            return self._submit(specs, estimates) if answer == QMessageBox.StandardButton.Yes else []
+            return self._submit_study(specs, estimates) if answer == QMessageBox.StandardButton.Yes else []
         # A stopped row resumes from its checkpoints: only its training left counts.
         left = [engine.get("left_to_run")(e, self.session.workspace.run_dir(row.run_id))[0]
                 if row.state == engine.get("RESUME") else e
@@ -615,7 +615,7 @@ class LauncherView(QWidget):
         box.setDefaultButton(go_on)
         box.exec()
         if box.clickedButton() is again:
-            return self._submit(specs, estimates)
+            return self._submit_study(specs, estimates)
         if box.clickedButton() is not go_on:
             return []
         jobs = []
@@ -626,8 +626,25 @@ class LauncherView(QWidget):
                 jobs.append(self.session.jobs.resume(row.run_id, row.spec))
             elif row.state == engine.get("NEW"):
                 jobs.append(self.session.jobs.submit_once(row.spec, estimate=estimate))
+        link_study_jobs(jobs)
         self.submitted.emit(jobs)
         return jobs
+
+    def _submit_study(self, specs, estimates) -> list:
+        jobs = self._submit(specs, estimates)
+        link_study_jobs(jobs)
+        return jobs
+
+
+def link_study_jobs(jobs: list) -> None:
+    """Each merge or prefix job of a study builds on its pass's own row (the latest job before it of the
+    method it needs), unless it names a run already (a kept row's)."""
+    latest = {}
+    for job in jobs:
+        if not job.spec.source_run:
+            needed = METHODS[job.spec.method].sources(job.spec.method_params)
+            job.builds_on = next((latest[m] for m in needed if m in latest), None)
+        latest[job.spec.method] = job
 
 
 def _time_of(estimates: list) -> str:
