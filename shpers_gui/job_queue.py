@@ -83,6 +83,14 @@ class Job:
         return phase_left + e.test_turns / e.turns_per_s, True
 
 
+def spec_to_run(job: Job) -> JobSpec:
+    """``job.spec``, naming the run of ``job.builds_on`` where that job finished."""
+    source = job.builds_on
+    if source is None or job.spec.source_run or source.status != FINISHED or not source.run_id:
+        return job.spec
+    return job.spec.replace(source_run=source.run_id)
+
+
 def queue_summary(jobs: list[Job]) -> str:
     """The queue in a few words for the window title, e.g. "3 jobs to go, about 25 min left"; empty when idle.
 
@@ -218,11 +226,9 @@ class JobQueue(QObject):
     def name_source(self, job: Job) -> bool:
         """Name the run of ``job.builds_on`` as the job's source; False (the job failed) when that job ended
         without a run: the merge or prefix would build on some other run instead."""
+        job.spec = spec_to_run(job)
         source = job.builds_on
         if source is None or job.spec.source_run or source.status in ACTIVE:
-            return True
-        if source.status == FINISHED and source.run_id:
-            job.spec = job.spec.replace(source_run=source.run_id)
             return True
         self._end(job, FAILED, f"not started: it builds on “{source.label}”, which {source.status}; run that "
                                "again first (Run the whole study offers to continue the study)")

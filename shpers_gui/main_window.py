@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 
 from shpers_core.errors import UserError
 from shpers_gui import engine
-from shpers_gui.job_queue import ACTIVE, FAILED, FINISHED, queue_summary
+from shpers_gui.job_queue import ACTIVE, FAILED, FINISHED, queue_summary, spec_to_run
 from shpers_gui.pending_jobs import PendingJob, PendingSweep, read_pending, save_pending
 from shpers_gui.widgets.chat_view import ChatView
 from shpers_gui.widgets.grid_view import PersonaGridView
@@ -394,7 +394,8 @@ class MainWindow(QMainWindow):
         # After the cancel, a job that had started knows its run.
         try:
             # Jobs offered at start and not acted on stay offered.
-            left = [PendingJob(j.spec, j.run_id, sweeps[id(j)]) for j in active]
+            # A study's merge whose row finished names that row's run: after a restart it builds on it still.
+            left = [PendingJob(spec_to_run(j), j.run_id, sweeps[id(j)]) for j in active]
             save_pending(self.session.root, self.jobs.pending + left)
         except OSError as exc:  # a full disk or a read-only workspace must not keep the window open
             log.warning("could not keep the jobs left for next time: %s", exc)

@@ -368,6 +368,25 @@ def test_jobs_left_when_the_app_closes_are_offered_when_it_opens_again(qtbot, tm
     assert not pending_path(ws.root).exists()  # nothing was active at this close
 
 
+def test_a_study_merge_left_at_close_still_builds_on_its_row_after_a_restart(qtbot, tmp_path):
+    ws = Workspace(generated_workspace(tmp_path / "ws", 3))
+    with open_window(qtbot, ws.root, tmp_path) as first:
+        queue = first.session.jobs
+        queue.max_running = 0  # they wait; the test says which ended
+        row = queue.submit(build_spec("per_persona_lora", TINY, base_model="tiny-qwen2", name="Per-persona LoRA"))
+        merge = queue.submit(build_spec("weighted_merge", {"method_params.k": 2}, base_model="tiny-qwen2",
+                                        name="Weighted merge"))
+        merge.builds_on = row
+        with RunStore(ws.db_path) as store:
+            row.run_id = store.create_run("per_persona_lora", row.spec.to_dict(), "tiny-qwen2", "h", [])
+        row.status = "finished"
+    with open_window(qtbot, ws.root, tmp_path) as second:
+        second.session.jobs.max_running = 0
+        [again] = second.jobs.queue_pending()
+        assert again.spec.name == "Weighted merge" and again.spec.source_run == row.run_id
+        second.session.jobs.cancel(again)
+
+
 def test_a_sweep_left_at_close_still_selects_all_its_runs_when_it_ends_after_a_restart(qtbot, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QMessageBox
 
