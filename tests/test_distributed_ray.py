@@ -292,6 +292,13 @@ def test_a_study_on_ray_gives_the_local_table(tmp_path, shpers_cache, cluster):
             lrow.run_name, lrow.method, lrow.status, lrow.n_personas, lrow.verdict, lrow.trainable_params)
         for name in SCORES:
             assert getattr(rrow, name) == pytest.approx(getattr(lrow, name), abs=1e-6), (rrow.run_name, name)
+    # Its merges and prefixes named the study's own rows, which a wave before them made.
+    with RunStore(remote_root / "shpers.sqlite") as store:
+        runs = store.list_runs()
+        own = {m: next(r.id for r in runs if r.method == m) for m in ("per_persona_lora", "unified_lora")}
+        built = [r for r in runs if r.parent_run_id]
+        assert len(built) == 11 and all(r.params["source_run"] == r.parent_run_id for r in built)
+        assert {r.parent_run_id for r in built} == set(own.values())
     # --resume on Ray keeps the finished rows and continues a stopped one in its own run.
     with RunStore(remote_root / "shpers.sqlite") as store:
         stopped = next(r for r in store.list_runs() if r.method == "retrieval")
