@@ -38,7 +38,7 @@ def two_per_persona_runs(shpers_cache, tmp_path):
 def test_a_merge_builds_on_the_run_named_and_its_reruns_on_the_same(two_per_persona_runs):
     root, older, newer = two_per_persona_runs
     rc, out, err = shpers(root, "run", "weighted_merge", "--model", "tiny-qwen2", "-q", *MERGE,
-                          "--source", older[:16])
+                          "--source", older[:-2])
     assert rc == 0, err
     merge = _last(out)
     assert _parent(root, merge) == older  # not the newest per-persona run
@@ -63,6 +63,8 @@ def test_a_merge_builds_on_the_run_named_and_its_reruns_on_the_same(two_per_pers
     # Merges of other adapters are not repeats of each other on a curve.
     with RunStore(root / "shpers.sqlite") as store:
         assert varied_settings([store.get_run(merge), store.get_run(on_newest)]) == ["source_run"]
+    rc, out, _ = shpers(root, "runs", "show", merge)
+    assert "on a curve against method_params.density" in out and "against source_run" not in out
 
 
 def test_a_source_the_job_cannot_build_on_is_refused_before_anything_is_recorded(two_per_persona_runs):

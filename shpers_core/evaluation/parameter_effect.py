@@ -35,6 +35,7 @@ from shpers_core.params import GROUP_ALIASES
 from shpers_core.store.records import RunRecord
 
 SEED = "train.seed"
+SOURCE_RUN = "source_run"
 SETTING_GROUPS = ("method_params", "lora", "train", "eval")
 """The recorded parameter groups a curve can vary (as ``group.name``), besides the base model and dtype."""
 REFERENCE_DEFAULT, REFERENCE_BEST = "the default", "the best mean"
@@ -101,7 +102,7 @@ def run_settings(run: RunRecord) -> dict[str, Any]:
     out["base_model"] = run.base_model
     out["dtype"] = run.params.get("dtype")
     out["dataset"] = run.dataset_hash
-    out["source_run"] = run.parent_run_id
+    out[SOURCE_RUN] = run.parent_run_id
     return out
 
 
@@ -167,7 +168,7 @@ def sibling_groups(store, run_id: str) -> dict[str, list[str]]:
         differ = [k for k in sorted(set(mine) | set(theirs)) if k != SEED and _key(mine.get(k)) != _key(theirs.get(k))]
         if not differ:
             repeats.append(run.id)
-        elif len(differ) == 1:
+        elif len(differ) == 1 and differ[0] != SOURCE_RUN:  # run ids make no axis
             groups.setdefault(differ[0], []).append(run.id)
     ordered = sorted(groups.items(), key=lambda kv: -len(kv[1]))
     return {key: [anchor.id, *repeats, *ids] for key, ids in ordered}
