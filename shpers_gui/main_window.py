@@ -394,9 +394,12 @@ class MainWindow(QMainWindow):
         # After the cancel, a job that had started knows its run.
         try:
             # Jobs offered at start and not acted on stay offered.
-            # A study's merge whose row finished names that row's run: after a restart it builds on it still.
-            left = [PendingJob(spec_to_run(j), j.run_id, sweeps[id(j)]) for j in active]
-            save_pending(self.session.root, self.jobs.pending + left)
+            # A study's merge whose row finished names that row's run; one whose row is left too keeps pointing
+            # at it: after a restart it builds on that row still.
+            kept = self.jobs.pending
+            index = {id(j): len(kept) + i for i, j in enumerate(active)}
+            left = [PendingJob(spec_to_run(j), j.run_id, sweeps[id(j)], index.get(id(j.builds_on))) for j in active]
+            save_pending(self.session.root, kept + left)
         except OSError as exc:  # a full disk or a read-only workspace must not keep the window open
             log.warning("could not keep the jobs left for next time: %s", exc)
         self.chat.stop()

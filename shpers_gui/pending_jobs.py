@@ -39,6 +39,9 @@ class PendingJob:
     run_id: str = ""
     """The run a job that had started continues; empty for one that never started."""
     sweep: PendingSweep | None = None
+    builds_on: int | None = None
+    """For a study's merge or prefix, the index in the same list of the job of the row it builds on
+    (see ``Job.builds_on``); None when it names its source already or has none."""
 
 
 def _sweep_entry(sweep: PendingSweep | None) -> dict | None:
@@ -68,8 +71,8 @@ def save_pending(workspace_root: Path, jobs: list[PendingJob]) -> None:
     if not jobs:
         path.unlink(missing_ok=True)
         return
-    atomic_write_text(path, json.dumps([{"spec": j.spec.to_dict(), "run_id": j.run_id, "sweep": _sweep_entry(j.sweep)}
-                                        for j in jobs], indent=1))
+    atomic_write_text(path, json.dumps([{"spec": j.spec.to_dict(), "run_id": j.run_id, "sweep": _sweep_entry(j.sweep),
+                                         "builds_on": j.builds_on} for j in jobs], indent=1))
 
 
 def read_pending(workspace_root: Path) -> list[PendingJob]:
@@ -86,8 +89,10 @@ def read_pending(workspace_root: Path) -> list[PendingJob]:
     jobs = []
     for entry in entries if isinstance(entries, list) else []:
         try:
-            jobs.append(PendingJob(JobSpec.from_dict(dict(entry["spec"])), str(entry.get("run_id") or ""),
-                                   _sweep_of(entry.get("sweep"))))
+            spec = JobSpec.from_dict(dict(entry["spec"]))
+            builds_on = entry.get("builds_on")
+            jobs.append(PendingJob(spec, str(entry.get("run_id") or ""), _sweep_of(entry.get("sweep")),
+                                   builds_on if isinstance(builds_on, int) and not isinstance(builds_on, bool) else None))
         except (UserError, KeyError, TypeError, ValueError) as exc:
             log.warning("ignoring a job in %s: %s", path, exc)
     return jobs

@@ -387,6 +387,41 @@ def test_a_study_merge_left_at_close_still_builds_on_its_row_after_a_restart(qtb
         second.session.jobs.cancel(again)
 
 
+def test_a_study_merge_and_its_unfinished_row_left_at_close_are_linked_again_after_a_restart(qtbot, tmp_path):
+    ws = Workspace(generated_workspace(tmp_path / "ws", 3))
+
+    def leave(row_run: str = "") -> None:
+        with open_window(qtbot, ws.root, tmp_path) as first:
+            queue = first.session.jobs
+            queue.max_running = 0  # they wait
+            row = queue.submit(build_spec("per_persona_lora", TINY, base_model="tiny-qwen2", name="Per-persona LoRA"))
+            row.run_id = row_run  # a row that had started: it resumes its run
+            merge = queue.submit(build_spec("weighted_merge", {"method_params.k": 2}, base_model="tiny-qwen2",
+                                            name="Weighted merge"))
+            merge.builds_on = row
+
+    leave()
+    with open_window(qtbot, ws.root, tmp_path) as second:
+        second.session.jobs.max_running = 0
+        row, merge = second.jobs.queue_pending()
+        assert merge.builds_on is row and merge.spec.source_run == ""  # named when it starts
+        for job in (row, merge):
+            second.session.jobs.cancel(job)
+    # The row had started; its run finished before the next window (`shpers runs resume`, say).
+    with RunStore(ws.db_path) as store:
+        started = store.create_run("per_persona_lora", {}, "tiny-qwen2", "h", [])
+        store.start_run(started)
+        store.cancel_run(started)
+    leave(started)
+    with RunStore(ws.db_path) as store:
+        store.set_status(started, "finished")
+    with open_window(qtbot, ws.root, tmp_path) as third:
+        third.session.jobs.max_running = 0
+        [merge] = third.jobs.queue_pending()
+        assert merge.spec.source_run == started
+        third.session.jobs.cancel(merge)
+
+
 def test_a_sweep_left_at_close_still_selects_all_its_runs_when_it_ends_after_a_restart(qtbot, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QMessageBox
 

@@ -43,3 +43,14 @@ def test_a_jobs_sweep_reads_back_and_a_damaged_one_leaves_the_job_queueable(tmp_
         pending_path(tmp_path).write_text(json.dumps(entries))
         (back,) = read_pending(tmp_path)
         assert back.sweep is None and back.spec.lora.rank == 4
+
+
+def test_the_row_a_study_merge_builds_on_reads_back_and_a_damaged_link_is_dropped(tmp_path):
+    row, merge = build_spec("per_persona_lora", name="row"), build_spec("weighted_merge", name="merge")
+    save_pending(tmp_path, [PendingJob(row), PendingJob(merge, builds_on=0)])
+    assert [j.builds_on for j in read_pending(tmp_path)] == [None, 0]
+    entries = json.loads(pending_path(tmp_path).read_text())
+    for damaged in ("0", True, [0]):
+        entries[1]["builds_on"] = damaged
+        pending_path(tmp_path).write_text(json.dumps(entries))
+        assert [(j.spec.name, j.builds_on) for j in read_pending(tmp_path)] == [("row", None), ("merge", None)]

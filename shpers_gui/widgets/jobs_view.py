@@ -320,17 +320,31 @@ class JobsView(QWidget):
     def queue_pending(self) -> list[Job]:
         """Queue the offered jobs: started ones resume their runs (unless those finished or went since)."""
         pairs = []
+        made: dict[int, Job] = {}
+        finished: dict[int, str] = {}  # entries whose runs finished since: nothing to queue, but built on
         store = self.session.store()
-        for pending in self.pending:
+        for i, pending in enumerate(self.pending):
+            source = pending.builds_on
+            spec = pending.spec
+            if source in finished and not spec.source_run:
+                spec = spec.replace(source_run=finished[source])
             if not pending.run_id:
-                pairs.append((pending, self.queue.submit_once(pending.spec)))
-                continue
-            try:
-                status = store.get_run(pending.run_id).status
-            except Exception:  # noqa: BLE001 - StoreError: the run was deleted since; nothing to resume
-                continue
-            if status in RESUMABLE_STATUSES:
-                pairs.append((pending, self.queue.resume(pending.run_id, pending.spec)))
+                made[i] = self.queue.submit_once(spec)
+            else:
+                try:
+                    status = store.get_run(pending.run_id).status
+                except Exception:  # noqa: BLE001 - StoreError: the run was deleted since; nothing to resume
+                    continue
+                if status == FINISHED:
+                    finished[i] = pending.run_id
+                if status not in RESUMABLE_STATUSES:
+                    continue
+                made[i] = self.queue.resume(pending.run_id, spec)
+            # A study's merge builds on its row's job again (a row that ends without a run stops it); the row
+            # comes first in the list, so it is queued and the merge cannot start before this link.
+            if source in made and not spec.source_run:
+                made[i].builds_on = made[source]
+            pairs.append((pending, made[i]))
         self.dismiss_pending()
         self.pending_queued.emit(pairs)
         return [job for _pending, job in pairs]
