@@ -33,7 +33,7 @@ from shpers_core.jobs.runner import (
     load_dataset_for,
     select_personas,
 )
-from shpers_core.jobs.sources import check_source_run, find_matching_run
+from shpers_core.jobs.sources import find_matching_run, source_runs
 from shpers_core.jobs.spec import JobSpec
 from shpers_core.methods.registry import get_method
 from shpers_core.store import RunStore, StoreSink
@@ -171,9 +171,7 @@ def run_on_ray(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, optio
 
     model = model_ref(spec.base_model)  # before the run is recorded: a model this machine cannot read fails here
     with RunStore(workspace.db_path) as store:
-        named = check_source_run(store, spec, spec.base_model, dataset.content_hash(), personas)
-        if named is not None:
-            spec = spec.replace(source_run=named[1])
+        spec, chosen = source_runs(store, spec, spec.base_model, dataset.content_hash(), personas)
         if run_id is None:
             if not spec.dataset_path:
                 remember(workspace, dataset)
@@ -183,7 +181,7 @@ def run_on_ray(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, optio
         store.start_run(run_id)
         # The worker finds the one run of each method it is sent: the job's named one, else the newest.
         sources = [found for m in SOURCE_METHODS
-                   if (found := named[1] if named and named[0] == m
+                   if (found := chosen[m] if m in chosen
                        else find_matching_run(store, m, spec.base_model, dataset.content_hash(), personas))]
         sink = StoreSink(workspace.db_path, run_id)
         job_reporter = Reporter(sink, reporter.should_stop)

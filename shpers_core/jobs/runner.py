@@ -225,14 +225,11 @@ def _run_job(spec: JobSpec, workspace: Workspace, reporter: Reporter, *, store=N
     store = store or RunStore(workspace.db_path)
     try:
         # A source run the job cannot build on is refused before the run is recorded.
-        sources = source_runs(store, spec, base.name, dataset.content_hash(), personas)
+        spec, sources = source_runs(store, spec, base.name, dataset.content_hash(), personas)
     except UserError:
         if own_store:
             store.close()
         raise
-    if spec.source_run:
-        # The run records the full id, whatever start of it the user typed.
-        spec = spec.replace(source_run=next(r for r in sources.values() if r and r.startswith(spec.source_run)))
     if run_id is None and not spec.dataset_path:
         remember(workspace, dataset)  # a later import must not take a run's data away
     # A resumed run trains only what its checkpoint had left: its characters would not match its tokens.

@@ -49,9 +49,10 @@ def check_source_run(store, spec, base_model: str, dataset_hash: str, personas: 
     return run.method, run.id
 
 
-def source_runs(store, spec, base_model: str, dataset_hash: str, personas: list[str]) -> dict[str, str | None]:
-    """For each method ``spec`` builds on, the run it builds on: the one it names, else the newest
-    matching (None: none is stored, one must be trained first)."""
+def source_runs(store, spec, base_model: str, dataset_hash: str, personas: list[str]):
+    """``spec`` naming the full id of the run it names (whatever start of it was typed), and for each method
+    it builds on, the run it builds on: the one it names, else the newest matching (None: none is stored,
+    one must be trained first). A :class:`UserError` as :func:`check_source_run` raises it."""
     named = check_source_run(store, spec, base_model, dataset_hash, personas)
     out: dict[str, str | None] = {}
     for method in get_method(spec.method).sources(spec.method_params):
@@ -59,7 +60,7 @@ def source_runs(store, spec, base_model: str, dataset_hash: str, personas: list[
             out[method] = named[1]
         else:
             out[method] = find_matching_run(store, method, base_model, dataset_hash, personas)
-    return out
+    return (spec if named is None else spec.replace(source_run=named[1])), out
 
 
 def built_like(spec, parent_run_id: str | None):

@@ -349,9 +349,8 @@ class LauncherView(QWidget):
         """The methods whose runs the form's job builds on."""
         method = METHODS[self.method.currentData()]
         try:
-            own = {k.split(".", 1)[1]: v for k, v in self.form.values().items() if k.startswith("method_params.")}
-            return method.sources(method.params.from_dict(own))
-        except (UserError, TypeError, ValueError):  # mid-edit: whatever the method may need
+            return method.sources(build_spec(method.name, self.form.values()).method_params)
+        except UserError:  # mid-edit: whatever the method may need
             return method.requires
 
     def _fill_sources(self) -> None:
